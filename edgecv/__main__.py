@@ -1,0 +1,5 @@
+"""`python -m edgecv` runs the CLI."""
+
+from edgecv.cli import main
+
+main()

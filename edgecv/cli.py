@@ -1,0 +1,138 @@
+"""The ``edgecv`` command line. Heavy imports (TensorFlow, OpenCV, runtimes) happen inside commands,
+so ``edgecv --help`` stays instant on any device."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Optional
+
+import typer
+
+from edgecv import __version__
+from edgecv.errors import EdgecvError
+
+app = typer.Typer(
+    name="edgecv",
+    help="Train compact image classifiers, quantize them for edge devices, and prove they still "
+         "work: accuracy and latency of every artifact.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command):
+    """Turn EdgecvError (a user mistake or an unavailable resource) into one line + exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EdgecvError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"edgecv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """edgecv: data -> compact CNN -> quantized artifacts -> verified accuracy and latency."""
+
+
+@app.command("models")
+@user_errors
+def models_command() -> None:
+    """List the model registry: name, default input size, description."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgecv.models import get_model_info, list_models
+
+    table = Table("model", "default size", "pretrained base", "description")
+    for name in list_models():
+        info = get_model_info(name)
+        table.add_row(name, str(info.default_img_size), "yes" if info.supports_weights else "-",
+                      info.description)
+    Console().print(table)
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    data: str = typer.Option("digits", help="digits (offline, built in), mnist, fashion_mnist, "
+                             "cifar10 (downloaded by Keras), or a folder with one subfolder per class."),
+    model: str = typer.Option("resnet8", help="Registry name; see `edgecv models`."),
+    img_size: Optional[int] = typer.Option(None, help="Square input size in pixels.",
+                                           show_default="model default"),
+    channels: Optional[int] = typer.Option(None, help="1 (grayscale) or 3 (RGB).",
+                                           show_default="dataset default"),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping may end "
+                                         "sooner); with --resume, raises the run's epoch count.",
+                                         show_default="40"),
+    batch_size: int = typer.Option(32, help="Global batch size."),
+    lr: float = typer.Option(1e-3, help="Initial learning rate."),
+    optimizer: str = typer.Option("adam", help="adam, adamw, sgd or rmsprop."),
+    lr_schedule: str = typer.Option("none", help="none (reduce on plateau), cosine or step."),
+    augment: bool = typer.Option(True, help="Rotation/shift/zoom/contrast on training batches."),
+    flip: bool = typer.Option(False, help="Add horizontal flips to the augmentation."),
+    val_split: float = typer.Option(0.15, help="Fraction of the data for validation."),
+    test_split: float = typer.Option(0.15, help="Fraction held out for test / verification."),
+    seed: int = typer.Option(0, help="Seed of the split, initialisation and augmentation."),
+    patience: int = typer.Option(8, help="Early-stopping patience in epochs (on val_loss)."),
+    strategy: str = typer.Option("default", help="default, mirrored, multiworker (TF_CONFIG) or tpu."),
+    weights: Optional[str] = typer.Option(None, help="imagenet or a local weights file for the "
+                                          "pretrained base (mobilenet_v2).", show_default="none"),
+    fine_tune_epochs: int = typer.Option(0, help="Epochs with the top of the base unfrozen."),
+    fine_tune_layers: int = typer.Option(20, help="How many top base layers fine-tuning unfreezes."),
+    tensorboard: bool = typer.Option(True, help="Write TensorBoard logs to RUN/logs."),
+    name: Optional[str] = typer.Option(None, help="Run name: the run goes to runs/NAME.",
+                                       show_default="DATA-MODEL[-N]"),
+    out: Optional[str] = typer.Option(None, help="Run directory (instead of runs/NAME)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run (--out/--name)."),
+) -> None:
+    """Train a compact CNN and write a run directory (model, labels, config, curves, metrics)."""
+    from edgecv.errors import UsageError
+    from edgecv.training import TrainConfig, train
+
+    if name and out:
+        raise UsageError("give either --name or --out, not both.")
+    if name and ("/" in name or name in (".", "..")):
+        raise UsageError(f"--name must be a plain name, received '{name}'; use --out for a path.")
+    config = TrainConfig(
+        data=data, model=model, img_size=img_size, channels=channels,
+        epochs=TrainConfig.epochs if epochs is None else epochs,
+        batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
+        augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
+        patience=patience, strategy=strategy, weights=weights, fine_tune_epochs=fine_tune_epochs,
+        fine_tune_layers=fine_tune_layers, tensorboard=tensorboard,
+        out=out or (f"runs/{name}" if name else None),
+    )
+    train(config, overwrite=overwrite, resume=resume, resume_epochs=epochs, log=typer.echo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="edgecv")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""resnet8: the MLPerf Tiny image-classification reference model (ResNet-8 for CIFAR-10).
+
+Stem conv 3x3 + BN + ReLU, then three residual stacks (filters 16/32/64, strides 1/2/2) of two
+3x3 conv+BN each, a 1x1 projection shortcut where the shape changes, add + ReLU, global average
+pooling and a softmax classifier; L2 1e-4 on the kernels as in the reference.
+BatchNorm momentum is 0.9 instead of Keras' 0.99: small edge datasets give few steps per epoch,
+and 0.99 leaves the moving statistics (used at validation) lagging for many epochs.
+"""
+
+from __future__ import annotations
+
+from edgecv.errors import UsageError
+
+
+def resnet8(input_shape, num_classes, filters=(16, 32, 64)):
+    """ResNet-8 with ``filters`` per stack (default (16, 32, 64))."""
+    import keras
+    from keras import layers, regularizers
+
+    filters = tuple(int(f) for f in filters)
+    if len(filters) != 3 or min(filters) < 1:
+        raise UsageError(f"filters must be 3 positive integers, received filters={filters}.")
+    l2 = regularizers.l2(1e-4)
+
+    def conv(x, f, kernel, strides, name):
+        return layers.Conv2D(f, kernel, strides=strides, padding="same", use_bias=False,
+                             kernel_initializer="he_normal", kernel_regularizer=l2, name=name)(x)
+
+    def bn(x, name):
+        return layers.BatchNormalization(momentum=0.9, name=name)(x)
+
+    inputs = keras.Input(input_shape, name="input")
+    x = layers.ReLU(name="stem_relu")(bn(conv(inputs, filters[0], 3, 1, "stem_conv"), "stem_bn"))
+    for stack, (f, strides) in enumerate(zip(filters, (1, 2, 2)), start=1):
+        name = f"stack{stack}"
+        y = layers.ReLU(name=f"{name}_relu1")(bn(conv(x, f, 3, strides, f"{name}_conv1"),
+                                                  f"{name}_bn1"))
+        y = bn(conv(y, f, 3, 1, f"{name}_conv2"), f"{name}_bn2")
+        if strides != 1 or x.shape[-1] != f:
+            x = conv(x, f, 1, strides, f"{name}_shortcut")
+        x = layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_initializer="he_normal",
+                           name="scores")(x)
+    return keras.Model(inputs, outputs, name="resnet8")

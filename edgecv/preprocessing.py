@@ -1,0 +1,128 @@
+"""The preprocessing contract shared by training and every deployed path (numpy + OpenCV only).
+
+A model trained by edgecv takes NHWC float32 input computed from 8-bit pixels as
+``(pixel * scale - mean) / std``. The same :class:`Preprocessing` object is written to the run's
+``config.json`` (and later into every artifact's model card), so ``predict``, ``bench`` and
+``camera`` never need preprocessing flags.
+
+Conversion rules for decoded images (:func:`to_model_image`), applied identically when training
+from a folder and when deploying:
+
+- 16-bit images are reduced to 8 bits by dividing by 257 (65535 -> 255, rounded).
+- An alpha channel is dropped (pixels keep their colour; transparency is not composited).
+- Colour to 1 channel uses OpenCV's BGR->GRAY luminance (0.299 R + 0.587 G + 0.114 B);
+  1 channel to 3 replicates the grey value.
+- 3-channel images are handed to the model as RGB (OpenCV decodes BGR).
+- Resizing uses ``cv2.INTER_AREA`` when shrinking and ``cv2.INTER_LINEAR`` when enlarging.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgecv.errors import DataError, UsageError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw 8-bit pixels become model input.
+
+    Args:
+        height, width: model input size in pixels.
+        channels: 1 (grayscale) or 3 (RGB).
+        scale: multiplier applied to the 0..255 pixel values first (default 1/255).
+        mean, std: per-channel (or single) normalisation after scaling (default 0 and 1).
+        layout: tensor layout of the model input; edgecv models are ``NHWC``.
+    """
+
+    height: int
+    width: int
+    channels: int
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = field(default=(0.0,))
+    std: tuple[float, ...] = field(default=(1.0,))
+    layout: str = "NHWC"
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise UsageError(f"channels must be 1 or 3, received channels={self.channels}.")
+        if self.height < 8 or self.width < 8:
+            raise UsageError(
+                f"input size must be at least 8x8, received {self.height}x{self.width}."
+            )
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, self.channels):
+                raise UsageError(
+                    f"{name} needs 1 or {self.channels} values, received {list(values)}."
+                )
+        if any(s == 0 for s in self.std):
+            raise UsageError(f"std must not contain 0, received {list(self.std)}.")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of one model input."""
+        return (self.height, self.width, self.channels)
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """Turn uint8 images (..., H, W, C) into float32 model input."""
+        if images.shape[-3:] != self.input_shape:
+            raise DataError(
+                f"image batch has shape {tuple(images.shape)}, expected (..., "
+                f"{self.height}, {self.width}, {self.channels})."
+            )
+        x = images.astype(np.float32) * np.float32(self.scale)
+        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(float(v) for v in known[key])
+        return cls(**known)
+
+
+def to_model_image(image: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
+    """Apply the module's conversion rules to one decoded OpenCV image; returns uint8 HxWxC.
+
+    ``image`` is what ``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` returns: HxW, HxWx1, HxWx3 (BGR)
+    or HxWx4 (BGRA), uint8 or uint16.
+    """
+    import cv2
+
+    if image is None or image.size == 0:
+        raise DataError("empty image: the file decoded to no pixels.")
+    if image.dtype == np.uint16:
+        image = np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise DataError(f"unsupported pixel type {image.dtype}; expected 8- or 16-bit images.")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise DataError(f"unsupported image shape {image.shape}; expected gray, BGR or BGRA.")
+
+    if channels == 1:
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    if image.shape[:2] != (height, width):
+        shrinking = image.shape[0] * image.shape[1] > height * width
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        image = cv2.resize(image, (width, height), interpolation=interpolation)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    return np.ascontiguousarray(image)

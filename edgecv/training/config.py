@@ -1,0 +1,137 @@
+"""The training configuration: every knob of a run, validated, and written to ``config.json``.
+
+Fields left as ``None`` mean "the default for this model / dataset" and are resolved by
+:func:`resolve` before training, so ``config.json`` always records concrete values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from edgecv.errors import UsageError, unknown_name
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+LR_SCHEDULES = ("none", "cosine", "step")
+DEFAULT_MODEL = "resnet8"
+DEFAULT_RUNS_DIR = "runs"
+# Channels of the data sources that have a natural value; folders default to RGB.
+DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3}
+
+
+@dataclass
+class TrainConfig:
+    """All options of ``edgecv train``. ``None`` = model/dataset default (see :func:`resolve`)."""
+
+    data: str = "digits"
+    model: str = DEFAULT_MODEL
+    img_size: int | None = None
+    channels: int | None = None
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    lr_schedule: str = "none"
+    augment: bool = True
+    flip: bool = False
+    val_split: float = 0.15
+    test_split: float = 0.15
+    seed: int = 0
+    patience: int = 8
+    strategy: str = "default"
+    weights: str | None = None
+    fine_tune_epochs: int = 0
+    fine_tune_layers: int = 20
+    tensorboard: bool = True
+    out: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> "TrainConfig":
+        """Read the ``train`` section of ``RUN/config.json``."""
+        path = Path(run_dir) / "config.json"
+        if not path.is_file():
+            raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json).")
+        return cls.from_dict(json.loads(path.read_text())["train"])
+
+
+def validate(config: TrainConfig) -> None:
+    """Check every option; raise UsageError that echoes the bad value and the accepted range."""
+    from edgecv.models import get_model_info, list_models
+
+    if config.model not in list_models():
+        raise unknown_name("model", config.model, list_models())
+    if config.optimizer not in OPTIMIZERS:
+        raise unknown_name("optimizer", config.optimizer, OPTIMIZERS)
+    if config.strategy not in STRATEGIES:
+        raise unknown_name("strategy", config.strategy, STRATEGIES)
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise unknown_name("lr schedule", config.lr_schedule, LR_SCHEDULES)
+    checks = [
+        (config.epochs >= 1, f"--epochs must be at least 1, received {config.epochs}."),
+        (config.batch_size >= 1, f"--batch-size must be at least 1, received {config.batch_size}."),
+        (config.lr > 0, f"--lr must be positive, received {config.lr}."),
+        (config.patience >= 1, f"--patience must be at least 1, received {config.patience}."),
+        (config.fine_tune_epochs >= 0,
+         f"--fine-tune-epochs must be 0 or more, received {config.fine_tune_epochs}."),
+        (config.channels in (None, 1, 3), f"--channels must be 1 or 3, received {config.channels}."),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    info = get_model_info(config.model)
+    if config.img_size is not None and config.img_size < info.min_img_size:
+        raise UsageError(
+            f"--img-size {config.img_size} is too small for {config.model}; "
+            f"it needs at least {info.min_img_size}."
+        )
+    if (config.weights or config.fine_tune_epochs) and not info.supports_weights:
+        supported = [m for m in list_models() if get_model_info(m).supports_weights]
+        raise UsageError(
+            f"--weights/--fine-tune-epochs apply to pretrained bases only; {config.model} has none. "
+            f"Use one of: {', '.join(supported)}."
+        )
+    if config.fine_tune_epochs and not config.weights:
+        raise UsageError("--fine-tune-epochs needs --weights imagenet|PATH (a pretrained base).")
+    if config.weights not in (None, "imagenet") and not Path(config.weights).is_file():
+        raise UsageError(f"--weights file '{config.weights}' does not exist; give imagenet or a path.")
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Fill the ``None`` fields with the model's and dataset's defaults; validates first."""
+    from edgecv.data import dataset_kind
+    from edgecv.models import get_model_info
+
+    validate(config)
+    kind = dataset_kind(config.data)
+    img_size = config.img_size or get_model_info(config.model).default_img_size
+    channels = config.channels
+    if channels is None:
+        channels = 3 if config.weights else DATASET_CHANNELS.get(config.data, 3 if kind == "folder" else 1)
+    if config.weights and channels != 3:
+        raise UsageError(
+            f"pretrained weights need RGB input: received --channels {channels}, use --channels 3."
+        )
+    return replace(config, img_size=img_size, channels=channels)
+
+
+def default_run_dir(config: TrainConfig, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
+    """``runs/<data>-<model>``, numbered ``-2``, ``-3``... so an earlier run is never overwritten."""
+    from edgecv.data import dataset_kind
+
+    data_name = Path(config.data).name if dataset_kind(config.data) == "folder" else config.data
+    base = Path(runs_dir) / f"{data_name}-{config.model}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate

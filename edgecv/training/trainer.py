@@ -1,0 +1,338 @@
+"""``edgecv train``: data -> model -> run directory.
+
+A run directory holds everything later steps need and nothing they must recompute::
+
+    model.keras            the inference model (best validation epoch; no augmentation layers)
+    labels.txt             one class name per line, in output order
+    config.json            train options, preprocessing contract, data source and split seed
+    split.json             the sample ids of train / val / test (indices or relative paths)
+    history.csv            per-epoch metrics (Keras CSVLogger)
+    training_curves.png    accuracy and loss, train vs validation
+    confusion_matrix.png   test split
+    metrics.json           test accuracy, per-class precision/recall, params, MACs, time, images/s
+    logs/                  TensorBoard
+    checkpoints/           best weights; backup/ while a run is in progress (for --resume)
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecv import __version__
+from edgecv.errors import UsageError
+from edgecv.io import atomic_path, write_json_atomic, write_text_atomic
+from edgecv.preprocessing import Preprocessing
+from edgecv.tf_import import import_tensorflow
+from edgecv.training.config import TrainConfig, default_run_dir, resolve
+
+RUN_MARKER = "config.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+
+
+def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
+                    resume_epochs: int | None = None) -> tuple[TrainConfig, Path]:
+    """Pick the run directory and the config to use, refusing to clobber an existing run.
+
+    With ``resume`` the run's saved config is used; ``resume_epochs`` may raise its epoch count.
+    """
+    if resume:
+        if not config.out:
+            raise UsageError("--resume needs the run to continue: give --out RUN_DIR or --name NAME.")
+        run_dir = Path(config.out)
+        saved = TrainConfig.from_run(run_dir)
+        if not (run_dir / "checkpoints" / "backup").is_dir():
+            if (run_dir / "model.keras").is_file():
+                raise UsageError(f"run '{run_dir}' already finished; nothing to resume.")
+            raise UsageError(f"run '{run_dir}' has no backup to resume from; start it again.")
+        epochs = max(saved.epochs, resume_epochs or 0)
+        return replace(saved, epochs=epochs, out=str(run_dir)), run_dir
+    config = resolve(config)
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise UsageError(
+                f"output directory '{run_dir}' already exists; pass --overwrite to replace it, "
+                "--resume to continue it, or choose another --name/--out."
+            )
+        if not (run_dir / RUN_MARKER).is_file():
+            raise UsageError(
+                f"refusing to overwrite '{run_dir}': it is not an edgecv run (no config.json)."
+            )
+        shutil.rmtree(run_dir)
+    return replace(config, out=str(run_dir)), run_dir
+
+
+def build_augmenter(config: TrainConfig):
+    """Keras preprocessing layers used on training batches only (never part of the saved model)."""
+    import keras
+
+    layers = [
+        keras.layers.RandomRotation(0.04, fill_mode="constant", seed=config.seed),
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=config.seed + 1),
+        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=config.seed + 2),
+        keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=config.seed + 3),
+    ]
+    if config.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=config.seed + 4))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def make_tf_dataset(split, preprocessing: Preprocessing, batch_size: int, *, training: bool,
+                    augmenter=None, seed: int = 0):
+    """tf.data pipeline: cache -> shuffle -> batch -> augment -> normalise -> prefetch."""
+    import tensorflow as tf
+
+    mean = tf.constant(preprocessing.mean, tf.float32)
+    std = tf.constant(preprocessing.std, tf.float32)
+    scale = tf.constant(preprocessing.scale, tf.float32)
+
+    def normalize(x, y):  # the same arithmetic as Preprocessing.normalize
+        return (x * scale - mean) / std, y
+
+    ds = tf.data.Dataset.from_tensor_slices((split.x, split.y)).cache()
+    if training:
+        ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(normalize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def make_optimizer(name: str, lr: float):
+    import keras
+
+    return {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adamw": lambda: keras.optimizers.AdamW(lr),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+    }[name]()
+
+
+def lr_schedule_fn(config: TrainConfig) -> Callable[[int, float], float] | None:
+    """Epoch -> learning rate for ``--lr-schedule cosine|step``; None for ``none``."""
+    if config.lr_schedule == "cosine":
+        return lambda epoch, _lr: config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+    if config.lr_schedule == "step":
+        step = max(1, config.epochs // 3)
+        return lambda epoch, _lr: config.lr * (0.1 ** (epoch // step))
+    return None
+
+
+def best_val_loss(history_csv: Path) -> float | None:
+    from edgecv.training.report import read_history
+
+    values = read_history(history_csv).get("val_loss")
+    return min(values) if values else None
+
+
+def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None], *,
+                   resuming: bool, total_epochs: int):
+    import keras
+
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            log(f"epoch {epoch + 1:>3}/{total_epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+                f"acc {logs.get('accuracy', float('nan')):.4f}  "
+                f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
+                f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  "
+                f"lr {lr:.2e}  {time.perf_counter() - self._start:.1f}s")
+
+    # Order matters for --resume: the backup of epoch k is written before its CSV row, so a
+    # row in history.csv always means that epoch is safe in the backup.
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "best.weights.h5"), monitor="val_loss", save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_val_loss(run_dir / "history.csv") if resuming else None,
+        ),
+        keras.callbacks.BackupAndRestore(str(checkpoints / "backup"), delete_checkpoint=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                      restore_best_weights=False),
+    ]
+    schedule = lr_schedule_fn(config)
+    if schedule is not None:
+        callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
+    else:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2), min_lr=1e-5))
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0,
+                                                     write_graph=False))
+    callbacks.append(EpochLog())
+    return callbacks
+
+
+def _set_fine_tune_trainable(model, layers_to_train: int) -> None:
+    """Unfreeze the top ``layers_to_train`` layers of the base; BatchNorm stays frozen."""
+    import keras
+
+    base = model.get_layer("base")
+    base.trainable = True
+    cutoff = max(0, len(base.layers) - layers_to_train)
+    for index, layer in enumerate(base.layers):
+        frozen = index < cutoff or isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = not frozen
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"edgecv": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
+          resume_epochs: int | None = None, log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``config.model`` on ``config.data`` and write a complete run directory.
+
+    With ``resume=True`` only ``config.out`` is read from ``config``: the run continues with its
+    saved options (``resume_epochs`` may raise the epoch count).
+    """
+    config, run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume,
+                                      resume_epochs=resume_epochs)
+    tf = import_tensorflow()
+    import keras
+
+    from edgecv.data import load_dataset
+    from edgecv.models import count_macs, create_model
+    from edgecv.training.report import (classification_metrics, plot_confusion_matrix,
+                                        plot_training_curves, read_history)
+    from edgecv.training.strategy import make_strategy
+
+    strategy, strategy_text = make_strategy(config.strategy)  # before any other TF device use
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+
+    preprocessing = Preprocessing(config.img_size, config.img_size, config.channels)
+    dataset = load_dataset(config.data, config.img_size, config.img_size, config.channels,
+                           val_split=config.val_split, test_split=config.test_split,
+                           seed=config.seed)
+    for item in dataset.skipped:
+        log(f"skipped {item['path']}: {item['reason']}")
+    log(f"data: {dataset.name}, {dataset.num_classes} classes, train {len(dataset.train)} / "
+        f"val {len(dataset.val)} / test {len(dataset.test)}, input {preprocessing.input_shape}"
+        + (f", {len(dataset.skipped)} file(s) skipped" if dataset.skipped else ""))
+    if len(dataset.val) == 0:
+        raise UsageError(f"validation split is empty (--val-split {config.val_split}); raise it.")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_record = {
+        "edgecv_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "train": config.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "labels": dataset.labels,
+        "data": {**dataset.source, "sizes": {"train": len(dataset.train), "val": len(dataset.val),
+                                             "test": len(dataset.test)}},
+        "strategy": strategy_text,
+        "versions": _versions(),
+    }
+    if not resume:
+        write_json_atomic(run_dir / "config.json", config_record)
+        write_json_atomic(run_dir / "split.json", dataset.split_ids())
+        write_text_atomic(run_dir / "labels.txt", "\n".join(dataset.labels) + "\n")
+
+    with strategy.scope():
+        overrides = {"weights": config.weights} if config.weights else {}
+        model = create_model(config.model, preprocessing.input_shape, dataset.num_classes,
+                             **overrides)
+        if config.weights:
+            model.get_layer("base").trainable = False
+        model.compile(optimizer=make_optimizer(config.optimizer, config.lr),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}")
+
+    augmenter = build_augmenter(config) if config.augment else None
+    train_ds = make_tf_dataset(dataset.train, preprocessing, config.batch_size, training=True,
+                               augmenter=augmenter, seed=config.seed)
+    val_ds = make_tf_dataset(dataset.val, preprocessing, config.batch_size, training=False)
+
+    total_epochs = config.epochs + config.fine_tune_epochs
+    phases = [(config.epochs, None)]
+    if config.fine_tune_epochs:
+        phases.append((total_epochs, config.fine_tune_layers))
+    fit_seconds, epochs_run = 0.0, 0
+    resuming = resume
+    for phase_end, fine_tune_layers in phases:
+        if fine_tune_layers is not None:
+            with strategy.scope():
+                _set_fine_tune_trainable(model, fine_tune_layers)
+                model.compile(optimizer=make_optimizer(config.optimizer, config.lr / 10),
+                              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            log(f"fine-tuning the top {fine_tune_layers} layers of the base at lr {config.lr / 10:g}")
+        callbacks = make_callbacks(config, run_dir, log, resuming=resuming,
+                                   total_epochs=total_epochs)
+        start = time.perf_counter()
+        history = model.fit(train_ds, validation_data=val_ds, epochs=phase_end,
+                            initial_epoch=0 if fine_tune_layers is None else config.epochs,
+                            callbacks=callbacks, shuffle=False, verbose=0)  # tf.data shuffles
+        fit_seconds += time.perf_counter() - start
+        epochs_run += len(history.history.get("loss", []))
+        resuming = True  # later phases append to history.csv
+
+    best = run_dir / "checkpoints" / "best.weights.h5"
+    if best.is_file():
+        model.load_weights(str(best))
+
+    test_x = preprocessing.normalize(dataset.test.x) if len(dataset.test) else None
+    metrics: dict = {}
+    if test_x is not None:
+        scores = model.predict(test_x, batch_size=256, verbose=0)
+        metrics = classification_metrics(dataset.test.y, scores, dataset.labels)
+        metrics["test_loss"] = float(keras.losses.sparse_categorical_crossentropy(
+            dataset.test.y, scores).numpy().mean())
+        plot_confusion_matrix(metrics["confusion_matrix"], dataset.labels,
+                              run_dir / "confusion_matrix.png")
+    history_columns = read_history(run_dir / "history.csv")
+    if history_columns:
+        plot_training_curves(history_columns, run_dir / "training_curves.png")
+
+    with atomic_path(run_dir / "model.keras") as tmp:
+        model.save(tmp)
+
+    n_train = len(dataset.train)
+    metrics = {
+        "test_accuracy": metrics.pop("accuracy", None),
+        **metrics,
+        "params": int(model.count_params()),
+        "macs": int(count_macs(model)),
+        "epochs_run": int(len(history_columns.get("epoch", []))),
+        "best_epoch": (int(np.argmin(history_columns["val_loss"])) + 1
+                       if history_columns.get("val_loss") else None),
+        "training_time_s": round(fit_seconds, 3),
+        "images_per_s": round(n_train * epochs_run / fit_seconds, 1) if fit_seconds else None,
+        "train_images": n_train,
+        "skipped_files": dataset.skipped,
+    }
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    if metrics["test_accuracy"] is not None:
+        log(f"test accuracy {metrics['test_accuracy']:.4f} on {len(dataset.test)} images; "
+            f"{fit_seconds:.1f}s training, {metrics['images_per_s']} images/s")
+    log(f"run saved to {run_dir}")
+    return TrainResult(run_dir, metrics)

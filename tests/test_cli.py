@@ -1,0 +1,101 @@
+"""The CLI through its real entry point: help, speed of import, and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from typer.testing import CliRunner; from edgecv.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "heavy = [m for m in ('tensorflow', 'keras', 'cv2', 'sklearn', 'matplotlib') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["models"]])
+def test_every_command_has_help_with_defaults(command):
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: edgecv" in result.stdout
+    if command == ["train"]:
+        for option in ("--data", "--model", "--epochs", "--resume", "--strategy", "--weights"):
+            assert option in result.stdout
+        assert "[default: digits]" in result.stdout and "[default: resnet8]" in result.stdout
+
+
+def test_models_lists_the_registry():
+    from edgecv.models import list_models
+
+    result = run_cli("models")
+    assert result.returncode == 0, result.stderr
+    for name in list_models():
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--model", "resnet9"], "unknown model 'resnet9'. Did you mean 'resnet8'?"),
+    (["--data", "mnsit"], "unknown dataset 'mnsit'. Did you mean 'mnist'?"),
+    (["--channels", "2"], "--channels must be 1 or 3, received 2"),
+    (["--epochs", "0"], "--epochs must be at least 1, received 0"),
+    (["--optimizer", "adamm"], "Did you mean 'adam'?"),
+    (["--strategy", "mirror"], "Did you mean 'mirrored'?"),
+    (["--weights", "imagenet"], "apply to pretrained bases only; resnet8 has none"),
+    (["--name", "a", "--out", "b"], "either --name or --out"),
+])
+def test_usage_errors_are_one_line_exit_2(tmp_path, args, fragment):
+    result = run_cli("train", *args, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing written for a refused command
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    result = run_cli("train", "--out", out, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "already exists; pass --overwrite" in result.stderr
+    result = run_cli("train", "--out", out, "--overwrite", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not an edgecv run" in result.stderr
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.tf
+def test_offline_keras_dataset_is_one_clear_line(tmp_path):
+    # Route downloads to a closed loopback port so the test is offline even where a network exists.
+    env = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    result = run_cli("train", "--data", "fashion_mnist", "--out", tmp_path / "run", env=env,
+                     cwd=tmp_path)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert "could not download the 'fashion_mnist' dataset" in error_lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.tf
+def test_tpu_strategy_without_tpu_is_a_clear_error(tmp_path):
+    result = run_cli("train", "--strategy", "tpu", "--epochs", "1", "--out", tmp_path / "run",
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert "--strategy tpu: no TPU found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.tf
+def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
+    result = run_cli("train", "--strategy", "multiworker", "--out", tmp_path / "run",
+                     env={"TF_CONFIG": ""}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "needs the TF_CONFIG environment variable" in result.stderr

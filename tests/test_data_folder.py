@@ -1,0 +1,108 @@
+"""Image folders with every kind of bad file: each one is skipped and named, never dropped silently."""
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecv.data.folder import load_images, read_image, scan_image_folder
+from edgecv.errors import DataError
+
+
+def jpeg_bytes(image):
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    root = tmp_path / "data"
+    for name in ("cat", "dog", "fox"):
+        (root / name).mkdir(parents=True)
+    red = np.zeros((20, 30, 3), np.uint8)
+    red[..., 2] = 255
+    cv2.imwrite(str(root / "cat" / "red.png"), red)
+    (root / "cat" / "photo.jpg").write_bytes(jpeg_bytes(red))
+    cv2.imwrite(str(root / "dog" / "gray.png"), np.full((10, 10), 100, np.uint8))
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 0] = 200
+    cv2.imwrite(str(root / "dog" / "alpha.png"), rgba)
+    cv2.imwrite(str(root / "fox" / "deep.png"), np.full((10, 10), 65535, np.uint16))
+    (root / "fox" / "nested").mkdir()
+    cv2.imwrite(str(root / "fox" / "nested" / "inner.png"), red)
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    full = jpeg_bytes(noise)
+    (root / "cat" / "truncated.jpg").write_bytes(full[: int(len(full) * 0.6)])
+    (root / "cat" / "empty.png").write_bytes(b"")
+    (root / "dog" / "text.jpg").write_text("this is not a jpeg")
+    (root / "dog" / "notes.txt").write_text("readme")
+    (root / "fox" / "anim.gif").write_bytes(b"GIF89a" + bytes(20))
+    (root / "fox" / ".hidden.png").write_bytes(b"")
+    png = (root / "cat" / "red.png").read_bytes()
+    (root / "fox" / "cut.png").write_bytes(png[: len(png) - 20])
+    cv2.imwrite(str(root / "stray.png"), red)
+    return root, full
+
+
+def test_scan_keeps_valid_files_and_names_every_skip(messy_folder):
+    root, _ = messy_folder
+    scan = scan_image_folder(root)
+    assert scan.classes == ["cat", "dog", "fox"]
+    assert scan.files == [("cat/photo.jpg", 0), ("cat/red.png", 0), ("dog/alpha.png", 1),
+                          ("dog/gray.png", 1), ("fox/deep.png", 2), ("fox/nested/inner.png", 2)]
+    reasons = {s.path: s.reason for s in scan.skipped}
+    expected = {
+        "cat/truncated.jpg": "truncated JPEG (no end marker)",
+        "cat/empty.png": "empty file",
+        "dog/text.jpg": "not a JPEG",
+        "dog/notes.txt": "unsupported extension '.txt'",
+        "fox/anim.gif": "unsupported extension '.gif'",
+        "fox/.hidden.png": "hidden file",
+        "fox/cut.png": "truncated PNG",
+        "stray.png": "not inside a class folder",
+    }
+    assert set(reasons) == set(expected)
+    for path, fragment in expected.items():
+        assert fragment in reasons[path], (path, reasons[path])
+    assert scan.counts() == {"cat": 2, "dog": 2, "fox": 2}
+
+
+def test_truncated_jpeg_would_fool_opencv(messy_folder):
+    """Why the end-marker check exists: cv2.imread decodes the truncated file to a full-size image
+    (grey where the data is missing) with only a warning on stderr."""
+    root, _ = messy_folder
+    image = cv2.imread(str(root / "cat" / "truncated.jpg"))
+    assert image is not None and image.shape == (64, 64, 3)
+    with pytest.raises(DataError, match="truncated.jpg: truncated JPEG"):
+        read_image(root / "cat" / "truncated.jpg")
+
+
+def test_load_applies_the_conversion_rules(messy_folder):
+    root, _ = messy_folder
+    scan = scan_image_folder(root)
+    paths = [p for p, _ in scan.files]
+    rgb = load_images(root, paths, 8, 8, 3)
+    gray = load_images(root, paths, 8, 8, 1)
+    assert rgb.shape == (6, 8, 8, 3) and rgb.dtype == np.uint8 and gray.shape == (6, 8, 8, 1)
+    by_name = dict(zip(paths, range(len(paths))))
+    assert tuple(rgb[by_name["cat/red.png"], 0, 0]) == (255, 0, 0)
+    assert abs(int(gray[by_name["cat/red.png"], 0, 0, 0]) - 76) <= 1
+    assert tuple(rgb[by_name["dog/gray.png"], 0, 0]) == (100, 100, 100)
+    assert tuple(rgb[by_name["dog/alpha.png"], 0, 0]) == (0, 0, 200)
+    assert rgb[by_name["fox/deep.png"]].min() == 255
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        scan_image_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="one subfolder per class"):
+        scan_image_folder(tmp_path / "empty")
+    single = tmp_path / "single" / "cat"
+    single.mkdir(parents=True)
+    cv2.imwrite(str(single / "a.png"), np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError, match="at least 2 classes, found 1: 'cat'"):
+        scan_image_folder(tmp_path / "single")
+    (tmp_path / "single" / "dog").mkdir()
+    (tmp_path / "single" / "dog" / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(DataError, match=r"class 'dog' has no valid image \(1 file\(s\) skipped: "
+                                        r"dog/bad.jpg: truncated JPEG"):
+        scan_image_folder(tmp_path / "single")

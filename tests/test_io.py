@@ -1,0 +1,29 @@
+"""Atomic writes never leave a partial file behind."""
+
+import json
+
+import pytest
+
+from edgecv.io import atomic_path, write_json_atomic
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half-written")
+            assert tmp.suffix == ".tflite" and tmp.parent == tmp_path
+            raise RuntimeError("converter died")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+def test_write_json_atomic_creates_parents(tmp_path):
+    path = tmp_path / "a" / "b" / "metrics.json"
+    write_json_atomic(path, {"accuracy": 0.5})
+    assert json.loads(path.read_text()) == {"accuracy": 0.5}

@@ -1,0 +1,65 @@
+"""The preprocessing contract and the conversion rules (numpy + OpenCV only)."""
+
+import numpy as np
+import pytest
+
+from edgecv.errors import DataError, UsageError
+from edgecv.preprocessing import Preprocessing, to_model_image
+
+
+def test_normalize_applies_scale_mean_std_per_channel():
+    pre = Preprocessing(8, 8, 3, scale=1 / 255, mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 2.0))
+    images = np.full((2, 8, 8, 3), 255, np.uint8)
+    out = pre.normalize(images)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 0, 0], [1.0, 3.0, 0.5], rtol=1e-6)
+
+
+def test_normalize_names_expected_and_received_shape():
+    pre = Preprocessing(32, 32, 1)
+    with pytest.raises(DataError, match=r"\(1, 28, 28, 1\).*32, 32, 1"):
+        pre.normalize(np.zeros((1, 28, 28, 1), np.uint8))
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"channels": 2}, "channels=2"),
+    ({"height": 4}, "4x32"),
+    ({"channels": 3, "mean": (0.1, 0.2)}, "[0.1, 0.2]"),
+    ({"std": (0.0,)}, "std must not contain 0"),
+])
+def test_invalid_contract_is_refused_with_the_value(kwargs, fragment):
+    args = {"height": 32, "width": 32, "channels": 1, **kwargs}
+    with pytest.raises(UsageError) as info:
+        Preprocessing(**args)
+    assert fragment in str(info.value)
+
+
+def test_contract_round_trips_through_dict():
+    pre = Preprocessing(24, 32, 3, scale=1.0, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0))
+    assert Preprocessing.from_dict(pre.to_dict()) == pre
+
+
+def test_conversion_rules_color_gray_16bit_alpha():
+    red_bgr = np.zeros((10, 10, 3), np.uint8)
+    red_bgr[..., 2] = 255
+    assert tuple(to_model_image(red_bgr, 10, 10, 3)[0, 0]) == (255, 0, 0)  # RGB out
+    assert abs(int(to_model_image(red_bgr, 10, 10, 1)[0, 0, 0]) - 76) <= 1  # 0.299 * 255
+    white16 = np.full((10, 10), 65535, np.uint16)
+    assert to_model_image(white16, 10, 10, 1).max() == 255
+    gray = np.full((10, 10), 100, np.uint8)
+    assert tuple(to_model_image(gray, 10, 10, 3)[0, 0]) == (100, 100, 100)
+    bgra = np.zeros((10, 10, 4), np.uint8)
+    bgra[..., 0] = 200  # blue, fully transparent: alpha is dropped, colour kept
+    assert tuple(to_model_image(bgra, 10, 10, 3)[0, 0]) == (0, 0, 200)
+
+
+def test_resize_changes_size_and_keeps_uint8():
+    image = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    out = to_model_image(image, 16, 20, 3)
+    assert out.shape == (16, 20, 3) and out.dtype == np.uint8
+    assert to_model_image(np.zeros((8, 8), np.uint8), 32, 32, 1).shape == (32, 32, 1)
+
+
+def test_unsupported_pixel_type_is_a_data_error():
+    with pytest.raises(DataError, match="float32"):
+        to_model_image(np.zeros((4, 4), np.float32), 8, 8, 1)

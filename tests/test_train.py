@@ -1,0 +1,192 @@
+"""`edgecv train` end to end: the run directory, accuracy, determinism, resume, strategies, folders."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
+SMALL = ["--model", "seed_cnn", "--img-size", "16", "--no-tensorboard"]
+
+
+def history_rows(run_dir):
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """A short version of the default job: resnet8 on digits, through the real CLI."""
+    cwd = tmp_path_factory.mktemp("default")
+    result = run_cli("train", "--epochs", "8", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd / "runs" / "digits-resnet8", result
+
+
+def test_default_run_writes_every_artifact(default_run):
+    run_dir, result = default_run
+    for name in ("model.keras", "labels.txt", "config.json", "split.json", "history.csv",
+                 "training_curves.png", "confusion_matrix.png", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "logs").rglob("*tfevents*"))
+    assert not (run_dir / "checkpoints" / "backup").exists()  # removed once training finished
+    assert "test accuracy" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_default_run_config_is_complete(default_run):
+    run_dir, _ = default_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["model"] == "resnet8" and config["train"]["seed"] == 0
+    assert config["preprocessing"]["height"] == 32 and config["preprocessing"]["channels"] == 1
+    assert config["preprocessing"]["scale"] == pytest.approx(1 / 255)
+    assert config["data"]["kind"] == "builtin" and config["data"]["seed"] == 0
+    assert config["labels"] == [str(i) for i in range(10)]
+    assert (run_dir / "labels.txt").read_text().split() == config["labels"]
+    split = json.loads((run_dir / "split.json").read_text())
+    assert sum(len(v) for v in split.values()) == 1797
+    assert len(split["test"]) == config["data"]["sizes"]["test"]
+
+
+def test_default_run_accuracy_and_metrics(default_run):
+    run_dir, _ = default_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.90  # 8 epochs here; the full run reaches >= 0.97
+    assert set(metrics["per_class"]) == {str(i) for i in range(10)}
+    assert all(0 <= c["recall"] <= 1 for c in metrics["per_class"].values())
+    assert metrics["params"] > 50_000 and metrics["macs"] > metrics["params"]
+    assert metrics["epochs_run"] == len(history_rows(run_dir))
+    assert metrics["images_per_s"] > 0 and metrics["training_time_s"] > 0
+    assert metrics["skipped_files"] == []
+    matrix = np.asarray(metrics["confusion_matrix"])
+    assert matrix.sum() == json.loads((run_dir / "config.json").read_text())["data"]["sizes"]["test"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["test_accuracy"])
+
+
+def test_saved_model_reproduces_test_accuracy_and_has_no_augmentation(default_run):
+    from edgecv.data import load_dataset
+    from edgecv.preprocessing import Preprocessing
+    from edgecv.training.keras_io import load_keras_model
+
+    run_dir, _ = default_run
+    config = json.loads((run_dir / "config.json").read_text())
+    pre = Preprocessing.from_dict(config["preprocessing"])
+    model = load_keras_model(run_dir / "model.keras")
+    assert not [layer.name for layer in model.layers if layer.__class__.__name__.startswith("Random")]
+    ds = load_dataset("digits", pre.height, pre.width, pre.channels, seed=config["data"]["seed"])
+    assert ds.test.ids == json.loads((run_dir / "split.json").read_text())["test"]
+    accuracy = float((model.predict(pre.normalize(ds.test.x), verbose=0).argmax(1) == ds.test.y).mean())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+
+
+def test_same_seed_same_first_epoch_loss(tmp_path):
+    from edgecv.training import TrainConfig, train
+
+    def first_loss(name, seed):
+        config = TrainConfig(model="seed_cnn", img_size=16, epochs=1, seed=seed, tensorboard=False,
+                             out=str(tmp_path / name))
+        train(config, log=lambda _: None)
+        return float(history_rows(tmp_path / name)[0]["loss"])
+
+    a, b, c = first_loss("a", 1), first_loss("b", 1), first_loss("c", 2)
+    assert a == b
+    assert a != c
+
+
+def test_resume_after_kill_loses_no_finished_epoch(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "edgecv", "train", *SMALL, "--epochs", "30", "--patience", "100",
+            "--out", str(run_dir)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while len(history_rows(run_dir)) < 3:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "training never reached epoch 3"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(history_rows(run_dir))
+    assert 3 <= finished < 30, "the kill must land mid-run"
+    assert not (run_dir / "model.keras").exists()
+
+    result = run_cli("train", "--out", run_dir, "--resume", "--epochs", "30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = [int(row["epoch"]) for row in history_rows(run_dir)]
+    # Every epoch appears once and in order: the resumed run started right after the last
+    # finished epoch, not from 0 and not past a gap.
+    assert epochs == list(range(30))
+    first_resumed = result.stdout.split("epoch ")[1].split("/")[0].strip()
+    assert int(first_resumed) == finished + 1
+    assert (run_dir / "model.keras").is_file()
+    again = run_cli("train", "--out", run_dir, "--resume", cwd=tmp_path)
+    assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    result = run_cli("train", *SMALL, "--epochs", "2", "--strategy", "mirrored",
+                     "--out", tmp_path / "run", env={"EDGECV_CPU_DEVICES": "2"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["strategy"].startswith("mirrored over 2 device(s)")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(history_rows(tmp_path / "run")) == 2
+    assert metrics["test_accuracy"] > 0.2  # well above 10% chance after 2 epochs
+
+
+def test_folder_dataset_with_corrupt_files(tmp_path):
+    import cv2
+
+    root = tmp_path / "shapes"
+    rng = np.random.default_rng(0)
+    for cls in ("bars", "circles", "plain"):
+        (root / cls).mkdir(parents=True)
+        for i in range(20):
+            image = rng.integers(0, 40, (40, 40, 3), dtype=np.uint8)
+            if cls == "bars":
+                image[:, ::8] = 255
+            elif cls == "circles":
+                cv2.circle(image, (20, 20), 12, (255, 255, 255), 3)
+            cv2.imwrite(str(root / cls / f"{i}.png"), image)
+    good = cv2.imencode(".jpg", np.full((40, 40, 3), 128, np.uint8))[1].tobytes()
+    (root / "bars" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (root / "circles" / "empty.png").write_bytes(b"")
+    (root / "plain" / "notes.txt").write_text("not an image")
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", root, *SMALL, "--epochs", "3", "--out", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    skipped = {item["path"]: item["reason"] for item in metrics["skipped_files"]}
+    assert set(skipped) == {"bars/truncated.jpg", "circles/empty.png", "plain/notes.txt"}
+    for path in skipped:
+        assert f"skipped {path}" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["labels"] == ["bars", "circles", "plain"] and config["preprocessing"]["channels"] == 3
+    split = json.loads((out / "split.json").read_text())
+    assert sum(len(v) for v in split.values()) == 60
+    assert all(not path.endswith(("truncated.jpg", "empty.png")) for v in split.values() for path in v)
+
+
+def test_folder_with_one_class_is_a_clear_error(tmp_path):
+    import cv2
+
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "data" / "only" / "a.png"), np.zeros((8, 8), np.uint8))
+    result = run_cli("train", "--data", tmp_path / "data", *SMALL, "--out", tmp_path / "run",
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert "at least 2 classes" in result.stderr and "Traceback" not in result.stderr
