@@ -190,3 +190,31 @@ def test_folder_with_one_class_is_a_clear_error(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 2
     assert "at least 2 classes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_transfer_learning_from_local_base_weights_then_fine_tune(tmp_path):
+    from edgecv.models import create_model
+
+    weights = tmp_path / "base.weights.h5"
+    create_model("mobilenet_v2", (32, 32, 3), 10).get_layer("base").save_weights(str(weights))
+    out = tmp_path / "run"
+    result = run_cli("train", "--model", "mobilenet_v2", "--img-size", "32", "--weights", weights,
+                     "--epochs", "1", "--fine-tune-epochs", "1", "--fine-tune-layers", "10",
+                     "--no-tensorboard", "--out", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fine-tuning the top 10 layers of the base" in result.stdout
+    assert [int(row["epoch"]) for row in history_rows(out)] == [0, 1]
+    config = json.loads((out / "config.json").read_text())
+    assert config["preprocessing"]["channels"] == 3  # pretrained bases take RGB
+    assert config["train"]["weights"] == str(weights)
+
+
+def test_imagenet_weights_offline_is_one_clear_line(tmp_path):
+    env = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    result = run_cli("train", "--model", "mobilenet_v2", "--weights", "imagenet", "--out",
+                     tmp_path / "run", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "could not download ImageNet weights for mobilenet_v2" in result.stderr
+    assert "--weights PATH" in result.stderr and "Traceback" not in result.stderr
