@@ -133,6 +133,56 @@ def train_command(
     train(config, overwrite=overwrite, resume=resume, resume_epochs=epochs, log=typer.echo)
 
 
+
+@app.command("convert")
+@user_errors
+def convert_command(
+    run: str = typer.Argument(..., help="Run directory written by `edgecv train`."),
+    fp16: bool = typer.Option(False, "--fp16", help="TFLite with float16 weights."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="TFLite dynamic-range (int8 weights)."),
+    int8: bool = typer.Option(False, "--int8", help="TFLite full-integer int8 (and ONNX int8 "
+                              "with --onnx)."),
+    int16x8: bool = typer.Option(False, "--int16x8", help="TFLite 16-bit activations, 8-bit weights."),
+    onnx: bool = typer.Option(False, "--onnx", help="ONNX via tf2onnx."),
+    all_formats: bool = typer.Option(False, "--all", help="Every format."),
+    io: str = typer.Option("int8", help="Input/output type of the int8 TFLite model: int8, uint8 "
+                           "or float32."),
+    calib_samples: int = typer.Option(300, help="Training images used for calibration."),
+    opset: int = typer.Option(17, help="ONNX opset."),
+    max_drop: float = typer.Option(1.0, help="Fail (exit 1) if an artifact loses more accuracy "
+                                   "than this, in percentage points, vs the Keras model."),
+    out: Optional[str] = typer.Option(None, help="Output directory.", show_default="RUN/export"),
+    json_out: bool = typer.Option(False, "--json", help="Print conversion.json to stdout instead "
+                                  "of the table."),
+) -> None:
+    """Convert a run to TFLite (fp32 always; fp16, dynamic, int8, int16x8) and ONNX (fp32, int8),
+    embed the model card, and verify every artifact on the held-out test split."""
+    import json as json_module
+
+    from edgecv.converters.convert import FORMATS, convert_run
+
+    if all_formats:
+        formats = list(FORMATS)
+    else:
+        formats = [name for name, wanted in (("fp16", fp16), ("dynamic", dynamic), ("int8", int8),
+                                             ("int16x8", int16x8), ("onnx", onnx),
+                                             ("onnx_int8", onnx and int8)) if wanted]
+    log = (lambda _line: None) if json_out else typer.echo
+    report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
+                         opset=opset, max_drop=max_drop, log=log)
+    if json_out:
+        typer.echo(json_module.dumps(report, indent=2))
+
+
+@app.command("info")
+@user_errors
+def info_command(model: str = typer.Argument(..., help="A .tflite or .onnx file.")) -> None:
+    """Print an artifact's model card, inputs/outputs, operator counts and size."""
+    from edgecv.info import describe
+
+    typer.echo(describe(model))
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="edgecv")

@@ -1,10 +1,12 @@
-"""Atomic file writing: a killed process never leaves a half-written artifact behind."""
+"""File and output plumbing: atomic writes (a killed process never leaves a half-written
+artifact) and capturing what native libraries print to file descriptors 1 and 2."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,3 +43,34 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(path: str | os.PathLike, data) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def captured_output(replay_on_error: bool = True):
+    """Redirect file descriptors 1 and 2 to a temporary file; replay it on stderr on error
+    (unless ``replay_on_error`` is False: the caller turns the error into its own message)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as captured:
+        for fd in (1, 2):
+            os.dup2(captured.fileno(), fd)
+        try:
+            yield
+        except BaseException:
+            _restore(saved)
+            if replay_on_error:
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace")[-20000:])
+            raise
+        finally:
+            _restore(saved)
+
+
+def _restore(saved: dict[int, int]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, copy in list(saved.items()):
+        os.dup2(copy, fd)
+        os.close(copy)
+        del saved[fd]

@@ -1,0 +1,208 @@
+"""``edgecv convert``: a training run -> verified, self-describing TFLite and ONNX artifacts.
+
+For every artifact: convert, embed the model card, write atomically, then run it in its real
+runtime (ai-edge-litert / onnxruntime, through :mod:`edgecv.runtime`) on the run's held-out
+test split and compare with the Keras model. ``conversion.json`` records the figures and the
+SHA-256 of each file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecv.card import ModelCard, Quantization, embed_onnx_card, embed_tflite_card
+from edgecv.errors import EdgecvError, UsageError, unknown_name
+from edgecv.io import atomic_path, write_json_atomic
+from edgecv.preprocessing import Preprocessing
+
+# format name -> output file name. fp32 is always written: it is the reference for sizes.
+FORMATS = {
+    "fp32": "model_fp32.tflite",
+    "fp16": "model_fp16.tflite",
+    "dynamic": "model_dynamic.tflite",
+    "int8": "model_int8.tflite",
+    "int16x8": "model_int16x8.tflite",
+    "onnx": "model.onnx",
+    "onnx_int8": "model_int8.onnx",
+}
+
+
+class AccuracyDropError(EdgecvError):
+    """An artifact lost more accuracy than ``--max-drop`` allows (the report is still written)."""
+
+
+@dataclass
+class RunData:
+    """What a conversion needs from a training run."""
+
+    run_dir: Path
+    model: object
+    labels: list[str]
+    preprocessing: Preprocessing
+    calibration: np.ndarray  # float32, normalised
+    test_x: np.ndarray  # float32, normalised
+    test_y: np.ndarray
+
+
+def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
+    """Load a run's model and re-create its seeded split (train -> calibration, test -> checks)."""
+    from edgecv.data import load_dataset
+    from edgecv.training.keras_io import load_keras_model
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json); "
+                         "train one with `edgecv train` first.")
+    if calib_samples < 1:
+        raise UsageError(f"--calib-samples must be at least 1, received {calib_samples}.")
+    config = json.loads(config_path.read_text())
+    pre = Preprocessing.from_dict(config["preprocessing"])
+    model = load_keras_model(run_dir / "model.keras")
+    data = config["data"]
+    spec = data.get("path") if data["kind"] == "folder" else data["name"]
+    dataset = load_dataset(spec, pre.height, pre.width, pre.channels,
+                           val_split=data["val_split"], test_split=data["test_split"],
+                           seed=data["seed"])
+    split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").is_file() else None
+    if split is not None and split["test"] != dataset.test.ids:
+        raise UsageError(f"the data behind '{run_dir}' changed since training: its test split no "
+                         "longer matches split.json, so verification would not be honest.")
+    order = np.random.default_rng(data["seed"]).permutation(len(dataset.train))[:calib_samples]
+    return RunData(run_dir, model, list(config["labels"]), pre,
+                   pre.normalize(dataset.train.x[np.sort(order)]),
+                   pre.normalize(dataset.test.x), dataset.test.y)
+
+
+def _tflite_io_quantization(model: bytes) -> tuple[str, str, Quantization | None, Quantization | None]:
+    from edgecv.runtime.litert import load_interpreter_class
+
+    interpreter = load_interpreter_class()(model_content=model)
+    details = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    result = []
+    for detail in details:
+        scale, zero_point = detail["quantization"]
+        dtype = np.dtype(detail["dtype"]).name
+        result.append((dtype, Quantization(dtype, float(scale), int(zero_point)) if scale else None))
+    return result[0][0], result[1][0], result[0][1], result[1][1]
+
+
+def _card(run: RunData, fmt: str, **quant) -> ModelCard:
+    return ModelCard(labels=run.labels, preprocessing=run.preprocessing, format=fmt,
+                     source_run=str(run.run_dir.resolve()), **quant)
+
+
+def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
+                   onnx_fp32=None):
+    """Convert ``run.model`` to ``fmt`` with its card embedded; return (file bytes, the fp32 ONNX
+    proto when one was made, so onnx_int8 reuses it, else None)."""
+    from edgecv.converters import onnx as onnx_converter
+    from edgecv.converters import tflite
+
+    if fmt in ("onnx", "onnx_int8"):
+        proto = onnx_fp32 if onnx_fp32 is not None else onnx_converter.to_onnx(run.model, opset)
+        fp32_proto = proto
+        if fmt == "onnx_int8":
+            proto = onnx_converter.to_onnx_int8(proto, run.calibration)
+        embed_onnx_card(proto, _card(run, fmt))
+        return proto.SerializeToString(), fp32_proto
+    builders: dict[str, Callable[[], bytes]] = {
+        "fp32": lambda: tflite.to_tflite_fp32(run.model),
+        "fp16": lambda: tflite.to_tflite_fp16(run.model),
+        "dynamic": lambda: tflite.to_tflite_dynamic(run.model),
+        "int8": lambda: tflite.to_tflite_int8(run.model, run.calibration, io=io),
+        "int16x8": lambda: tflite.to_tflite_int16x8(run.model, run.calibration),
+    }
+    data = builders[fmt]()
+    if fmt == "int8":
+        problems = tflite.integer_only_violations(data, io=io)
+        if problems:
+            raise tflite.ConversionError(
+                f"the int8 model is not integer-only: {'; '.join(problems[:5])}.")
+    in_dtype, out_dtype, in_q, out_q = _tflite_io_quantization(data)
+    card = _card(run, f"tflite_{fmt}", input_dtype=in_dtype, output_dtype=out_dtype,
+                 input_quantization=in_q, output_quantization=out_q)
+    return embed_tflite_card(data, card), None
+
+
+def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
+    """Run ``path`` in its runtime on the test split; accuracy, agreement and output difference."""
+    from edgecv.runtime import open_backend
+
+    with open_backend(path) as backend:
+        scores = np.concatenate([backend.run(run.test_x[i:i + 64])
+                                 for i in range(0, len(run.test_x), 64)])
+    diff = np.abs(scores - keras_scores)
+    predicted = scores.argmax(1)
+    return {
+        "accuracy": float((predicted == run.test_y).mean()),
+        "agreement": float((predicted == keras_scores.argmax(1)).mean()),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+    }
+
+
+def convert_run(run_dir: str | Path, formats: list[str], *, out_dir: str | Path | None = None,
+                io: str = "int8", calib_samples: int = 300, opset: int = 17,
+                max_drop: float = 1.0, log: Callable[[str], None] = print) -> dict:
+    """Write and verify ``formats`` (fp32 is always included) for a run; return the report.
+
+    Defaults: int8 I/O for the int8 model, 300 calibration samples, opset 17, max drop 1.0 pp.
+    Raises AccuracyDropError after writing ``conversion.json`` if an artifact drops too much.
+    """
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise unknown_name("format", fmt, FORMATS)
+    if max_drop < 0:
+        raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
+    ordered = [f for f in FORMATS if f == "fp32" or f in formats]
+    run = load_run(run_dir, calib_samples)
+    out = Path(out_dir) if out_dir else run.run_dir / "export"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise UsageError(f"cannot write to output directory '{out}': {exc.strerror or exc}.") from exc
+
+    keras_scores = run.model.predict(run.test_x, batch_size=256, verbose=0)
+    keras_accuracy = float((keras_scores.argmax(1) == run.test_y).mean())
+    log(f"keras model: test accuracy {keras_accuracy:.4f} on {len(run.test_y)} images")
+    rows, onnx_fp32, fp32_size = [], None, None
+    for fmt in ordered:
+        start = time.perf_counter()
+        data, proto = build_artifact(run, fmt, io=io, opset=opset, onnx_fp32=onnx_fp32)
+        onnx_fp32 = proto if proto is not None else onnx_fp32
+        seconds = time.perf_counter() - start
+        path = out / FORMATS[fmt]
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        fp32_size = fp32_size or len(data)
+        row = {"format": fmt, "file": path.name, "size_bytes": len(data),
+               "size_ratio_vs_fp32": round(len(data) / fp32_size, 4),
+               "sha256": hashlib.sha256(data).hexdigest(), "convert_s": round(seconds, 2),
+               **verify_artifact(path, run, keras_scores)}
+        row["accuracy_drop_pp"] = round(100 * (keras_accuracy - row["accuracy"]), 3)
+        rows.append(row)
+        log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  acc {row['accuracy']:.4f} "
+            f"(drop {row['accuracy_drop_pp']:+.2f} pp)  agreement {row['agreement']:.4f}  "
+            f"max|diff| {row['max_abs_diff']:.4f}  {seconds:.1f}s")
+    report = {"run": str(run.run_dir), "keras_accuracy": keras_accuracy,
+              "test_images": int(len(run.test_y)), "calibration_samples": int(len(run.calibration)),
+              "int8_io": io, "opset": opset, "max_drop_pp": max_drop, "artifacts": rows}
+    write_json_atomic(out / "conversion.json", report)
+    log(f"wrote {len(rows)} artifact(s) and conversion.json to {out}")
+    too_much = [r for r in rows if r["accuracy_drop_pp"] > max_drop]
+    if too_much:
+        worst = max(too_much, key=lambda r: r["accuracy_drop_pp"])
+        raise AccuracyDropError(
+            f"{worst['file']} lost {worst['accuracy_drop_pp']:.2f} pp of accuracy vs Keras, more "
+            f"than --max-drop {max_drop}; see {out / 'conversion.json'}.")
+    return report

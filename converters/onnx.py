@@ -1,0 +1,104 @@
+"""Keras -> ONNX (tf2onnx) and ONNX -> ONNX int8 (onnxruntime.quantization, static, QDQ).
+
+tf2onnx 1.17 needs an explicit ``input_signature`` with Keras 3, and ``model.output_names`` set
+to avoid a KeyError 'keras_tensor_N' (shared/RUNTIME_FACTS.md).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.converters.tflite import ConversionError
+from edgecv.errors import UsageError
+from edgecv.io import captured_output
+from edgecv.tf_import import import_tensorflow
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "scores"
+
+
+def to_onnx(model, opset: int = 17):
+    """Return the ONNX ModelProto of a Keras model (NHWC float32 input named ``input``, batch
+    dimension dynamic), checked with ``onnx.checker``. Default opset 17."""
+    import onnx
+
+    tf = import_tensorflow()
+    if not 13 <= opset <= 21:
+        raise UsageError(f"--opset must be between 13 and 21, received {opset}.")
+    import tf2onnx
+
+    spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=INPUT_NAME)]
+    model.output_names = [OUTPUT_NAME]
+    try:
+        with captured_output():
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    except Exception as exc:  # tf2onnx raises many kinds; all mean the same to a user
+        first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"ONNX conversion of '{model.name}' failed: {first}") from exc
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ConversionError(f"tf2onnx produced an invalid ONNX model: {exc}"[:300]) from exc
+    return proto
+
+
+class CalibrationReader:
+    """onnxruntime ``CalibrationDataReader``: one sample per ``get_next()``; ``rewind()`` makes it
+    reusable (ONNX Runtime's own readers can be consumed only once)."""
+
+    def __init__(self, samples: np.ndarray, input_name: str = INPUT_NAME):
+        if samples.ndim != 4 or len(samples) == 0:
+            raise UsageError(
+                f"calibration data must be a non-empty (N, H, W, C) batch, received {samples.shape}."
+            )
+        self.samples = samples.astype(np.float32)
+        self.input_name = input_name
+        self._position = 0
+
+    def get_next(self) -> dict | None:
+        if self._position >= len(self.samples):
+            return None
+        sample = self.samples[self._position:self._position + 1]
+        self._position += 1
+        return {self.input_name: sample}
+
+    def rewind(self) -> None:
+        self._position = 0
+
+
+def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = True,
+                 activation_type: str = "int8", weight_type: str = "int8", quant_format: str = "QDQ"):
+    """Static int8 quantization of an fp32 ONNX ModelProto; returns the quantized ModelProto.
+
+    Runs ``quant_pre_process`` (shape inference + graph optimisation) first, as ONNX Runtime
+    recommends. Defaults: QDQ format, per-channel weights, signed int8 activations and weights.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    if activation_type not in types or weight_type not in types:
+        raise UsageError(f"quantization types must be int8 or uint8, received activations="
+                         f"{activation_type}, weights={weight_type}.")
+    formats = {"QDQ": QuantFormat.QDQ, "QOperator": QuantFormat.QOperator}
+    if quant_format not in formats:
+        raise UsageError(f"quant format must be QDQ or QOperator, received {quant_format}.")
+    reader = CalibrationReader(calibration)
+    with tempfile.TemporaryDirectory() as workdir:
+        source, prepared, output = (Path(workdir) / name for name in
+                                    ("fp32.onnx", "prepared.onnx", "int8.onnx"))
+        onnx.save(fp32_model, source)
+        try:
+            with captured_output():
+                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+                quantize_static(str(prepared), str(output), reader,
+                                quant_format=formats[quant_format], per_channel=per_channel,
+                                activation_type=types[activation_type],
+                                weight_type=types[weight_type])
+        except Exception as exc:
+            raise ConversionError(f"ONNX int8 quantization failed: {exc}"[:300]) from exc
+        return onnx.load(output)

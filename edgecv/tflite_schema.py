@@ -1,0 +1,39 @@
+"""Reading the TFLite flatbuffer with the schema classes that ship in ai-edge-litert (no TensorFlow)."""
+
+from __future__ import annotations
+
+from edgecv.errors import EdgecvError
+
+
+def tflite_schema():
+    """The generated flatbuffer classes of the TFLite schema (shipped with ai-edge-litert)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError as exc:  # tflite-runtime does not ship the schema
+        raise EdgecvError("reading TFLite files needs ai-edge-litert: pip install ai-edge-litert") from exc
+    return schema
+
+def operator_types(model: bytes) -> list[tuple[str, list[str]]]:
+    """(operator name, dtypes of its input/output tensors) for every op stored in the file."""
+    schema = tflite_schema()
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    root = schema.Model.GetRootAs(model, 0)
+    codes = []
+    for i in range(root.OperatorCodesLength()):
+        code = root.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = op_names.get(builtin, str(builtin))
+        if name == "CUSTOM":
+            name = f"CUSTOM:{(code.CustomCode() or b'').decode()}"
+        codes.append(name)
+    result = []
+    for s in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            indices = [*op.InputsAsNumpy().tolist(), *op.OutputsAsNumpy().tolist()] \
+                if op.InputsLength() or op.OutputsLength() else []
+            dtypes = [type_names[graph.Tensors(i).Type()] for i in indices if i >= 0]
+            result.append((codes[op.OpcodeIndex()], dtypes))
+    return result

@@ -1,0 +1,179 @@
+"""`edgecv convert`: every artifact is written atomically, carries its card, and is verified."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from edgecv.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("convert") / "run"
+    train(TrainConfig(model="seed_cnn", img_size=16, epochs=4, tensorboard=False, out=str(out)),
+          log=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def converted(trained_run, tmp_path_factory):
+    from edgecv.converters.convert import FORMATS, convert_run
+
+    out = tmp_path_factory.mktemp("export")
+    report = convert_run(trained_run, list(FORMATS), out_dir=out, calib_samples=100,
+                         max_drop=100, log=lambda _: None)
+    return out, report
+
+
+def test_every_format_is_written_with_checksums(converted):
+    from edgecv.converters.convert import FORMATS
+
+    out, report = converted
+    rows = {row["format"]: row for row in report["artifacts"]}
+    assert list(rows) == list(FORMATS)
+    for fmt, row in rows.items():
+        data = (out / FORMATS[fmt]).read_bytes()
+        assert row["sha256"] == hashlib.sha256(data).hexdigest()
+        assert row["size_bytes"] == len(data)
+    assert json.loads((out / "conversion.json").read_text()) == report
+    assert not [p.name for p in out.iterdir() if ".partial" in p.name]
+
+
+def test_artifacts_match_the_keras_model(converted):
+    out, report = converted
+    rows = {row["format"]: row for row in report["artifacts"]}
+    assert rows["fp32"]["max_abs_diff"] < 1e-4 and rows["fp32"]["agreement"] == 1.0
+    assert rows["onnx"]["max_abs_diff"] < 1e-4 and rows["onnx"]["agreement"] == 1.0
+    assert rows["fp16"]["max_abs_diff"] < 1e-2 and rows["fp16"]["agreement"] >= 0.99
+    for fmt in ("dynamic", "int8", "int16x8", "onnx_int8"):
+        assert rows[fmt]["agreement"] >= 0.95, (fmt, rows[fmt])
+        assert rows[fmt]["accuracy_drop_pp"] <= 3.0, (fmt, rows[fmt])
+    assert rows["int8"]["size_ratio_vs_fp32"] < 0.35
+    assert report["keras_accuracy"] > 0.5  # a real, trained model (10 classes)
+
+
+def test_int8_model_is_integer_only_with_int8_io(converted):
+    from edgecv.converters.tflite import integer_only_violations
+    from edgecv.runtime import open_backend
+
+    out, _ = converted
+    data = (out / "model_int8.tflite").read_bytes()
+    assert integer_only_violations(data) == []
+    with open_backend(out / "model_int8.tflite") as backend:
+        assert backend.card.input_dtype == "int8" and backend.card.output_dtype == "int8"
+        assert backend.card.input_quantization.scale == pytest.approx(1 / 255, rel=1e-3)
+    # a float model is, of course, not integer-only: the check can fail
+    assert integer_only_violations((out / "model_fp32.tflite").read_bytes())
+
+
+def test_card_travels_in_every_artifact(converted, trained_run):
+    from edgecv.card import read_card
+    from edgecv.converters.convert import FORMATS
+    from edgecv.preprocessing import Preprocessing
+
+    out, _ = converted
+    config = json.loads((trained_run / "config.json").read_text())
+    for fmt, name in FORMATS.items():
+        card = read_card(out / name)
+        assert card.labels == config["labels"], fmt
+        assert card.preprocessing == Preprocessing.from_dict(config["preprocessing"]), fmt
+        assert card.format.endswith(fmt), (fmt, card.format)
+
+
+def test_onnx_runs_in_opencv_dnn_like_keras(converted, trained_run):
+    import cv2
+
+    from edgecv.training.keras_io import load_keras_model
+
+    out, _ = converted
+    model = load_keras_model(trained_run / "model.keras")
+    x = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 1)).astype(np.float32)
+    net = cv2.dnn.readNetFromONNX(str(out / "model.onnx"))
+    net.setInput(x)
+    np.testing.assert_allclose(net.forward(), model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_uint8_io_for_edge_pipelines(trained_run, tmp_path):
+    from edgecv.converters.convert import convert_run
+    from edgecv.runtime import open_backend
+
+    report = convert_run(trained_run, ["int8"], out_dir=tmp_path, io="uint8", calib_samples=50,
+                         max_drop=100, log=lambda _: None)
+    row = [r for r in report["artifacts"] if r["format"] == "int8"][0]
+    assert row["agreement"] >= 0.95
+    with open_backend(tmp_path / "model_int8.tflite") as backend:
+        assert backend.card.input_dtype == "uint8"
+        assert backend.card.input_quantization.zero_point == 0
+
+
+def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, tmp_path, monkeypatch):
+    from edgecv.converters import convert
+
+    real = convert.verify_artifact
+
+    def worse_int8(path, run, keras_scores):
+        row = real(path, run, keras_scores)
+        if path.name == "model_int8.tflite":
+            row["accuracy"] -= 0.05
+        return row
+
+    monkeypatch.setattr(convert, "verify_artifact", worse_int8)
+    with pytest.raises(convert.AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*--max-drop 1.0"):
+        convert.convert_run(trained_run, ["int8"], out_dir=tmp_path, calib_samples=50,
+                            max_drop=1.0, log=lambda _: None)
+    report = json.loads((tmp_path / "conversion.json").read_text())
+    assert [r["format"] for r in report["artifacts"]] == ["fp32", "int8"]
+
+
+def test_a_failing_write_leaves_nothing_behind(trained_run, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from edgecv.converters.convert import convert_run
+
+    original = Path.write_bytes
+
+    def dies_halfway(self, data):
+        original(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", dies_halfway)
+    with pytest.raises(OSError):
+        convert_run(trained_run, [], out_dir=tmp_path, log=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_json_output_is_clean_and_errors_are_one_line(trained_run, tmp_path):
+    result = run_cli("convert", trained_run, "--int8", "--json", "--out", tmp_path / "x",
+                     "--calib-samples", "50")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)  # nothing but JSON on stdout
+    assert [r["format"] for r in report["artifacts"]] == ["fp32", "int8"]
+
+    missing = run_cli("convert", tmp_path / "nope", "--int8")
+    assert missing.returncode == 2 and "not an edgecv run directory" in missing.stderr
+    bad_io = run_cli("convert", trained_run, "--int8", "--io", "int4", "--out", tmp_path / "y")
+    assert bad_io.returncode == 2 and "--io must be one of int8, uint8, float32" in bad_io.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    no_dir = run_cli("convert", trained_run, "--out", blocker / "sub")
+    assert no_dir.returncode == 2 and "cannot write to output directory" in no_dir.stderr
+    for result in (missing, bad_io, no_dir):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_info_prints_card_io_and_ops(converted):
+    out, _ = converted
+    result = run_cli("info", out / "model_int8.tflite")
+    assert result.returncode == 0, result.stderr
+    assert "CONV_2D x2" in result.stdout and "int8 scale=" in result.stdout
+    assert '"tflite_int8"' in result.stdout
+    corrupt = out.parent / "corrupt.tflite"
+    corrupt.write_bytes((out / "model_int8.tflite").read_bytes()[:500])
+    bad = run_cli("info", corrupt)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
