@@ -18,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from edgecv.card import ModelCard, Quantization, embed_onnx_card, embed_tflite_card
+from edgecv.card import (ModelCard, Quantization, embed_onnx_card, embed_tflite_card,
+                         read_tflite_card)
 from edgecv.errors import EdgecvError, UsageError, unknown_name
 from edgecv.io import atomic_path, write_json_atomic
 from edgecv.preprocessing import Preprocessing
@@ -32,6 +33,7 @@ FORMATS = {
     "int16x8": "model_int16x8.tflite",
     "onnx": "model.onnx",
     "onnx_int8": "model_int8.onnx",
+    "edgetpu": "model_edgetpu.tflite",
 }
 
 
@@ -114,6 +116,8 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
             proto = onnx_converter.to_onnx_int8(proto, run.calibration)
         embed_onnx_card(proto, _card(run, fmt))
         return proto.SerializeToString(), fp32_proto
+    if fmt == "edgetpu":
+        return build_edgetpu(run), None
     builders: dict[str, Callable[[], bytes]] = {
         "fp32": lambda: tflite.to_tflite_fp32(run.model),
         "fp16": lambda: tflite.to_tflite_fp16(run.model),
@@ -131,6 +135,37 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
     card = _card(run, f"tflite_{fmt}", input_dtype=in_dtype, output_dtype=out_dtype,
                  input_quantization=in_q, output_quantization=out_q)
     return embed_tflite_card(data, card), None
+
+
+def build_edgetpu(run: RunData) -> bytes:
+    """A uint8-I/O full-int8 model, compiled by ``edgetpu_compiler`` when it is on PATH.
+
+    The static compatibility report and the compiler's verdict go into the card's ``extra``
+    (and ``edgetpu_report.json``)."""
+    from edgecv.converters import edgetpu, tflite
+
+    data = tflite.to_tflite_int8(run.model, run.calibration, io="uint8", static_batch=True)
+    problems = tflite.integer_only_violations(data, io="uint8")
+    if problems:
+        raise tflite.ConversionError(f"the int8 model is not integer-only: {'; '.join(problems[:5])}.")
+    in_dtype, out_dtype, in_q, out_q = _tflite_io_quantization(data)
+    report = {"static": edgetpu.static_report(data)}
+    compiler = edgetpu.find_compiler()
+    if compiler is None:
+        report["compiler"] = {"status": "absent",
+                              "reason": "edgetpu_compiler not found on PATH; the file is the "
+                                        "uncompiled uint8 model, the static report stands"}
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            source = Path(workdir) / "model.tflite"
+            source.write_bytes(data)
+            compiled, parsed, _log = edgetpu.compile_for_edgetpu(source, Path(workdir), compiler)
+            data = compiled.read_bytes()
+        report["compiler"] = {"status": "compiled", "path": compiler, **parsed}
+    card = _card(run, "tflite_edgetpu", input_dtype=in_dtype, output_dtype=out_dtype,
+                 input_quantization=in_q, output_quantization=out_q,
+                 extra={"edgetpu_compiled": compiler is not None, "edgetpu": report})
+    return embed_tflite_card(data, card)
 
 
 def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
@@ -187,8 +222,20 @@ def convert_run(run_dir: str | Path, formats: list[str], *, out_dir: str | Path 
         fp32_size = fp32_size or len(data)
         row = {"format": fmt, "file": path.name, "size_bytes": len(data),
                "size_ratio_vs_fp32": round(len(data) / fp32_size, 4),
-               "sha256": hashlib.sha256(data).hexdigest(), "convert_s": round(seconds, 2),
-               **verify_artifact(path, run, keras_scores)}
+               "sha256": hashlib.sha256(data).hexdigest(), "convert_s": round(seconds, 2)}
+        if fmt == "edgetpu":
+            edgetpu_report = read_tflite_card(data).extra["edgetpu"]
+            write_json_atomic(out / "edgetpu_report.json", edgetpu_report)
+            row["edgetpu"] = {"static": edgetpu_report["static"]["summary"],
+                              "compiler": edgetpu_report["compiler"]["status"]}
+            log(f"edgetpu    {edgetpu_report['static']['summary']}; compiler: "
+                f"{edgetpu_report['compiler'].get('reason', edgetpu_report['compiler']['status'])}")
+        if fmt == "edgetpu" and row["edgetpu"]["compiler"] == "compiled":
+            row["verified"] = "no: a compiled Edge TPU model runs only on an Edge TPU (edgecv bench)"
+            rows.append(row)
+            log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  not verified here: {row['verified']}")
+            continue
+        row.update(verify_artifact(path, run, keras_scores))
         row["accuracy_drop_pp"] = round(100 * (keras_accuracy - row["accuracy"]), 3)
         rows.append(row)
         log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  acc {row['accuracy']:.4f} "
@@ -199,7 +246,7 @@ def convert_run(run_dir: str | Path, formats: list[str], *, out_dir: str | Path 
               "int8_io": io, "opset": opset, "max_drop_pp": max_drop, "artifacts": rows}
     write_json_atomic(out / "conversion.json", report)
     log(f"wrote {len(rows)} artifact(s) and conversion.json to {out}")
-    too_much = [r for r in rows if r["accuracy_drop_pp"] > max_drop]
+    too_much = [r for r in rows if r.get("accuracy_drop_pp", 0) > max_drop]
     if too_much:
         worst = max(too_much, key=lambda r: r["accuracy_drop_pp"])
         raise AccuracyDropError(

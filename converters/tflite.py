@@ -85,9 +85,22 @@ def to_tflite_dynamic(model) -> bytes:
     return _convert(model, configure)
 
 
-def to_tflite_int8(model, calibration: np.ndarray, io: str = "int8") -> bytes:
+def with_batch_one(model):
+    """The same model behind an input of static shape (1, H, W, C): the Edge TPU compiler
+    refuses dynamic shapes, and Keras models have a dynamic batch dimension."""
+    import keras
+
+    inputs = keras.Input(batch_shape=(1, *model.input_shape[1:]), name="input")
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
+def to_tflite_int8(model, calibration: np.ndarray, io: str = "int8",
+                   static_batch: bool = False) -> bytes:
     """Full-integer int8 (builtin int8 kernels only). ``io``: int8 (default), uint8 (Edge TPU,
-    camera pipelines) or float32 (a quantize/dequantize pair stays inside the model)."""
+    camera pipelines) or float32 (a quantize/dequantize pair stays inside the model).
+    ``static_batch`` fixes the batch dimension to 1 (default: dynamic)."""
+    if static_batch:
+        model = with_batch_one(model)
     if io not in INT8_IO_TYPES:
         raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, received '{io}'.")
     dataset = representative_samples(calibration)

@@ -144,6 +144,8 @@ def convert_command(
                               "with --onnx)."),
     int16x8: bool = typer.Option(False, "--int16x8", help="TFLite 16-bit activations, 8-bit weights."),
     onnx: bool = typer.Option(False, "--onnx", help="ONNX via tf2onnx."),
+    edgetpu: bool = typer.Option(False, "--edgetpu", help="uint8-I/O int8 model + Edge TPU "
+                                 "compatibility report (compiled if edgetpu_compiler is on PATH)."),
     all_formats: bool = typer.Option(False, "--all", help="Every format."),
     io: str = typer.Option("int8", help="Input/output type of the int8 TFLite model: int8, uint8 "
                            "or float32."),
@@ -166,7 +168,8 @@ def convert_command(
     else:
         formats = [name for name, wanted in (("fp16", fp16), ("dynamic", dynamic), ("int8", int8),
                                              ("int16x8", int16x8), ("onnx", onnx),
-                                             ("onnx_int8", onnx and int8)) if wanted]
+                                             ("onnx_int8", onnx and int8), ("edgetpu", edgetpu))
+                   if wanted]
     log = (lambda _line: None) if json_out else typer.echo
     report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
                          opset=opset, max_drop=max_drop, log=log)

@@ -177,3 +177,79 @@ def test_info_prints_card_io_and_ops(converted):
     corrupt.write_bytes((out / "model_int8.tflite").read_bytes()[:500])
     bad = run_cli("info", corrupt)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_edgetpu_static_report_passes_a_compatible_model(converted):
+    from edgecv.converters.edgetpu import static_report
+
+    out, _ = converted
+    report = json.loads((out / "edgetpu_report.json").read_text())
+    assert report["static"]["first_unsupported"] is None
+    assert report["static"]["ops_on_cpu"] == 0
+    assert report["compiler"]["status"] == "absent" and "not found on PATH" in report["compiler"]["reason"]
+    # the float model is not Edge TPU material: flagged at its first op
+    float_report = static_report((out / "model_fp32.tflite").read_bytes())
+    assert float_report["first_unsupported"] == 0
+    assert "float32, not int8/uint8" in float_report["operators"][0]["problems"][0]
+
+
+def test_edgetpu_static_report_finds_where_the_graph_splits():
+    import keras
+
+    from edgecv.converters.edgetpu import static_report
+    from edgecv.converters.tflite import to_tflite_int8
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.LeakyReLU(name="leaky")(x)  # int8 in TFLite, but no Edge TPU kernel
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    samples = np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype(np.float32)
+    data = to_tflite_int8(keras.Model(inputs, outputs), samples, io="uint8", static_batch=True)
+    report = static_report(data)
+    first = report["operators"][report["first_unsupported"]]
+    assert first["op"] == "LEAKY_RELU" and "not supported by the Edge TPU" in first["problems"][0]
+    assert report["ops_on_edgetpu"] == report["first_unsupported"] >= 2  # QUANTIZE, CONV_2D
+    assert "run on the CPU" in report["summary"]
+
+
+FAKE_COMPILER = """#!/bin/sh
+# Test double for edgetpu_compiler: same arguments, same output file name, a log in its format.
+[ "$FAIL" = 1 ] && { echo "ERROR: Didn't find op for builtin opcode 'ELU'" >&2; exit 1; }
+out="$3"; model="$4"; name=$(basename "$model" .tflite)
+cp "$model" "$out/${name}_edgetpu.tflite"
+cat <<LOG
+Edge TPU Compiler version 16.0.384591198
+Input: $model
+Output: $out/${name}_edgetpu.tflite
+
+Operator                       Count      Status
+
+CONV_2D                        2          Mapped to Edge TPU
+SOFTMAX                        1          Mapped to Edge TPU
+Number of operations that will run on Edge TPU: 3
+Number of operations that will run on CPU: 0
+LOG
+"""
+
+
+def test_edgetpu_compiler_is_run_and_its_log_parsed(trained_run, tmp_path, monkeypatch):
+    from edgecv.converters import convert
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "edgetpu_compiler").write_text(FAKE_COMPILER)
+    (bin_dir / "edgetpu_compiler").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    report = convert.convert_run(trained_run, ["edgetpu"], out_dir=tmp_path / "out",
+                                 calib_samples=20, max_drop=100, log=lambda _: None)
+    row = [r for r in report["artifacts"] if r["format"] == "edgetpu"][0]
+    assert row["edgetpu"]["compiler"] == "compiled" and row["verified"].startswith("no:")
+    compiler = json.loads((tmp_path / "out" / "edgetpu_report.json").read_text())["compiler"]
+    assert compiler["ops_on_edgetpu"] == 3 and compiler["ops_on_cpu"] == 0
+    assert {"op": "CONV_2D", "count": 2, "status": "Mapped to Edge TPU"} in compiler["operators"]
+
+    monkeypatch.setenv("FAIL", "1")
+    with pytest.raises(convert.EdgecvError, match=r"edgetpu_compiler failed \(exit 1\): ERROR: "):
+        convert.convert_run(trained_run, ["edgetpu"], out_dir=tmp_path / "out2", calib_samples=20,
+                            log=lambda _: None)
+    assert not (tmp_path / "out2" / "model_edgetpu.tflite").exists()

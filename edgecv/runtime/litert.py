@@ -46,6 +46,9 @@ class LiteRTBackend(Backend):
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
+        signature = self._input.get("shape_signature")
+        # A model saved with a static batch (Edge TPU models) cannot be resized: loop instead.
+        self._resizable = signature is not None and len(signature) and int(signature[0]) == -1
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -72,7 +75,13 @@ class LiteRTBackend(Backend):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = self.check_input(batch)
+        if not self._resizable and len(batch) != self._batch:
+            return np.concatenate([self._invoke(batch[i:i + self._batch])
+                                   for i in range(0, len(batch), self._batch)])
         self._resize(len(batch))
+        return self._invoke(batch)
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]
         if np.issubdtype(dtype, np.integer):
             scale, zero_point = self._input["quantization"]
