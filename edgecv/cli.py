@@ -153,6 +153,8 @@ def convert_command(
     opset: int = typer.Option(17, help="ONNX opset."),
     max_drop: float = typer.Option(1.0, help="Fail (exit 1) if an artifact loses more accuracy "
                                    "than this, in percentage points, vs the Keras model."),
+    recover: bool = typer.Option(False, help="If int8 drops more than --max-drop, keep its worst "
+                                 "layers in float until it fits (model_int8_mixed.tflite)."),
     out: Optional[str] = typer.Option(None, help="Output directory.", show_default="RUN/export"),
     json_out: bool = typer.Option(False, "--json", help="Print conversion.json to stdout instead "
                                   "of the table."),
@@ -172,9 +174,46 @@ def convert_command(
                    if wanted]
     log = (lambda _line: None) if json_out else typer.echo
     report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
-                         opset=opset, max_drop=max_drop, log=log)
+                         opset=opset, max_drop=max_drop, recover=recover, log=log)
     if json_out:
         typer.echo(json_module.dumps(report, indent=2))
+
+
+@app.command("inspect")
+@user_errors
+def inspect_command(
+    run: str = typer.Argument(..., help="Run directory written by `edgecv train`."),
+    quant: bool = typer.Option(False, "--quant", help="Per-layer int8 quantization error "
+                               "(tf.lite QuantizationDebugger)."),
+    top: int = typer.Option(10, help="How many of the worst layers to print."),
+    samples: int = typer.Option(64, help="Calibration images used as debug samples."),
+    out: Optional[str] = typer.Option(None, help="Where quant_debug.csv goes.",
+                                      show_default="RUN/export"),
+) -> None:
+    """Inspect a run. --quant: which layers lose most in int8 (RMSE/scale, SQNR), worst first,
+    as a table and in quant_debug.csv."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgecv.converters.convert import load_run
+    from edgecv.converters.quant_debug import layer_errors, write_csv
+    from edgecv.errors import UsageError
+
+    if not quant:
+        raise UsageError("say what to inspect: edgecv inspect --quant RUN.")
+    loaded = load_run(run, calib_samples=max(samples, 100))
+    rows = layer_errors(loaded.model, loaded.calibration, loaded.calibration[:samples])
+    path = Path(out) if out else Path(run) / "export"
+    write_csv(rows, path / "quant_debug.csv")
+    table = Table("op", "tensor", "RMSE/scale", "SQNR dB", title=f"worst {min(top, len(rows))} "
+                  f"of {len(rows)} quantized layers")
+    for row in rows[:top]:
+        table.add_row(row["op"], row["tensor"].split(";")[0][-50:], f"{row['rmse_over_scale']:.3f}",
+                      "-" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}")
+    Console().print(table)
+    typer.echo(f"wrote {path / 'quant_debug.csv'}")
 
 
 @app.command("info")

@@ -253,3 +253,40 @@ def test_edgetpu_compiler_is_run_and_its_log_parsed(trained_run, tmp_path, monke
         convert.convert_run(trained_run, ["edgetpu"], out_dir=tmp_path / "out2", calib_samples=20,
                             log=lambda _: None)
     assert not (tmp_path / "out2" / "model_edgetpu.tflite").exists()
+
+
+def test_recover_keeps_worst_layers_in_float_until_within_budget(trained_run, tmp_path, monkeypatch):
+    from edgecv.converters import convert
+    from edgecv.tflite_schema import operator_types
+
+    real = convert.verify_artifact
+
+    def int8_looks_bad(path, run, keras_scores):  # trigger recovery; the mixed model is real
+        row = real(path, run, keras_scores)
+        if path.name == "model_int8.tflite":
+            row["accuracy"] -= 0.10
+        return row
+
+    monkeypatch.setattr(convert, "verify_artifact", int8_looks_bad)
+    report = convert.convert_run(trained_run, ["int8"], out_dir=tmp_path, calib_samples=50,
+                                 max_drop=1.0, recover=True, log=lambda _: None)
+    rows = {r["format"]: r for r in report["artifacts"]}
+    mixed = rows["int8_mixed"]
+    assert mixed["within_budget"] and rows["int8"]["recovered_by"] == "model_int8_mixed.tflite"
+    assert 1 <= len(mixed["float_layers"]) and mixed["p50_ms_1_thread"] > 0
+    ops = [name for name, _ in operator_types((tmp_path / "model_int8_mixed.tflite").read_bytes())]
+    assert "DEQUANTIZE" in ops  # some layers really run in float now
+    assert (tmp_path / "conversion.json").is_file()
+
+
+def test_inspect_quant_writes_the_ranked_csv(trained_run, tmp_path):
+    import csv
+
+    result = run_cli("inspect", "--quant", trained_run, "--out", tmp_path, "--top", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RMSE/scale" in result.stdout
+    with (tmp_path / "quant_debug.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    values = [float(r["rmse_over_scale"]) for r in rows]
+    assert len(rows) >= 4 and values == sorted(values, reverse=True)
+    assert {"CONV_2D", "FULLY_CONNECTED"} <= {r["op"] for r in rows}

@@ -1,0 +1,88 @@
+"""Which layers lose accuracy in int8, and keeping the worst ones in float until the drop fits.
+
+Built on ``tf.lite.experimental.QuantizationDebugger``: it runs the float and the quantized
+model side by side on debug samples and reports, per quantized tensor, the error between the
+float activation and the dequantized int8 one. edgecv ranks layers by RMSE / scale (error in
+units of the quantization step; > 0.7 or so means the layer quantizes badly) and SQNR in dB.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgecv.converters.tflite import representative_samples
+from edgecv.io import captured_output
+from edgecv.tf_import import import_tensorflow
+
+
+def _sqnr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np.ndarray], scale: float,
+          zero_point: int) -> float:
+    """Signal-to-quantization-noise ratio in dB of a layer over the debug samples."""
+    signal = noise = 0.0
+    for f, q in zip(float_tensors, quant_tensors):
+        dequantized = (q.astype(np.int64) - zero_point) * scale
+        signal += float(np.sum(np.square(f, dtype=np.float64)))
+        noise += float(np.sum(np.square(f - dequantized, dtype=np.float64)))
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def _debugger(model, calibration: np.ndarray, debug_samples: np.ndarray, denylisted_nodes=()):
+    tf = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_samples(calibration)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"sqnr_db": _sqnr},
+        denylisted_nodes=list(denylisted_nodes) or None)
+    with captured_output():
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=representative_samples(debug_samples),
+            debug_options=options)
+
+
+def _finite(value: float) -> float | None:
+    """JSON/CSV-safe: None where the debugger's metric is infinite or undefined."""
+    return round(value, 2) if math.isfinite(value) else None
+
+
+def write_csv(rows: list[dict], path) -> None:
+    """Write layer_errors() rows to ``path`` atomically."""
+    from edgecv.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["op"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def layer_errors(model, calibration: np.ndarray, debug_samples: np.ndarray) -> list[dict]:
+    """Per quantized layer: op, tensor name, RMSE/scale, SQNR (dB), max abs error; worst first."""
+    debugger = _debugger(model, calibration, debug_samples)
+    with captured_output():
+        debugger.run()
+    buffer = io.StringIO()
+    debugger.layer_statistics_dump(buffer)
+    rows = []
+    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
+        scale = float(row["scale"]) or float("nan")
+        rows.append({
+            "op": row["op_name"], "tensor": row["tensor_name"],
+            "rmse_over_scale": round(math.sqrt(float(row["mean_squared_error"])) / scale, 4),
+            "sqnr_db": _finite(float(row["sqnr_db"])),
+            "max_abs_error": float(row["max_abs_error"]), "scale": float(row["scale"]),
+        })
+    return sorted(rows, key=lambda r: r["rmse_over_scale"], reverse=True)
+
+
+def selectively_quantized(model, calibration: np.ndarray, float_tensors: Sequence[str]) -> bytes:
+    """An int8 model in which the ops producing ``float_tensors`` stay in float (denylist)."""
+    debugger = _debugger(model, calibration, calibration[:1], denylisted_nodes=float_tensors)
+    with captured_output():
+        return bytes(debugger.get_nondebug_quantized_model())
