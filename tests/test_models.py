@@ -54,38 +54,8 @@ def test_model_builds_softmax_and_trains_one_step(built, name):
     assert count_macs(model) > 0
 
 
-@pytest.mark.tf
-@pytest.mark.slow
-@pytest.mark.parametrize("name", MODELS)
-def test_model_converts_to_full_int8_tflite_with_builtin_ops(built, name):
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    model = built[name]
-    rng = np.random.default_rng(1)
-    samples = rng.normal(size=(8, *small_shape(name))).astype(np.float32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([s[None]] for s in samples)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    # Without the default XNNPACK delegate, so the ops listed are the ones stored in the file.
-    interpreter = Interpreter(model_content=converter.convert(),
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    assert interpreter.get_input_details()[0]["dtype"] == np.int8
-    assert interpreter.get_output_details()[0]["dtype"] == np.int8
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    for op in interpreter._get_ops_details():
-        assert not op["op_name"].startswith(("Flex", "DELEGATE", "CUSTOM")), op["op_name"]
-        for index in list(op["inputs"]) + list(op["outputs"]):
-            if index >= 0:
-                assert tensors[index]["dtype"] in (np.int8, np.int32), (op["op_name"], tensors[index])
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
-                           np.zeros((1, *small_shape(name)), np.int8))
-    interpreter.invoke()
-    assert interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).shape == (1, 5)
+# Conversion of every registry model (fp32, fp16, full int8 with builtin int8 ops only, ONNX,
+# OpenCV DNN) is tested through edgecv.converters in tests/test_convert_zoo.py.
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

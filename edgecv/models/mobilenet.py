@@ -55,6 +55,13 @@ def mobilenet_v2(input_shape, num_classes, alpha: float = 0.35, weights: str | N
             except (ValueError, OSError) as exc:
                 raise UsageError(f"cannot load base weights from '{weights}': {exc}"[:300]) from exc
 
+    if weights is None:
+        # keras.applications uses BatchNorm momentum 0.999: on edge-sized datasets (tens of steps
+        # per epoch) the moving statistics used at inference lag far behind training, and the
+        # model predicts garbage after a short run. 0.9 tracks them; pretrained bases keep theirs.
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = 0.9
     inputs = keras.Input(input_shape, name="input")
     x = base(inputs)
     x = layers.Dropout(dropout, name="dropout")(x)
