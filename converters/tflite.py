@@ -7,6 +7,7 @@ nor on the Edge TPU. The converter's stdout chatter is captured (edgecv.tf_impor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -30,21 +31,33 @@ def _convert(model, configure=None) -> bytes:
     if configure is not None:
         configure(tf, converter)
     try:
-        with captured_output():
+        with captured_output(replay_on_error=False):  # the error below says what matters
             return bytes(converter.convert())
     except Exception as exc:  # the converter raises ConverterError / ValueError / RuntimeError
         text = str(exc)
-        ops = _unsupported_ops(text)
-        hint = (f" Unsupported op(s): {', '.join(ops)}; replace the layer that produces them "
-                "with builtin-compatible layers.") if ops else ""
+        unsupported = _unsupported_ops(text)
+        if unsupported:
+            where = ", ".join(f"{op} (layer '{layer}')" if layer else op
+                              for op, layer in unsupported)
+            raise ConversionError(
+                f"TFLite conversion of '{model.name}' failed: {where} has no builtin TFLite "
+                "kernel. Replace that layer with builtin-compatible layers; edgecv does not "
+                "enable Flex (SELECT_TF_OPS) ops, which run neither on device runtimes nor on "
+                "the Edge TPU.") from exc
         first = text.strip().splitlines()[0][:240] if text.strip() else type(exc).__name__
-        raise ConversionError(f"TFLite conversion of '{model.name}' failed: {first}.{hint}") from exc
+        raise ConversionError(f"TFLite conversion of '{model.name}' failed: {first}") from exc
 
 
-def _unsupported_ops(text: str) -> list[str]:
-    import re
-
-    return sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text)))
+def _unsupported_ops(text: str) -> list[tuple[str, str | None]]:
+    """(``tf.Op``, Keras layer name or None) for each op the converter could not lower."""
+    found: dict[str, str | None] = {}
+    for op in re.findall(r"'(tf\.[A-Za-z0-9_]+)' op is neither a custom op nor a flex op", text):
+        found.setdefault(op, None)
+    for op_type, node in re.findall(r'fused\["(\w+):", "([^"@]+)@', text):
+        parts = node.split("/")
+        if f"tf.{op_type}" in found and len(parts) >= 2:
+            found[f"tf.{op_type}"] = re.sub(r"_\d+$", "", parts[-2])
+    return sorted(found.items())
 
 
 def representative_samples(samples: np.ndarray) -> "callable":

@@ -290,3 +290,45 @@ def test_inspect_quant_writes_the_ranked_csv(trained_run, tmp_path):
     values = [float(r["rmse_over_scale"]) for r in rows]
     assert len(rows) >= 4 and values == sorted(values, reverse=True)
     assert {"CONV_2D", "FULLY_CONNECTED"} <= {r["op"] for r in rows}
+
+
+def test_an_op_without_builtin_kernel_is_named_with_its_layer():
+    import keras
+    import tensorflow as tf
+
+    from edgecv.converters.tflite import ConversionError, to_tflite_fp32
+
+    class Invert(keras.layers.Layer):
+        def call(self, x):
+            return tf.reshape(tf.linalg.inv(tf.reshape(x, (-1, 2, 2))), (-1, 4))
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Invert(name="invert")(inputs)), name="odd")
+    with pytest.raises(ConversionError) as info:
+        to_tflite_fp32(model)
+    message = str(info.value)
+    assert "tf.MatrixInverse (layer 'invert') has no builtin TFLite kernel" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("samples, fragment", [
+    (np.zeros((0, 16, 16, 1), np.float32), "non-empty"),
+    (np.zeros((16, 16, 1), np.float32), "received shape (16, 16, 1)"),
+])
+def test_bad_calibration_data_is_refused(samples, fragment):
+    from edgecv.converters.onnx import CalibrationReader
+    from edgecv.converters.tflite import representative_samples
+    from edgecv.errors import UsageError
+
+    with pytest.raises(UsageError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        representative_samples(samples)
+    with pytest.raises(UsageError):
+        CalibrationReader(samples)
+
+
+def test_unknown_format_suggests_the_closest(trained_run):
+    from edgecv.converters.convert import convert_run
+    from edgecv.errors import UsageError
+
+    with pytest.raises(UsageError, match="Did you mean 'int8'"):
+        convert_run(trained_run, ["int9"], log=lambda _: None)
