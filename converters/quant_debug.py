@@ -25,9 +25,13 @@ def _sqnr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np.ndarra
     """Signal-to-quantization-noise ratio in dB of a layer over the debug samples."""
     signal = noise = 0.0
     for f, q in zip(float_tensors, quant_tensors):
-        dequantized = (q.astype(np.int64) - zero_point) * scale
-        signal += float(np.sum(np.square(f, dtype=np.float64)))
-        noise += float(np.sum(np.square(f - dequantized, dtype=np.float64)))
+        f, q = np.asarray(f, np.float64), np.asarray(q)
+        # Some ops (e.g. a float-output FULLY_CONNECTED) hand over real values, not integers.
+        dequantized = (q.astype(np.float64) if q.dtype.kind == "f"
+                       else (q.astype(np.int64) - zero_point) * float(scale))
+        finite = np.isfinite(f) & np.isfinite(dequantized)
+        signal += float(np.sum(np.square(f[finite])))
+        noise += float(np.sum(np.square(f[finite] - dequantized[finite])))
     if noise == 0:
         return math.inf
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf

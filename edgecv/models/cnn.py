@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from edgecv.errors import UsageError
-
-
-def _check_fraction(name: str, value: float) -> float:
-    if not 0 <= value < 1:
-        raise UsageError(f"{name} must be in [0, 1), received {name}={value}.")
-    return float(value)
+from edgecv.models._checks import fraction, positive_number
 
 
 def seed_cnn(input_shape, num_classes, dropout: float = 0.3):
-    """conv32-pool-conv64-pool-flatten-dense64-dropout-softmax (the seeds' model). dropout 0.3."""
+    """conv32-pool-conv64-pool-flatten-dense64-dropout-softmax, 3x3 'same' convs. dropout 0.3."""
+    dropout = fraction("dropout", dropout)
     import keras
     from keras import layers
 
-    dropout = _check_fraction("dropout", dropout)
     inputs = keras.Input(input_shape, name="input")
     x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = layers.MaxPooling2D(name="pool1")(x)
@@ -30,12 +24,16 @@ def seed_cnn(input_shape, num_classes, dropout: float = 0.3):
 
 
 def lenet5(input_shape, num_classes):
-    """LeNet-5 (ReLU, max pooling): conv6 5x5 - pool - conv16 5x5 - pool - 120 - 84 - softmax."""
+    """LeNet-5 with ReLU and max pooling: conv6 5x5 - pool - conv16 5x5 - pool - 120 - 84.
+
+    Both convs are 'valid' as in the paper, so a 32x32 input gives its exact geometry
+    (28 -> 14 -> 10 -> 5, 400 features, 61,706 parameters for 1 channel and 10 classes).
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input(input_shape, name="input")
-    x = layers.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.Conv2D(6, 5, activation="relu", name="conv1")(inputs)
     x = layers.MaxPooling2D(name="pool1")(x)
     x = layers.Conv2D(16, 5, activation="relu", name="conv2")(x)
     x = layers.MaxPooling2D(name="pool2")(x)
@@ -47,13 +45,13 @@ def lenet5(input_shape, num_classes):
 
 
 def mini_vgg(input_shape, num_classes, width: float = 1.0, dropout: float = 0.3):
-    """Three VGG blocks (two 3x3 conv+BN+ReLU, max pool) of 32/64/128 x width filters, GAP head."""
+    """Three VGG blocks (two 3x3 conv+BN+ReLU, 2x2 max pool) of 32/64/128 filters times
+    ``width`` (default 1.0, at least 8 filters), global average pooling, dropout (0.3), softmax."""
+    width = positive_number("width", width)
+    dropout = fraction("dropout", dropout)
     import keras
     from keras import layers
 
-    if width <= 0:
-        raise UsageError(f"width must be positive, received width={width}.")
-    dropout = _check_fraction("dropout", dropout)
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     for block, filters in enumerate((32, 64, 128), start=1):
@@ -61,6 +59,7 @@ def mini_vgg(input_shape, num_classes, width: float = 1.0, dropout: float = 0.3)
         for conv in (1, 2):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
                               name=f"block{block}_conv{conv}")(x)
+            # momentum 0.9: edge datasets give few steps per epoch; 0.99 lags (see resnet.py)
             x = layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
             x = layers.ReLU(name=f"block{block}_relu{conv}")(x)
         x = layers.MaxPooling2D(name=f"block{block}_pool")(x)

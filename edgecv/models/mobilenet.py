@@ -1,36 +1,38 @@
-"""mobilenet_v2: keras.applications MobileNetV2 as a nested "base" plus a small softmax head."""
+"""mobilenet_v2: keras.applications MobileNetV2 as a nested "base" plus a small softmax head.
+
+The base is a nested model named ``"base"`` so training code can freeze and unfreeze it with
+``model.get_layer("base").trainable``; local weights files hold the base only
+(``model.get_layer("base").save_weights("base.weights.h5")`` writes one).
+"""
 
 from __future__ import annotations
 
+import os
+import urllib.error
 from pathlib import Path
 
 from edgecv.errors import EdgecvError, UsageError
+from edgecv.models._checks import fraction, positive_number
 
+# The widths keras.applications publishes ImageNet weights for.
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+WEIGHTS_SUFFIXES = (".h5", ".keras")  # .weights.h5 ends in .h5
 
 
 def mobilenet_v2(input_shape, num_classes, alpha: float = 0.35, weights: str | None = None,
                  dropout: float = 0.2):
-    """MobileNetV2 (width ``alpha``, default 0.35) without its top, global average pooling,
-    dropout (0.2) and a Dense softmax. ``weights``: None (random), "imagenet" (downloaded by
-    Keras) or a path to a local base weights file. The base is the layer named "base"."""
+    """MobileNetV2 of width ``alpha`` (default 0.35) without its top, global average pooling,
+    dropout (default 0.2) and a Dense softmax named "scores".
+
+    ``weights``: None (default, random init), "imagenet" (downloaded by Keras into
+    ~/.keras/models/ on first use; needs 3 channels and an alpha in ``IMAGENET_ALPHAS``) or the
+    path of a local ``.weights.h5``/``.h5``/``.keras`` file with base weights (3 channels).
+    """
+    alpha = positive_number("alpha", alpha)
+    dropout = fraction("dropout", dropout)
+    local = _check_weights(weights, input_shape, alpha)
     import keras
     from keras import layers
-
-    if alpha <= 0:
-        raise UsageError(f"alpha must be positive, received alpha={alpha}.")
-    if not 0 <= dropout < 1:
-        raise UsageError(f"dropout must be in [0, 1), received dropout={dropout}.")
-    if weights is not None:
-        if input_shape[2] != 3:
-            raise UsageError(f"pretrained mobilenet_v2 weights need 3 channels, received "
-                             f"input_shape={tuple(input_shape)}; use --channels 3.")
-        if alpha not in IMAGENET_ALPHAS:
-            raise UsageError(f"pretrained mobilenet_v2 weights exist for alpha in "
-                             f"{list(IMAGENET_ALPHAS)}, received alpha={alpha}.")
-    local = weights not in (None, "imagenet")
-    if local and not Path(weights).is_file():
-        raise UsageError(f"weights file '{weights}' does not exist.")
 
     def build_base(base_weights):
         return keras.applications.MobileNetV2(input_shape=tuple(input_shape), alpha=alpha,
@@ -40,20 +42,26 @@ def mobilenet_v2(input_shape, num_classes, alpha: float = 0.35, weights: str | N
     if weights == "imagenet":
         try:
             base = build_base("imagenet")
-        except Exception as exc:  # keras.utils.get_file wraps every download failure in Exception
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        except Exception as exc:
+            if not _is_download_failure(exc):
+                raise
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() \
+                else type(exc).__name__
             raise EdgecvError(
                 f"could not download ImageNet weights for mobilenet_v2 ({reason}). This machine "
-                "looks offline: download them once with internet access (Keras caches them in "
+                "looks offline: download them once with internet access (they are cached in "
                 "~/.keras/models/) or pass --weights PATH to a local weights file."
             ) from exc
     else:
         base = build_base(None)
-        if local:
+        if local is not None:
             try:
-                base.load_weights(str(weights))
-            except (ValueError, OSError) as exc:
-                raise UsageError(f"cannot load base weights from '{weights}': {exc}"[:300]) from exc
+                base.load_weights(str(local))
+            except (ValueError, OSError, KeyError) as exc:
+                raise UsageError(
+                    f"cannot load mobilenet_v2 base weights from '{weights}' into a base of "
+                    f"alpha={alpha}, input_shape={tuple(input_shape)}: {exc}"[:400]
+                ) from exc
 
     if weights is None:
         # keras.applications uses BatchNorm momentum 0.999: on edge-sized datasets (tens of steps
@@ -67,3 +75,34 @@ def mobilenet_v2(input_shape, num_classes, alpha: float = 0.35, weights: str | N
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="scores")(x)
     return keras.Model(inputs, outputs, name="mobilenet_v2")
+
+
+def _check_weights(weights, input_shape, alpha: float) -> Path | None:
+    """Validate ``weights`` without TensorFlow; return the local file, if one was given."""
+    if weights is None:
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise UsageError(f"weights must be None, 'imagenet' or a file path, "
+                         f"received weights={weights!r}.")
+    if input_shape[2] != 3:
+        raise UsageError(f"pretrained mobilenet_v2 weights need 3 channels (RGB), received "
+                         f"input_shape={tuple(input_shape)}; use --channels 3.")
+    if weights == "imagenet":
+        if alpha not in IMAGENET_ALPHAS:
+            raise UsageError(f"ImageNet mobilenet_v2 weights exist for alpha in "
+                             f"{list(IMAGENET_ALPHAS)}, received alpha={alpha}.")
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise UsageError(f"weights file '{weights}' does not exist; "
+                         f"give 'imagenet' or the path of a base weights file.")
+    if not path.name.endswith(WEIGHTS_SUFFIXES):
+        raise UsageError(f"weights file '{weights}' must end in .weights.h5, .h5 or .keras "
+                         f"(saved with model.get_layer('base').save_weights).")
+    return path
+
+
+def _is_download_failure(exc: BaseException) -> bool:
+    # keras.utils.get_file re-raises urllib errors as a bare Exception("URL fetch failure on ...").
+    return (isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError))
+            or "URL fetch failure" in str(exc))
