@@ -75,9 +75,9 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
 
     Runs ``quant_pre_process`` (shape inference + graph optimisation) first, as ONNX Runtime
     recommends. Defaults: QDQ format, per-channel int8 weights, uint8 activations (U8S8).
-    U8S8 because it is what is fast on x86 CPUs: on the 2-core test machine the S8S8 file was
-    0.45-0.6x the speed of fp32, U8S8 1.16x (1 thread) and 2.08x (2 threads), same accuracy
-    (python -m edgecv.benchmarks.onnx_int8_settings, results in benchmarks/results/).
+    U8S8 because it is what is fast on x86 CPUs: on the 2-core test machine (resnet8, batch 1)
+    the S8S8 file ran at 0.68x (1 thread) / 0.42x (2 threads) the speed of fp32, U8S8 at 1.27x /
+    1.18x, same accuracy (python -m edgecv.benchmarks.onnx_int8_settings; benchmarks/results/).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
