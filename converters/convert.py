@@ -1,9 +1,13 @@
-"""``edgecv convert``: a training run -> verified, self-describing TFLite and ONNX artifacts.
+"""``edgecv convert``: a training run or a user's model -> verified, self-describing TFLite and
+ONNX artifacts.
 
+Both kinds of source become one :class:`RunData` (:func:`load_run` for a run directory,
+:func:`edgecv.converters.sources.load_model_source` for a .keras / .h5 / SavedModel / JSON model
+plus flags and data; :func:`load_source` picks), and everything after that is the same code.
 For every artifact: convert, embed the model card, write atomically, then run it in its real
-runtime (ai-edge-litert / onnxruntime, through :mod:`edgecv.runtime`) on the run's held-out
-test split and compare with the Keras model. ``conversion.json`` records the figures and the
-SHA-256 of each file.
+runtime (ai-edge-litert / onnxruntime, through :mod:`edgecv.runtime`) on the held-out test data
+and compare with the reference model. ``conversion.json`` records the figures and the SHA-256 of
+each file.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +27,7 @@ from edgecv.card import (ModelCard, Quantization, embed_onnx_card, embed_tflite_
 from edgecv.errors import EdgecvError, UsageError, unknown_name
 from edgecv.io import atomic_path, write_json_atomic
 from edgecv.preprocessing import Preprocessing
+from edgecv.testset import TESTSET_NAME, save_testset
 
 # format name -> output file name. fp32 is always written: it is the reference for sizes.
 FORMATS = {
@@ -41,9 +46,16 @@ class AccuracyDropError(EdgecvError):
     """An artifact lost more accuracy than ``--max-drop`` allows (the report is still written)."""
 
 
+# --select-tf-ops (Flex) is allowed for these only: a full-integer model needs builtin int8
+# kernels, and the Edge TPU runs no TensorFlow op.
+SELECT_TF_OPS_FORMATS = ("fp32", "fp16", "dynamic")
+
+
 @dataclass
 class RunData:
-    """What a conversion needs from a training run."""
+    """What a conversion needs, from a training run or from a model file (``run_dir`` is then
+    the model file or SavedModel directory, ``model`` a Keras model or a
+    :class:`~edgecv.training.keras_io.SavedModelReference`)."""
 
     run_dir: Path
     model: object
@@ -51,7 +63,11 @@ class RunData:
     preprocessing: Preprocessing
     calibration: np.ndarray  # float32, normalised
     test_x: np.ndarray  # float32, normalised
-    test_y: np.ndarray
+    test_y: np.ndarray | None  # None: the data has no labels, verification is agreement only
+    test_images: np.ndarray | None = None  # uint8, as loaded (written to testset.npz)
+    test_ids: list | None = None
+    default_out: Path | None = None  # None: run_dir / "export"
+    notes: dict = field(default_factory=dict)  # how a model file was read (conversion.json)
 
 
 def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
@@ -81,7 +97,28 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
     order = np.random.default_rng(data["seed"]).permutation(len(dataset.train))[:calib_samples]
     return RunData(run_dir, model, list(config["labels"]), pre,
                    pre.normalize(dataset.train.x[np.sort(order)]),
-                   pre.normalize(dataset.test.x), dataset.test.y)
+                   pre.normalize(dataset.test.x), dataset.test.y, dataset.test.x,
+                   list(dataset.test.ids))
+
+
+def load_source(source: str | Path, calib_samples: int = 300, options=None,
+                log: Callable[[str], None] = print) -> RunData:
+    """A run directory (:func:`load_run`) or a model that edgecv did not train
+    (:func:`edgecv.converters.sources.load_model_source`, read with ``options``, a
+    :class:`~edgecv.converters.sources.ModelOptions`). Default: 300 calibration samples."""
+    from edgecv.converters.sources import ModelOptions, is_model_source, load_model_source
+
+    options = options or ModelOptions()
+    if is_model_source(source):
+        return load_model_source(source, options, calib_samples=calib_samples, log=log)
+    if not (Path(source) / "config.json").is_file():
+        raise UsageError(f"'{source}' is not an edgecv run directory (no config.json) nor a model "
+                         "(.keras, .h5, a SavedModel directory, a .json config with --weights).")
+    given = options.given()
+    if given:
+        raise UsageError(f"'{source}' is an edgecv run: its config.json fixes the preprocessing, "
+                         f"labels and data, so {', '.join(given)} apply to model files only.")
+    return load_run(source, calib_samples)
 
 
 def _tflite_io_quantization(model: bytes) -> tuple[str, str, Quantization | None, Quantization | None]:
@@ -103,9 +140,10 @@ def _card(run: RunData, fmt: str, **quant) -> ModelCard:
 
 
 def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
-                   onnx_fp32=None):
+                   onnx_fp32=None, select_tf_ops: bool = False):
     """Convert ``run.model`` to ``fmt`` with its card embedded; return (file bytes, the fp32 ONNX
-    proto when one was made, so onnx_int8 reuses it, else None)."""
+    proto when one was made, so onnx_int8 reuses it, else None). ``select_tf_ops`` (fp32, fp16,
+    dynamic only) allows Flex ops; the card's ``extra`` then says whether the file is deployable."""
     from edgecv.converters import onnx as onnx_converter
     from edgecv.converters import tflite
 
@@ -118,10 +156,13 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
         return proto.SerializeToString(), fp32_proto
     if fmt == "edgetpu":
         return build_edgetpu(run), None
+    if select_tf_ops and fmt not in SELECT_TF_OPS_FORMATS:
+        raise UsageError(f"--select-tf-ops applies to {', '.join(SELECT_TF_OPS_FORMATS)} only, "
+                         f"received format '{fmt}'.")
     builders: dict[str, Callable[[], bytes]] = {
-        "fp32": lambda: tflite.to_tflite_fp32(run.model),
-        "fp16": lambda: tflite.to_tflite_fp16(run.model),
-        "dynamic": lambda: tflite.to_tflite_dynamic(run.model),
+        "fp32": lambda: tflite.to_tflite_fp32(run.model, select_tf_ops=select_tf_ops),
+        "fp16": lambda: tflite.to_tflite_fp16(run.model, select_tf_ops=select_tf_ops),
+        "dynamic": lambda: tflite.to_tflite_dynamic(run.model, select_tf_ops=select_tf_ops),
         "int8": lambda: tflite.to_tflite_int8(run.model, run.calibration, io=io),
         "int16x8": lambda: tflite.to_tflite_int16x8(run.model, run.calibration),
     }
@@ -131,9 +172,15 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
         if problems:
             raise tflite.ConversionError(
                 f"the int8 model is not integer-only: {'; '.join(problems[:5])}.")
+    extra = {}
+    if select_tf_ops:
+        flex = tflite.flex_ops(data)
+        extra = {"select_tf_ops": True, "deployable": not flex, "flex_ops": flex}
+        if flex:
+            extra["reason"] = tflite.FLEX_REASON
     in_dtype, out_dtype, in_q, out_q = _tflite_io_quantization(data)
     card = _card(run, f"tflite_{fmt}", input_dtype=in_dtype, output_dtype=out_dtype,
-                 input_quantization=in_q, output_quantization=out_q)
+                 input_quantization=in_q, output_quantization=out_q, extra=extra)
     return embed_tflite_card(data, card), None
 
 
@@ -169,7 +216,8 @@ def build_edgetpu(run: RunData) -> bytes:
 
 
 def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
-    """Run ``path`` in its runtime on the test split; accuracy, agreement and output difference."""
+    """Run ``path`` in its runtime on the test split; accuracy (None when the data has no
+    labels), top-1 agreement with the reference scores, and output difference."""
     from edgecv.runtime import open_backend
 
     with open_backend(path) as backend:
@@ -178,18 +226,41 @@ def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
     diff = np.abs(scores - keras_scores)
     predicted = scores.argmax(1)
     return {
-        "accuracy": float((predicted == run.test_y).mean()),
+        "accuracy": None if run.test_y is None else float((predicted == run.test_y).mean()),
         "agreement": float((predicted == keras_scores.argmax(1)).mean()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
     }
 
 
-def recover_int8(run: RunData, keras_scores: np.ndarray, keras_accuracy: float, max_drop: float,
-                 out: Path, log: Callable[[str], None]) -> dict:
+def score_drops(row: dict, keras_accuracy: float | None) -> dict:
+    """Add to a verified row its drops vs the reference, in percentage points: accuracy (None
+    when the data has no labels) and agreement (100 - agreement %)."""
+    row["accuracy_drop_pp"] = (None if keras_accuracy is None or row["accuracy"] is None
+                               else round(100 * (keras_accuracy - row["accuracy"]), 3))
+    row["agreement_drop_pp"] = round(100 * (1 - row["agreement"]), 3)
+    return row
+
+
+def budget_drop(row: dict) -> float | None:
+    """The drop ``--max-drop`` judges: the accuracy drop when the data has labels, else the
+    agreement drop; None for a row that was not verified."""
+    if row.get("accuracy_drop_pp") is not None:
+        return row["accuracy_drop_pp"]
+    return row.get("agreement_drop_pp")
+
+
+def _figures(row: dict) -> str:
+    accuracy = ("acc -" if row["accuracy"] is None else
+                f"acc {row['accuracy']:.4f} (drop {row['accuracy_drop_pp']:+.2f} pp)")
+    return f"{accuracy}  agreement {row['agreement']:.4f}  max|diff| {row['max_abs_diff']:.4f}"
+
+
+def recover_int8(run: RunData, keras_scores: np.ndarray, keras_accuracy: float | None,
+                 max_drop: float, out: Path, log: Callable[[str], None]) -> dict:
     """Keep the worst-quantizing layers in float (1, 2, 4, ... of them, ranked by RMSE/scale on
-    calibration data) until the accuracy drop is within ``max_drop``; write the best attempt
-    as ``model_int8_mixed.tflite`` and return its row."""
+    calibration data) until the drop (:func:`budget_drop`) is within ``max_drop``; write the best
+    attempt as ``model_int8_mixed.tflite`` and return its row."""
     from edgecv.benchmarks.timing import time_backend
     from edgecv.converters.quant_debug import layer_errors, selectively_quantized
     from edgecv.runtime import open_backend
@@ -210,10 +281,9 @@ def recover_int8(run: RunData, keras_scores: np.ndarray, keras_accuracy: float, 
         row = {"format": "int8_mixed", "file": path.name, "size_bytes": len(data),
                "sha256": hashlib.sha256(data).hexdigest(), "float_layers": names,
                **verify_artifact(path, run, keras_scores)}
-        row["accuracy_drop_pp"] = round(100 * (keras_accuracy - row["accuracy"]), 3)
-        log(f"recover    {count} layer(s) in float: acc {row['accuracy']:.4f} "
-            f"(drop {row['accuracy_drop_pp']:+.2f} pp)")
-        if row["accuracy_drop_pp"] <= max_drop or count >= len(ranking):
+        score_drops(row, keras_accuracy)
+        log(f"recover    {count} layer(s) in float: {_figures(row)}")
+        if budget_drop(row) <= max_drop or count >= len(ranking):
             break
         count = min(2 * count, len(ranking))
     sample = run.test_x[:1]
@@ -223,31 +293,53 @@ def recover_int8(run: RunData, keras_scores: np.ndarray, keras_accuracy: float, 
             latency[name] = time_backend(backend, sample, runs=200, min_time_s=0.5).p50_ms
     row["p50_ms_1_thread"] = latency[path.name]
     row["latency_cost_vs_int8"] = round(latency[path.name] / latency["model_int8.tflite"], 3)
-    row["within_budget"] = row["accuracy_drop_pp"] <= max_drop
+    row["within_budget"] = budget_drop(row) <= max_drop
     log(f"recover    {len(row['float_layers'])} float layer(s); p50 {latency[path.name]:.3f} ms vs "
         f"{latency['model_int8.tflite']:.3f} ms for full int8 ({row['latency_cost_vs_int8']}x)")
     return row
 
 
-def convert_run(run_dir: str | Path, formats: list[str], *, out_dir: str | Path | None = None,
-                io: str = "int8", calib_samples: int = 300, opset: int = 17,
-                max_drop: float = 1.0, recover: bool = False,
-                log: Callable[[str], None] = print) -> dict:
-    """Write and verify ``formats`` (fp32 is always included) for a run; return the report.
-
-    Defaults: int8 I/O for the int8 model, 300 calibration samples, opset 17, max drop 1.0 pp.
-    Raises AccuracyDropError after writing ``conversion.json`` if an artifact drops too much.
-    With ``recover``, an int8 model over budget is followed by a mixed int8/float one
-    (:func:`recover_int8`); if that one fits the budget, the int8 drop no longer fails the run.
-    """
+def _check_formats(formats: list[str], max_drop: float, select_tf_ops: bool) -> list[str]:
     for fmt in formats:
         if fmt not in FORMATS:
             raise unknown_name("format", fmt, FORMATS)
     if max_drop < 0:
         raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
-    ordered = [f for f in FORMATS if f == "fp32" or f in formats]
-    run = load_run(run_dir, calib_samples)
-    out = Path(out_dir) if out_dir else run.run_dir / "export"
+    refused = [f for f in formats if f in ("int8", "int16x8", "edgetpu")]
+    if select_tf_ops and refused:
+        raise UsageError(
+            f"--select-tf-ops applies to the fp32, fp16 and dynamic TFLite models only; "
+            f"{', '.join(refused)} cannot use Flex ops (a full-integer model needs builtin int8 "
+            f"kernels, the Edge TPU runs no TensorFlow op): drop "
+            f"{', '.join('--' + f for f in refused)} (or --all).")
+    return [f for f in FORMATS if f == "fp32" or f in formats]
+
+
+def convert_run(source: str | Path | RunData, formats: list[str], *,
+                out_dir: str | Path | None = None, io: str = "int8", calib_samples: int = 300,
+                opset: int = 17, max_drop: float = 1.0, recover: bool = False,
+                select_tf_ops: bool = False, options=None,
+                log: Callable[[str], None] = print) -> dict:
+    """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
+    (read with ``options``, see :func:`load_source`) or an already loaded :class:`RunData`;
+    return the report.
+
+    Defaults: int8 I/O for the int8 model, 300 calibration samples, opset 17, max drop 1.0 pp
+    (of accuracy; of agreement with the reference when the data has no labels), no Flex ops.
+    Output: ``out_dir``, else ``RUN/export`` or, for a model file, ``<stem>_export`` beside it.
+    Raises AccuracyDropError after writing ``conversion.json`` if an artifact drops too much.
+    With ``recover``, an int8 model over budget is followed by a mixed int8/float one
+    (:func:`recover_int8`); if that one fits the budget, the int8 drop no longer fails the run.
+    ``select_tf_ops`` allows Flex ops in fp32/fp16/dynamic (refused with int8, int16x8, edgetpu);
+    a file that needs them is marked ``deployable: false`` and, since ai-edge-litert has no
+    Flex delegate, recorded as not verified instead of failing.
+    """
+    from edgecv.converters.tflite import FLEX_REASON
+
+    ordered = _check_formats(formats, max_drop, select_tf_ops)
+    run = source if isinstance(source, RunData) else load_source(source, calib_samples, options,
+                                                                  log)
+    out = Path(out_dir) if out_dir else (run.default_out or run.run_dir / "export")
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
@@ -255,12 +347,19 @@ def convert_run(run_dir: str | Path, formats: list[str], *, out_dir: str | Path 
         raise UsageError(f"cannot write to output directory '{out}': {exc.strerror or exc}.") from exc
 
     keras_scores = run.model.predict(run.test_x, batch_size=256, verbose=0)
-    keras_accuracy = float((keras_scores.argmax(1) == run.test_y).mean())
-    log(f"keras model: test accuracy {keras_accuracy:.4f} on {len(run.test_y)} images")
+    reference = run.notes.get("reference", "keras model")
+    if run.test_y is None:
+        keras_accuracy = None
+        log(f"{reference}: {len(run.test_x)} test images without labels: verification reports "
+            "agreement and output difference; --max-drop applies to agreement")
+    else:
+        keras_accuracy = float((keras_scores.argmax(1) == run.test_y).mean())
+        log(f"{reference}: test accuracy {keras_accuracy:.4f} on {len(run.test_y)} images")
     rows, onnx_fp32, fp32_size = [], None, None
     for fmt in ordered:
         start = time.perf_counter()
-        data, proto = build_artifact(run, fmt, io=io, opset=opset, onnx_fp32=onnx_fp32)
+        data, proto = build_artifact(run, fmt, io=io, opset=opset, onnx_fp32=onnx_fp32,
+                                     select_tf_ops=select_tf_ops and fmt in SELECT_TF_OPS_FORMATS)
         onnx_fp32 = proto if proto is not None else onnx_fp32
         seconds = time.perf_counter() - start
         path = out / FORMATS[fmt]
@@ -282,29 +381,55 @@ def convert_run(run_dir: str | Path, formats: list[str], *, out_dir: str | Path 
             rows.append(row)
             log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  not verified here: {row['verified']}")
             continue
-        row.update(verify_artifact(path, run, keras_scores))
-        row["accuracy_drop_pp"] = round(100 * (keras_accuracy - row["accuracy"]), 3)
+        flex = []
+        if select_tf_ops and fmt in SELECT_TF_OPS_FORMATS:
+            extra = read_tflite_card(data).extra
+            flex = extra["flex_ops"]
+            row.update(deployable=extra["deployable"], flex_ops=flex,
+                       deployable_reason=extra.get("reason"))
+        try:
+            row.update(verify_artifact(path, run, keras_scores))
+        except (EdgecvError, RuntimeError, ValueError) as exc:
+            if not flex:
+                raise
+            first = " ".join(str(exc).split())[:160]
+            row["verified"] = f"no: {FLEX_REASON} (ai-edge-litert: {first})"
+            rows.append(row)
+            log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  not verified: needs Flex ops "
+                f"{', '.join(flex)}; not deployable on tflite-runtime/ai-edge-litert or the Edge TPU")
+            continue
+        score_drops(row, keras_accuracy)
         rows.append(row)
-        log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  acc {row['accuracy']:.4f} "
-            f"(drop {row['accuracy_drop_pp']:+.2f} pp)  agreement {row['agreement']:.4f}  "
-            f"max|diff| {row['max_abs_diff']:.4f}  {seconds:.1f}s")
+        log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  {_figures(row)}  {seconds:.1f}s")
     int8_row = next((r for r in rows if r["format"] == "int8"), None)
-    if recover and int8_row and int8_row["accuracy_drop_pp"] > max_drop:
+    if recover and int8_row and budget_drop(int8_row) > max_drop:
         mixed = recover_int8(run, keras_scores, keras_accuracy, max_drop, out, log)
         mixed["size_ratio_vs_fp32"] = round(mixed["size_bytes"] / fp32_size, 4)
         rows.append(mixed)
         if mixed["within_budget"]:
             int8_row["recovered_by"] = mixed["file"]
+    if run.test_images is not None and run.test_y is not None:
+        # so `edgecv bench` measures accuracy on a bare device
+        save_testset(out / TESTSET_NAME, run.test_images, run.test_y, run.labels, run.test_ids)
+    elif run.test_images is not None:
+        log(f"{TESTSET_NAME} not written: the test images have no labels")
     report = {"run": str(run.run_dir), "keras_accuracy": keras_accuracy,
-              "test_images": int(len(run.test_y)), "calibration_samples": int(len(run.calibration)),
-              "int8_io": io, "opset": opset, "max_drop_pp": max_drop, "artifacts": rows}
+              "test_images": int(len(run.test_x)), "calibration_samples": int(len(run.calibration)),
+              "int8_io": io, "opset": opset, "max_drop_pp": max_drop,
+              "max_drop_applies_to": "accuracy" if run.test_y is not None else "agreement"}
+    if run.notes:
+        report["source"] = run.notes
+    if select_tf_ops:
+        report["select_tf_ops"] = True
+    report["artifacts"] = rows
     write_json_atomic(out / "conversion.json", report)
     log(f"wrote {len(rows)} artifact(s) and conversion.json to {out}")
-    too_much = [r for r in rows
-                if r.get("accuracy_drop_pp", 0) > max_drop and "recovered_by" not in r]
+    too_much = [r for r in rows if budget_drop(r) is not None and budget_drop(r) > max_drop
+                and "recovered_by" not in r]
     if too_much:
-        worst = max(too_much, key=lambda r: r["accuracy_drop_pp"])
+        worst = max(too_much, key=budget_drop)
+        what = "accuracy" if worst["accuracy_drop_pp"] is not None else "agreement"
         raise AccuracyDropError(
-            f"{worst['file']} lost {worst['accuracy_drop_pp']:.2f} pp of accuracy vs Keras, more "
+            f"{worst['file']} lost {budget_drop(worst):.2f} pp of {what} vs the reference, more "
             f"than --max-drop {max_drop}; see {out / 'conversion.json'}.")
     return report

@@ -1,7 +1,8 @@
 """Keras -> ONNX (tf2onnx) and ONNX -> ONNX int8 (onnxruntime.quantization, static, QDQ).
 
 tf2onnx 1.17 needs an explicit ``input_signature`` with Keras 3, and ``model.output_names`` set
-to avoid a KeyError 'keras_tensor_N' (shared/RUNTIME_FACTS.md).
+to avoid a KeyError 'keras_tensor_N' (shared/RUNTIME_FACTS.md). A SavedModel (not a Keras model)
+goes through ``from_function`` over its serving signature.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ OUTPUT_NAME = "scores"
 
 
 def to_onnx(model, opset: int = 17):
-    """Return the ONNX ModelProto of a Keras model (NHWC float32 input named ``input``, batch
-    dimension dynamic), checked with ``onnx.checker``. Default opset 17."""
+    """Return the ONNX ModelProto of a Keras model or a SavedModel's serving signature (NHWC
+    float32 input named ``input``, batch dimension dynamic), checked with ``onnx.checker``.
+    Default opset 17."""
     import onnx
 
     tf = import_tensorflow()
@@ -30,11 +32,18 @@ def to_onnx(model, opset: int = 17):
         raise UsageError(f"--opset must be between 13 and 21, received {opset}.")
     import tf2onnx
 
+    from edgecv.training.keras_io import SavedModelReference
+
     spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=INPUT_NAME)]
-    model.output_names = [OUTPUT_NAME]
     try:
         with captured_output():
-            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+            if isinstance(model, SavedModelReference):  # its serving signature, not Keras
+                function = tf.function(lambda x: {OUTPUT_NAME: model.call(x)})
+                proto, _ = tf2onnx.convert.from_function(function, input_signature=spec,
+                                                         opset=opset)
+            else:
+                model.output_names = [OUTPUT_NAME]
+                proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises many kinds; all mean the same to a user
         first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"ONNX conversion of '{model.name}' failed: {first}") from exc
@@ -70,14 +79,18 @@ class CalibrationReader:
 
 
 def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = True,
-                 activation_type: str = "uint8", weight_type: str = "int8", quant_format: str = "QDQ"):
+                 activation_type: str = "uint8", weight_type: str = "int8", quant_format: str = "QDQ",
+                 reduce_range: bool | None = None):
     """Static int8 quantization of an fp32 ONNX ModelProto; returns the quantized ModelProto.
 
     Runs ``quant_pre_process`` (shape inference + graph optimisation) first, as ONNX Runtime
-    recommends. Defaults: QDQ format, per-channel int8 weights, uint8 activations (U8S8).
+    recommends. Defaults: QDQ format, per-channel int8 weights, uint8 activations (U8S8), and
+    for U8S8 ``reduce_range`` (weights in 7 bits, see below; ``None`` = on for U8S8 only).
     U8S8 because it is what is fast on x86 CPUs: on the 2-core test machine (resnet8, batch 1)
     the S8S8 file ran at 0.68x (1 thread) / 0.42x (2 threads) the speed of fp32, U8S8 at 1.27x /
-    1.18x, same accuracy (python -m edgecv.benchmarks.onnx_int8_settings; benchmarks/results/).
+    1.18x (python -m edgecv.benchmarks.onnx_int8_settings; benchmarks/results/). U8S8 with 7-bit
+    weights has the same kernels: 1.30x / 1.26x in the committed run on a shared machine
+    (1.30-1.53x / 1.23-1.26x over 3 runs), U8U8 0.91x / 0.91x.
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -90,6 +103,18 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
     formats = {"QDQ": QuantFormat.QDQ, "QOperator": QuantFormat.QOperator}
     if quant_format not in formats:
         raise UsageError(f"quant format must be QDQ or QOperator, received {quant_format}.")
+    if reduce_range is None:
+        # ONNX Runtime's U8S8 kernels on x86 CPUs without VNNI (AVX2, like the 2-core test
+        # machine) use VPMADDUBSW, which adds pairs of u8*s8 products into a saturating int16:
+        # 255*127*2 overflows it, 255*64*2 does not. On the default run (resnet8, digits) 8-bit
+        # per-channel weights saturated 2.4% of the stem conv's pair sums (its input is the image,
+        # whose strokes quantize near 255, and every channel gets a +-127 weight), 9.9% of its
+        # outputs were off by up to 82 steps, and accuracy fell from 99.63% to 92.94%. The ranges
+        # were right: the same file run without graph optimisation (float DQ -> op -> Q, no integer
+        # kernels) kept 99.63%. 7-bit weights keep 99.63% with the same fused graph and speed;
+        # U8U8 and S8S8 do not saturate but are slower than fp32 here. (TFLite's int8 kernels
+        # accumulate in int32, so its int8 model was unaffected.)
+        reduce_range = activation_type == "uint8" and weight_type == "int8"
     reader = CalibrationReader(calibration)
     with tempfile.TemporaryDirectory() as workdir:
         source, prepared, output = (Path(workdir) / name for name in
@@ -101,7 +126,7 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
                 quantize_static(str(prepared), str(output), reader,
                                 quant_format=formats[quant_format], per_channel=per_channel,
                                 activation_type=types[activation_type],
-                                weight_type=types[weight_type])
+                                weight_type=types[weight_type], reduce_range=reduce_range)
         except Exception as exc:
             raise ConversionError(f"ONNX int8 quantization failed: {exc}"[:300]) from exc
         return onnx.load(output)

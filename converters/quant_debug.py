@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgecv.converters.tflite import representative_samples
+from edgecv.converters.tflite import make_converter, representative_samples
 from edgecv.io import captured_output
 from edgecv.tf_import import import_tensorflow
 
@@ -39,7 +39,7 @@ def _sqnr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np.ndarra
 
 def _debugger(model, calibration: np.ndarray, debug_samples: np.ndarray, denylisted_nodes=()):
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = make_converter(model)  # a Keras model or a SavedModel's signature
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_samples(calibration)
     options = tf.lite.experimental.QuantizationDebugOptions(

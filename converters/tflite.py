@@ -1,8 +1,11 @@
 """Keras -> TFLite: one function per flavour, each returning the flatbuffer bytes.
 
-All use ``tf.lite.TFLiteConverter.from_keras_model`` (works with Keras 3 in TF 2.21) and builtin
-ops only: SELECT_TF_OPS (Flex) is never enabled, since Flex ops run neither on a device runtime
-nor on the Edge TPU. The converter's stdout chatter is captured (edgecv.tf_import).
+All use ``tf.lite.TFLiteConverter.from_keras_model`` (works with Keras 3 in TF 2.21), or for a
+SavedModel ``from_concrete_functions`` over its serving signature (:func:`make_converter`), and
+builtin ops only. SELECT_TF_OPS (Flex) is enabled only when asked (``select_tf_ops``, fp32 / fp16 /
+dynamic): Flex ops run neither on a device runtime without the Flex delegate nor on the Edge TPU,
+so such a file is marked not deployable (:data:`FLEX_REASON`). The converter's stdout chatter is
+captured (edgecv.tf_import).
 """
 
 from __future__ import annotations
@@ -18,16 +21,33 @@ from edgecv.io import captured_output
 from edgecv.tf_import import import_tensorflow
 
 INT8_IO_TYPES = ("int8", "uint8", "float32")
+FLEX_REASON = ("needs the Flex delegate: not runnable on tflite-runtime/ai-edge-litert without "
+               "Flex, nor on the Edge TPU")
 
 
 class ConversionError(EdgecvError):
     """The converter failed, or its output breaks a promise (e.g. a float op in an int8 model)."""
 
 
-def _convert(model, configure=None) -> bytes:
+def make_converter(model, static_batch: bool = False):
+    """A ``TFLiteConverter`` for a Keras model, or for a SavedModel's serving signature
+    (:class:`edgecv.training.keras_io.SavedModelReference`). ``static_batch`` fixes the batch
+    dimension to 1 (default: dynamic)."""
+    from edgecv.training.keras_io import SavedModelReference
+
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if isinstance(model, SavedModelReference):
+        function = model.concrete_function(1 if static_batch else None)
+        return tf.lite.TFLiteConverter.from_concrete_functions([function], model.trackable)
+    return tf.lite.TFLiteConverter.from_keras_model(with_batch_one(model) if static_batch else model)
+
+
+def _convert(model, configure=None, *, static_batch: bool = False,
+             select_tf_ops: bool = False) -> bytes:
+    tf = import_tensorflow()
+    converter = make_converter(model, static_batch)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS] + (
+        [tf.lite.OpsSet.SELECT_TF_OPS] if select_tf_ops else [])
     if configure is not None:
         configure(tf, converter)
     try:
@@ -36,14 +56,17 @@ def _convert(model, configure=None) -> bytes:
     except Exception as exc:  # the converter raises ConverterError / ValueError / RuntimeError
         text = str(exc)
         unsupported = _unsupported_ops(text)
-        if unsupported:
+        if unsupported and not select_tf_ops:
+            if any(layer is None for _, layer in unsupported):
+                unsupported = _name_layers(model, unsupported)
             where = ", ".join(f"{op} (layer '{layer}')" if layer else op
                               for op, layer in unsupported)
             raise ConversionError(
                 f"TFLite conversion of '{model.name}' failed: {where} has no builtin TFLite "
-                "kernel. Replace that layer with builtin-compatible layers; edgecv does not "
-                "enable Flex (SELECT_TF_OPS) ops, which run neither on device runtimes nor on "
-                "the Edge TPU.") from exc
+                "kernel. Fix: replace that layer with builtin-compatible layers (e.g. express "
+                "it with keras.ops that TFLite lowers), or pass --select-tf-ops to write fp32/"
+                "fp16/dynamic models with Flex ops, marked not deployable (a Flex model "
+                f"{FLEX_REASON}).") from exc
         first = text.strip().splitlines()[0][:240] if text.strip() else type(exc).__name__
         raise ConversionError(f"TFLite conversion of '{model.name}' failed: {first}") from exc
 
@@ -60,6 +83,37 @@ def _unsupported_ops(text: str) -> list[tuple[str, str | None]]:
     return sorted(found.items())
 
 
+def _name_layers(model, unsupported: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """Find the layer of each op the converter's message did not place (its locations name
+    Python lines, not nodes, for concrete functions), from the op's node name in the model's
+    frozen graph (``.../<layer>_1/<Op>``)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from edgecv.training.keras_io import SavedModelReference
+
+    tf = import_tensorflow()
+    try:
+        if isinstance(model, SavedModelReference):
+            function = model.concrete_function()
+        else:
+            spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+            function = tf.function(model).get_concrete_function(spec)
+        with captured_output(replay_on_error=False):
+            operations = convert_variables_to_constants_v2(function).graph.get_operations()
+    except Exception:  # only the error message's detail is at stake: keep the op names alone
+        return unsupported
+    nodes = {}
+    for operation in operations:
+        nodes.setdefault(f"tf.{operation.type}", operation.name)
+    named = []
+    for op, layer in unsupported:
+        parts = nodes.get(op, "").split("/")
+        if layer is None and len(parts) >= 2:
+            layer = re.sub(r"_\d+$", "", parts[-2])
+        named.append((op, layer))
+    return named
+
+
 def representative_samples(samples: np.ndarray) -> "callable":
     """A representative-dataset callable over float32 NHWC ``samples`` (one sample per step)."""
     if samples.ndim != 4 or len(samples) == 0:
@@ -74,28 +128,36 @@ def representative_samples(samples: np.ndarray) -> "callable":
     return generate
 
 
-def to_tflite_fp32(model) -> bytes:
-    """Float32 reference model."""
-    return _convert(model)
+def to_tflite_fp32(model, select_tf_ops: bool = False) -> bytes:
+    """Float32 reference model. ``select_tf_ops`` allows Flex ops (default off)."""
+    return _convert(model, select_tf_ops=select_tf_ops)
 
 
-def to_tflite_fp16(model) -> bytes:
-    """Float16 weights (dequantized to float32 at load on CPU; native on GPU delegates)."""
+def to_tflite_fp16(model, select_tf_ops: bool = False) -> bytes:
+    """Float16 weights (dequantized to float32 at load on CPU; native on GPU delegates).
+    ``select_tf_ops`` allows Flex ops (default off)."""
 
     def configure(tf, converter):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
 
-    return _convert(model, configure)
+    return _convert(model, configure, select_tf_ops=select_tf_ops)
 
 
-def to_tflite_dynamic(model) -> bytes:
-    """Dynamic-range quantization: int8 weights, float activations, no calibration data."""
+def to_tflite_dynamic(model, select_tf_ops: bool = False) -> bytes:
+    """Dynamic-range quantization: int8 weights, float activations, no calibration data.
+    ``select_tf_ops`` allows Flex ops (default off)."""
 
     def configure(tf, converter):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
-    return _convert(model, configure)
+    return _convert(model, configure, select_tf_ops=select_tf_ops)
+
+
+def flex_ops(model: bytes) -> list[str]:
+    """The Flex (TensorFlow) ops a TFLite model needs, e.g. ``['FlexMatrixInverse']``."""
+    return sorted({name.split(":", 1)[1] for name, _ in operator_types(model)
+                   if name.startswith("CUSTOM:Flex")})
 
 
 def with_batch_one(model):
@@ -112,8 +174,6 @@ def to_tflite_int8(model, calibration: np.ndarray, io: str = "int8",
     """Full-integer int8 (builtin int8 kernels only). ``io``: int8 (default), uint8 (Edge TPU,
     camera pipelines) or float32 (a quantize/dequantize pair stays inside the model).
     ``static_batch`` fixes the batch dimension to 1 (default: dynamic)."""
-    if static_batch:
-        model = with_batch_one(model)
     if io not in INT8_IO_TYPES:
         raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, received '{io}'.")
     dataset = representative_samples(calibration)
@@ -126,7 +186,7 @@ def to_tflite_int8(model, calibration: np.ndarray, io: str = "int8",
             converter.inference_input_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
             converter.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
 
-    return _convert(model, configure)
+    return _convert(model, configure, static_batch=static_batch)
 
 
 def to_tflite_int16x8(model, calibration: np.ndarray) -> bytes:

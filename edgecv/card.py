@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecv import __version__
-from edgecv.errors import ModelFileError
+from edgecv.errors import EdgecvError, ModelFileError
 from edgecv.preprocessing import Preprocessing
 from edgecv.tflite_schema import tflite_schema
 
@@ -66,6 +66,17 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ModelCard":
+        """Parse a card; anything malformed (bad JSON, missing or invalid fields, a corrupted
+        preprocessing contract) is a ModelFileError: the card comes from a file."""
+        try:
+            return cls._from_json(text)
+        except ModelFileError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, EdgecvError) as exc:
+            raise ModelFileError(f"corrupt model card ({type(exc).__name__}: {exc})"[:240]) from exc
+
+    @classmethod
+    def _from_json(cls, text: str | bytes) -> "ModelCard":
         data = json.loads(text)
         for key in ("input_quantization", "output_quantization"):
             if data.get(key) is not None:

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from edgecv import __version__
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, UsageError
 
 app = typer.Typer(
     name="edgecv",
@@ -74,6 +74,15 @@ def models_command() -> None:
     Console().print(table)
 
 
+def _run_out(name: str | None, out: str | None) -> str | None:
+    """The run directory from --name / --out (None: the trainer picks runs/DATA-MODEL[-N])."""
+    if name and out:
+        raise UsageError("give either --name or --out, not both.")
+    if name and ("/" in name or name in (".", "..")):
+        raise UsageError(f"--name must be a plain name, received '{name}'; use --out for a path.")
+    return out or (f"runs/{name}" if name else None)
+
+
 @app.command("train")
 @user_errors
 def train_command(
@@ -113,13 +122,9 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue an interrupted run (--out/--name)."),
 ) -> None:
     """Train a compact CNN and write a run directory (model, labels, config, curves, metrics)."""
-    from edgecv.errors import UsageError
     from edgecv.training import TrainConfig, train
 
-    if name and out:
-        raise UsageError("give either --name or --out, not both.")
-    if name and ("/" in name or name in (".", "..")):
-        raise UsageError(f"--name must be a plain name, received '{name}'; use --out for a path.")
+    run_out = _run_out(name, out)
     config = TrainConfig(
         data=data, model=model, img_size=img_size, channels=channels,
         epochs=TrainConfig.epochs if epochs is None else epochs,
@@ -128,7 +133,7 @@ def train_command(
         deterministic=deterministic,
         patience=patience, strategy=strategy, weights=weights, fine_tune_epochs=fine_tune_epochs,
         fine_tune_layers=fine_tune_layers, tensorboard=tensorboard,
-        out=out or (f"runs/{name}" if name else None),
+        out=run_out,
     )
     train(config, overwrite=overwrite, resume=resume, resume_epochs=epochs, log=typer.echo)
 
@@ -137,7 +142,9 @@ def train_command(
 @app.command("convert")
 @user_errors
 def convert_command(
-    run: str = typer.Argument(..., help="Run directory written by `edgecv train`."),
+    run: str = typer.Argument(..., metavar="RUN_OR_MODEL",
+                              help="Run directory written by `edgecv train`, or a model: .keras, "
+                              ".h5, a SavedModel directory, or a JSON config with --weights."),
     fp16: bool = typer.Option(False, "--fp16", help="TFLite with float16 weights."),
     dynamic: bool = typer.Option(False, "--dynamic", help="TFLite dynamic-range (int8 weights)."),
     int8: bool = typer.Option(False, "--int8", help="TFLite full-integer int8 (and ONNX int8 "
@@ -152,18 +159,42 @@ def convert_command(
     calib_samples: int = typer.Option(300, help="Training images used for calibration."),
     opset: int = typer.Option(17, help="ONNX opset."),
     max_drop: float = typer.Option(1.0, help="Fail (exit 1) if an artifact loses more accuracy "
-                                   "than this, in percentage points, vs the Keras model."),
+                                   "(agreement, when the data has no labels) than this, in "
+                                   "percentage points, vs the reference model."),
     recover: bool = typer.Option(False, help="If int8 drops more than --max-drop, keep its worst "
                                  "layers in float until it fits (model_int8_mixed.tflite)."),
-    out: Optional[str] = typer.Option(None, help="Output directory.", show_default="RUN/export"),
+    out: Optional[str] = typer.Option(None, help="Output directory.",
+                                      show_default="RUN/export or MODEL-STEM_export"),
     json_out: bool = typer.Option(False, "--json", help="Print conversion.json to stdout instead "
                                   "of the table."),
+    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Flex (TensorFlow) "
+                                       "ops in fp32/fp16/dynamic; such files are marked not "
+                                       "deployable (no tflite-runtime/ai-edge-litert, no Edge TPU)."),
+    data: Optional[str] = typer.Option(None, help="Model files: calibration/verification data: "
+                                       "digits, mnist, fashion_mnist, cifar10, an image folder, "
+                                       "or an .npz with x (and y)."),
+    weights: Optional[str] = typer.Option(None, help="Weights file for a JSON config."),
+    custom_objects: Optional[str] = typer.Option(None, help="FILE.py[:Class1,Class2] defining "
+                                                 "the model's custom layers/models."),
+    img_size: Optional[int] = typer.Option(None, help="Model files: input size, if the model "
+                                           "does not fix it.", show_default="from the model"),
+    channels: Optional[int] = typer.Option(None, help="Model files: 1 or 3, if the model does "
+                                           "not fix it.", show_default="from the model"),
+    scale: Optional[str] = typer.Option(None, help="Model files: pixel multiplier, e.g. 1/255."),
+    mean: Optional[str] = typer.Option(None, help="Model files: mean after scaling, e.g. "
+                                       "0.5 or 0.485,0.456,0.406.", show_default="0"),
+    std: Optional[str] = typer.Option(None, help="Model files: std after scaling.",
+                                      show_default="1"),
+    labels: Optional[str] = typer.Option(None, help="Model files: labels.txt, one class name "
+                                         "per line in output order.",
+                                         show_default="the data's classes, else class_i"),
 ) -> None:
-    """Convert a run to TFLite (fp32 always; fp16, dynamic, int8, int16x8) and ONNX (fp32, int8),
-    embed the model card, and verify every artifact on the held-out test split."""
+    """Convert a run or a Keras model to TFLite (fp32 always; fp16, dynamic, int8, int16x8) and
+    ONNX (fp32, int8), embed the model card, and verify every artifact on held-out data."""
     import json as json_module
 
     from edgecv.converters.convert import FORMATS, convert_run
+    from edgecv.converters.sources import ModelOptions
 
     if all_formats:
         formats = list(FORMATS)
@@ -172,9 +203,18 @@ def convert_command(
                                              ("int16x8", int16x8), ("onnx", onnx),
                                              ("onnx_int8", onnx and int8), ("edgetpu", edgetpu))
                    if wanted]
-    log = (lambda _line: None) if json_out else typer.echo
+    def log(line: str) -> None:  # warnings go to stderr, so --json keeps stdout clean
+        if line.startswith("warning:"):
+            typer.echo(line, err=True)
+        elif not json_out:
+            typer.echo(line)
+
+    options = ModelOptions(data=data, weights=weights, custom_objects=custom_objects,
+                           img_size=img_size, channels=channels, scale=scale, mean=mean, std=std,
+                           labels=labels)
     report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
-                         opset=opset, max_drop=max_drop, recover=recover, log=log)
+                         opset=opset, max_drop=max_drop, recover=recover,
+                         select_tf_ops=select_tf_ops, options=options, log=log)
     if json_out:
         typer.echo(json_module.dumps(report, indent=2))
 
@@ -199,7 +239,6 @@ def inspect_command(
 
     from edgecv.converters.convert import load_run
     from edgecv.converters.quant_debug import layer_errors, write_csv
-    from edgecv.errors import UsageError
 
     if not quant:
         raise UsageError("say what to inspect: edgecv inspect --quant RUN.")
@@ -218,11 +257,337 @@ def inspect_command(
 
 @app.command("info")
 @user_errors
-def info_command(model: str = typer.Argument(..., help="A .tflite or .onnx file.")) -> None:
-    """Print an artifact's model card, inputs/outputs, operator counts and size."""
-    from edgecv.info import describe
+def info_command(
+    model: str = typer.Argument(..., help="A .tflite or .onnx artifact, or a Keras model: .keras, "
+                                ".h5, a SavedModel directory, a JSON config with --weights."),
+    weights: Optional[str] = typer.Option(None, help="Weights file for a JSON config."),
+    custom_objects: Optional[str] = typer.Option(None, help="FILE.py[:Class1,Class2] defining "
+                                                 "the model's custom layers/models."),
+) -> None:
+    """Print an artifact's model card, inputs/outputs, operator counts and size; for a Keras
+    model its input/output shapes, parameters, layers and any Lambda layers."""
+    from edgecv.info import describe, describe_keras, is_keras_source
 
-    typer.echo(describe(model))
+    if is_keras_source(model):
+        typer.echo(describe_keras(model, weights=weights, custom_objects=custom_objects))
+    else:
+        from edgecv.errors import UsageError
+
+        if weights or custom_objects:
+            raise UsageError("--weights and --custom-objects apply to Keras models only.")
+        typer.echo(describe(model))
+
+
+def _warn(lines) -> None:
+    for line in lines:
+        typer.echo(f"warning: {line}", err=True)
+
+
+@app.command("predict")
+@user_errors
+def predict_command(
+    model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert."),
+    inputs: list[str] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    top_k: int = typer.Option(3, "--top-k", help="How many classes to show per image."),
+    threshold: float = typer.Option(0.0, help="Hide classes scoring below this."),
+    target: str = typer.Option("cpu", help="cpu, gpu or edgetpu."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads.", show_default="runtime default"),
+    fit: str = typer.Option("crop", help="How an image of another aspect is fitted: crop (centre), "
+                            "letterbox or stretch."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON line per image instead of a table."),
+    checksum: str = typer.Option("warn", help="Compare the file with the SHA-256 recorded at "
+                                 "convert time: warn, refuse or off."),
+) -> None:
+    """Classify images with an artifact: top-k labels and scores per image (or JSON lines).
+    An unreadable image is reported and the others go on."""
+    import json as json_module
+
+    from edgecv.classify import Classifier
+    from edgecv.predict import image_paths, predict_files
+    from edgecv.preprocessing import FIT_MODES
+    from edgecv.runtime import open_backend
+    from edgecv.runtime.targets import parse_targets
+
+    parse_targets(target)
+    if fit not in FIT_MODES:
+        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
+    paths = image_paths(inputs)
+    failed = 0
+    with open_backend(model, target=target, threads=threads, checksum=checksum) as backend:
+        _warn(backend.warnings)
+        classifier = Classifier(backend, fit=fit, k=top_k, threshold=threshold)
+        for record in predict_files(classifier, paths):
+            failed += "error" in record
+            if json_out:
+                typer.echo(json_module.dumps(record))
+            elif "error" in record:
+                typer.echo(f"{record['path']}: error: {record['error']}")
+            else:
+                best = "  ".join(f"{c['label']} {c['score']:.3f}" for c in record["top_k"]) or "-"
+                typer.echo(f"{record['path']}: {best}  ({record['ms']:.2f} ms)")
+    if failed == len(paths):
+        raise typer.Exit(1)
+
+
+@app.command("bench")
+@user_errors
+def bench_command(
+    models: list[str] = typer.Argument(..., help="Run directories, export directories or model "
+                                       "files (.tflite, .onnx, .keras)."),
+    targets: str = typer.Option("all", help="Comma list of cpu, gpu, tpu, edgetpu, or all."),
+    threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2,4 or max."),
+    runs: int = typer.Option(100, help="Timed runs per row (at least)."),
+    min_time: float = typer.Option(1.0, help="Seconds of timed runs per row (at least)."),
+    warmup: int = typer.Option(10, help="Untimed runs before timing."),
+    data: Optional[str] = typer.Option(None, help="Test set (.npz with uint8 x and y) for accuracy.",
+                                       show_default="testset.npz beside the artifacts"),
+    keras: bool = typer.Option(True, help="Include a run's model.keras (the reference; needs "
+                               "TensorFlow)."),
+    checksum: str = typer.Option("warn", help="warn, refuse or off: compare files with the "
+                                 "SHA-256 recorded at convert time."),
+    custom_objects: Optional[str] = typer.Option(None, help="FILE.py[:Name,...]: custom layers "
+                                                 "of a Keras model (as for convert)."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON."),
+    md_path: Optional[str] = typer.Option(None, "--md", help="Write the report as Markdown."),
+    html_path: Optional[str] = typer.Option(None, "--html", help="Write the report as HTML "
+                                            "with plots."),
+) -> None:
+    """Latency (init, first, p50/p90/p99, throughput), memory, size and accuracy of every
+    artifact on every target. A target that is absent here is a row saying why."""
+    from pathlib import Path
+
+    from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, parse_threads
+    from edgecv.runtime.integrity import CHECKSUM_POLICIES
+    from edgecv.runtime.targets import parse_targets
+
+    if checksum not in CHECKSUM_POLICIES:
+        raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
+                         f"received '{checksum}'.")
+    settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
+                             runs=runs, min_time_s=min_time, warmup=warmup, checksum=checksum,
+                             custom_objects=custom_objects)
+    artifacts = discover(models, include_keras=keras)
+    testset = Path(data) if data else find_testset(artifacts)
+    report = _run_bench(artifacts, settings, testset)
+    _write_reports(report, json_path, md_path, html_path)
+    failed = [row for row in report["rows"] if row["status"] == "failed"]
+    if failed:
+        typer.echo(f"error: {len(failed)} row(s) failed: {failed[0]['artifact']} on "
+                   f"{failed[0]['target']}: {failed[0]['reason']}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("pipeline")
+@user_errors
+def pipeline_command(
+    data: str = typer.Option("digits", help="As for `edgecv train`: digits (offline), a Keras "
+                             "dataset name, or a folder with one subfolder per class."),
+    model: str = typer.Option("resnet8", help="Registry name; see `edgecv models`."),
+    img_size: Optional[int] = typer.Option(None, help="Square input size in pixels.",
+                                           show_default="model default"),
+    channels: Optional[int] = typer.Option(None, help="1 or 3.", show_default="dataset default"),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs.", show_default="20"),
+    seed: int = typer.Option(0, help="Seed of the split, initialisation and augmentation."),
+    name: Optional[str] = typer.Option(None, help="Run name: the run goes to runs/NAME.",
+                                       show_default="DATA-MODEL[-N]"),
+    out: Optional[str] = typer.Option(None, help="Run directory (instead of runs/NAME)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
+    max_drop: float = typer.Option(1.0, help="Exit 1 (after the report) if an artifact loses "
+                                   "more accuracy than this, in percentage points."),
+    targets: str = typer.Option("all", help="Bench targets: cpu, gpu, tpu, edgetpu, or all."),
+    threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2 or max."),
+    min_time: float = typer.Option(1.0, help="Seconds of timed runs per bench row."),
+) -> None:
+    """Train, convert (fp32, fp16, int8, ONNX, ONNX int8), verify, benchmark on every target,
+    and write one HTML report (RUN/report.html) with curves, conversion and latency tables."""
+    from edgecv.benchmarks.suite import BenchSettings, parse_threads
+    from edgecv.pipeline import run_pipeline
+    from edgecv.runtime.targets import parse_targets
+    from edgecv.training import TrainConfig
+
+    run_out = _run_out(name, out)
+    settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
+                             min_time_s=min_time)
+    config = TrainConfig(data=data, model=model, img_size=img_size, channels=channels,
+                         epochs=TrainConfig.epochs if epochs is None else epochs, seed=seed,
+                         tensorboard=False, out=run_out)
+    run_dir, report, drop_error = run_pipeline(config, bench_settings=settings,
+                                               overwrite=overwrite, max_drop=max_drop,
+                                               log=typer.echo)
+    _warn(report["warnings"])
+    _print_bench_table(report)
+    typer.echo(f"report: {run_dir / 'report.html'}")
+    if drop_error is not None:
+        raise drop_error
+
+
+def _run_bench(artifacts, settings, testset) -> dict:
+    """Run the suite with a progress bar and print the table; return the report."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgecv.benchmarks.suite import run_benchmark
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=None)
+
+        def advance(row: dict) -> None:
+            progress.update(task, description=f"{row['artifact']} on {row['target']}"
+                            + (f" x{row['threads']}" if row["threads"] else ""))
+
+        report = run_benchmark(artifacts, settings, testset, progress=advance)
+    _warn(report["warnings"])
+    _print_bench_table(report)
+    if testset is None:
+        typer.echo("note: no test set found, accuracy not measured (give --data)", err=True)
+    return report
+
+
+def _print_bench_table(report: dict) -> None:
+    """The rows as a terminal table; the reasons of rows that did not run as numbered notes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("artifact", "target", "thr", "status", "KB", "acc %", "p50 ms", "p90 ms",
+                  "FPS", "vs fp32", title="edgecv bench")
+    notes: list[str] = []
+    for row in report["rows"]:
+        ok = row["status"] == "ok"
+
+        def num(key, fmt):
+            return fmt.format(row[key]) if ok and row.get(key) is not None else "-"
+
+        status = row["status"]
+        if not ok:
+            if row["reason"] not in notes:
+                notes.append(row["reason"])
+            status += f" [{notes.index(row['reason']) + 1}]"
+        table.add_row(row["artifact"], row["target"], str(row["threads"] or "-"), status,
+                      "-" if row["size_bytes"] is None else f"{row['size_bytes'] / 1024:.0f}",
+                      "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}",
+                      num("p50_ms", "{:.3f}"), num("p90_ms", "{:.3f}"),
+                      num("throughput_per_s", "{:.0f}"), num("speedup_vs_fp32", "{:.2f}x"))
+    console = Console()
+    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
+        console = Console(width=130)
+    console.print(table)
+    for number, note in enumerate(notes, 1):
+        console.print(f"[{number}] {note}", highlight=False, markup=False)
+
+
+def _write_reports(report: dict, json_path, md_path, html_path, sections=()) -> None:
+    from edgecv.benchmarks import report as writer
+
+    for path, write in ((json_path, writer.write_json), (md_path, writer.write_markdown)):
+        if path:
+            write(report, path)
+            typer.echo(f"wrote {path}", err=True)
+    if html_path:
+        writer.write_html(report, html_path, sections)
+        typer.echo(f"wrote {html_path}", err=True)
+
+
+@app.command("camera")
+@user_errors
+def camera_command(
+    model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert."),
+    source: str = typer.Option("0", help="Camera index (0), video file, folder of images "
+                               "(played in sorted order) or stream URL (rtsp://, http://)."),
+    top_k: int = typer.Option(3, "--top-k", help="How many classes to show per frame."),
+    threshold: float = typer.Option(0.0, help="Hide classes scoring below this."),
+    target: str = typer.Option("cpu", help="cpu, gpu or edgetpu."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads.", show_default="runtime default"),
+    fit: str = typer.Option("crop", help="How a frame of another aspect is fitted: crop (centre), "
+                            "letterbox or stretch."),
+    labels: Optional[str] = typer.Option(None, help="Text file with one class name per line, "
+                                         "instead of the model card's.", show_default="model card"),
+    headless: bool = typer.Option(False, "--headless", help="No window: a status line per second "
+                                  "on stderr (automatic when there is no display)."),
+    record: Optional[str] = typer.Option(None, help="Write the annotated video (.mp4 or .avi)."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="One JSON line per frame to this "
+                                            "file (then a summary line), or - for stdout."),
+    max_frames: Optional[int] = typer.Option(None, help="Stop after this many frames.",
+                                             show_default="until the source ends"),
+    reconnect: float = typer.Option(10.0, help="Seconds to keep re-opening a lost camera or "
+                                    "stream before giving up."),
+    open_timeout: float = typer.Option(2.5, help="Seconds a source may take to open and deliver "
+                                       "its first frame (raise it for slow RTSP cameras)."),
+    checksum: str = typer.Option("warn", help="Compare the file with the SHA-256 recorded at "
+                                 "convert time: warn, refuse or off."),
+) -> None:
+    """Classify a live camera, stream, video file or folder of images, frame by frame: a window
+    with the top-k labels, FPS and inference time (q/Esc quits, s saves a snapshot), or headless
+    with status lines, --record and --json. Ends with a summary."""
+    from pathlib import Path
+
+    from edgecv.camera import CameraSettings, display_problem, run_camera
+    from edgecv.classify import Classifier
+    from edgecv.preprocessing import FIT_MODES
+    from edgecv.runtime import open_backend
+    from edgecv.runtime.integrity import CHECKSUM_POLICIES
+    from edgecv.runtime.targets import parse_targets
+    from edgecv.video import parse_source
+
+    parse_targets(target)
+    if fit not in FIT_MODES:
+        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
+    if checksum not in CHECKSUM_POLICIES:
+        raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
+                         f"received '{checksum}'.")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, received {threads}.")
+    label_names = None
+    if labels is not None:
+        try:
+            label_names = [line.strip() for line in Path(labels).read_text().splitlines()
+                           if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --labels '{labels}': {exc}.") from exc
+        if not label_names:
+            raise UsageError(f"--labels '{labels}' holds no class names.")
+    settings = CameraSettings(source=parse_source(source), headless=headless, record=record,
+                              json_path=json_path, max_frames=max_frames, reconnect_s=reconnect,
+                              open_timeout_s=open_timeout)
+    if not settings.headless:
+        problem = display_problem()
+        if problem:
+            _warn([f"{problem}; running headless."])
+            settings.headless = True
+    try:
+        with open_backend(model, target=target, threads=threads, checksum=checksum) as backend:
+            _warn(backend.warnings)
+            classifier = Classifier(backend, labels=label_names, fit=fit, k=top_k,
+                                    threshold=threshold)
+            summary = run_camera(classifier, settings,
+                                 log=lambda line: typer.echo(line, err=True))
+    except EdgecvError as exc:
+        _exit_if_stuck_in_opencv(f"error: {exc}", exc.exit_code)
+        raise
+    except KeyboardInterrupt:
+        _exit_if_stuck_in_opencv("error: interrupted", 130)
+        raise
+    for line in summary.lines():
+        typer.echo(line, err=json_path == "-")
+    if summary.failure:
+        _exit_if_stuck_in_opencv(f"error: {summary.failure}", 1)
+        _fail(summary.failure, 1)
+    _exit_if_stuck_in_opencv(None, 0)
+
+
+def _exit_if_stuck_in_opencv(message: str | None, code: int) -> None:
+    """End the process at once if a camera/stream thread is still blocked inside OpenCV: a
+    normal interpreter shutdown would abort when that thread returns (edgecv.video)."""
+    import os
+
+    from edgecv.video import threads_stuck_in_opencv
+
+    if threads_stuck_in_opencv():
+        if message:
+            typer.echo(message, err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def main() -> None:

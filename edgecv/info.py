@@ -45,3 +45,155 @@ def describe(path: str | Path) -> str:
         lines.extend(f"  {key:<20} {json.dumps(value)}"
                      for key, value in sorted(json.loads(card.to_json()).items()))
     return "\n".join(lines)
+
+
+# --- Keras models (training side: TensorFlow is imported only here) -------------------------------
+
+KERAS_SUFFIXES = (".keras", ".h5", ".json")
+FORMAT_NAMES = {"keras": "Keras archive (.keras)", "h5": "legacy Keras HDF5 (.h5)",
+                "json": "JSON config + weights file", "savedmodel": "SavedModel directory"}
+
+
+def is_keras_source(path: str | Path) -> bool:
+    """True for a .keras / .h5 / .json model or a SavedModel directory (or its saved_model.pb)."""
+    path = Path(path)
+    return (path.suffix.lower() in KERAS_SUFFIXES or path.name == "saved_model.pb"
+            or (path.is_dir() and (path / "saved_model.pb").is_file()))
+
+
+def _counts(names: list[str]) -> str:
+    counts = Counter(names)
+    return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items()))
+
+
+def _config_layers(config: dict) -> list[dict] | None:
+    """Leaf layer entries of a Functional/Sequential config (nested models expanded); None for
+    a subclassed model, whose layers exist only in its code."""
+    inner = config.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    if not isinstance(layers, list):
+        return None
+    leaves = []
+    for layer in layers:
+        nested = _config_layers(layer) if isinstance(layer, dict) else None
+        leaves.extend(nested if nested is not None else [layer])
+    return [layer for layer in leaves if layer.get("class_name") != "InputLayer"]
+
+
+def _config_input_shape(config: dict) -> list | None:
+    built = (config.get("build_config") or {}).get("input_shape")
+    if built:
+        return [None, *built[1:]]
+    inner = config.get("config")
+    for layer in (inner.get("layers") or []) if isinstance(inner, dict) else []:
+        if layer.get("class_name") == "InputLayer":
+            layer_config = layer.get("config", {})
+            return layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
+    return None
+
+
+def _output_shapes(model, in_shapes: list) -> str:
+    try:
+        return ", ".join(_shape(t.shape) for t in model.outputs)
+    except (AttributeError, ValueError):  # a subclassed model: trace its call symbolically
+        pass
+    if not in_shapes:
+        return "unknown (the model was never built)"
+    import keras
+
+    try:
+        return _shape(model.compute_output_spec(keras.KerasTensor(in_shapes[0])).shape)
+    except Exception as exc:  # the user's call(); report, do not fail the description
+        return f"unknown ({type(exc).__name__}: {str(exc)[:80]})"
+
+
+def _leaf_layers(model) -> list:
+    leaves = []
+    for layer in model.layers:
+        nested = getattr(layer, "layers", None)
+        leaves.extend(_leaf_layers(layer) if nested else [layer])
+    return [layer for layer in leaves if type(layer).__name__ != "InputLayer"]
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(int(d)) for d in shape) + ")"
+
+
+def describe_keras(path: str | Path, weights: str | Path | None = None,
+                   custom_objects: str | None = None) -> str:
+    """Input/output shapes, parameter count, layers and Lambda layers of a Keras model file or
+    a SavedModel. A model with a Lambda layer is described from its stored config and weights
+    without being built (its code never runs); one that cannot be loaded (e.g. custom classes
+    without --custom-objects) likewise, with the reason."""
+    from edgecv.training import keras_io
+
+    path = Path(path)
+    if path.name == keras_io.SAVED_MODEL_FILE:
+        path = path.parent
+    kind = keras_io.model_format(path)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() \
+        else path.stat().st_size
+    lines = [f"file        {path}", f"format      {FORMAT_NAMES[kind]}",
+             f"size        {size:,} bytes ({size / 1024:.1f} KiB)"]
+    if kind == "savedmodel":
+        model = keras_io.load_saved_model(path)
+        ops = model.op_counts()
+        top = sorted(ops.items(), key=lambda item: -item[1])[:8]
+        lines += [f"signature   {model.signature_name}",
+                  f"input       {_shape(model.input_shape)} float32",
+                  f"output      {_shape(model.output_shape)}",
+                  f"parameters  {model.count_params():,}",
+                  f"layers      n/a: a SavedModel holds a traced graph, not layers; "
+                  f"{sum(ops.values())} graph ops ({', '.join(f'{n} x{c}' for n, c in top)})",
+                  "lambda      n/a: a SavedModel carries no Python code (a Lambda was traced "
+                  "into graph ops when it was saved)"]
+        return "\n".join(lines)
+
+    if kind == "json" and weights is None:
+        from edgecv.errors import UsageError
+
+        raise UsageError(f"a JSON config holds no weights: pass --weights FILE.weights.h5 with '{path}'.")
+    config = keras_io.read_model_config(path)
+    lambdas = keras_io.lambda_layer_names(config)
+    custom = keras_io.custom_class_names(config)
+    name = (config.get("config") or {}).get("name", "?")
+    lines.append(f"class       {config['class_name']} '{name}'")
+    model, reason = None, None
+    if lambdas:
+        reason = "it has a Lambda layer, whose code edgecv does not run"
+    else:
+        objects = keras_io.load_custom_objects(custom_objects) if custom_objects else None
+        try:
+            model = keras_io.load_keras_model(path, custom_objects=objects, weights=weights)
+        except ModelFileError as exc:
+            reason = str(exc)
+    if model is not None:
+        try:
+            in_shapes = [tuple(t.shape) for t in model.inputs]
+        except AttributeError:  # a subclassed model: the shape it was built with
+            built = (model.get_build_config() or {}).get("input_shape")
+            in_shapes = [(None, *built[1:])] if built else []
+        leaves = _leaf_layers(model)
+        lines += [f"input       {', '.join(_shape(s) for s in in_shapes) or 'unknown'}",
+                  f"output      {_output_shapes(model, in_shapes)}",
+                  f"parameters  {model.count_params():,}",
+                  f"layers      {len(leaves)} ({_counts([type(l).__name__ for l in leaves])})"]
+    else:
+        in_shape = _config_input_shape(config)
+        params = keras_io.weights_parameter_count(weights if kind == "json" else path)
+        leaves = _config_layers(config)
+        lines += [f"input       {_shape(in_shape) if in_shape else 'unknown'}",
+                  f"output      unknown (not built: {reason})",
+                  f"parameters  {'unknown' if params is None else f'{params:,}'} (stored weights)",
+                  "layers      " + ("unknown (a subclassed model's layers exist only in its code)"
+                                    if leaves is None else
+                                    f"{len(leaves)} ({_counts([l['class_name'] for l in leaves])})")]
+    if lambdas:
+        lines.append(f"lambda      yes: {', '.join(repr(n) for n in lambdas)} (not run; edgecv "
+                     "convert refuses it: replace each Lambda with a built-in or registered "
+                     "custom layer)")
+    else:
+        lines.append("lambda      none")
+    lines.append(f"custom      {', '.join(custom)} (load with --custom-objects FILE.py)"
+                 if custom else "custom      none")
+    return "\n".join(lines)

@@ -126,3 +126,55 @@ def to_model_image(image: np.ndarray, height: int, width: int, channels: int) ->
     if image.ndim == 2:
         image = image[:, :, None]
     return np.ascontiguousarray(image)
+
+
+FIT_MODES = ("crop", "letterbox", "stretch")
+
+
+def fit_to_aspect(image: np.ndarray, height: int, width: int, fit: str = "crop") -> np.ndarray:
+    """Bring ``image`` to the model's aspect ratio before resizing, without distorting it.
+
+    ``crop`` (default) keeps the centred largest region of the model's aspect; ``letterbox``
+    pads the short side with black; ``stretch`` returns the image unchanged (the resize then
+    distorts it, which is what training on a folder of odd-sized images did).
+    """
+    if fit not in FIT_MODES:
+        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
+    h, w = image.shape[:2]
+    if fit == "stretch" or h * width == w * height:
+        return image
+    if fit == "crop":
+        if w * height > h * width:  # too wide: crop the width
+            new_w = max(1, round(h * width / height))
+            left = (w - new_w) // 2
+            return image[:, left:left + new_w]
+        new_h = max(1, round(w * height / width))
+        top = (h - new_h) // 2
+        return image[top:top + new_h]
+    if w * height > h * width:  # too wide: pad top and bottom
+        new_h = round(w * height / width)
+        pad = ((new_h - h) // 2, new_h - h - (new_h - h) // 2), (0, 0)
+    else:
+        new_w = round(h * width / height)
+        pad = (0, 0), ((new_w - w) // 2, new_w - w - (new_w - w) // 2)
+    return np.pad(image, pad + ((0, 0),) * (image.ndim - 2))
+
+
+def prepare_image(image: np.ndarray, preprocessing: Preprocessing, fit: str = "crop") -> np.ndarray:
+    """The deployed input path, shared by predict, camera and bench: a decoded OpenCV image
+    (BGR/BGRA/gray, 8 or 16 bit, any size) -> float32 (H, W, C) model input.
+
+    Steps: :func:`fit_to_aspect` (``fit``, default centre crop), then :func:`to_model_image`
+    (colour conversion, resize), then :meth:`Preprocessing.normalize`.
+    """
+    fitted = fit_to_aspect(image, preprocessing.height, preprocessing.width, fit)
+    pixels = to_model_image(fitted, preprocessing.height, preprocessing.width, preprocessing.channels)
+    return preprocessing.normalize(pixels)
+
+
+def model_pixels_to_bgr(pixels: np.ndarray) -> np.ndarray:
+    """Invert the colour order of :func:`to_model_image` output (RGB/gray -> what cv2 decodes),
+    so a stored model-sized image can enter :func:`prepare_image` like a decoded file."""
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return np.ascontiguousarray(pixels[..., ::-1])
+    return pixels

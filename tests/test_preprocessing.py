@@ -63,3 +63,51 @@ def test_resize_changes_size_and_keeps_uint8():
 def test_unsupported_pixel_type_is_a_data_error():
     with pytest.raises(DataError, match="float32"):
         to_model_image(np.zeros((4, 4), np.float32), 8, 8, 1)
+
+
+# --- the deployed input path shared by predict, camera and bench ---------------------------------
+
+from edgecv.preprocessing import fit_to_aspect, model_pixels_to_bgr, prepare_image  # noqa: E402
+
+
+def test_fit_crop_keeps_the_centre_of_a_wide_frame():
+    frame = np.zeros((480, 640), np.uint8)
+    frame[:, 80:560] = 255  # the centred 480x480 square is white, the bands black
+    cropped = fit_to_aspect(frame, 32, 32, "crop")
+    assert cropped.shape == (480, 480) and cropped.min() == 255
+
+
+def test_fit_crop_tall_and_non_square_targets():
+    frame = np.arange(100 * 40, dtype=np.uint8).reshape(100, 40)
+    assert fit_to_aspect(frame, 32, 32, "crop").shape == (40, 40)
+    assert fit_to_aspect(frame, 16, 32, "crop").shape == (20, 40)  # model 2:1 wide
+
+
+def test_fit_letterbox_pads_with_black_and_keeps_every_pixel():
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    boxed = fit_to_aspect(frame, 32, 32, "letterbox")
+    assert boxed.shape == (640, 640, 3)
+    assert (boxed[80:560] == 200).all() and boxed[:80].max() == 0 and boxed[560:].max() == 0
+
+
+def test_fit_stretch_and_bad_mode():
+    frame = np.zeros((10, 30), np.uint8)
+    assert fit_to_aspect(frame, 8, 8, "stretch") is frame
+    with pytest.raises(UsageError, match="--fit must be one of crop, letterbox, stretch, received 'zoom'"):
+        fit_to_aspect(frame, 8, 8, "zoom")
+
+
+def test_prepare_image_of_model_sized_pixels_equals_training_normalisation():
+    pre = Preprocessing(16, 16, 3, mean=(0.5,), std=(0.25,))
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    prepared = prepare_image(model_pixels_to_bgr(rgb), pre)
+    np.testing.assert_allclose(prepared, pre.normalize(rgb))
+
+
+def test_prepare_image_bgr_frame_to_gray_model():
+    pre = Preprocessing(8, 8, 1)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[..., 2] = 255  # pure red in BGR: luminance 0.299 * 255 = 76
+    out = prepare_image(frame, pre)
+    assert out.shape == (8, 8, 1) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 76 / 255, atol=1 / 255)

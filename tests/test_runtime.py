@@ -69,3 +69,100 @@ def test_backends_refuse_wrong_shapes_and_nan(tmp_path):
         bad[0, 0, 0, 0] = np.nan
         with pytest.raises(DataError, match="NaN or inf"):
             backend.run(bad)
+
+
+# --- integrity: what the flatbuffer verifier does not catch (no TensorFlow needed) ---------------
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+
+from tiny_tflite import tiny_tflite, with_card  # noqa: E402
+
+
+def test_tiny_model_runs_through_the_backend(tmp_path):
+    path = tmp_path / "add.tflite"
+    path.write_bytes(tiny_tflite(constant=0.25))
+    with open_backend(path, threads=1) as backend:
+        out = backend.run(np.ones((2, 8, 8, 1), np.float32))
+    assert out.shape == (2, 8, 8, 1) and np.allclose(out, 1.25)
+    assert backend.card is None and backend.size_bytes == path.stat().st_size
+
+
+def test_absurd_declared_tensor_is_refused_before_allocation(tmp_path):
+    """The verifier accepts a tensor declared 4 x 10^10 floats; allocating it would take 160 GB."""
+    path = tmp_path / "huge.tflite"
+    path.write_bytes(tiny_tflite(declared_shape=(1, 200_000, 200_000, 1)))
+    with pytest.raises(ModelFileError, match=r"tensor 'scores' declares shape \[1, 200000, 200000, 1\]"):
+        open_backend(path)
+
+
+def test_constant_buffer_that_disagrees_with_its_shape_is_refused(tmp_path):
+    """LiteRT refuses a buffer shorter than its shape; a longer one (a shape whose dimension
+    was corrupted downwards) it accepts, and edgecv's check refuses."""
+    path = tmp_path / "long.tflite"
+    path.write_bytes(tiny_tflite(constant_shape=(16, 16, 1)))  # 1024 bytes stored, 256 declared
+    with pytest.raises(ModelFileError, match="declares shape .* but its buffer holds 1024 bytes"):
+        open_backend(path)
+    path.write_bytes(tiny_tflite(constant_shape=(4, 4, 1)))  # 64 bytes stored: LiteRT's own check
+    with pytest.raises(ModelFileError, match="not a valid TFLite model"):
+        open_backend(path)
+
+
+def _manifest(folder, name, data):
+    (folder / "conversion.json").write_text(json.dumps(
+        {"artifacts": [{"file": name, "sha256": hashlib.sha256(data).hexdigest()}]}))
+
+
+@pytest.mark.parametrize("policy", ["warn", "refuse", "off"])
+def test_checksum_recorded_at_convert_time_is_checked_on_load(tmp_path, policy):
+    good = tiny_tflite(constant=0.5)
+    path = tmp_path / "model.tflite"
+    _manifest(tmp_path, path.name, good)
+    path.write_bytes(good)
+    with open_backend(path, checksum=policy) as backend:
+        assert backend.warnings == []
+    path.write_bytes(tiny_tflite(constant=0.75))  # same structure, changed weights: loads fine
+    if policy == "refuse":
+        with pytest.raises(ModelFileError, match="does not match the SHA-256 recorded"):
+            open_backend(path, checksum=policy)
+        return
+    with open_backend(path, checksum=policy) as backend:
+        assert np.allclose(backend.run(np.zeros((1, 8, 8, 1), np.float32)), 0.75)
+        if policy == "warn":
+            assert len(backend.warnings) == 1 and "--checksum refuse" in backend.warnings[0]
+        else:
+            assert backend.warnings == []
+
+
+def test_unknown_checksum_policy(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tiny_tflite())
+    from edgecv.errors import UsageError
+
+    with pytest.raises(UsageError, match="--checksum must be one of warn, refuse, off, received 'yes'"):
+        open_backend(path, checksum="yes")
+
+
+def test_non_finite_output_is_refused(tmp_path):
+    path = tmp_path / "inf.tflite"
+    path.write_bytes(tiny_tflite(constant=float("inf")))
+    with open_backend(path) as backend, pytest.raises(DataError, match="returned NaN or inf"):
+        backend.run(np.zeros((1, 8, 8, 1), np.float32))
+
+
+def test_card_survives_and_is_read_without_tensorflow(tmp_path):
+    path = tmp_path / "carded.tflite"
+    path.write_bytes(with_card(tiny_tflite(), ["a", "b"]))
+    with open_backend(path) as backend:
+        assert backend.card.labels == ["a", "b"] and backend.card.preprocessing.height == 8
+
+
+def test_all_finite_is_exact_even_when_the_sum_overflows():
+    from edgecv.runtime.base import all_finite
+
+    big = np.full(8, 3e38, np.float32)  # finite values whose float32 sum is inf
+    assert all_finite(big)
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.zeros(8, np.float32)
+        x[5] = bad
+        assert not all_finite(x)

@@ -1,34 +1,46 @@
-"""Runtime backends: one small interface, one module per runtime. numpy-only (no TensorFlow).
+"""Runtime backends: one small interface, one module per runtime. numpy-only (no TensorFlow,
+except the Keras reference backend, which imports it only when a Keras model is opened).
 
-``open_backend(path)`` picks the backend from the file type; every backend reads the artifact's
-model card and exposes ``run(batch) -> scores``, where ``batch`` is float32 NHWC model input
-(already normalised by the card's preprocessing) and ``scores`` are float32 probabilities:
-quantization of the input and dequantization of the output happen inside, from the model's own
-tensor parameters.
+``open_backend(path, target=...)`` picks the backend from the file type; every backend reads
+the artifact's model card and exposes ``run(batch) -> scores``, where ``batch`` is float32 NHWC
+model input (already normalised by the card's preprocessing) and ``scores`` are float32
+probabilities: quantization of the input and dequantization of the output happen inside, from
+the model's own tensor parameters. ``bench``, ``predict`` and ``camera`` all go through here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgecv.errors import ModelFileError
+from edgecv.errors import ModelFileError, UsageError
 from edgecv.runtime.base import Backend, BackendUnavailable
+from edgecv.runtime.targets import TARGETS, runtime_for
 
-__all__ = ["Backend", "BackendUnavailable", "open_backend"]
+__all__ = ["Backend", "BackendUnavailable", "TARGETS", "open_backend"]
 
 
-def open_backend(path: str | Path, *, threads: int | None = None) -> Backend:
-    """Open ``path`` (.tflite or .onnx) on the CPU with its runtime."""
+def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None = None,
+                 checksum: str = "warn", custom_objects: str | None = None) -> Backend:
+    """Open ``path`` (.tflite, .onnx, or a Keras .keras/.h5) on ``target`` (default cpu) with its
+    runtime. ``custom_objects`` (``FILE.py[:Names]``) applies to Keras models only. Raises
+    ModelFileError for a missing/corrupt file and BackendUnavailable (with the reason) when the
+    target cannot run it here."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file '{path}' does not exist.")
-    if path.suffix == ".tflite":
+    try:
+        runtime = runtime_for(path)
+    except UsageError as exc:
+        raise ModelFileError(f"unsupported model file type '{path.suffix}' for '{path}'; "
+                             "expected .tflite, .onnx, .keras or .h5.") from exc
+    if runtime == "litert":
         from edgecv.runtime.litert import LiteRTBackend
 
-        return LiteRTBackend(path, threads=threads)
-    if path.suffix == ".onnx":
+        return LiteRTBackend(path, threads=threads, target=target, checksum=checksum)
+    if runtime == "onnxruntime":
         from edgecv.runtime.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, threads=threads)
-    raise ModelFileError(f"unsupported model file type '{path.suffix}' for '{path}'; "
-                         "expected .tflite or .onnx.")
+        return OnnxRuntimeBackend(path, threads=threads, target=target, checksum=checksum)
+    from edgecv.runtime.keras import KerasBackend
+
+    return KerasBackend(path, threads=threads, target=target, custom_objects=custom_objects)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.card import ModelCard
-from edgecv.errors import DataError, EdgecvError
+from edgecv.errors import DataError, EdgecvError, ModelFileError
 
 
 class BackendUnavailable(EdgecvError):
@@ -28,11 +28,22 @@ def runtime_message(exc: Exception, limit: int = 240) -> str:
     return text[:limit] or type(exc).__name__
 
 
+def all_finite(x: np.ndarray) -> bool:
+    """True if no element is NaN or inf. One float64 sum (no boolean temporary: this runs twice
+    per inference) is finite exactly then, since float32 values cannot overflow a float64 sum;
+    only a non-finite sum of float64 input needs the element-wise check."""
+    return bool(np.isfinite(x.sum(dtype=np.float64))) or (x.dtype == np.float64 and
+                                                          bool(np.isfinite(x).all()))
+
+
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """float -> integer tensor: round(x / scale) + zero_point, clipped to the dtype's range."""
     info = np.iinfo(dtype)
-    q = np.round(x / np.float32(scale)) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
+    # One float32 temporary, updated in place: this runs on every frame.
+    q = np.rint(np.true_divide(x, np.float32(scale), dtype=np.float32))
+    q += np.float32(zero_point)
+    q.clip(info.min, info.max, out=q)
+    return q.astype(dtype)
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -45,9 +56,14 @@ class Backend(ABC):
 
     name = "backend"
 
-    def __init__(self, path: Path, card: ModelCard | None):
+    def __init__(self, path: Path, card: ModelCard | None, *, target: str = "cpu",
+                 threads: int | None = None):
         self.path = Path(path)
         self.card = card
+        self.target = target
+        self.threads = threads
+        self.warnings: list[str] = []  # e.g. a checksum mismatch; the caller shows them
+        self.size_bytes: int | None = None
 
     @property
     @abstractmethod
@@ -61,14 +77,30 @@ class Backend(ABC):
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
             raise DataError(f"input batch has shape {tuple(batch.shape)}, expected (N, "
                             f"{', '.join(str(d) for d in expected)}).")
-        if batch.dtype.kind == "f" and not np.isfinite(batch).all():
+        if batch.dtype.kind == "f" and not all_finite(batch):
             raise DataError("input contains NaN or inf; every runtime would return NaN or, for "
                             "an int8 model, a plausible wrong answer.")
         return batch.astype(np.float32, copy=False)
 
-    @abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NHWC model input -> float32 scores (N, classes)."""
+        """float32 NHWC model input -> float32 scores (N, classes); refuses non-finite input
+        and output."""
+        batch = self.check_input(batch)
+        try:
+            scores = self._run(batch)
+        except EdgecvError:
+            raise
+        except Exception as exc:  # runtimes raise RuntimeError, ValueError or their own types
+            raise ModelFileError(f"'{self.path}' failed to run on {self.target}: "
+                                 f"{runtime_message(exc)}") from exc
+        if not all_finite(scores):
+            raise DataError(f"'{self.path.name}' returned NaN or inf scores on {self.target}; "
+                            "the model or its runtime is broken for this input.")
+        return scores
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """The runtime call on a checked float32 batch."""
 
     @abstractmethod
     def io_details(self) -> list[tuple[str, str]]:

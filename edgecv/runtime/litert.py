@@ -1,4 +1,6 @@
-"""TFLite files on ai-edge-litert (XNNPACK on by default), falling back to tflite-runtime."""
+"""TFLite files on ai-edge-litert (XNNPACK on by default), falling back to tflite-runtime, then
+``tf.lite`` only when neither is installed. Targets: ``cpu``, ``gpu`` (the LiteRT GPU delegate
+library) and ``edgetpu`` (the libedgetpu delegate on an edgetpu_compiler output)."""
 
 from __future__ import annotations
 
@@ -10,41 +12,105 @@ from edgecv.card import read_tflite_card
 from edgecv.errors import DataError, ModelFileError
 from edgecv.io import captured_output
 from edgecv.runtime.base import Backend, BackendUnavailable, dequantize, quantize
+from edgecv.runtime.integrity import check_recorded_checksum, check_tflite_tensor_sizes
 
 
 def load_interpreter_class():
-    """The Interpreter class of ai-edge-litert, or tflite-runtime as a fallback."""
+    """The Interpreter class of ai-edge-litert, tflite-runtime, or (last) tf.lite."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         try:
             from tflite_runtime.interpreter import Interpreter
-        except ImportError as exc:
-            raise BackendUnavailable("LiteRT", "neither ai-edge-litert nor tflite-runtime is "
-                                     "installed: pip install ai-edge-litert") from exc
+        except ImportError:
+            try:
+                from edgecv.tf_import import import_tensorflow
+
+                return import_tensorflow().lite.Interpreter
+            except ImportError as exc:
+                raise BackendUnavailable("LiteRT", "none of ai-edge-litert, tflite-runtime or "
+                                         "tensorflow is installed: pip install ai-edge-litert") from exc
     return Interpreter
 
 
+def load_delegate(library: str, options: dict | None = None):
+    """``load_delegate`` of the runtime that provides the Interpreter class."""
+    try:
+        from ai_edge_litert.interpreter import load_delegate as load
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import load_delegate as load
+        except ImportError:
+            from edgecv.tf_import import import_tensorflow
+
+            load = import_tensorflow().lite.experimental.load_delegate
+    try:
+        return load(library, options or {})
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise BackendUnavailable(library, f"the delegate failed to load: {exc}"[:240]) from exc
+
+
+def _target_delegates(target: str, device: str | None) -> list:
+    from edgecv.runtime.targets import GPU_DELEGATE_LIBRARIES, edgetpu_library, probe
+
+    if target == "cpu":
+        return []
+    reason = probe(target, "litert")
+    if reason:
+        raise BackendUnavailable(f"LiteRT on {target}", reason)
+    if target == "edgetpu":
+        return [load_delegate(edgetpu_library(), {"device": device} if device else None)]
+    if target == "gpu":
+        return [load_delegate(GPU_DELEGATE_LIBRARIES[0])]
+    raise BackendUnavailable(f"LiteRT on {target}", "LiteRT does not run on this target")
+
+
 class LiteRTBackend(Backend):
+    """A .tflite file in a LiteRT Interpreter. ``threads`` sets the CPU thread count (default:
+    the runtime's choice); ``checksum`` is warn/refuse/off (see runtime.integrity)."""
+
     name = "litert"
 
-    def __init__(self, path: Path, *, threads: int | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None, target: str = "cpu",
+                 device: str | None = None, checksum: str = "warn"):
+        path = Path(path)
         # Bytes, not model_path: model_content runs the flatbuffer verifier (RUNTIME_FACTS.md).
-        data = Path(path).read_bytes()
+        data = path.read_bytes()
         interpreter_class = load_interpreter_class()
+        warning = check_recorded_checksum(path, data, checksum)
         try:
             with captured_output(replay_on_error=False):  # XNNPACK's INFO line on fd 2
                 self.interpreter = interpreter_class(model_content=data, num_threads=threads)
-                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"'{path}' is not a valid TFLite model: {exc}"[:300]) from exc
-        try:  # after the verifier accepted the file
+        # The verifier accepted the structure; now the sizes it does not check, before allocating.
+        try:
+            check_tflite_tensor_sizes(data)
+        except ModelFileError as exc:
+            raise ModelFileError(f"'{path}': {exc}") from exc
+        delegates = _target_delegates(target, device)
+        try:
+            with captured_output(replay_on_error=False):
+                if delegates:
+                    self.interpreter = interpreter_class(model_content=data, num_threads=threads,
+                                                         experimental_delegates=delegates)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"'{path}' cannot be prepared on {target}: {exc}"[:300]) from exc
+        try:
             card = read_tflite_card(data)
         except ModelFileError as exc:
             raise ModelFileError(f"'{path}': {exc}") from exc
-        super().__init__(path, card)
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        super().__init__(path, card, target=target, threads=threads)
+        if warning:
+            self.warnings.append(warning)
+        self.size_bytes = len(data)
+        try:  # a corrupt tensor name or shape surfaces only here (UnicodeDecodeError, IndexError)
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[0]
+        except (ValueError, IndexError, RuntimeError) as exc:
+            raise ModelFileError(f"'{path}' has a corrupt input/output tensor: "
+                                 f"{type(exc).__name__}: {exc}"[:300]) from exc
         self._batch = int(self._input["shape"][0])
         signature = self._input.get("shape_signature")
         # A model saved with a static batch (Edge TPU models) cannot be resized: loop instead.
@@ -73,8 +139,7 @@ class LiteRTBackend(Backend):
             self._output = self.interpreter.get_output_details()[0]
             self._batch = batch_size
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = self.check_input(batch)
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         if not self._resizable and len(batch) != self._batch:
             return np.concatenate([self._invoke(batch[i:i + self._batch])
                                    for i in range(0, len(batch), self._batch)])

@@ -1,27 +1,51 @@
-"""Loading Keras model files that a user hands us, safely and with errors that say what is wrong.
+"""Loading Keras models that a user hands us, safely and with errors that say what is wrong.
+
+Four forms are accepted (:func:`model_format`): a ``.keras`` archive, a legacy whole-model
+``.h5``, a JSON config (``model.to_json()``) plus a weights file, and a SavedModel directory
+(``model.export()`` or ``tf.saved_model.save``).
 
 Keras 3 reports a truncated or zero-byte ``.keras`` file, or an ``.h5`` renamed ``.keras``, as
 "File not found" (shared/RUNTIME_FACTS.md), and runs a Lambda layer's code when loading with
-``safe_mode=False``. So the container is checked first and ``safe_mode`` is always on.
+``safe_mode=False``. So the container is checked first, the stored config is searched for Lambda
+layers before anything is deserialized, and ``safe_mode`` is always on. A SavedModel holds traced
+graphs, not Python code, so loading it runs nothing of the user's; it is not a Keras model either,
+so it is wrapped in :class:`SavedModelReference` (its serving signature).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import inspect
+import json
+import sys
 import zipfile
 from pathlib import Path
 
-from edgecv.errors import ModelFileError
+import numpy as np
+
+from edgecv.errors import ModelFileError, UsageError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+SAVED_MODEL_FILE = "saved_model.pb"
+MODEL_FORMATS = ("keras", "h5", "json", "savedmodel")
+LAMBDA_ADVICE = ("edgecv loads with safe_mode, and a Lambda layer is Python code stored in the "
+                 "file that loading would run. Replace each Lambda with a built-in layer or a "
+                 "custom Layer subclass (get_config + register_keras_serializable, passed with "
+                 "--custom-objects FILE.py), re-save the model and convert that")
 
 
 def check_model_file(path: str | Path) -> Path:
-    """Check that ``path`` is a plausible ``.keras`` zip or ``.h5`` file; return it as a Path."""
+    """Check that ``path`` is a plausible ``.keras`` zip, ``.h5`` or ``.json`` file, or a
+    SavedModel directory; return it as a Path."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file '{path}' does not exist.")
     if path.is_dir():
-        raise ModelFileError(f"'{path}' is a directory; expected a .keras or .h5 model file.")
+        if not (path / SAVED_MODEL_FILE).is_file():
+            raise ModelFileError(f"'{path}' is a directory but not a SavedModel (no "
+                                 f"{SAVED_MODEL_FILE}); expected a .keras, .h5 or .json model file.")
+        return path
     size = path.stat().st_size
     if size == 0:
         raise ModelFileError(f"model file '{path}' is empty (0 bytes); it was not saved completely.")
@@ -48,32 +72,386 @@ def check_model_file(path: str | Path) -> Path:
     elif suffix == ".h5":
         if head != HDF5_SIGNATURE:
             raise ModelFileError(f"'{path}' is not an HDF5 file (wrong signature); expected a Keras .h5.")
-    else:
+    elif suffix != ".json":
         raise ModelFileError(
-            f"unsupported model file type '{suffix}' for '{path}'; expected .keras or .h5."
+            f"unsupported model file type '{suffix}' for '{path}'; expected .keras, .h5, a .json "
+            "config (with --weights) or a SavedModel directory."
         )
     return path
 
 
-def load_keras_model(path: str | Path, custom_objects: dict | None = None):
-    """Load a user's model file with ``safe_mode=True`` (never runs code stored in the file)."""
+def model_format(path: str | Path) -> str:
+    """'keras', 'h5', 'json' or 'savedmodel' for a checked model path (see check_model_file)."""
+    path = check_model_file(path)
+    if path.is_dir():
+        return "savedmodel"
+    return path.suffix.lower().lstrip(".")
+
+
+def read_model_config(path: str | Path) -> dict:
+    """The architecture stored in a .keras, .h5 or .json model, as a dict, without building
+    anything (no TensorFlow needed)."""
+    path = check_model_file(path)
+    kind = model_format(path)
+    try:
+        if kind == "keras":
+            with zipfile.ZipFile(path) as archive:
+                text = archive.read("config.json").decode("utf-8")
+        elif kind == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                text = handle.attrs.get("model_config")
+            if text is None:
+                raise ModelFileError(
+                    f"'{path}' holds weights only (no model config); give the architecture too: "
+                    f"edgecv convert model.json --weights {path}, or a whole-model .keras/.h5.")
+            text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        elif kind == "json":
+            text = path.read_text(encoding="utf-8")
+        else:
+            raise ModelFileError(f"'{path}' is a SavedModel: it stores traced graphs, not a Keras config.")
+        config = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"cannot read the model config of '{path}': "
+                             f"{type(exc).__name__}: {exc}"[:300]) from exc
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelFileError(f"'{path}' is not a Keras model config (no 'class_name'); expected "
+                             "the output of model.to_json().")
+    return config
+
+
+def _layer_entries(config) -> list[dict]:
+    """Every serialized object in ``config`` that has a class_name (layers, nested models...)."""
+    found = []
+    if isinstance(config, dict):
+        if isinstance(config.get("class_name"), str):
+            found.append(config)
+        for value in config.values():
+            found.extend(_layer_entries(value))
+    elif isinstance(config, list):
+        for value in config:
+            found.extend(_layer_entries(value))
+    return found
+
+
+def _entry_name(entry: dict) -> str:
+    inner = entry.get("config")
+    return str(inner.get("name")) if isinstance(inner, dict) and inner.get("name") else "?"
+
+
+def lambda_layer_names(config: dict) -> list[str]:
+    """Names of the Lambda layers anywhere in a model config (nested models included)."""
+    return [_entry_name(e) for e in _layer_entries(config) if e["class_name"] == "Lambda"]
+
+
+def _is_keras_class(name: str) -> bool:
+    keras = _import_keras()
+    return name in ("Functional", "Sequential", "Model") or any(
+        hasattr(namespace, name) for namespace in
+        (keras.layers, keras.initializers, keras.regularizers, keras.constraints,
+         keras.activations, keras.dtype_policies))
+
+
+def custom_class_names(config: dict) -> list[str]:
+    """Class names in a model config that Keras does not define (they need --custom-objects).
+
+    A Keras 3 config names each class's module; a legacy .h5 config does not, so those names
+    are looked up in Keras (which imports TensorFlow)."""
+    names = []
+    for entry in _layer_entries(config):
+        name, module = entry["class_name"], entry.get("module")
+        if name.startswith("__") or name in names:
+            continue
+        custom = (module.split(".")[0] != "keras") if isinstance(module, str) \
+            else not _is_keras_class(name)
+        if custom:
+            names.append(name)
+    return names
+
+
+def refuse_lambda(path: str | Path, config: dict) -> None:
+    """Raise ModelFileError naming the Lambda layers of ``config`` (nothing is executed)."""
+    names = lambda_layer_names(config)
+    if names:
+        listed = ", ".join(f"'{n}'" for n in names)
+        raise ModelFileError(f"'{path}' contains a Lambda layer ({listed}), refused: "
+                             f"{LAMBDA_ADVICE}.")
+
+
+def _import_keras():
     from edgecv.tf_import import import_tensorflow
 
     import_tensorflow()
     import keras
 
+    return keras
+
+
+def _load_error(path: Path, exc: Exception, config: dict | None) -> ModelFileError:
+    text = str(exc)
+    if "Lambda" in text or "safe_mode" in text:
+        return ModelFileError(f"'{path}' contains a Lambda layer, refused: {LAMBDA_ADVICE}.")
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    custom = custom_class_names(config) if config else []
+    if custom and ("Could not locate" in text or "Unknown" in text or "not found" in text
+                   or "could not be deserialized" in text):
+        return ModelFileError(
+            f"cannot load '{path}': it uses the custom class(es) {', '.join(custom)}, which are "
+            "not registered; pass --custom-objects FILE.py that defines them.")
+    if "Layer count mismatch" in text and path.suffix.lower() == ".h5" and config and \
+            config.get("class_name") not in ("Functional", "Sequential", "Model"):
+        return ModelFileError(
+            f"cannot load '{path}': a subclassed model ({config['class_name']}) cannot be "
+            "restored from a legacy .h5 (the file does not record the input shape to build it "
+            "with); save it with model.save('model.keras') or model.export('saved_model_dir').")
+    return ModelFileError(f"cannot load '{path}': {type(exc).__name__}: {first}"[:300])
+
+
+def load_keras_model(path: str | Path, custom_objects: dict | None = None,
+                     weights: str | Path | None = None):
+    """Load a user's ``.keras``, ``.h5`` or ``.json`` (+ ``weights``) model with
+    ``safe_mode=True`` (never runs code stored in the file); Lambda layers are refused by name
+    before anything is deserialized. ``custom_objects``: name -> class (see
+    :func:`load_custom_objects`), default none."""
     path = check_model_file(path)
+    kind = model_format(path)
+    if kind == "savedmodel":
+        raise ModelFileError(f"'{path}' is a SavedModel, not a Keras model; use "
+                             "load_saved_model() (edgecv convert accepts both).")
+    if kind == "json" and weights is None:
+        raise UsageError(f"a JSON config holds no weights: pass --weights FILE.weights.h5 with "
+                         f"'{path}'.")
+    if kind != "json" and weights is not None:
+        raise UsageError(f"--weights goes with a JSON config only; '{path}' is a whole model "
+                         "with its weights.")
+    config = read_model_config(path)
+    refuse_lambda(path, config)
+    keras = _import_keras()
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True,
-                                       custom_objects=custom_objects)
-    except ValueError as exc:
-        text = str(exc)
-        if "Lambda" in text or "safe_mode" in text:
+        if kind != "json":
+            return keras.saving.load_model(path, compile=False, safe_mode=True,
+                                           custom_objects=custom_objects)
+        model = keras.saving.deserialize_keras_object(config, custom_objects=custom_objects,
+                                                      safe_mode=True)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+        raise _load_error(path, exc, config) from exc
+    if not isinstance(model, keras.Model):
+        raise ModelFileError(f"'{path}' describes a {type(model).__name__}, not a Keras model.")
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ModelFileError(f"weights file '{weights}' does not exist.")
+    try:
+        model.load_weights(weights)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"the weights in '{weights}' do not fit the model in '{path}': "
+                             f"{first}") from exc
+    return model
+
+
+def weights_parameter_count(path: str | Path) -> int | None:
+    """Number of stored weight values of a .keras / .h5 / .weights.h5 file, read with h5py
+    (nothing is built); optimizer state is not counted. None if the file holds no weights."""
+    import h5py
+
+    path = Path(path)
+    total = 0
+
+    def visit(name, item):
+        nonlocal total
+        if isinstance(item, h5py.Dataset) and not name.startswith(("optimizer", "optimizer_weights")):
+            total += int(np.prod(item.shape))
+
+    if path.suffix.lower() == ".keras":
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                return None
+            with archive.open("model.weights.h5") as member, h5py.File(member, "r") as handle:
+                handle.visititems(visit)
+    else:
+        with h5py.File(path, "r") as handle:
+            group = handle["model_weights"] if "model_weights" in handle else handle
+            group.visititems(visit)
+    return total
+
+
+# --- custom objects -------------------------------------------------------------------------------
+
+def parse_custom_objects_spec(spec: str) -> tuple[Path, list[str]]:
+    """``my_layers.py`` or ``my_layers.py:CustomDense,MyModel`` -> (path, names)."""
+    text, names = spec, []
+    if ":" in spec:
+        head, tail = spec.rsplit(":", 1)
+        if head.lower().endswith(".py") and "/" not in tail and "\\" not in tail:
+            text, names = head, [n.strip() for n in tail.split(",") if n.strip()]
+            if not names:
+                raise UsageError(f"--custom-objects '{spec}' names no class after ':'; give "
+                                 "FILE.py or FILE.py:ClassA,ClassB.")
+    return Path(text), names
+
+
+def load_custom_objects(spec: str) -> dict:
+    """Import the Python file of ``spec`` (``FILE.py`` or ``FILE.py:Name1,Name2``) and return
+    the custom objects to load a model with: the named classes or, with no names, every
+    Layer/Model subclass defined in the file plus everything it registers with
+    ``keras.saving.register_keras_serializable``. Keys are the class name and the registered
+    name (``package>Name``), so both the .keras and the legacy .h5 loader find them.
+
+    The file is imported once per content (module name ``edgecv_custom_objects_<hash>``): importing
+    it again would register its classes a second time."""
+    path, names = parse_custom_objects_spec(spec)
+    if not path.is_file():
+        raise UsageError(f"--custom-objects file '{path}' does not exist.")
+    if path.suffix.lower() != ".py":
+        raise UsageError(f"--custom-objects expects a Python file (.py), received '{path}'.")
+    keras = _import_keras()
+    source = path.read_bytes()
+    digest = hashlib.sha256(str(path.resolve()).encode() + b"\0" + source).hexdigest()[:12]
+    module_name = f"edgecv_custom_objects_{digest}"
+    before = dict(keras.saving.get_custom_objects())
+    module = sys.modules.get(module_name)
+    if module is None:
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        sys.path.insert(0, str(path.resolve().parent))  # so it can import its sibling modules
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:  # the user's code: any error means the same to them
+            del sys.modules[module_name]
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise UsageError(f"--custom-objects '{path}' failed to import: "
+                             f"{type(exc).__name__}: {first}") from exc
+        finally:
+            sys.path.remove(str(path.resolve().parent))
+    defined = {name: obj for name, obj in vars(module).items()
+               if inspect.isclass(obj) and obj.__module__ == module_name
+               and issubclass(obj, keras.layers.Layer)}
+    if names:
+        missing = [n for n in names if not callable(getattr(module, n, None))]
+        if missing:
+            available = sorted(n for n, obj in vars(module).items()
+                               if inspect.isclass(obj) and obj.__module__ == module_name)
+            raise UsageError(f"--custom-objects: {', '.join(repr(n) for n in missing)} not "
+                             f"defined in '{path}' (it defines: {', '.join(available) or 'no classes'}).")
+        chosen = [getattr(module, n) for n in names]
+    else:
+        after = keras.saving.get_custom_objects()
+        registered = [obj for key, obj in after.items()
+                      if before.get(key) is not obj or getattr(obj, "__module__", None) == module_name]
+        chosen = list(defined.values()) + [obj for obj in registered if obj not in defined.values()]
+        if not chosen:
+            raise UsageError(f"--custom-objects '{path}' defines no Keras Layer or Model subclass "
+                             "and registers nothing with keras.saving.register_keras_serializable.")
+    objects = {}
+    for obj in chosen:
+        objects[obj.__name__] = obj
+        objects[keras.saving.get_registered_name(obj)] = obj
+    return objects
+
+
+# --- SavedModel -----------------------------------------------------------------------------------
+
+class SavedModelReference:
+    """The serving signature of a SavedModel directory, with the parts of the Keras model
+    interface that conversion and verification use: ``name``, ``input_shape``,
+    ``output_shape``, ``predict``, ``count_params``.
+
+    Conversion goes through :meth:`concrete_function` (``TFLiteConverter.from_concrete_functions``,
+    tf2onnx ``from_function``) rather than ``from_saved_model``: measured with TF 2.21, a
+    ``tf.saved_model.save`` export of a Keras 3 model converts with ``from_saved_model`` to a
+    model that keeps VAR_HANDLE / READ_VARIABLE ops, and int8 calibration of it fails;
+    a concrete function over the same signature freezes the variables.
+    """
+
+    def __init__(self, path: str | Path, signature: str = "serving_default"):
+        from edgecv.io import captured_output
+        from edgecv.tf_import import import_tensorflow
+
+        tf = import_tensorflow()
+        self.path = check_model_file(path)
+        self.name = self.path.resolve().name
+        try:
+            with captured_output(replay_on_error=False):
+                self.trackable = tf.saved_model.load(str(self.path))
+        except Exception as exc:  # TF raises many kinds for a corrupt or foreign directory
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"cannot load SavedModel '{self.path}': {first}") from exc
+        signatures = dict(self.trackable.signatures)
+        if signature not in signatures:
+            if len(signatures) != 1:
+                raise ModelFileError(
+                    f"SavedModel '{self.path}' has no '{signature}' signature (it has: "
+                    f"{', '.join(signatures) or 'none'}); re-export it with model.export().")
+            signature = next(iter(signatures))
+        self.signature_name = signature
+        self._function = signatures[signature]
+        args, kwargs = self._function.structured_input_signature
+        outputs = self._function.structured_outputs
+        if args or len(kwargs) != 1 or not isinstance(outputs, dict) or len(outputs) != 1:
             raise ModelFileError(
-                f"'{path}' contains a Lambda layer, whose Python code edgecv will not run "
-                "(safe_mode). Replace the Lambda with a built-in or a registered custom layer."
-            ) from exc
-        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
-        raise ModelFileError(f"cannot load '{path}': {first}") from exc
-    except (OSError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"cannot load '{path}': {type(exc).__name__}: {exc}"[:300]) from exc
+                f"SavedModel '{self.path}': signature '{signature}' has {len(args) + len(kwargs)} "
+                f"input(s) and {len(outputs) if isinstance(outputs, dict) else '?'} output(s); "
+                "edgecv converts image classifiers with one input and one output.")
+        (self._input_name, spec), = kwargs.items()
+        (self._output_name, out_spec), = outputs.items()
+        shape = [None if d is None else int(d) for d in spec.shape]
+        if spec.dtype != tf.float32 or len(shape) != 4:
+            raise ModelFileError(
+                f"SavedModel '{self.path}': input '{self._input_name}' is {spec.dtype.name} "
+                f"{shape}; expected float32 (N, H, W, C).")
+        if shape[0] is not None:
+            raise ModelFileError(
+                f"SavedModel '{self.path}': signature '{signature}' has a fixed batch of "
+                f"{shape[0]} ({shape}); re-export it with model.export(path), which keeps the "
+                "batch dimension dynamic.")
+        self.input_shape = tuple(shape)
+        self.output_shape = tuple(None if d is None else int(d) for d in out_spec.shape)
+
+    def with_image_size(self, height: int, width: int) -> "SavedModelReference":
+        """Fix a dynamic height/width of the input (the signature itself stays polymorphic)."""
+        self.input_shape = (None, height, width, self.input_shape[3])
+        return self
+
+    def call(self, x):
+        """TensorFlow-level call of the serving signature: (N, H, W, C) -> scores tensor."""
+        return self._function(**{self._input_name: x})[self._output_name]
+
+    def concrete_function(self, batch: int | None = None):
+        """The signature as a concrete function over float32 input named ``input`` with batch
+        ``batch`` (None = dynamic)."""
+        tf = sys.modules["tensorflow"]
+        spec = tf.TensorSpec((batch, *self.input_shape[1:]), tf.float32, name="input")
+        return tf.function(self.call, input_signature=[spec]).get_concrete_function()
+
+    def predict(self, x: np.ndarray, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
+        """Scores for a float32 NHWC batch, in slices of ``batch_size`` (Keras-like)."""
+        tf = sys.modules["tensorflow"]
+        return np.concatenate([self.call(tf.constant(x[i:i + batch_size], tf.float32)).numpy()
+                               for i in range(0, len(x), batch_size)])
+
+    def count_params(self) -> int:
+        """Number of values in the variables the signature reads."""
+        return int(sum(np.prod(v.shape) for v in self._function.variables))
+
+    def op_counts(self) -> dict[str, int]:
+        """Compute op types of the signature with its variables frozen and its calls inlined
+        (the SavedModel's equivalent of a layer list); plumbing ops are left out."""
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2)
+
+        plumbing = {"Placeholder", "Const", "Identity", "NoOp"}
+        counts: dict[str, int] = {}
+        for op in convert_variables_to_constants_v2(self.concrete_function()).graph.get_operations():
+            if op.type not in plumbing:
+                counts[op.type] = counts.get(op.type, 0) + 1
+        return counts
+
+
+def load_saved_model(path: str | Path) -> SavedModelReference:
+    """Open a SavedModel directory (``path`` or its ``saved_model.pb``) by its serving signature."""
+    path = Path(path)
+    if path.name == SAVED_MODEL_FILE and path.is_file():
+        path = path.parent
+    return SavedModelReference(path)

@@ -1,0 +1,166 @@
+"""The bench issue's performance goals, measured on one run's artifacts, in one process.
+
+    python -m edgecv.benchmarks.goals RUN [--repeats 5] [--json PATH] [--zoo]
+
+Every figure is a ratio of p50 latencies at batch 1 measured with the shared timing loop;
+each pair is measured ``--repeats`` times interleaved (A, B, A, B, ...) so that machine drift
+hits both sides, and the median ratio is reported with its spread (min..max).
+
+- harness overhead: ``time_backend`` (the path bench and camera time: input checks,
+  quantization, set_tensor, invoke, get_tensor, dequantization, output checks) vs a bare
+  ``interpreter.invoke()`` loop on the same interpreter. Goal: within 5%.
+- int8 vs fp32 TFLite at 1 thread. Goal: at least 3x faster.
+- deployed int8 TFLite vs the Keras model (batch 1): ``predict_on_batch`` (what bench uses),
+  eager ``model(x)`` and a ``tf.function``. Goal: at least 20x faster.
+- ONNX int8 vs ONNX fp32 at 1 and 2 threads. Goal: not slower.
+- ``--zoo``: int8 vs fp32 TFLite for untrained registry models of several sizes (latency does
+  not depend on the weights), to show where int8 pays off on this CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.benchmarks.machine import machine_info
+from edgecv.benchmarks.timing import time_backend, time_call
+
+
+def _p50(fn, runs: int = 300, min_time_s: float = 0.5) -> float:
+    stats, _ = time_call(fn, runs=runs, min_time_s=min_time_s, warmup=20)
+    return stats.p50_ms
+
+
+def paired(name: str, slow, fast, repeats: int) -> dict:
+    """Median (and min, max) of p50(slow) / p50(fast) over interleaved repeats."""
+    ratios, slow_ms, fast_ms = [], [], []
+    for _ in range(repeats):
+        slow_ms.append(slow())
+        fast_ms.append(fast())
+        ratios.append(slow_ms[-1] / fast_ms[-1])
+    result = {"name": name, "ratio": round(statistics.median(ratios), 3),
+              "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+              "a_p50_ms": round(statistics.median(slow_ms), 4),
+              "b_p50_ms": round(statistics.median(fast_ms), 4)}
+    print(f"  {name:<58} {result['ratio']:6.2f}x  ({result['ratio_min']:.2f}..{result['ratio_max']:.2f})"
+          f"  {result['a_p50_ms']:.3f} ms vs {result['b_p50_ms']:.3f} ms", flush=True)
+    return result
+
+
+def run_goals(run: Path, repeats: int) -> list[dict]:
+    from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
+    from edgecv.runtime import open_backend
+    from edgecv.testset import load_testset
+
+    export = run / "export"
+    testset = load_testset(export / "testset.npz")
+    results = []
+    backends = {}
+
+    def backend(name, threads=1):
+        key = (name, threads)
+        if key not in backends:
+            backends[key] = open_backend(export / name if name != "model.keras" else run / name,
+                                         threads=threads)
+        return backends[key]
+
+    pre = backend("model_fp32.tflite").card.preprocessing
+    batch = prepare_image(model_pixels_to_bgr(testset.x[0]), pre)[None]
+
+    print("harness overhead (harness p50 / bare invoke p50; goal <= 1.05)")
+    for name in ("model_fp32.tflite", "model_int8.tflite"):
+        b = backend(name)
+        b.run(batch)  # sets the input tensor once, so the bare loop invokes on a real image
+        results.append(paired(f"{name} 1 thread: harness / bare invoke",
+                              lambda b=b: time_backend(b, batch, runs=300, min_time_s=0.5).p50_ms,
+                              lambda b=b: _p50(b.interpreter.invoke), repeats))
+
+    print("int8 vs fp32 TFLite (fp32 p50 / int8 p50; goal >= 3)")
+    for threads in (1, 2):
+        fp32, int8 = backend("model_fp32.tflite", threads), backend("model_int8.tflite", threads)
+        results.append(paired(f"TFLite fp32 / int8, {threads} thread(s)",
+                              lambda f=fp32: _p50(lambda: f.run(batch)),
+                              lambda i=int8: _p50(lambda: i.run(batch)), repeats))
+
+    print("Keras vs deployed int8 TFLite, batch 1 (Keras p50 / int8 p50; goal >= 20)")
+    keras = backend("model.keras")
+    int8 = backend("model_int8.tflite")
+    model = keras.model
+    import tensorflow as tf
+
+    compiled = tf.function(lambda x: model(x, training=False))
+    for label, call in (("predict_on_batch (bench's reference)", lambda: model.predict_on_batch(batch)),
+                        ("eager model(x)", lambda: model(batch, training=False)),
+                        ("tf.function(model)", lambda: compiled(batch))):
+        results.append(paired(f"Keras {label} / int8 TFLite 1 thread",
+                              lambda c=call: _p50(c, runs=50, min_time_s=0.5),
+                              lambda: _p50(lambda: int8.run(batch)), repeats))
+
+    print("ONNX fp32 vs int8 (fp32 p50 / int8 p50; goal >= 1)")
+    for threads in (1, 2):
+        fp32, q = backend("model.onnx", threads), backend("model_int8.onnx", threads)
+        results.append(paired(f"ONNX fp32 / int8, {threads} thread(s)",
+                              lambda f=fp32: _p50(lambda: f.run(batch)),
+                              lambda i=q: _p50(lambda: i.run(batch)), repeats))
+    for b in backends.values():
+        b.close()
+    return results
+
+
+ZOO = (("resnet8", 32, 1), ("ds_cnn", 32, 1), ("mini_vgg", 32, 1), ("mobilenet_v2", 96, 3),
+       ("mobilenet_v2", 160, 3))
+
+
+def run_zoo(repeats: int) -> list[dict]:
+    """int8 vs fp32 TFLite at 1 thread for untrained registry models of growing size."""
+    from edgecv.converters.tflite import to_tflite_fp32, to_tflite_int8
+    from edgecv.models import count_macs, create_model
+    from edgecv.runtime import open_backend
+
+    print("int8 vs fp32 TFLite across model sizes (untrained weights; fp32 p50 / int8 p50)")
+    results = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, size, channels in ZOO:
+            model = create_model(name, (size, size, channels), 10)
+            calibration = rng.uniform(0, 1, (32, size, size, channels)).astype(np.float32)
+            paths = {}
+            for kind, data in (("fp32", to_tflite_fp32(model)),
+                               ("int8", to_tflite_int8(model, calibration))):
+                paths[kind] = Path(workdir) / f"{name}_{size}_{kind}.tflite"
+                paths[kind].write_bytes(data)
+            batch = calibration[:1]
+            with open_backend(paths["fp32"], threads=1) as fp32, \
+                    open_backend(paths["int8"], threads=1) as int8:
+                row = paired(f"{name} {size}x{size}x{channels} ({count_macs(model) / 1e6:.1f} M MACs)",
+                             lambda: _p50(lambda: fp32.run(batch)),
+                             lambda: _p50(lambda: int8.run(batch)), repeats)
+            results.append({**row, "macs": int(count_macs(model))})
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--zoo", action="store_true", help="also compare int8/fp32 across the zoo")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    args = parser.parse_args(argv)
+    info = machine_info()
+    print(f"{info['cpu']}, {info['usable_cores']} cores, governor {info['governor']}")
+    result = {"machine": info, "run": str(args.run), "repeats": args.repeats,
+              "goals": run_goals(args.run, args.repeats)}
+    if args.zoo:
+        result["zoo"] = run_zoo(args.repeats)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""Models that edgecv did not train: a model file + flags + data -> the same RunData a run gives.
+
+A run directory carries its preprocessing contract, labels and data (``config.json``,
+``split.json``). A bare model does not, so :func:`load_model_source` assembles them:
+
+- the model: ``.keras``, legacy ``.h5``, a JSON config + ``--weights``, or a SavedModel directory
+  (:mod:`edgecv.training.keras_io`, always ``safe_mode``; Lambda layers refused), with
+  ``--custom-objects FILE.py[:Name,...]`` for custom layers and models;
+- the contract: height, width and channels from the model's input shape where it is fixed,
+  otherwise ``--img-size`` / ``--channels``; the normalisation from ``--scale`` (``1/255`` is
+  accepted) and/or ``--mean`` / ``--std``. Nothing is guessed: whatever is still unknown is one
+  error that lists every missing flag;
+- the data (``--data``): the training sources (digits, a Keras dataset, an image folder; their
+  train split calibrates, their test split verifies) or an ``.npz`` with ``x`` and optional
+  ``y`` (uint8 images go through the contract, float arrays are taken as normalised model
+  input; every sample verifies and up to ``calib_samples`` of them calibrate);
+- the labels: ``--labels FILE`` (one name per line, in output order), else the data's class
+  names when their count matches the model's outputs, else ``class_0 .. class_{N-1}`` with a
+  warning.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edgecv.converters.convert import RunData
+from edgecv.errors import DataError, ModelFileError, UsageError
+from edgecv.preprocessing import Preprocessing
+from edgecv.training.keras_io import (SAVED_MODEL_FILE, SavedModelReference, load_custom_objects,
+                                      load_keras_model, load_saved_model, model_format)
+
+MODEL_SUFFIXES = (".keras", ".h5", ".json", ".pb")
+DATA_HINT = "digits, mnist, fashion_mnist, cifar10, an image folder, or an .npz with x (and y)"
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to read a model that has no run directory; None means "not given".
+
+    ``scale``, ``mean`` and ``std`` accept numbers or the CLI's text (``"1/255"``,
+    ``"0.5,0.5,0.5"``); ``labels`` and ``custom_objects`` are file paths (``custom_objects``
+    may end in ``:ClassA,ClassB``). ``seed`` (default 0) fixes the data split and the
+    calibration sample.
+    """
+
+    data: str | None = None
+    weights: str | None = None
+    custom_objects: str | None = None
+    img_size: int | None = None
+    channels: int | None = None
+    scale: str | float | None = None
+    mean: str | Sequence[float] | None = None
+    std: str | Sequence[float] | None = None
+    labels: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:  # refuse bad values before any model is loaded
+        if self.scale is not None:
+            parse_scale(self.scale)
+        for flag, value in (("--mean", self.mean), ("--std", self.std)):
+            if value is not None:
+                parse_floats(value, flag)
+        if self.channels is not None and self.channels not in (1, 3):
+            raise UsageError(f"--channels must be 1 or 3, received {self.channels}.")
+        if self.img_size is not None and self.img_size < 8:
+            raise UsageError(f"--img-size must be at least 8, received {self.img_size}.")
+
+    def given(self) -> list[str]:
+        """The CLI flags of the options that were set (seed excluded)."""
+        return [f"--{f.name.replace('_', '-')}" for f in fields(self)
+                if f.name != "seed" and getattr(self, f.name) is not None]
+
+
+def is_model_source(path: str | Path) -> bool:
+    """True for a model file (.keras, .h5, .json, saved_model.pb) or a SavedModel directory,
+    False for anything else (a run directory, or a path for load_run to explain)."""
+    path = Path(path)
+    if path.suffix.lower() in MODEL_SUFFIXES:
+        return True
+    return (path.is_dir() and (path / SAVED_MODEL_FILE).is_file()
+            and not (path / "config.json").is_file())
+
+
+def default_out_dir(path: str | Path) -> Path:
+    """``<model stem>_export`` next to the model (for a SavedModel: next to its directory)."""
+    path = Path(path)
+    if path.name == SAVED_MODEL_FILE:
+        path = path.parent
+    path = path.resolve()
+    stem = path.name if path.is_dir() else path.stem
+    return path.parent / f"{stem}_export"
+
+
+def parse_scale(value: str | float) -> float:
+    """``--scale``: a positive number, or a fraction written ``1/255``."""
+    text = str(value).strip()
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/")
+            scale = float(numerator) / float(denominator)
+        else:
+            scale = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"--scale must be a number or a fraction like 1/255, received "
+                         f"'{value}'.") from None
+    if not math.isfinite(scale) or scale <= 0:
+        raise UsageError(f"--scale must be positive and finite, received '{value}'.")
+    return scale
+
+
+def parse_floats(value: str | Sequence[float], flag: str) -> tuple[float, ...]:
+    """``--mean`` / ``--std``: one number or a comma-separated list (one per channel)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        numbers = tuple(float(str(v).strip()) for v in items)
+    except ValueError:
+        raise UsageError(f"{flag} must be a number or a comma-separated list like 0.5,0.5,0.5, "
+                         f"received '{value}'.") from None
+    if not numbers or not all(math.isfinite(n) for n in numbers):
+        raise UsageError(f"{flag} must be finite numbers, received '{value}'.")
+    return numbers
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+def load_model(path: str | Path, options: ModelOptions):
+    """The model at ``path`` (a Keras model or a SavedModelReference) and its format name."""
+    kind = model_format(path)
+    if kind == "savedmodel":
+        if options.custom_objects or options.weights:
+            flag = "--custom-objects" if options.custom_objects else "--weights"
+            raise UsageError(f"{flag} does not apply to a SavedModel ('{path}'): it carries its "
+                             "weights and traced graphs, no Python classes.")
+        return load_saved_model(path), kind
+    custom = load_custom_objects(options.custom_objects) if options.custom_objects else None
+    return load_keras_model(path, custom_objects=custom, weights=options.weights), kind
+
+
+def _graph_inputs(model):
+    """The symbolic inputs of a Functional/Sequential model, None for a subclassed one."""
+    try:
+        return model.inputs
+    except (AttributeError, ValueError):
+        return None
+
+
+def model_image_shape(model, path: str | Path) -> tuple[int | None, int | None, int | None]:
+    """(H, W, C) of the model's input, None where the model does not fix it."""
+    if isinstance(model, SavedModelReference):
+        shape = model.input_shape
+    else:
+        inputs = _graph_inputs(model)
+        if inputs is not None:
+            if len(inputs) != 1:
+                raise ModelFileError(f"'{path}' has {len(inputs)} inputs; edgecv converts image "
+                                     "classifiers with one (N, H, W, C) input.")
+            shape = tuple(inputs[0].shape)
+        else:  # a subclassed model: the shape it was built with, if any
+            built = (model.get_build_config() or {}).get("input_shape")
+            shape = tuple(built) if built else (None, None, None, None)
+    if len(shape) != 4:
+        raise ModelFileError(f"'{path}' takes input of shape {tuple(shape)}; edgecv converts image "
+                             "classifiers with one (N, H, W, C) input.")
+    return tuple(None if d is None else int(d) for d in shape[1:])
+
+
+def _fixed_input(model, pre: Preprocessing, path: str | Path):
+    """The model behind an input of exactly the contract's (H, W, C): a subclassed model, or
+    one whose height/width are dynamic, is wrapped in a Functional model, so every converter
+    sees the same fixed shape."""
+    if isinstance(model, SavedModelReference):
+        return model.with_image_size(pre.height, pre.width)
+    inputs = _graph_inputs(model)
+    if inputs is not None and tuple(inputs[0].shape[1:]) == pre.input_shape:
+        return model
+    import keras
+
+    wrapped_input = keras.Input(shape=pre.input_shape, name="input")
+    try:
+        outputs = model(wrapped_input)
+    except Exception as exc:  # the user's call(): any failure means the shape does not fit
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"'{path}' cannot run on a {pre.input_shape} input: "
+                             f"{type(exc).__name__}: {first}") from exc
+    return keras.Model(wrapped_input, outputs, name=model.name)
+
+
+def _num_classes(model, path) -> int:
+    if isinstance(model, SavedModelReference):
+        shape = model.output_shape
+    else:
+        if len(model.outputs) != 1:
+            raise ModelFileError(f"'{path}' has {len(model.outputs)} outputs; edgecv converts "
+                                 "image classifiers with one (N, classes) output.")
+        shape = tuple(model.outputs[0].shape)
+    if len(shape) != 2 or shape[1] is None or shape[1] < 2:
+        raise ModelFileError(f"'{path}' outputs shape {tuple(shape)}; edgecv converts image "
+                             "classifiers whose output is (N, classes) scores with 2 or more classes.")
+    return int(shape[1])
+
+
+# --- the contract ---------------------------------------------------------------------------------
+
+def resolve_contract(path: str | Path, image_shape, options: ModelOptions) -> Preprocessing:
+    """The preprocessing contract from the model's input shape and the flags; one UsageError
+    lists everything still missing (including ``--data``)."""
+    height, width, channels = image_shape
+    if options.img_size is not None:
+        if any(d is not None and d != options.img_size for d in (height, width)):
+            raise UsageError(f"--img-size {options.img_size} contradicts the model's input "
+                             f"{height}x{width}; leave it out (the model fixes it).")
+        height = width = options.img_size
+    if options.channels is not None:
+        if channels is not None and channels != options.channels:
+            raise UsageError(f"--channels {options.channels} contradicts the model's input, "
+                             f"which has {channels} channel(s); leave it out.")
+        channels = options.channels
+    scale = parse_scale(options.scale) if options.scale is not None else None
+    mean = parse_floats(options.mean, "--mean") if options.mean is not None else None
+    std = parse_floats(options.std, "--std") if options.std is not None else None
+    if scale is None and mean is not None and std is not None:
+        if max(abs(v) for v in std) <= 1:
+            raise UsageError(
+                f"--mean {list(mean)} --std {list(std)} look like statistics of 0..1 pixels, but "
+                "no --scale was given, which means 0..255 pixels: add --scale 1/255 (or "
+                "--scale 1 if the model really takes 0..255 pixels).")
+        scale = 1.0  # mean/std given alone are in pixel units (0..255)
+    missing = []
+    if height is None or width is None:
+        missing.append("--img-size N (the model's input height/width are not fixed)")
+    if channels is None:
+        missing.append("--channels 1|3 (the model's input channels are not fixed)")
+    if scale is None:
+        missing.append("--scale (e.g. --scale 1/255) and/or --mean and --std (the "
+                       "normalisation the model was trained with)")
+    if options.data is None:
+        missing.append(f"--data ({DATA_HINT}) for calibration and verification")
+    if missing:
+        known = "x".join("?" if d is None else str(d) for d in (height, width, channels))
+        raise UsageError(f"'{path}' is not an edgecv run, so the preprocessing contract and the "
+                         f"data come from flags (the model's input gives {known}); missing: "
+                         f"{'; '.join(missing)}.")
+    return Preprocessing(height, width, channels, scale=scale, mean=mean or (0.0,),
+                         std=std or (1.0,))
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+@dataclass
+class ModelData:
+    """Calibration and verification data for a model source."""
+
+    calibration: np.ndarray  # float32, normalised
+    test_x: np.ndarray  # float32, normalised
+    test_y: np.ndarray | None
+    test_images: np.ndarray | None  # uint8 when the data is images
+    test_ids: list
+    labels: list[str] | None  # the data's class names, if it has them
+    description: str
+
+
+def _labels_from_array(y: np.ndarray, count: int, num_classes: int, source: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == num_classes:  # one-hot
+        y = y.argmax(1)
+    if y.ndim != 1 or len(y) != count:
+        raise DataError(f"'{source}': y must hold one class index per image ({count}), received "
+                        f"shape {tuple(y.shape)}.")
+    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+        raise DataError(f"'{source}': y must be integer class indices, received {y.dtype} values.")
+    if y.dtype.kind not in "iuf" or (len(y) and (y.min() < 0 or y.max() >= num_classes)):
+        raise DataError(f"'{source}': y must be class indices in 0..{num_classes - 1} (the model "
+                        f"outputs {num_classes} scores), received {y.dtype} "
+                        f"{'' if not len(y) else f'in {y.min()}..{y.max()}'}.")
+    return y.astype(np.int64)
+
+
+def load_npz(path: str | Path, pre: Preprocessing, num_classes: int, calib_samples: int,
+             seed: int = 0) -> ModelData:
+    """An .npz with ``x`` (uint8 images N,H,W[,C], resized by the deployed rules if needed, or
+    float32 normalised model input of exactly N,H,W,C) and optional ``y``, ``labels``, ``ids``."""
+    from edgecv.data import resize_batch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "x" not in npz:
+                raise DataError(f"'{path}' has no 'x' array (it has: {', '.join(npz.files)}); "
+                                "expected x (images) and optionally y (class indices).")
+            x = npz["x"]
+            y = npz["y"] if "y" in npz else None
+            names = [str(v) for v in npz["labels"]] if "labels" in npz else None
+            ids = [str(v) for v in npz["ids"]] if "ids" in npz else None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"'{path}' is not a readable .npz: {type(exc).__name__}: {exc}"[:300]) from exc
+    if len(x) == 0:
+        raise DataError(f"'{path}': x holds no samples.")
+    if x.dtype == np.uint8:
+        images = x[..., None] if x.ndim == 3 else x
+        if images.ndim != 4:
+            raise DataError(f"'{path}': uint8 x must be images (N, H, W[, C]), received shape "
+                            f"{tuple(x.shape)}.")
+        if images.shape[1:] != pre.input_shape:
+            images = resize_batch(images, pre.height, pre.width, pre.channels)
+        model_x = pre.normalize(images)
+    elif x.dtype.kind == "f":
+        images = None
+        model_x = (x[..., None] if x.ndim == 3 else x).astype(np.float32)
+        if model_x.shape[1:] != pre.input_shape:
+            raise DataError(f"'{path}': float x is taken as normalised model input and must be "
+                            f"(N, {pre.height}, {pre.width}, {pre.channels}), received "
+                            f"{tuple(x.shape)}; store uint8 images to have them resized.")
+        if not np.isfinite(model_x).all():
+            raise DataError(f"'{path}': x contains NaN or inf.")
+    else:
+        raise DataError(f"'{path}': x must be uint8 images or float model input, received "
+                        f"{x.dtype}.")
+    count = len(model_x)
+    test_y = None if y is None else _labels_from_array(y, count, num_classes, str(path))
+    order = np.sort(np.random.default_rng(seed).permutation(count)[:calib_samples])
+    return ModelData(model_x[order], model_x, test_y, images,
+                     ids if ids and len(ids) == count else [str(i) for i in range(count)], names,
+                     f"{path}: all {count} samples verify, {len(order)} of them calibrate"
+                     f"{'' if test_y is not None else ' (no labels: agreement only)'}")
+
+
+def load_model_data(spec: str, pre: Preprocessing, num_classes: int, calib_samples: int,
+                    seed: int = 0) -> ModelData:
+    """``--data`` for a model source: an .npz (:func:`load_npz`) or a training source
+    (:func:`edgecv.data.load_dataset` at the contract's size; train split -> calibration,
+    test split -> verification)."""
+    if str(spec).lower().endswith(".npz"):
+        return load_npz(spec, pre, num_classes, calib_samples, seed)
+    from edgecv.data import load_dataset
+
+    dataset = load_dataset(str(spec), pre.height, pre.width, pre.channels, seed=seed)
+    if len(dataset.test) == 0:
+        raise DataError(f"dataset '{spec}' left no test images after the split.")
+    order = np.sort(np.random.default_rng(seed).permutation(len(dataset.train))[:calib_samples])
+    return ModelData(pre.normalize(dataset.train.x[order]), pre.normalize(dataset.test.x),
+                     dataset.test.y, dataset.test.x, list(dataset.test.ids), list(dataset.labels),
+                     f"{spec}: {len(order)} training-split images calibrate, the "
+                     f"{len(dataset.test)} test-split images verify (seed {seed})")
+
+
+def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
+                   log: Callable[[str], None]) -> tuple[list[str], np.ndarray | None, str]:
+    """(labels in output order, the data's y re-indexed to them, where they came from)."""
+    y = data.test_y
+    if labels_file is not None:
+        path = Path(labels_file)
+        if not path.is_file():
+            raise UsageError(f"--labels file '{path}' does not exist.")
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                  if line.strip()]
+        if len(labels) != num_classes:
+            raise UsageError(f"--labels '{path}' has {len(labels)} names, but the model outputs "
+                             f"{num_classes} scores; give one name per output, in output order.")
+        if data.labels and data.labels != labels and y is not None:
+            if set(data.labels) <= set(labels):  # the data's classes, matched by name
+                index = np.asarray([labels.index(name) for name in data.labels], np.int64)
+                y = index[y]
+            elif len(data.labels) == num_classes:
+                log(f"warning: the data's class names {data.labels[:5]} differ from --labels "
+                    f"{labels[:5]}; assuming the same order (class i of the data = output i)")
+            else:
+                raise DataError(f"the data has {len(data.labels)} classes that are not all in "
+                                f"--labels '{path}'; they cannot be matched to the outputs.")
+        return labels, y, "--labels"
+    if data.labels:
+        if len(data.labels) != num_classes:
+            raise DataError(
+                f"the data has {len(data.labels)} classes ({', '.join(data.labels[:5])}"
+                f"{', ...' if len(data.labels) > 5 else ''}) but the model outputs {num_classes} "
+                f"scores; give --labels with {num_classes} names that include the data's classes.")
+        return list(data.labels), y, "data"
+    labels = [f"class_{i}" for i in range(num_classes)]
+    log(f"warning: no --labels: the model card names the {num_classes} outputs class_0.."
+        f"class_{num_classes - 1}; pass --labels labels.txt (one name per line, in output order)")
+    return labels, y, "default (class_i)"
+
+
+# --- all together ---------------------------------------------------------------------------------
+
+def load_model_source(path: str | Path, options: ModelOptions, *, calib_samples: int = 300,
+                      log: Callable[[str], None] = print) -> RunData:
+    """Load a model that edgecv did not train, with its contract, data and labels, as the
+    :class:`RunData` that :func:`edgecv.converters.convert.convert_run` consumes.
+
+    Defaults: 300 calibration samples; output directory ``<model stem>_export`` beside the
+    model; the card's ``source_run`` is the model's path."""
+    if calib_samples < 1:
+        raise UsageError(f"--calib-samples must be at least 1, received {calib_samples}.")
+    path = Path(path)
+    if path.name == SAVED_MODEL_FILE:
+        path = path.parent
+    model, kind = load_model(path, options)
+    pre = resolve_contract(path, model_image_shape(model, path), options)
+    model = _fixed_input(model, pre, path)
+    num_classes = _num_classes(model, path)
+    data = load_model_data(options.data, pre, num_classes, calib_samples, options.seed)
+    warnings: list[str] = []
+
+    def note(line: str) -> None:
+        if line.startswith("warning:"):
+            warnings.append(line.removeprefix("warning: "))
+        log(line)
+
+    labels, test_y, labels_from = resolve_labels(options.labels, data, num_classes, note)
+    reference = (f"SavedModel signature '{model.signature_name}'"
+                 if isinstance(model, SavedModelReference) else "keras model")
+    notes = {"kind": kind, "path": str(path.resolve()), "reference": reference,
+             "weights": str(Path(options.weights).resolve()) if options.weights else None,
+             "custom_objects": options.custom_objects, "data": str(options.data),
+             "data_use": data.description, "labels_from": labels_from, "warnings": warnings}
+    return RunData(path, model, labels, pre, data.calibration, data.test_x, test_y,
+                   data.test_images, data.test_ids, default_out=default_out_dir(path),
+                   notes=notes)

@@ -1,0 +1,91 @@
+"""Image in, labels out: the deployed classification path shared by ``predict`` and ``camera``.
+
+A :class:`Classifier` wraps one runtime backend (:func:`edgecv.runtime.open_backend`) with the
+model card's preprocessing (:func:`edgecv.preprocessing.prepare_image`) and top-k decoding.
+numpy + OpenCV only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgecv.errors import UsageError
+from edgecv.preprocessing import Preprocessing, prepare_image
+from edgecv.runtime.base import Backend
+
+
+@dataclass
+class Prediction:
+    """The top-k classes of one image, best first, and the inference time in ms."""
+
+    label: str | None
+    score: float | None
+    top_k: list[dict] = field(default_factory=list)
+    ms: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": self.score, "top_k": self.top_k, "ms": self.ms}
+
+
+def top_k(scores: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0) -> list[dict]:
+    """The ``k`` best ``{"label", "score"}`` of one score vector with score >= ``threshold``,
+    best first (ties keep class order). Defaults: k=3, threshold 0."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if len(labels) != len(scores):
+        raise UsageError(f"the model has {len(scores)} outputs but {len(labels)} labels were given.")
+    order = np.argsort(-scores, kind="stable")[:max(k, 0)]
+    return [{"label": labels[i], "score": round(float(scores[i]), 6)} for i in order
+            if scores[i] >= threshold]
+
+
+class Classifier:
+    """Classify decoded OpenCV images with ``backend``.
+
+    Args:
+        backend: an open runtime backend.
+        labels: class names; default the model card's.
+        preprocessing: default the model card's.
+        fit: how a frame of another aspect is fitted (crop, letterbox, stretch; default crop).
+        k: how many classes to report (default 3); threshold: minimum score (default 0).
+    """
+
+    def __init__(self, backend: Backend, *, labels: list[str] | None = None,
+                 preprocessing: Preprocessing | None = None, fit: str = "crop", k: int = 3,
+                 threshold: float = 0.0):
+        card = backend.card
+        if labels is None and card is not None:
+            labels = card.labels
+        if preprocessing is None and card is not None:
+            preprocessing = card.preprocessing
+        if labels is None or preprocessing is None:
+            raise UsageError(f"'{backend.path}' carries no edgecv model card: give --labels and "
+                             "convert it with edgecv so its preprocessing travels with it.")
+        if k < 1:
+            raise UsageError(f"--top-k must be at least 1, received {k}.")
+        if not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"--threshold must be between 0 and 1, received {threshold}.")
+        self.backend = backend
+        self.labels = list(labels)
+        self.preprocessing = preprocessing
+        self.fit = fit
+        self.k = k
+        self.threshold = threshold
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One decoded image -> a (1, H, W, C) float32 batch."""
+        return prepare_image(image, self.preprocessing, self.fit)[None]
+
+    def decode(self, scores: np.ndarray, ms: float | None = None) -> Prediction:
+        """One score vector -> a Prediction (label/score None if nothing passes the threshold)."""
+        best = top_k(scores, self.labels, self.k, self.threshold)
+        return Prediction(best[0]["label"] if best else None, best[0]["score"] if best else None,
+                          best, None if ms is None else round(ms, 4))
+
+    def classify(self, image: np.ndarray) -> Prediction:
+        """Prepare, run (timed) and decode one image."""
+        from edgecv.benchmarks.timing import timed
+
+        scores, ms = timed(self.backend.run, self.prepare(image))
+        return self.decode(scores[0], ms)

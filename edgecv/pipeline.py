@@ -1,0 +1,79 @@
+"""``edgecv pipeline``: train -> convert -> verify -> bench -> one HTML report, in the run directory.
+
+Each step is the same code as its own command (``train``, ``convert``, ``bench``); the pipeline
+only chains them and gathers their outputs into ``RUN/report.html`` (with ``bench.json`` and
+``bench.md`` beside it). A conversion that loses more accuracy than ``--max-drop`` does not
+stop the pipeline before the report is written: the report shows it, then the command exits 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from edgecv.errors import EdgecvError
+
+# The formats a deployment is chosen among; the others are an `edgecv convert --all` away.
+PIPELINE_FORMATS = ["fp32", "fp16", "int8", "onnx", "onnx_int8"]
+CONVERSION_COLUMNS = ("format", "file", "size_bytes", "size_ratio_vs_fp32", "accuracy",
+                      "accuracy_drop_pp", "agreement", "max_abs_diff", "convert_s")
+
+
+def conversion_section(report: dict):
+    """The conversion table (conversion.json) as a report Section."""
+    from edgecv.benchmarks.report import Section
+
+    rows = [{key: row.get(key) for key in CONVERSION_COLUMNS} for row in report["artifacts"]]
+    text = (f"Keras test accuracy {100 * report['keras_accuracy']:.2f}% on "
+            f"{report['test_images']} held-out images; every artifact was run in its runtime on "
+            f"the same images. Calibration: {report['calibration_samples']} training images.")
+    return Section("Conversion and verification", text=text, table=rows)
+
+
+def training_section(run_dir: Path):
+    """Training curves, confusion matrix and the headline metrics as a report Section."""
+    import json
+
+    from edgecv.benchmarks.report import Section
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    data = config["data"].get("name") or config["data"].get("path")
+    text = (f"{config['train']['model']} on {data}: test accuracy {100 * metrics['test_accuracy']:.2f}%, "
+            f"{metrics['params']:,} parameters, {metrics['epochs_run']} epochs in "
+            f"{metrics['training_time_s']:.0f} s ({metrics['images_per_s']:.0f} images/s).")
+    return Section("Training", text=text,
+                   images=(run_dir / "training_curves.png", run_dir / "confusion_matrix.png"))
+
+
+def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
+                 max_drop: float = 1.0, log: Callable[[str], None] = print,
+                 progress: Callable[[dict], None] | None = None
+                 ) -> tuple[Path, dict, EdgecvError | None]:
+    """Run every step; return (run directory, bench report, the conversion's accuracy error or
+    None). ``progress`` is called with each bench row as it is measured."""
+    from edgecv.benchmarks import report as writer
+    from edgecv.benchmarks.suite import discover, find_testset, run_benchmark
+    from edgecv.converters.convert import AccuracyDropError, convert_run
+    from edgecv.training import train
+
+    result = train(train_config, overwrite=overwrite, log=log)
+    run_dir = Path(result.run_dir)
+    log(f"converting {', '.join(PIPELINE_FORMATS)}")
+    drop_error = None
+    try:
+        conversion = convert_run(run_dir, PIPELINE_FORMATS, max_drop=max_drop, log=log)
+    except AccuracyDropError as exc:  # the report is written; show it, fail at the end
+        drop_error = exc
+        import json
+
+        conversion = json.loads((run_dir / "export" / "conversion.json").read_text())
+    artifacts = discover([run_dir])
+    log(f"benchmarking {len(artifacts)} model(s) on {', '.join(bench_settings.targets)}")
+    report = run_benchmark(artifacts, bench_settings, find_testset(artifacts), progress=progress)
+    writer.write_json(report, run_dir / "bench.json")
+    writer.write_markdown(report, run_dir / "bench.md")
+    writer.write_html(report, run_dir / "report.html",
+                      [training_section(run_dir), conversion_section(conversion)])
+    log(f"wrote {run_dir / 'report.html'}")
+    return run_dir, report, drop_error

@@ -1,0 +1,90 @@
+"""The Keras reference: the trained model itself, run by TensorFlow (training side only).
+
+This is what every artifact is compared with, in accuracy and in speed. Loading goes through
+``edgecv.training.keras_io.load_keras_model`` (``safe_mode=True``: code stored in the file never
+runs). ``run`` is a plain model call, ``model(x, training=False)``, what a Keras user deploys
+without edgecv. Targets: ``cpu``, ``gpu`` (TensorFlow's first GPU) and ``tpu`` (the model built
+under ``TPUStrategy`` and run with ``predict_on_batch``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.card import ModelCard
+from edgecv.preprocessing import Preprocessing
+from edgecv.runtime.base import Backend, BackendUnavailable
+
+
+def run_card(path: Path) -> ModelCard | None:
+    """The card of a run's ``model.keras``, from the ``config.json`` written beside it."""
+    config_path = Path(path).parent / "config.json"
+    if not config_path.is_file():
+        return None
+    try:
+        config = json.loads(config_path.read_text())
+        return ModelCard(labels=list(config["labels"]),
+                         preprocessing=Preprocessing.from_dict(config["preprocessing"]),
+                         format="keras", source_run=str(Path(path).parent.resolve()))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class KerasBackend(Backend):
+    """A ``.keras``/``.h5`` model on TensorFlow (``threads`` sets TF's intra-op threads, only
+    before TensorFlow first runs an op; ``custom_objects`` is a ``FILE.py[:Names]`` spec)."""
+
+    name = "keras"
+
+    def __init__(self, path: Path, *, threads: int | None = None, target: str = "cpu",
+                 card: ModelCard | None = None, custom_objects: str | None = None):
+        from edgecv.runtime.targets import probe
+        from edgecv.tf_import import import_tensorflow
+        from edgecv.training.keras_io import load_keras_model
+
+        reason = probe(target, "keras")
+        if reason:
+            raise BackendUnavailable(f"Keras on {target}", reason)
+        tf = import_tensorflow()
+        if threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:  # TensorFlow already started; its thread pools are fixed
+                pass
+        objects = None
+        if custom_objects:
+            from edgecv.training.keras_io import load_custom_objects
+
+            objects = load_custom_objects(custom_objects)
+        self._tf = tf
+        self._strategy = None
+        if target == "tpu":
+            from edgecv.training.strategy import make_strategy
+
+            self._strategy, _ = make_strategy("tpu")
+            with self._strategy.scope():
+                self.model = load_keras_model(path, objects)
+        else:
+            with tf.device("/GPU:0" if target == "gpu" else "/CPU:0"):
+                self.model = load_keras_model(path, objects)
+        super().__init__(Path(path), card or run_card(Path(path)), target=target, threads=threads)
+        self.size_bytes = Path(path).stat().st_size
+        self._device = "/GPU:0" if target == "gpu" else "/CPU:0"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(-1 if d is None else int(d) for d in self.model.input_shape)
+
+    def io_details(self) -> list[tuple[str, str]]:
+        return [("input", f"{list(self.model.input_shape)} float32"),
+                ("output", f"{list(self.model.output_shape)} float32")]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self._strategy is not None:  # Keras distributes predict_on_batch over the TPU cores
+            return np.asarray(self.model.predict_on_batch(batch), np.float32)
+        with self._tf.device(self._device):
+            return np.asarray(self.model.predict_on_batch(batch), np.float32)
