@@ -189,8 +189,10 @@ def convert_command(
                                          "per line in output order.",
                                          show_default="the data's classes, else class_i"),
 ) -> None:
-    """Convert a run or a Keras model to TFLite (fp32 always; fp16, dynamic, int8, int16x8) and
-    ONNX (fp32, int8), embed the model card, and verify every artifact on held-out data."""
+    """Convert a run or a Keras model to verified TFLite and ONNX artifacts.
+
+    TFLite fp32 always; fp16, dynamic, int8, int16x8 and ONNX (fp32, int8) on request. Every
+    artifact carries the model card and is verified on held-out data."""
     import json as json_module
 
     from edgecv.converters.convert import FORMATS, convert_run
@@ -230,8 +232,9 @@ def inspect_command(
     out: Optional[str] = typer.Option(None, help="Where quant_debug.csv goes.",
                                       show_default="RUN/export"),
 ) -> None:
-    """Inspect a run. --quant: which layers lose most in int8 (RMSE/scale, SQNR), worst first,
-    as a table and in quant_debug.csv."""
+    """Inspect a run: --quant ranks the layers that lose most in int8.
+
+    RMSE/scale and SQNR per layer, worst first, as a table and in quant_debug.csv."""
     from pathlib import Path
 
     from rich.console import Console
@@ -264,8 +267,9 @@ def info_command(
     custom_objects: Optional[str] = typer.Option(None, help="FILE.py[:Class1,Class2] defining "
                                                  "the model's custom layers/models."),
 ) -> None:
-    """Print an artifact's model card, inputs/outputs, operator counts and size; for a Keras
-    model its input/output shapes, parameters, layers and any Lambda layers."""
+    """Describe an artifact or a Keras model: card, inputs/outputs, ops, size.
+
+    For a Keras model: its input/output shapes, parameters, layers and any Lambda layers."""
     from edgecv.info import describe, describe_keras, is_keras_source
 
     if is_keras_source(model):
@@ -298,8 +302,10 @@ def predict_command(
     checksum: str = typer.Option("warn", help="Compare the file with the SHA-256 recorded at "
                                  "convert time: warn, refuse or off."),
 ) -> None:
-    """Classify images with an artifact: top-k labels and scores per image (or JSON lines).
-    An unreadable image is reported and the others go on."""
+    """Classify image files with an artifact: top-k labels and scores.
+
+    One table row (or with --json one JSON line) per image; an unreadable image is reported
+    and the others go on."""
     import json as json_module
 
     from edgecv.classify import Classifier
@@ -352,8 +358,10 @@ def bench_command(
     html_path: Optional[str] = typer.Option(None, "--html", help="Write the report as HTML "
                                             "with plots."),
 ) -> None:
-    """Latency (init, first, p50/p90/p99, throughput), memory, size and accuracy of every
-    artifact on every target. A target that is absent here is a row saying why."""
+    """Latency, memory, size and accuracy of every artifact on every target.
+
+    Init, first, p50/p90/p99 and throughput per (artifact, target, threads); a target that is
+    absent here is a row saying why."""
     from pathlib import Path
 
     from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, parse_threads
@@ -398,8 +406,11 @@ def pipeline_command(
     threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2 or max."),
     min_time: float = typer.Option(1.0, help="Seconds of timed runs per bench row."),
 ) -> None:
-    """Train, convert (fp32, fp16, int8, ONNX, ONNX int8), verify, benchmark on every target,
-    and write one HTML report (RUN/report.html) with curves, conversion and latency tables."""
+    """Train, convert, verify and benchmark in one go, with one HTML report.
+
+    Converts to fp32, fp16, int8, ONNX and ONNX int8, verifies each on the test split,
+    benchmarks on every target and writes RUN/report.html with curves, conversion and latency
+    tables."""
     from edgecv.benchmarks.suite import BenchSettings, parse_threads
     from edgecv.pipeline import run_pipeline
     from edgecv.runtime.targets import parse_targets
@@ -516,9 +527,10 @@ def camera_command(
     checksum: str = typer.Option("warn", help="Compare the file with the SHA-256 recorded at "
                                  "convert time: warn, refuse or off."),
 ) -> None:
-    """Classify a live camera, stream, video file or folder of images, frame by frame: a window
-    with the top-k labels, FPS and inference time (q/Esc quits, s saves a snapshot), or headless
-    with status lines, --record and --json. Ends with a summary."""
+    """Live classifier on a camera, stream, video file or folder of images.
+
+    A window with the top-k labels, FPS and inference time (q/Esc quits, s saves a snapshot),
+    or headless with status lines, --record and --json. Ends with a summary."""
     from pathlib import Path
 
     from edgecv.camera import CameraSettings, display_problem, run_camera

@@ -19,7 +19,7 @@ def digits():
     for channels in (1, 3):
         pre = Preprocessing(32, 32, channels)
         ds = load_dataset("digits", 32, 32, channels, seed=0)
-        data[channels] = (pre, pre.normalize(ds.train.x[:800]), ds.train.y[:800],
+        data[channels] = (pre, pre.normalize(ds.train.x[:640]), ds.train.y[:640],
                           pre.normalize(ds.test.x[:120]))
     return data
 
@@ -41,7 +41,7 @@ def test_zoo_model_converts_and_matches_keras(name, digits, tmp_path):
     keras.utils.set_random_seed(0)
     model = create_model(name, pre.input_shape, 10)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=3, batch_size=32, verbose=0)  # a trained tiny model, not noise
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)  # a trained tiny model, not noise
     expected = model.predict(test_x, verbose=0)
     card = ModelCard(labels=[str(i) for i in range(10)], preprocessing=pre, format="test")
 

@@ -166,3 +166,13 @@ def test_all_finite_is_exact_even_when_the_sum_overflows():
         x = np.zeros(8, np.float32)
         x[5] = bad
         assert not all_finite(x)
+
+
+@pytest.mark.parametrize("dtype, zero_point", [(np.int8, -128), (np.int8, 3), (np.uint8, 0), (np.uint8, 128)])
+def test_dequantize_table_equals_dequantize_for_every_byte(dtype, zero_point):
+    from edgecv.runtime.base import dequantize_table
+
+    codes = np.arange(256, dtype=np.uint8).view(dtype).reshape(16, 16)
+    table = dequantize_table(0.00390625, zero_point, dtype)
+    np.testing.assert_array_equal(table[codes.view(np.uint8)], dequantize(codes, 0.00390625, zero_point))
+    assert dequantize_table(0.1, 0, np.int16) is None

@@ -11,7 +11,8 @@ import numpy as np
 from edgecv.card import read_tflite_card
 from edgecv.errors import DataError, ModelFileError
 from edgecv.io import captured_output
-from edgecv.runtime.base import Backend, BackendUnavailable, dequantize, quantize
+from edgecv.runtime.base import (Backend, BackendUnavailable, dequantize, dequantize_table,
+                                 quantize)
 from edgecv.runtime.integrity import check_recorded_checksum, check_tflite_tensor_sizes
 
 
@@ -111,14 +112,32 @@ class LiteRTBackend(Backend):
         except (ValueError, IndexError, RuntimeError) as exc:
             raise ModelFileError(f"'{path}' has a corrupt input/output tensor: "
                                  f"{type(exc).__name__}: {exc}"[:300]) from exc
-        self._batch = int(self._input["shape"][0])
+        self._cache_io()
         signature = self._input.get("shape_signature")
         # A model saved with a static batch (Edge TPU models) cannot be resized: loop instead.
         self._resizable = signature is not None and len(signature) and int(signature[0]) == -1
 
+    def _cache_io(self) -> None:
+        """What the hot path needs from the tensor details, computed once per (re)allocation."""
+        self._shape = tuple(int(d) for d in self._input["shape"])
+        self._batch = self._shape[0]
+        in_scale, in_zero = self._input["quantization"]
+        self._in_quant = None
+        if np.issubdtype(self._input["dtype"], np.integer):
+            if in_scale == 0:
+                raise ModelFileError(f"'{self.path}' has an integer input without quantization "
+                                     "parameters; it cannot take normalised float input.")
+            self._in_quant = (in_scale, in_zero, self._input["dtype"])
+        out_scale, out_zero = self._output["quantization"]
+        self.output_is_float = not np.issubdtype(self._output["dtype"], np.integer)
+        self._out_quant = None if self.output_is_float else (out_scale, out_zero)
+        self._out_table = None if self.output_is_float else dequantize_table(
+            out_scale, out_zero, self._output["dtype"])
+        self._in_index, self._out_index = self._input["index"], self._output["index"]
+
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self._input["shape"])
+        return self._shape
 
     def io_details(self) -> list[tuple[str, str]]:
         """("input"/"output", "name shape dtype quantization") for ``edgecv info``."""
@@ -137,7 +156,7 @@ class LiteRTBackend(Backend):
             self.interpreter.allocate_tensors()
             self._input = self.interpreter.get_input_details()[0]
             self._output = self.interpreter.get_output_details()[0]
-            self._batch = batch_size
+            self._cache_io()
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if not self._resizable and len(batch) != self._batch:
@@ -147,17 +166,13 @@ class LiteRTBackend(Backend):
         return self._invoke(batch)
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        dtype = self._input["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            scale, zero_point = self._input["quantization"]
-            if scale == 0:
-                raise DataError(f"'{self.path}' has an integer input without quantization "
-                                "parameters; it cannot take normalised float input.")
-            batch = quantize(batch, scale, zero_point, dtype)
-        self.interpreter.set_tensor(self._input["index"], batch)
+        if self._in_quant is not None:
+            batch = quantize(batch, *self._in_quant)
+        self.interpreter.set_tensor(self._in_index, batch)
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self._output["index"])
-        if np.issubdtype(out.dtype, np.integer):
-            scale, zero_point = self._output["quantization"]
-            out = dequantize(out, scale, zero_point)
+        out = self.interpreter.get_tensor(self._out_index)
+        if self._out_table is not None:
+            return self._out_table[out.view(np.uint8)]
+        if self._out_quant is not None:
+            return dequantize(out, *self._out_quant)
         return out.astype(np.float32, copy=False)

@@ -1,0 +1,587 @@
+"""`edgecv camera`: sources, the frame queue, the recorder and the summary without a model (fast),
+then the real command on video files, folders and a local MJPEG stream whose frames are digits
+of the test split, so the label of every frame is known (slow: trains a tiny model once)."""
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+FRAME_SIZE = (640, 480)  # width, height of the test videos
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def digit_frame(pixels: np.ndarray) -> np.ndarray:
+    """A model-sized gray digit centred on a black 640x480 BGR canvas (a centre crop keeps it)."""
+    import cv2
+
+    width, height = FRAME_SIZE
+    side = height - 80
+    digit = cv2.resize(pixels[..., 0] if pixels.ndim == 3 else pixels, (side, side),
+                       interpolation=cv2.INTER_LINEAR)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - side) // 2, (width - side) // 2
+    canvas[top:top + side, left:left + side] = digit[..., None]
+    return canvas
+
+
+def write_video(path: Path, frames, fps: float = 30.0) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME_SIZE)
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def read_all_frames(path: Path) -> list:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def corrupt_jpeg_frames(path: Path, frame_numbers) -> None:
+    """Overwrite the start of the given JPEG frames inside an MJPG .avi with zeros."""
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    for number in frame_numbers:
+        data[starts[number]:starts[number] + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+
+
+class MjpegServer:
+    """multipart/x-mixed-replace JPEG frames on 127.0.0.1: each connection gets the frames in
+    order (``per_connection`` of them, then the connection is closed; None: endlessly), and
+    after ``connections`` connections the server stops listening."""
+
+    def __init__(self, frames, *, per_connection=None, connections=None, interval=0.004):
+        import cv2
+
+        self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+                      for f in frames]
+        self.per_connection = per_connection
+        self.connections = connections
+        self.interval = interval
+        self.served = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.served += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                count = 0
+                try:
+                    while server.per_connection is None or count < server.per_connection:
+                        jpeg = server.jpegs[count % len(server.jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        count += 1
+                        time.sleep(server.interval)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                if server.connections is not None and server.served >= server.connections:
+                    threading.Thread(target=server.httpd.shutdown, daemon=True).start()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# ----------------------------------------------------------------------------- fast tests
+
+def test_parse_source_kinds(tmp_path):
+    from edgecv.errors import UsageError
+    from edgecv.video import parse_source
+
+    video = tmp_path / "clip.avi"
+    video.write_bytes(b"x")
+    assert parse_source("0").kind == "camera" and parse_source("0").target == 0
+    assert parse_source(" 2 ").target == 2 and parse_source("2").live
+    assert parse_source("rtsp://10.0.0.5:554/stream").kind == "url"
+    assert parse_source("http://127.0.0.1:8080/video.mjpg").live
+    assert parse_source(str(video)).kind == "file" and not parse_source(str(video)).live
+    assert parse_source(str(tmp_path)).kind == "folder"
+    for bad in ("", str(tmp_path / "missing.mp4"), "not a url://x"):
+        with pytest.raises(UsageError):
+            parse_source(bad)
+
+
+def test_settings_are_validated_before_anything_opens(tmp_path):
+    from edgecv.camera import CameraSettings
+    from edgecv.errors import UsageError
+    from edgecv.video import parse_source
+
+    video = tmp_path / "clip.avi"
+    video.write_bytes(b"x")
+    source = parse_source(str(video))
+    for kwargs, message in (({"record": str(video)}, "is the video being read"),
+                            ({"record": "out.mkv"}, r"must end in \.mp4 or \.avi"),
+                            ({"max_frames": 0}, "at least 1, received 0"),
+                            ({"reconnect_s": -1}, "received -1"),
+                            ({"open_timeout_s": 0}, "must be positive")):
+        with pytest.raises(UsageError, match=message):
+            CameraSettings(source, **kwargs)
+
+
+def test_frame_queue_keeps_only_the_newest_frame_of_a_live_source():
+    from edgecv.video import FrameQueue
+
+    queue = FrameQueue(drop_stale=True)
+    for i in range(5):
+        assert queue.put(i)
+    assert queue.dropped == 4
+    assert queue.get(timeout=0) == 4
+    assert queue.get(timeout=0.01) is None  # empty, not closed: a timeout
+    queue.put(5)
+    queue.close()
+    assert not queue.put(6)  # closed: refused, not dropped
+    assert queue.get() == 5 and queue.get() is None and queue.finished
+    assert queue.dropped == 4
+
+
+def test_frame_queue_blocks_instead_of_dropping_for_files():
+    from edgecv.video import FrameQueue
+
+    queue = FrameQueue(capacity=2, drop_stale=False)
+    received = []
+
+    def producer():
+        for i in range(50):
+            queue.put(i)
+        queue.close()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    while (item := queue.get(timeout=5)) is not None:
+        received.append(item)
+    thread.join(5)
+    assert received == list(range(50)) and queue.dropped == 0
+
+
+def test_summary_statistics():
+    from edgecv.camera import summarize
+
+    summary = summarize([1.0, 2.0, 3.0, 4.0, 10.0], duration_s=0.5, source="file 'x'",
+                        ended="end of video", dropped=2, failed_decodes=1, reconnects=3)
+    assert summary.frames == 5 and summary.fps == 10.0
+    assert summary.mean_ms == 4.0 and summary.p50_ms == 3.0
+    assert summary.p50_ms <= summary.p90_ms <= 10.0
+    assert (summary.dropped, summary.failed_decodes, summary.reconnects) == (2, 1, 3)
+    assert json.loads(json.dumps(summary.to_dict()))["frames"] == 5
+    assert any("5 frames" in line for line in summary.lines())
+    empty = summarize([], duration_s=0.0, source="camera 0", ended="interrupted")
+    assert empty.frames == 0 and empty.fps is None and empty.p90_ms is None
+    assert empty.lines()
+
+
+def test_frame_record_shape():
+    from edgecv.camera import frame_record
+    from edgecv.classify import Prediction, top_k
+    from edgecv.video import Frame
+
+    best = top_k(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], k=2)
+    record = frame_record(Frame(7, 0.233333333, np.zeros((2, 2), np.uint8)),
+                          Prediction(best[0]["label"], best[0]["score"], best, 1.23456789))
+    assert list(record) == ["frame", "t", "label", "score", "top_k", "ms"]
+    assert record["frame"] == 7 and record["t"] == 0.2333 and record["label"] == "b"
+    assert record["top_k"] == [{"label": "b", "score": 0.7}, {"label": "c", "score": 0.2}]
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_timing_helpers():
+    from edgecv.benchmarks.timing import FpsMeter, Stopwatch
+
+    meter, watch = FpsMeter(), Stopwatch()
+    assert meter.tick() == 0.0
+    for _ in range(5):
+        time.sleep(0.01)
+        meter.tick()
+    assert 20 < meter.fps < 110
+    assert watch.elapsed() >= 0.05
+
+
+def test_recorder_normalises_frames_and_verifies_the_count(tmp_path):
+    from edgecv.video import VideoRecorder
+
+    out = tmp_path / "rec" / "out.mp4"
+    recorder = VideoRecorder(out, fps=25)
+    frames = [np.full((120, 160, 3), 50, np.uint8), np.full((120, 160), 200, np.uint8),
+              np.full((60, 80, 3), 90, np.uint8), np.full((120, 160, 4), 10, np.uint8),
+              np.full((120, 160, 3), 4000, np.uint16)]
+    for frame in frames:  # other sizes and channel counts would be dropped by VideoWriter
+        recorder.write(frame)
+    assert recorder.finish() == len(frames)
+    assert len(read_all_frames(out)) == len(frames)
+    assert [p.name for p in out.parent.iterdir()] == ["out.mp4"]  # no temporary file left
+
+
+def test_recorder_refuses_a_count_mismatch_and_bad_names(tmp_path):
+    from edgecv.errors import UsageError
+    from edgecv.video import RecordingError, VideoRecorder
+
+    with pytest.raises(UsageError, match=r"\.mp4 or \.avi"):
+        VideoRecorder(tmp_path / "out.mkv")
+    recorder = VideoRecorder(tmp_path / "out.avi")
+    for _ in range(3):
+        recorder.write(np.zeros((48, 64, 3), np.uint8))
+    recorder.written += 1  # as if VideoWriter had silently dropped a frame
+    with pytest.raises(RecordingError, match="holds 3 frames but 4 were written"):
+        recorder.finish()
+    assert not (tmp_path / "out.avi").exists()
+
+
+def test_corrupt_frames_of_a_file_are_counted_and_skipped(tmp_path):
+    from edgecv.benchmarks.timing import Stopwatch
+    from edgecv.video import FrameGrabber, FrameQueue, open_source, parse_source
+
+    frames = [np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 10 * i, np.uint8) for i in range(20)]
+    video = write_video(tmp_path / "bad.avi", frames)
+    corrupt_jpeg_frames(video, [5, 6, 7, 12])
+    spec = parse_source(str(video))
+    queue = FrameQueue(drop_stale=False)
+    grabber = FrameGrabber(open_source(spec), spec, queue, clock=Stopwatch().elapsed)
+    grabber.start()
+    got = []
+    while (frame := queue.get(timeout=5)) is not None:
+        got.append(frame)
+    grabber.join(5)
+    assert grabber.failed == 4 and grabber.end_reason == "end of video"
+    assert [f.index for f in got] == [i for i in range(20) if i not in (5, 6, 7, 12)]
+    assert got[-1].t == pytest.approx(19 / 30)  # the video's own time
+    assert [int(f.image.mean() / 10 + 0.5) for f in got] == [f.index for f in got]
+
+
+def test_opening_a_source_that_hangs_is_given_up_by_the_watchdog(monkeypatch):
+    from edgecv import video
+
+    monkeypatch.setattr(video, "_open_capture", lambda spec, timeout: time.sleep(3))
+    start = time.monotonic()
+    with pytest.raises(video.SourceUnavailable, match="did not deliver a frame within 0.3 s"):
+        video.open_source(video.SourceSpec("camera", 0), timeout_s=0.3)
+    assert time.monotonic() - start < 1.0
+    assert video.threads_stuck_in_opencv()
+
+
+def test_a_lost_live_source_is_reconnected_then_given_up(monkeypatch):
+    from edgecv import video
+
+    class Reader:
+        fps = None
+
+        def __init__(self, frames):
+            self.frames = frames
+
+        def read(self):
+            if self.frames:
+                self.frames -= 1
+                return np.zeros((4, 4), np.uint8), 0
+            return None, 0
+
+        def release(self):
+            pass
+
+    opens = []
+
+    def reopen(spec, timeout_s):
+        opens.append(timeout_s)
+        if len(opens) == 1:
+            return Reader(1)  # the first reconnect works, delivers one frame, then fails again
+        raise video.SourceUnavailable("gone")
+
+    monkeypatch.setattr(video, "open_source", reopen)
+    queue = video.FrameQueue(drop_stale=True)
+    grabber = video.FrameGrabber(Reader(2), video.SourceSpec("url", "http://x"), queue,
+                                 clock=lambda: 0.0, reconnect_s=1.0)
+    start = time.monotonic()
+    grabber.run()  # in this thread
+    assert 1.0 <= time.monotonic() - start < 3.0
+    assert grabber.reconnects == 1 and grabber.frames == 3 and len(opens) >= 2
+    assert grabber.end_reason.startswith("stream lost")
+    assert queue.dropped == 2  # nobody consumed: only the newest frame was kept
+
+
+def test_overlay_enlarges_small_frames_and_draws_in_colour():
+    from edgecv.camera import draw_overlay
+    from edgecv.classify import Prediction
+
+    prediction = Prediction("7", 0.9, [{"label": "7", "score": 0.9}, {"label": "1", "score": 0.1}],
+                            0.5)
+    small = draw_overlay(np.zeros((32, 32), np.uint8), prediction, fps=123.4, ms=0.5)
+    assert small.shape == (480, 480, 3) and small.dtype == np.uint8 and small.any()
+    none = draw_overlay(np.zeros((480, 640, 3), np.uint8), Prediction(None, None, [], 0.5), 0.0,
+                        None)
+    assert none.shape == (480, 640, 3) and none.any()
+
+
+def test_help_lists_the_camera_options():
+    result = run_cli("camera", "--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--source", "--top-k", "--headless", "--record", "--json", "--max-frames",
+                   "--reconnect", "--fit", "--labels", "--threshold", "--target", "--threads"):
+        assert option in result.stdout
+
+
+# ----------------------------------------------------------------------------- with a model
+
+@pytest.fixture(scope="module")
+def model(tiny_run):
+    """The session's small trained run (conftest): its int8 model and test split."""
+    from edgecv.testset import load_testset
+
+    export = tiny_run / "export"
+    return export / "model_int8.tflite", load_testset(export / "testset.npz")
+
+
+def direct_labels(model_path, frames) -> list[str]:
+    """What the model says about each frame, through the Python API (no camera code)."""
+    from edgecv.classify import Classifier
+    from edgecv.runtime import open_backend
+
+    with open_backend(model_path) as backend:
+        classifier = Classifier(backend)
+        return [classifier.classify(frame).label for frame in frames]
+
+
+def agreement(a, b) -> float:
+    return float(np.mean([x == y for x, y in zip(a, b)])) if a else 0.0
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_video_file_predictions_recording_and_summary(model, tmp_path):
+    model_path, testset = model
+    n = 90
+    video = write_video(tmp_path / "digits.avi", [digit_frame(x) for x in testset.x[:n]])
+    out = tmp_path / "out" / "annotated.mp4"
+    result = run_cli("camera", model_path, "--source", video, "--headless", "--json",
+                     tmp_path / "frames.jsonl", "--record", out, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = json_lines((tmp_path / "frames.jsonl").read_text())
+    records, summary = lines[:-1], lines[-1]["summary"]
+
+    assert [r["frame"] for r in records] == list(range(n))  # a file: every frame, in order
+    assert all(set(r) == {"frame", "t", "label", "score", "top_k", "ms"} for r in records)
+    assert all(len(r["top_k"]) == 3 and r["top_k"][0]["label"] == r["label"] for r in records)
+    assert records[30]["t"] == pytest.approx(1.0, abs=1e-3)  # the video's time at 30 FPS
+    predicted = [r["label"] for r in records]
+    expected = [testset.labels[y] for y in testset.y[:n]]
+    direct = direct_labels(model_path, read_all_frames(video))
+    assert agreement(predicted, direct) >= 0.95
+    model_accuracy = agreement(direct_labels(model_path, [digit_frame(x) for x in testset.x[:n]]),
+                               expected)
+    assert agreement(predicted, expected) >= model_accuracy - 0.05
+    assert agreement(predicted, expected) >= 0.5  # a trained 10-class model, not chance
+
+    assert summary["frames"] == len(records) == n
+    assert summary["dropped"] == 0 and summary["failed_decodes"] == 0
+    assert summary["reconnects"] == 0 and summary["ended"] == "end of video"
+    assert summary["p50_ms"] <= summary["p90_ms"] and summary["fps"] > 0
+    assert summary["mean_ms"] == pytest.approx(np.mean([r["ms"] for r in records]), rel=1e-3)
+    assert summary["recorded_frames"] == n and summary["failure"] is None
+    assert len(read_all_frames(out)) == n
+    assert [p.name for p in out.parent.iterdir()] == ["annotated.mp4"]
+    assert "summary: 90 frames" in result.stdout and "(90 frames, verified)" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_json_to_stdout_max_frames_and_label_override(model, tmp_path):
+    model_path, testset = model
+    video = write_video(tmp_path / "digits.avi", [digit_frame(x) for x in testset.x[:30]])
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"digit-{label}" for label in testset.labels) + "\n")
+    result = run_cli("camera", model_path, "--source", video, "--headless", "--json", "-",
+                     "--max-frames", 12, "--top-k", 2, "--labels", names, "--fit", "letterbox")
+    assert result.returncode == 0, result.stderr
+    records = json_lines(result.stdout)  # stdout holds the records only
+    assert [r["frame"] for r in records] == list(range(12))
+    assert all(r["label"].startswith("digit-") and len(r["top_k"]) == 2 for r in records)
+    assert "summary: 12 frames" in result.stderr and "ended: max frames" in result.stderr
+
+    names.write_text("a\nb\n")
+    result = run_cli("camera", model_path, "--source", video, "--headless", "--labels", names)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: the model has 10 outputs but 2 labels were given.")
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_folder_source_without_a_display_runs_headless(model, tmp_path):
+    import cv2
+
+    model_path, testset = model
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(15):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), testset.x[i])
+    (folder / "007b.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # sorted between 007 and 008
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run([sys.executable, "-m", "edgecv", "camera", str(model_path), "--source",
+                             str(folder), "--json", str(tmp_path / "f.jsonl"), "--record",
+                             str(tmp_path / "folder.avi")], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "no display" in result.stderr and "running headless" in result.stderr
+    lines = json_lines((tmp_path / "f.jsonl").read_text())
+    records, summary = lines[:-1], lines[-1]["summary"]
+    assert [r["frame"] for r in records] == [i for i in range(16) if i != 8]
+    assert summary["frames"] == 15 and summary["failed_decodes"] == 1
+    assert summary["ended"] == "end of folder" and summary["recorded_frames"] == 15
+    assert "frame 8 could not be decoded" in result.stderr and "007b.jpg" in result.stderr
+    expected = [testset.labels[y] for y in testset.y[:15]]
+    assert agreement([r["label"] for r in records], direct_labels(model_path, list(
+        cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))))) == 1.0
+    assert agreement([r["label"] for r in records], expected) >= 0.5
+    assert len(read_all_frames(tmp_path / "folder.avi")) == 15
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts TCP connections on 127.0.0.1 and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/video.mjpg"
+    listener.close()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("source, code, fragment", [
+    ("missing.avi", 2, "does not exist"),
+    ("99", 1, "cannot open camera 99"),
+    ("http://127.0.0.1:9/", 1, "cannot open url 'http://127.0.0.1:9/'"),
+    ("silent", 1, "url 'http://127.0.0.1:"),
+    ("not-a-video.avi", 1, "OpenCV cannot read it as a video"),
+])
+def test_bad_sources_fail_in_one_line_within_5_s(model, tmp_path, silent_server, source, code,
+                                                 fragment):
+    (tmp_path / "not-a-video.avi").write_text("hello")
+    source = silent_server if source == "silent" else source
+    start = time.monotonic()
+    result = run_cli("camera", model[0], "--source", source, "--headless", cwd=tmp_path)
+    assert time.monotonic() - start < 5.0
+    assert result.returncode == code, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and fragment in result.stderr
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_http_mjpeg_stream_reconnects_then_gives_up(model, tmp_path):
+    model_path, testset = model
+    per_connection = 40
+    frames = [digit_frame(x) for x in testset.x[:per_connection]]
+    server = MjpegServer(frames, per_connection=per_connection, connections=2)
+    try:
+        start = time.monotonic()
+        result = run_cli("camera", model_path, "--source", server.url, "--headless", "--json",
+                         tmp_path / "s.jsonl", "--reconnect", 1.5, timeout=60)
+        elapsed = time.monotonic() - start
+    finally:
+        server.close()
+    assert result.returncode == 1, result.stderr  # the stream was lost: summary, then an error
+    assert result.stderr.strip().splitlines()[-1].startswith("error: url 'http://127.0.0.1:")
+    assert "stream lost" in result.stderr and "Traceback" not in result.stderr
+    lines = json_lines((tmp_path / "s.jsonl").read_text())
+    records, summary = lines[:-1], lines[-1]["summary"]
+    assert summary["reconnects"] == 1 and summary["ended"].startswith("stream lost")
+    assert summary["frames"] == len(records)
+    assert summary["dropped"] + len(records) <= 2 * per_connection
+    assert len(records) >= per_connection  # frames from both connections
+    assert summary["failure"] and elapsed < 15
+    # the frame index counts the stream's frames: connection 2 starts again at the first digit
+    direct = direct_labels(model_path, [
+        __import__("cv2").imdecode(np.frombuffer(j, np.uint8), 1) for j in server.jpegs])
+    assert agreement([r["label"] for r in records],
+                     [direct[r["frame"] % per_connection] for r in records]) >= 0.95
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_with_summary_and_playable_recording(model, tmp_path):
+    model_path, testset = model
+    server = MjpegServer([digit_frame(x) for x in testset.x[:20]], interval=0.01)
+    out = tmp_path / "live.avi"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "edgecv", "camera", str(model_path),
+                                "--source", server.url, "--headless", "--json", "-", "--record",
+                                str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        received = [process.stdout.readline() for _ in range(25)]
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.close()
+    assert process.returncode == 0, stderr
+    records = json_lines("".join(received) + stdout)
+    assert len(records) >= 25 and "ended: interrupted" in stderr
+    assert f"summary: {len(records)} frames" in stderr
+    assert f"({len(records)} frames, verified)" in stderr
+    assert len(read_all_frames(out)) == len(records)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (apt-get install xvfb)")
+def test_window_mode_on_a_virtual_display(model, tmp_path):
+    model_path, testset = model
+    video = write_video(tmp_path / "digits.avi", [digit_frame(x) for x in testset.x[:20]])
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "800x600x24",
+                             "-nolisten", "tcp"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        env = {**os.environ, "DISPLAY": ":" + xvfb.stdout.readline().strip(),
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run([sys.executable, "-m", "edgecv", "camera", str(model_path),
+                                 "--source", str(video), "--max-frames", "15", "--json",
+                                 str(tmp_path / "w.jsonl")], env=env, capture_output=True,
+                                text=True, timeout=120)
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # a window, so no fallback warning and no per-second status
+    summary = json_lines((tmp_path / "w.jsonl").read_text())[-1]["summary"]
+    assert summary["frames"] == 15 and summary["ended"] == "max frames"
