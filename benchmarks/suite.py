@@ -28,7 +28,8 @@ from edgecv.errors import EdgecvError, ModelFileError, UsageError
 from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
 from edgecv.runtime import open_backend
 from edgecv.runtime.base import BackendUnavailable
-from edgecv.runtime.targets import KERAS_SUFFIXES, TARGETS, not_applicable, probe, runtime_for
+from edgecv.runtime.targets import (KERAS_SUFFIXES, TARGETS, is_saved_model, not_applicable,
+                                   probe, runtime_for)
 from edgecv.testset import TESTSET_NAME, TestSet, load_testset
 
 ARTIFACT_SUFFIXES = (".tflite", ".onnx", *KERAS_SUFFIXES)
@@ -53,6 +54,7 @@ class BenchSettings:
     warmup: int = 10
     checksum: str = "warn"
     custom_objects: str | None = None  # FILE.py[:Names] for Keras models with custom layers
+    weights: str | None = None  # the weights file of a Keras .json config
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -90,15 +92,22 @@ def discover(paths: Iterable[str | Path], include_keras: bool = True) -> list[Pa
     for raw in paths:
         path = Path(raw)
         if path.is_file():
-            if path.suffix.lower() not in ARTIFACT_SUFFIXES:
+            if path.suffix.lower() not in (*ARTIFACT_SUFFIXES, ".json"):
                 raise ModelFileError(f"unsupported model file type '{path.suffix}' for '{path}'; "
-                                     "expected .tflite, .onnx, .keras or .h5.")
+                                     "expected .tflite, .onnx, .keras, .h5 or .json (with "
+                                     "--weights).")
             found.append(path)
-            if path.suffix.lower() in KERAS_SUFFIXES:  # what `edgecv convert MODEL` wrote
+            if path.suffix.lower() in (*KERAS_SUFFIXES, ".json"):  # what `convert MODEL` wrote
                 from edgecv.converters.sources import default_out_dir
 
                 found.extend(sorted(p for p in default_out_dir(path).glob("*")
                                     if p.suffix in (".tflite", ".onnx")))
+        elif is_saved_model(path):
+            found.append(path)
+            from edgecv.converters.sources import default_out_dir
+
+            found.extend(sorted(p for p in default_out_dir(path).glob("*")
+                                if p.suffix in (".tflite", ".onnx")))
         elif path.is_dir():
             folders = [path, path / "export"]
             for folder in folders:
@@ -148,7 +157,7 @@ def borrowed_card(model: Path, artifacts: list[Path]):
 def _format_of(path: Path, card) -> str:
     if card is not None and card.format:
         return card.format
-    if path.suffix in KERAS_SUFFIXES:
+    if runtime_for(path) == "keras":
         return "keras"
     return path.suffix.lstrip(".")
 
@@ -198,13 +207,14 @@ def bench_artifact(path: Path, target: str, threads: list[int | None], settings:
     for count in threads:
         row = _empty_row(path, target, count, "ok", None)
         row["runtime"] = runtime_for(path)
-        data = path.read_bytes()
-        row["size_bytes"], row["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+        if path.is_file():
+            data = path.read_bytes()
+            row["size_bytes"], row["sha256"] = len(data), hashlib.sha256(data).hexdigest()
         rss_before = current_rss_mb()
         try:
             backend, init_ms = timed(lambda: open_backend(
                 path, target=target, threads=count, checksum=settings.checksum,
-                custom_objects=settings.custom_objects))
+                custom_objects=settings.custom_objects, weights=settings.weights))
         except BackendUnavailable as exc:
             rows.append({**row, "status": "unavailable", "reason": exc.reason})
             break
@@ -214,6 +224,7 @@ def bench_artifact(path: Path, target: str, threads: list[int | None], settings:
         with backend:
             backend.card = backend.card or card
             row["format"] = _format_of(path, backend.card)
+            row["size_bytes"] = row["size_bytes"] or backend.size_bytes
             row["warnings"] = list(backend.warnings)
             try:
                 images, pre = _inputs(backend, testset)

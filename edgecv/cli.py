@@ -338,8 +338,9 @@ def predict_command(
 @app.command("bench")
 @user_errors
 def bench_command(
-    models: list[str] = typer.Argument(..., help="Run directories, export directories or model "
-                                       "files (.tflite, .onnx, .keras)."),
+    models: list[str] = typer.Argument(..., help="Run directories, export directories, model "
+                                       "files (.tflite, .onnx, .keras, .h5, .json) or SavedModel "
+                                       "directories."),
     targets: str = typer.Option("all", help="Comma list of cpu, gpu, tpu, edgetpu, or all."),
     threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2,4 or max."),
     runs: int = typer.Option(100, help="Timed runs per row (at least)."),
@@ -353,6 +354,7 @@ def bench_command(
                                  "SHA-256 recorded at convert time."),
     custom_objects: Optional[str] = typer.Option(None, help="FILE.py[:Name,...]: custom layers "
                                                  "of a Keras model (as for convert)."),
+    weights: Optional[str] = typer.Option(None, help="Weights file of a Keras .json config."),
     json_path: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON."),
     md_path: Optional[str] = typer.Option(None, "--md", help="Write the report as Markdown."),
     html_path: Optional[str] = typer.Option(None, "--html", help="Write the report as HTML "
@@ -373,7 +375,7 @@ def bench_command(
                          f"received '{checksum}'.")
     settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
                              runs=runs, min_time_s=min_time, warmup=warmup, checksum=checksum,
-                             custom_objects=custom_objects)
+                             custom_objects=custom_objects, weights=weights)
     artifacts = discover(models, include_keras=keras)
     testset = Path(data) if data else find_testset(artifacts)
     report = _run_bench(artifacts, settings, testset)

@@ -480,3 +480,27 @@ def test_bench_a_users_keras_model_with_its_converted_artifacts(world, tmp_path)
     assert rows["model.keras"]["accuracy"] == pytest.approx(conversion["keras_accuracy"])
     without = run_cli("bench", model, "--targets", "cpu", "--runs", "5", "--min-time", "0")
     assert without.returncode == 1 and "CustomDense" in without.stderr  # names what is missing
+
+
+def test_bench_a_savedmodel_and_a_json_config_with_weights(world, tmp_path):
+    """The other input forms through `edgecv bench`: each benchmarked with the fp32 artifact
+    that `edgecv convert` wrote from it, on the same test images."""
+    import shutil
+
+    saved = tmp_path / "saved"
+    shutil.copytree(model_path(world, "sequential", "savedmodel"), saved)
+    config = tmp_path / "model.json"
+    shutil.copy(model_path(world, "sequential", "json"), config)
+    weights = world["root"] / "sequential" / "model.weights.h5"
+    for model, extra in ((saved, []), (config, ["--weights", weights])):
+        converted = run_cli("convert", model, "--data", world["folder"], "--scale", "1/255", *extra)
+        assert converted.returncode == 0, converted.stderr
+        report = tmp_path / f"{model.name}.json"
+        result = run_cli("bench", model, "--targets", "cpu", "--runs", "5", "--min-time", "0",
+                         "--json", report, *extra)
+        assert result.returncode == 0, result.stderr
+        rows = {r["artifact"]: r for r in json.loads(report.read_text())["rows"]}
+        assert set(rows) == {model.name, "model_fp32.tflite"}
+        reference, artifact = rows[model.name], rows["model_fp32.tflite"]
+        assert reference["format"] == "keras" and reference["status"] == artifact["status"] == "ok"
+        assert reference["size_bytes"] > 0 and reference["accuracy"] == artifact["accuracy"] > 0.5

@@ -14,25 +14,28 @@ from pathlib import Path
 
 from edgecv.errors import ModelFileError, UsageError
 from edgecv.runtime.base import Backend, BackendUnavailable
-from edgecv.runtime.targets import TARGETS, runtime_for
+from edgecv.runtime.targets import TARGETS, is_saved_model, runtime_for
 
 __all__ = ["Backend", "BackendUnavailable", "TARGETS", "open_backend"]
 
 
 def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None = None,
-                 checksum: str = "warn", custom_objects: str | None = None) -> Backend:
-    """Open ``path`` (.tflite, .onnx, or a Keras .keras/.h5) on ``target`` (default cpu) with its
-    runtime. ``custom_objects`` (``FILE.py[:Names]``) applies to Keras models only. Raises
-    ModelFileError for a missing/corrupt file and BackendUnavailable (with the reason) when the
-    target cannot run it here."""
+                 checksum: str = "warn", custom_objects: str | None = None,
+                 weights: str | None = None) -> Backend:
+    """Open ``path`` (.tflite, .onnx, or a Keras model: .keras, .h5, .json with ``weights``, a
+    SavedModel directory) on ``target`` (default cpu) with its runtime. ``custom_objects``
+    (``FILE.py[:Names]``) and ``weights`` apply to Keras models only. Raises ModelFileError for a
+    missing/corrupt file and BackendUnavailable (with the reason) when the target cannot run
+    it here."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not is_saved_model(path):
         raise ModelFileError(f"model file '{path}' does not exist.")
     try:
         runtime = runtime_for(path)
     except UsageError as exc:
         raise ModelFileError(f"unsupported model file type '{path.suffix}' for '{path}'; "
-                             "expected .tflite, .onnx, .keras or .h5.") from exc
+                             "expected .tflite, .onnx, .keras, .h5, .json or a SavedModel "
+                             "directory.") from exc
     if runtime == "litert":
         from edgecv.runtime.litert import LiteRTBackend
 
@@ -43,4 +46,5 @@ def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None =
         return OnnxRuntimeBackend(path, threads=threads, target=target, checksum=checksum)
     from edgecv.runtime.keras import KerasBackend
 
-    return KerasBackend(path, threads=threads, target=target, custom_objects=custom_objects)
+    return KerasBackend(path, threads=threads, target=target, custom_objects=custom_objects,
+                        weights=weights)

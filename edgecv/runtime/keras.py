@@ -34,14 +34,16 @@ def run_card(path: Path) -> ModelCard | None:
 
 
 class KerasBackend(Backend):
-    """A ``.keras``/``.h5`` model on TensorFlow (``threads`` sets TF's intra-op threads, only
-    before TensorFlow first runs an op; ``custom_objects`` is a ``FILE.py[:Names]`` spec)."""
+    """A Keras model (``.keras``, ``.h5``, ``.json`` + ``weights``) or a SavedModel directory on
+    TensorFlow (``threads`` sets TF's intra-op threads, only before TensorFlow first runs an op;
+    ``custom_objects`` is a ``FILE.py[:Names]`` spec)."""
 
     name = "keras"
 
     def __init__(self, path: Path, *, threads: int | None = None, target: str = "cpu",
-                 card: ModelCard | None = None, custom_objects: str | None = None):
-        from edgecv.runtime.targets import probe
+                 card: ModelCard | None = None, custom_objects: str | None = None,
+                 weights: str | None = None):
+        from edgecv.runtime.targets import is_saved_model, probe
         from edgecv.tf_import import import_tensorflow
         from edgecv.training.keras_io import load_keras_model
 
@@ -62,17 +64,27 @@ class KerasBackend(Backend):
             objects = load_custom_objects(custom_objects)
         self._tf = tf
         self._strategy = None
+        def load():
+            if is_saved_model(Path(path)):  # its serving signature, with a Keras-like predict
+                from edgecv.training.keras_io import load_saved_model
+
+                return load_saved_model(path)
+            return load_keras_model(path, objects, weights=weights)
+
         if target == "tpu":
             from edgecv.training.strategy import make_strategy
 
             self._strategy, _ = make_strategy("tpu")
             with self._strategy.scope():
-                self.model = load_keras_model(path, objects)
+                self.model = load()
         else:
             with tf.device("/GPU:0" if target == "gpu" else "/CPU:0"):
-                self.model = load_keras_model(path, objects)
+                self.model = load()
         super().__init__(Path(path), card or run_card(Path(path)), target=target, threads=threads)
-        self.size_bytes = Path(path).stat().st_size
+        files = [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).is_dir() else [Path(path)]
+        self.size_bytes = sum(p.stat().st_size for p in files) + (
+            Path(weights).stat().st_size if weights else 0)
+        self._saved_model = is_saved_model(Path(path))
         self._device = "/GPU:0" if target == "gpu" else "/CPU:0"
 
     @property
@@ -84,7 +96,8 @@ class KerasBackend(Backend):
                 ("output", f"{list(self.model.output_shape)} float32")]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        call = self.model.predict if self._saved_model else self.model.predict_on_batch
         if self._strategy is not None:  # Keras distributes predict_on_batch over the TPU cores
-            return np.asarray(self.model.predict_on_batch(batch), np.float32)
+            return np.asarray(call(batch), np.float32)
         with self._tf.device(self._device):
-            return np.asarray(self.model.predict_on_batch(batch), np.float32)
+            return np.asarray(call(batch), np.float32)

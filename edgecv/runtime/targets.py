@@ -44,16 +44,24 @@ def parse_targets(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def is_saved_model(path: Path) -> bool:
+    """A SavedModel directory (``saved_model.pb`` inside, and not an edgecv run directory)."""
+    path = Path(path)
+    return path.is_dir() and (path / "saved_model.pb").is_file() and not (path / "config.json").is_file()
+
+
 def runtime_for(path: Path) -> str:
-    """The runtime that executes ``path``: litert, onnxruntime or keras."""
+    """The runtime that executes ``path``: litert, onnxruntime or keras (a .keras/.h5 file, a
+    .json config with its weights, or a SavedModel directory)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".tflite":
         return "litert"
     if suffix == ".onnx":
         return "onnxruntime"
-    if suffix in KERAS_SUFFIXES:
+    if suffix in KERAS_SUFFIXES or suffix == ".json" or is_saved_model(path):
         return "keras"
-    raise unknown_name("model file type", suffix or str(path), (".tflite", ".onnx", *KERAS_SUFFIXES))
+    raise unknown_name("model file type", suffix or str(path),
+                       (".tflite", ".onnx", *KERAS_SUFFIXES, ".json", "SavedModel directory"))
 
 
 def edgetpu_library() -> str:
