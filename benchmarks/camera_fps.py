@@ -68,26 +68,18 @@ def write_video(path: Path, model: Path, frames: int) -> Path:
     return path
 
 
-def decode_fps(video: Path) -> tuple[float, int]:
+def loop_fps(video: Path, classifier=None) -> tuple[float, int]:
+    """(frames/s, frames) of a bare read loop over ``video``; with ``classifier``, each frame also
+    goes through prepare -> run -> decode (no threads, no overlay, no output)."""
     import cv2
 
-    capture = cv2.VideoCapture(str(video))
-    count = 0
-    watch = Stopwatch()
-    while True:
-        ok, _frame = capture.read()
-        if not ok:
-            break
-        count += 1
-    seconds = watch.elapsed()
-    capture.release()
-    return count / seconds, count
+    work = None
+    if classifier is not None:
+        run, prepare, decode = classifier.backend.run, classifier.prepare, classifier.decode
 
+        def work(frame):
+            decode(run(prepare(frame))[0])
 
-def decode_infer_fps(video: Path, classifier) -> tuple[float, int]:
-    import cv2
-
-    run, prepare, decode = classifier.backend.run, classifier.prepare, classifier.decode
     capture = cv2.VideoCapture(str(video))
     count = 0
     watch = Stopwatch()
@@ -95,7 +87,8 @@ def decode_infer_fps(video: Path, classifier) -> tuple[float, int]:
         ok, frame = capture.read()
         if not ok:
             break
-        decode(run(prepare(frame))[0])
+        if work is not None:
+            work(frame)
         count += 1
     seconds = watch.elapsed()
     capture.release()
@@ -145,8 +138,8 @@ def main(argv=None) -> dict:
         classifier = Classifier(backend)
         check_labels(classifier)  # the same warm-up the command does
         for repeat in range(args.repeats):
-            decode, n_decode = decode_fps(video)
-            infer, n_infer = decode_infer_fps(video, classifier)
+            decode, n_decode = loop_fps(video)
+            infer, n_infer = loop_fps(video, classifier)
             pipeline, process, n_pipeline = pipeline_fps(model, video)
             if not n_decode == n_infer == n_pipeline == args.frames:
                 raise RuntimeError(f"frame counts differ: decode {n_decode}, decode+infer "

@@ -51,38 +51,36 @@ def _bare_loop_p50(fn, runs: int = 300) -> float:
     return float(np.median(samples)) / 1e6
 
 
+def summarise(name: str, a_ms: list[float], b_ms: list[float]) -> dict:
+    """Median (min, max) of the per-repeat ratios a / b, printed and returned."""
+    ratios = [a / b for a, b in zip(a_ms, b_ms)]
+    result = {"name": name, "ratio": round(statistics.median(ratios), 3),
+              "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+              "a_p50_ms": round(statistics.median(a_ms), 4),
+              "b_p50_ms": round(statistics.median(b_ms), 4)}
+    print(f"  {name:<58} {result['ratio']:6.3f}x  ({result['ratio_min']:.3f}..{result['ratio_max']:.3f})"
+          f"  {result['a_p50_ms']:.3f} ms vs {result['b_p50_ms']:.3f} ms", flush=True)
+    return result
+
+
 def paired(name: str, slow, fast, repeats: int) -> dict:
-    """Median (and min, max) of p50(slow) / p50(fast) over interleaved repeats."""
-    ratios, slow_ms, fast_ms = [], [], []
+    """p50(slow) / p50(fast), the two measured one after the other in each repeat."""
+    slow_ms, fast_ms = [], []
     for _ in range(repeats):
         slow_ms.append(slow())
         fast_ms.append(fast())
-        ratios.append(slow_ms[-1] / fast_ms[-1])
-    result = {"name": name, "ratio": round(statistics.median(ratios), 3),
-              "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
-              "a_p50_ms": round(statistics.median(slow_ms), 4),
-              "b_p50_ms": round(statistics.median(fast_ms), 4)}
-    print(f"  {name:<58} {result['ratio']:6.2f}x  ({result['ratio_min']:.2f}..{result['ratio_max']:.2f})"
-          f"  {result['a_p50_ms']:.3f} ms vs {result['b_p50_ms']:.3f} ms", flush=True)
-    return result
+    return summarise(name, slow_ms, fast_ms)
 
 
 def overhead(name: str, backend, batch: np.ndarray, repeats: int) -> dict:
     """p50 of ``backend.run(batch)`` (what bench times) over p50 of a bare ``invoke()`` on the
     same interpreter, the two calls alternating within each repeat."""
-    ratios, harness_ms, bare_ms = [], [], []
+    harness_ms, bare_ms = [], []
     for _ in range(repeats):
         harness, bare = time_interleaved(lambda: backend.run(batch), backend.interpreter.invoke)
         harness_ms.append(float(np.median(harness)) / 1e6)
         bare_ms.append(float(np.median(bare)) / 1e6)
-        ratios.append(harness_ms[-1] / bare_ms[-1])
-    result = {"name": name, "ratio": round(statistics.median(ratios), 3),
-              "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
-              "a_p50_ms": round(statistics.median(harness_ms), 4),
-              "b_p50_ms": round(statistics.median(bare_ms), 4)}
-    print(f"  {name:<58} {result['ratio']:6.3f}x  ({result['ratio_min']:.3f}..{result['ratio_max']:.3f})"
-          f"  {result['a_p50_ms']:.3f} ms vs {result['b_p50_ms']:.3f} ms", flush=True)
-    return result
+    return summarise(name, harness_ms, bare_ms)
 
 
 def run_goals(run: Path, repeats: int) -> list[dict]:
