@@ -233,6 +233,19 @@ def test_device_side_imports_no_tensorflow(tiny_run):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_a_device_side_bench_on_every_target_imports_no_tensorflow(tiny_run):
+    """What a Raspberry Pi runs: bench the exported files on all targets (every probe included)."""
+    code = ("import sys; from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, "
+            "run_benchmark; "
+            f"a = discover([{str(tiny_run / 'export')!r}], include_keras=False); "
+            "r = run_benchmark(a, BenchSettings(runs=3, min_time_s=0, warmup=0), find_testset(a)); "
+            "print(sorted({row['status'] for row in r['rows']})); "
+            "print([m for m in ('tensorflow', 'keras', 'sklearn', 'tf2onnx') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    statuses, imported = out.stdout.strip().splitlines()[-2:]
+    assert statuses == "['ok', 'unavailable']" and imported == "[]"
+
+
 # --- real hardware: these run only where the target exists ---------------------------------------
 
 def _absent(target, runtime):
