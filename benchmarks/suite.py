@@ -204,12 +204,13 @@ def bench_artifact(path: Path, target: str, threads: list[int | None], settings:
     """Rows for one artifact on one target (one per thread count). ``card`` stands in for a
     Keras model's missing card."""
     rows, accuracy, preprocess_ms = [], None, None
+    size, sha256 = None, None
+    if path.is_file():  # a SavedModel directory's size comes from its backend
+        data = path.read_bytes()
+        size, sha256 = len(data), hashlib.sha256(data).hexdigest()
     for count in threads:
         row = _empty_row(path, target, count, "ok", None)
-        row["runtime"] = runtime_for(path)
-        if path.is_file():
-            data = path.read_bytes()
-            row["size_bytes"], row["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+        row.update(runtime=runtime_for(path), size_bytes=size, sha256=sha256)
         rss_before = current_rss_mb()
         try:
             backend, init_ms = timed(lambda: open_backend(

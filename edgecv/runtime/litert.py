@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.card import read_tflite_card
-from edgecv.errors import DataError, ModelFileError
+from edgecv.errors import ModelFileError
 from edgecv.io import captured_output
 from edgecv.runtime.base import (Backend, BackendUnavailable, dequantize, dequantize_table,
                                  quantize)
