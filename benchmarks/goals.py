@@ -115,12 +115,15 @@ def run_goals(run: Path, repeats: int) -> list[dict]:
         results.append(paired(f"{name} 1 thread: time_call / bare loop",
                               lambda i=invoke: _p50(i), lambda i=invoke: _bare_loop_p50(i), repeats))
 
+    def fp32_over_int8(family: str, fp32_name: str, int8_name: str) -> None:
+        for threads in (1, 2):
+            fp32, int8 = backend(fp32_name, threads), backend(int8_name, threads)
+            results.append(paired(f"{family} fp32 / int8, {threads} thread(s)",
+                                  lambda f=fp32: _p50(lambda: f.run(batch)),
+                                  lambda i=int8: _p50(lambda: i.run(batch)), repeats))
+
     print("int8 vs fp32 TFLite (fp32 p50 / int8 p50; goal >= 3)")
-    for threads in (1, 2):
-        fp32, int8 = backend("model_fp32.tflite", threads), backend("model_int8.tflite", threads)
-        results.append(paired(f"TFLite fp32 / int8, {threads} thread(s)",
-                              lambda f=fp32: _p50(lambda: f.run(batch)),
-                              lambda i=int8: _p50(lambda: i.run(batch)), repeats))
+    fp32_over_int8("TFLite", "model_fp32.tflite", "model_int8.tflite")
 
     print("Keras vs deployed int8 TFLite, batch 1 (Keras p50 / int8 p50; goal >= 20)")
     keras = backend("model.keras")
@@ -137,11 +140,7 @@ def run_goals(run: Path, repeats: int) -> list[dict]:
                               lambda: _p50(lambda: int8.run(batch)), repeats))
 
     print("ONNX fp32 vs int8 (fp32 p50 / int8 p50; goal >= 1)")
-    for threads in (1, 2):
-        fp32, q = backend("model.onnx", threads), backend("model_int8.onnx", threads)
-        results.append(paired(f"ONNX fp32 / int8, {threads} thread(s)",
-                              lambda f=fp32: _p50(lambda: f.run(batch)),
-                              lambda i=q: _p50(lambda: i.run(batch)), repeats))
+    fp32_over_int8("ONNX", "model.onnx", "model_int8.onnx")
     for b in backends.values():
         b.close()
     return results

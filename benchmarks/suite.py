@@ -28,6 +28,7 @@ from edgecv.errors import EdgecvError, ModelFileError, UsageError
 from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
 from edgecv.runtime import open_backend
 from edgecv.runtime.base import BackendUnavailable
+from edgecv.runtime.integrity import CHECKSUM_POLICIES
 from edgecv.runtime.targets import (KERAS_SUFFIXES, TARGETS, is_saved_model, not_applicable,
                                    probe, runtime_for)
 from edgecv.testset import TESTSET_NAME, TestSet, load_testset
@@ -63,6 +64,9 @@ class BenchSettings:
             raise UsageError(f"--min-time must be 0 or more, received {self.min_time_s}.")
         if self.warmup < 0:
             raise UsageError(f"--warmup must be 0 or more, received {self.warmup}.")
+        if self.checksum not in CHECKSUM_POLICIES:
+            raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
+                             f"received '{self.checksum}'.")
         if not self.threads or any(t < 1 for t in self.threads):
             raise UsageError(f"--threads must list counts of at least 1, received {self.threads}.")
 
@@ -92,12 +96,12 @@ def discover(paths: Iterable[str | Path], include_keras: bool = True) -> list[Pa
     for raw in paths:
         path = Path(raw)
         if path.is_file():
-            if path.suffix.lower() not in (*ARTIFACT_SUFFIXES, ".json"):
+            if path.suffix.lower() not in ARTIFACT_SUFFIXES:
                 raise ModelFileError(f"unsupported model file type '{path.suffix}' for '{path}'; "
                                      "expected .tflite, .onnx, .keras, .h5 or .json (with "
                                      "--weights).")
             found.append(path)
-            if path.suffix.lower() in (*KERAS_SUFFIXES, ".json"):  # what `convert MODEL` wrote
+            if path.suffix.lower() in KERAS_SUFFIXES:  # and what `edgecv convert MODEL` wrote
                 from edgecv.converters.sources import default_out_dir
 
                 found.extend(sorted(p for p in default_out_dir(path).glob("*")
@@ -290,11 +294,16 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
     info = machine_info()
     warnings = machine_warnings(info)
     rows: list[dict] = []
+    # Read once per artifact, not once per target.
+    runtimes = {path: runtime_for(path) for path in artifacts}
+    compiled = {path: _edgetpu_compiled(path) for path in artifacts}
+    cards = {path: borrowed_card(path, artifacts) for path in artifacts
+             if runtimes[path] == "keras"}
     for target in settings.targets:
         target_rows, missing = [], []
         for path in artifacts:
-            runtime = runtime_for(path)
-            reason = not_applicable(target, runtime, _edgetpu_compiled(path))
+            runtime = runtimes[path]
+            reason = not_applicable(target, runtime, compiled[path])
             if reason:
                 missing.append((path, "n/a", reason))
                 continue
@@ -303,8 +312,7 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
                 missing.append((path, "unavailable", reason))
                 continue
             threads = settings.threads if target == "cpu" and runtime != "keras" else [None]
-            card = borrowed_card(path, artifacts) if runtime == "keras" else None
-            new = bench_artifact(path, target, threads, settings, testset, card)
+            new = bench_artifact(path, target, threads, settings, testset, cards.get(path))
             target_rows.extend(new)
             for row in new:
                 if progress:

@@ -106,10 +106,11 @@ def load_source(source: str | Path, calib_samples: int = 300, options=None,
     """A run directory (:func:`load_run`) or a model that edgecv did not train
     (:func:`edgecv.converters.sources.load_model_source`, read with ``options``, a
     :class:`~edgecv.converters.sources.ModelOptions`). Default: 300 calibration samples."""
-    from edgecv.converters.sources import ModelOptions, is_model_source, load_model_source
+    from edgecv.converters.sources import ModelOptions, load_model_source
+    from edgecv.runtime.targets import is_keras_source
 
     options = options or ModelOptions()
-    if is_model_source(source):
+    if is_keras_source(source):
         return load_model_source(source, options, calib_samples=calib_samples, log=log)
     if not (Path(source) / "config.json").is_file():
         raise UsageError(f"'{source}' is not an edgecv run directory (no config.json) nor a model "
@@ -156,9 +157,6 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
         return proto.SerializeToString(), fp32_proto
     if fmt == "edgetpu":
         return build_edgetpu(run), None
-    if select_tf_ops and fmt not in SELECT_TF_OPS_FORMATS:
-        raise UsageError(f"--select-tf-ops applies to {', '.join(SELECT_TF_OPS_FORMATS)} only, "
-                         f"received format '{fmt}'.")
     builders: dict[str, Callable[[], bytes]] = {
         "fp32": lambda: tflite.to_tflite_fp32(run.model, select_tf_ops=select_tf_ops),
         "fp16": lambda: tflite.to_tflite_fp16(run.model, select_tf_ops=select_tf_ops),
@@ -220,7 +218,7 @@ def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
     labels), top-1 agreement with the reference scores, and output difference."""
     from edgecv.runtime import open_backend
 
-    with open_backend(path) as backend:
+    with open_backend(path, checksum="off") as backend:  # just written: conversion.json is older
         scores = np.concatenate([backend.run(run.test_x[i:i + 64])
                                  for i in range(0, len(run.test_x), 64)])
     diff = np.abs(scores - keras_scores)
@@ -305,7 +303,8 @@ def _check_formats(formats: list[str], max_drop: float, select_tf_ops: bool) -> 
             raise unknown_name("format", fmt, FORMATS)
     if max_drop < 0:
         raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
-    refused = [f for f in formats if f in ("int8", "int16x8", "edgetpu")]
+    refused = [f for f in formats
+               if FORMATS[f].endswith(".tflite") and f not in SELECT_TF_OPS_FORMATS]
     if select_tf_ops and refused:
         raise UsageError(
             f"--select-tf-ops applies to the fp32, fp16 and dynamic TFLite models only; "

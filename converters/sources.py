@@ -32,10 +32,10 @@ import numpy as np
 from edgecv.converters.convert import RunData
 from edgecv.errors import DataError, ModelFileError, UsageError
 from edgecv.preprocessing import Preprocessing
-from edgecv.training.keras_io import (SAVED_MODEL_FILE, SavedModelReference, load_custom_objects,
+from edgecv.runtime.targets import SAVED_MODEL_FILE
+from edgecv.training.keras_io import (SavedModelReference, load_custom_objects,
                                       load_keras_model, load_saved_model, model_format)
 
-MODEL_SUFFIXES = (".keras", ".h5", ".json", ".pb")
 DATA_HINT = "digits, mnist, fashion_mnist, cifar10, an image folder, or an .npz with x (and y)"
 
 
@@ -75,16 +75,6 @@ class ModelOptions:
         """The CLI flags of the options that were set (seed excluded)."""
         return [f"--{f.name.replace('_', '-')}" for f in fields(self)
                 if f.name != "seed" and getattr(self, f.name) is not None]
-
-
-def is_model_source(path: str | Path) -> bool:
-    """True for a model file (.keras, .h5, .json, saved_model.pb) or a SavedModel directory,
-    False for anything else (a run directory, or a path for load_run to explain)."""
-    path = Path(path)
-    if path.suffix.lower() in MODEL_SUFFIXES:
-        return True
-    return (path.is_dir() and (path / SAVED_MODEL_FILE).is_file()
-            and not (path / "config.json").is_file())
 
 
 def default_out_dir(path: str | Path) -> Path:
@@ -356,11 +346,10 @@ def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
     """(labels in output order, the data's y re-indexed to them, where they came from)."""
     y = data.test_y
     if labels_file is not None:
+        from edgecv.io import read_labels
+
         path = Path(labels_file)
-        if not path.is_file():
-            raise UsageError(f"--labels file '{path}' does not exist.")
-        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-                  if line.strip()]
+        labels = read_labels(path)
         if len(labels) != num_classes:
             raise UsageError(f"--labels '{path}' has {len(labels)} names, but the model outputs "
                              f"{num_classes} scores; give one name per output, in output order.")

@@ -132,12 +132,14 @@ class CameraSummary:
 def summarize(latencies_ms, *, duration_s: float, source: str, ended: str, dropped: int = 0,
               failed_decodes: int = 0, reconnects: int = 0) -> CameraSummary:
     """Build the summary from the per-frame inference times in ms (one per processed frame)."""
+    from edgecv.benchmarks.timing import latency_percentiles
+
     ms = np.asarray(latencies_ms, np.float64)
     frames = int(ms.size)
     mean = p50 = p90 = None
     if frames:
-        mean = float(ms.mean())
-        p50, p90 = (float(v) for v in np.percentile(ms, [50, 90]))
+        stats = latency_percentiles(ms * 1e6, first_ns=int(ms[0] * 1e6), batch_size=1)
+        mean, p50, p90 = stats.mean_ms, stats.p50_ms, stats.p90_ms
     fps = frames / duration_s if frames and duration_s > 0 else None
     return CameraSummary(source=source, frames=frames, duration_s=round(duration_s, 4),
                          fps=None if fps is None else round(fps, 2),

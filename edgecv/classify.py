@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgecv.errors import UsageError
-from edgecv.preprocessing import Preprocessing, prepare_image
+from edgecv.preprocessing import FIT_MODES, Preprocessing, prepare_image
 from edgecv.runtime.base import Backend
 
 
@@ -64,6 +64,8 @@ class Classifier:
                              "convert it with edgecv so its preprocessing travels with it.")
         if k < 1:
             raise UsageError(f"--top-k must be at least 1, received {k}.")
+        if fit not in FIT_MODES:
+            raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
         if not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, received {threshold}.")
         self.backend = backend

@@ -74,6 +74,21 @@ def models_command() -> None:
     Console().print(table)
 
 
+# Options that `train` and `pipeline` share: one definition, the same help in both.
+DATA_OPTION = typer.Option("digits", help="digits (offline, built in), mnist, fashion_mnist, "
+                           "cifar10 (downloaded by Keras), or a folder with one subfolder per class.")
+MODEL_OPTION = typer.Option("resnet8", help="Registry name; see `edgecv models`.")
+IMG_SIZE_OPTION = typer.Option(None, help="Square input size in pixels.",
+                               show_default="model default")
+CHANNELS_OPTION = typer.Option(None, help="1 (grayscale) or 3 (RGB).",
+                               show_default="dataset default")
+SEED_OPTION = typer.Option(0, help="Seed of the split, initialisation and augmentation.")
+NAME_OPTION = typer.Option(None, help="Run name: the run goes to runs/NAME.",
+                           show_default="DATA-MODEL[-N]")
+OUT_OPTION = typer.Option(None, help="Run directory (instead of runs/NAME).")
+OVERWRITE_OPTION = typer.Option(False, help="Replace an existing run directory.")
+
+
 def _run_out(name: str | None, out: str | None) -> str | None:
     """The run directory from --name / --out (None: the trainer picks runs/DATA-MODEL[-N])."""
     if name and out:
@@ -86,13 +101,10 @@ def _run_out(name: str | None, out: str | None) -> str | None:
 @app.command("train")
 @user_errors
 def train_command(
-    data: str = typer.Option("digits", help="digits (offline, built in), mnist, fashion_mnist, "
-                             "cifar10 (downloaded by Keras), or a folder with one subfolder per class."),
-    model: str = typer.Option("resnet8", help="Registry name; see `edgecv models`."),
-    img_size: Optional[int] = typer.Option(None, help="Square input size in pixels.",
-                                           show_default="model default"),
-    channels: Optional[int] = typer.Option(None, help="1 (grayscale) or 3 (RGB).",
-                                           show_default="dataset default"),
+    data: str = DATA_OPTION,
+    model: str = MODEL_OPTION,
+    img_size: Optional[int] = IMG_SIZE_OPTION,
+    channels: Optional[int] = CHANNELS_OPTION,
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping may end "
                                          "sooner); with --resume, raises the run's epoch count.",
                                          show_default="20"),
@@ -105,7 +117,7 @@ def train_command(
     flip: bool = typer.Option(False, help="Add horizontal flips to the augmentation."),
     val_split: float = typer.Option(0.15, help="Fraction of the data for validation."),
     test_split: float = typer.Option(0.15, help="Fraction held out for test / verification."),
-    seed: int = typer.Option(0, help="Seed of the split, initialisation and augmentation."),
+    seed: int = SEED_OPTION,
     deterministic: bool = typer.Option(True, help="Deterministic TF ops: the same seed gives the "
                                        "same losses on CPU (measured 0-10% slower)."),
     patience: int = typer.Option(8, help="Early-stopping patience in epochs (on val_loss)."),
@@ -115,10 +127,9 @@ def train_command(
     fine_tune_epochs: int = typer.Option(0, help="Epochs with the top of the base unfrozen."),
     fine_tune_layers: int = typer.Option(20, help="How many top base layers fine-tuning unfreezes."),
     tensorboard: bool = typer.Option(True, help="Write TensorBoard logs to RUN/logs."),
-    name: Optional[str] = typer.Option(None, help="Run name: the run goes to runs/NAME.",
-                                       show_default="DATA-MODEL[-N]"),
-    out: Optional[str] = typer.Option(None, help="Run directory (instead of runs/NAME)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
+    name: Optional[str] = NAME_OPTION,
+    out: Optional[str] = OUT_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
     resume: bool = typer.Option(False, help="Continue an interrupted run (--out/--name)."),
 ) -> None:
     """Train a compact CNN and write a run directory (model, labels, config, curves, metrics)."""
@@ -270,7 +281,8 @@ def info_command(
     """Describe an artifact or a Keras model: card, inputs/outputs, ops, size.
 
     For a Keras model: its input/output shapes, parameters, layers and any Lambda layers."""
-    from edgecv.info import describe, describe_keras, is_keras_source
+    from edgecv.info import describe, describe_keras
+    from edgecv.runtime.targets import is_keras_source
 
     if is_keras_source(model):
         typer.echo(describe_keras(model, weights=weights, custom_objects=custom_objects))
@@ -310,13 +322,10 @@ def predict_command(
 
     from edgecv.classify import Classifier
     from edgecv.predict import image_paths, predict_files
-    from edgecv.preprocessing import FIT_MODES
     from edgecv.runtime import open_backend
     from edgecv.runtime.targets import parse_targets
 
     parse_targets(target)
-    if fit not in FIT_MODES:
-        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
     paths = image_paths(inputs)
     failed = 0
     with open_backend(model, target=target, threads=threads, checksum=checksum) as backend:
@@ -367,12 +376,8 @@ def bench_command(
     from pathlib import Path
 
     from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, parse_threads
-    from edgecv.runtime.integrity import CHECKSUM_POLICIES
     from edgecv.runtime.targets import parse_targets
 
-    if checksum not in CHECKSUM_POLICIES:
-        raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
-                         f"received '{checksum}'.")
     settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
                              runs=runs, min_time_s=min_time, warmup=warmup, checksum=checksum,
                              custom_objects=custom_objects, weights=weights)
@@ -390,18 +395,15 @@ def bench_command(
 @app.command("pipeline")
 @user_errors
 def pipeline_command(
-    data: str = typer.Option("digits", help="As for `edgecv train`: digits (offline), a Keras "
-                             "dataset name, or a folder with one subfolder per class."),
-    model: str = typer.Option("resnet8", help="Registry name; see `edgecv models`."),
-    img_size: Optional[int] = typer.Option(None, help="Square input size in pixels.",
-                                           show_default="model default"),
-    channels: Optional[int] = typer.Option(None, help="1 or 3.", show_default="dataset default"),
+    data: str = DATA_OPTION,
+    model: str = MODEL_OPTION,
+    img_size: Optional[int] = IMG_SIZE_OPTION,
+    channels: Optional[int] = CHANNELS_OPTION,
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs.", show_default="20"),
-    seed: int = typer.Option(0, help="Seed of the split, initialisation and augmentation."),
-    name: Optional[str] = typer.Option(None, help="Run name: the run goes to runs/NAME.",
-                                       show_default="DATA-MODEL[-N]"),
-    out: Optional[str] = typer.Option(None, help="Run directory (instead of runs/NAME)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
+    seed: int = SEED_OPTION,
+    name: Optional[str] = NAME_OPTION,
+    out: Optional[str] = OUT_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
     max_drop: float = typer.Option(1.0, help="Exit 1 (after the report) if an artifact loses "
                                    "more accuracy than this, in percentage points."),
     targets: str = typer.Option("all", help="Bench targets: cpu, gpu, tpu, edgetpu, or all."),
@@ -458,32 +460,26 @@ def _run_bench(artifacts, settings, testset) -> dict:
 
 
 def _print_bench_table(report: dict) -> None:
-    """The rows as a terminal table; the reasons of rows that did not run as numbered notes."""
+    """The rows as a terminal table (the cells of the Markdown/HTML report); the reasons of rows
+    that did not run become numbered notes under it."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("artifact", "target", "thr", "status", "KB", "acc %", "p50 ms", "p90 ms",
-                  "FPS", "vs fp32", title="edgecv bench")
+    from edgecv.benchmarks.report import TABLE_COLUMNS, table_cells
+
+    status_column = TABLE_COLUMNS.index("status")
+    table = Table(*TABLE_COLUMNS, title="edgecv bench")
     notes: list[str] = []
     for row in report["rows"]:
-        ok = row["status"] == "ok"
-
-        def num(key, fmt):
-            return fmt.format(row[key]) if ok and row.get(key) is not None else "-"
-
-        status = row["status"]
-        if not ok:
+        cells = table_cells(row)
+        if row["status"] != "ok":
             if row["reason"] not in notes:
                 notes.append(row["reason"])
-            status += f" [{notes.index(row['reason']) + 1}]"
-        table.add_row(row["artifact"], row["target"], str(row["threads"] or "-"), status,
-                      "-" if row["size_bytes"] is None else f"{row['size_bytes'] / 1024:.0f}",
-                      "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}",
-                      num("p50_ms", "{:.3f}"), num("p90_ms", "{:.3f}"),
-                      num("throughput_per_s", "{:.0f}"), num("speedup_vs_fp32", "{:.2f}x"))
+            cells[status_column] = f"{row['status']} [{notes.index(row['reason']) + 1}]"
+        table.add_row(*cells)
     console = Console()
     if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
-        console = Console(width=130)
+        console = Console(width=150)
     console.print(table)
     for number, note in enumerate(notes, 1):
         console.print(f"[{number}] {note}", highlight=False, markup=False)
@@ -533,33 +529,15 @@ def camera_command(
 
     A window with the top-k labels, FPS and inference time (q/Esc quits, s saves a snapshot),
     or headless with status lines, --record and --json. Ends with a summary."""
-    from pathlib import Path
-
     from edgecv.camera import CameraSettings, display_problem, run_camera
     from edgecv.classify import Classifier
-    from edgecv.preprocessing import FIT_MODES
+    from edgecv.io import read_labels
     from edgecv.runtime import open_backend
-    from edgecv.runtime.integrity import CHECKSUM_POLICIES
     from edgecv.runtime.targets import parse_targets
     from edgecv.video import parse_source
 
     parse_targets(target)
-    if fit not in FIT_MODES:
-        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
-    if checksum not in CHECKSUM_POLICIES:
-        raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
-                         f"received '{checksum}'.")
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1, received {threads}.")
-    label_names = None
-    if labels is not None:
-        try:
-            label_names = [line.strip() for line in Path(labels).read_text().splitlines()
-                           if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read --labels '{labels}': {exc}.") from exc
-        if not label_names:
-            raise UsageError(f"--labels '{labels}' holds no class names.")
+    label_names = read_labels(labels) if labels is not None else None
     settings = CameraSettings(source=parse_source(source), headless=headless, record=record,
                               json_path=json_path, max_frames=max_frames, reconnect_s=reconnect,
                               open_timeout_s=open_timeout)

@@ -49,16 +49,8 @@ def describe(path: str | Path) -> str:
 
 # --- Keras models (training side: TensorFlow is imported only here) -------------------------------
 
-KERAS_SUFFIXES = (".keras", ".h5", ".json")
 FORMAT_NAMES = {"keras": "Keras archive (.keras)", "h5": "legacy Keras HDF5 (.h5)",
                 "json": "JSON config + weights file", "savedmodel": "SavedModel directory"}
-
-
-def is_keras_source(path: str | Path) -> bool:
-    """True for a .keras / .h5 / .json model or a SavedModel directory (or its saved_model.pb)."""
-    path = Path(path)
-    return (path.suffix.lower() in KERAS_SUFFIXES or path.name == "saved_model.pb"
-            or (path.is_dir() and (path / "saved_model.pb").is_file()))
 
 
 def _counts(names: list[str]) -> str:
@@ -125,14 +117,15 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
     a SavedModel. A model with a Lambda layer is described from its stored config and weights
     without being built (its code never runs); one that cannot be loaded (e.g. custom classes
     without --custom-objects) likewise, with the reason."""
+    from edgecv.io import size_on_disk
+    from edgecv.runtime.targets import SAVED_MODEL_FILE
     from edgecv.training import keras_io
 
     path = Path(path)
-    if path.name == keras_io.SAVED_MODEL_FILE:
+    if path.name == SAVED_MODEL_FILE:
         path = path.parent
     kind = keras_io.model_format(path)
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() \
-        else path.stat().st_size
+    size = size_on_disk(path)
     lines = [f"file        {path}", f"format      {FORMAT_NAMES[kind]}",
              f"size        {size:,} bytes ({size / 1024:.1f} KiB)"]
     if kind == "savedmodel":

@@ -34,6 +34,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Class names from a labels file (one per line, in output order; blank lines ignored)."""
+    from edgecv.errors import UsageError
+
+    path = Path(path)
+    try:
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                  if line.strip()]
+    except FileNotFoundError:
+        raise UsageError(f"--labels file '{path}' does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --labels '{path}': {exc}.") from exc
+    if not labels:
+        raise UsageError(f"--labels '{path}' holds no class names.")
+    return labels
+
+
+def size_on_disk(path: str | os.PathLike) -> int:
+    """Bytes of a file, or of every file under a directory (a SavedModel)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:

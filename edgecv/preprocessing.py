@@ -90,6 +90,15 @@ class Preprocessing:
         return cls(**known)
 
 
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """16-bit pixels divided by 257 (65535 -> 255, rounded); other types clipped to 0..255."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def to_model_image(image: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
     """Apply the module's conversion rules to one decoded OpenCV image; returns uint8 HxWxC.
 
@@ -100,10 +109,9 @@ def to_model_image(image: np.ndarray, height: int, width: int, channels: int) ->
 
     if image is None or image.size == 0:
         raise DataError("empty image: the file decoded to no pixels.")
-    if image.dtype == np.uint16:
-        image = np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
-    elif image.dtype != np.uint8:
+    if image.dtype not in (np.uint8, np.uint16):
         raise DataError(f"unsupported pixel type {image.dtype}; expected 8- or 16-bit images.")
+    image = to_8bit(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] == 4:

@@ -466,10 +466,9 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     display and recording (16-bit values are divided by 257, like the model input)."""
     import cv2
 
-    if image.dtype == np.uint16:
-        image = np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
+    from edgecv.preprocessing import to_8bit
+
+    image = to_8bit(image)
     if image.ndim == 2 or image.shape[2] == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 4:

@@ -84,3 +84,12 @@ def test_bit_flipped_models_never_crash_the_process(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     outcomes = eval(result.stdout.strip().splitlines()[-1])
     assert outcomes["ran"] + outcomes["refused"] == 200 and outcomes["refused"] > 0
+
+
+def test_a_bad_thread_count_is_named_not_blamed_on_the_model(tmp_path, image):
+    """LiteRT's own 'num_threads should >= 1' used to surface as 'not a valid TFLite model'."""
+    model = tmp_path / "good.tflite"
+    model.write_bytes(with_card(tiny_tflite(), ["a"]))
+    result = run_cli("predict", model, image, "--threads", "0", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --threads must be at least 1, received 0."

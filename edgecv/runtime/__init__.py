@@ -28,6 +28,8 @@ def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None =
     missing/corrupt file and BackendUnavailable (with the reason) when the target cannot run
     it here."""
     path = Path(path)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, received {threads}.")
     if not path.is_file() and not is_saved_model(path):
         raise ModelFileError(f"model file '{path}' does not exist.")
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.card import ModelCard
+from edgecv.io import size_on_disk
 from edgecv.preprocessing import Preprocessing
 from edgecv.runtime.base import Backend, BackendUnavailable
 
@@ -81,9 +82,7 @@ class KerasBackend(Backend):
             with tf.device("/GPU:0" if target == "gpu" else "/CPU:0"):
                 self.model = load()
         super().__init__(Path(path), card or run_card(Path(path)), target=target, threads=threads)
-        files = [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).is_dir() else [Path(path)]
-        self.size_bytes = sum(p.stat().st_size for p in files) + (
-            Path(weights).stat().st_size if weights else 0)
+        self.size_bytes = size_on_disk(path) + (size_on_disk(weights) if weights else 0)
         self._saved_model = is_saved_model(Path(path))
         self._device = "/GPU:0" if target == "gpu" else "/CPU:0"
 

@@ -20,7 +20,8 @@ from edgecv.errors import unknown_name
 
 TARGETS = ("cpu", "gpu", "tpu", "edgetpu")
 RUNTIMES = ("litert", "onnxruntime", "keras")
-KERAS_SUFFIXES = (".keras", ".h5")
+KERAS_SUFFIXES = (".keras", ".h5", ".json")  # .json: a config, with its weights file
+SAVED_MODEL_FILE = "saved_model.pb"
 
 # ONNX Runtime providers that mean "a GPU", best first.
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider")
@@ -47,7 +48,16 @@ def parse_targets(text: str) -> list[str]:
 def is_saved_model(path: Path) -> bool:
     """A SavedModel directory (``saved_model.pb`` inside, and not an edgecv run directory)."""
     path = Path(path)
-    return path.is_dir() and (path / "saved_model.pb").is_file() and not (path / "config.json").is_file()
+    return (path.is_dir() and (path / SAVED_MODEL_FILE).is_file()
+            and not (path / "config.json").is_file())
+
+
+def is_keras_source(path: Path) -> bool:
+    """A model for the Keras side: a .keras / .h5 / .json file, a SavedModel directory or its
+    ``saved_model.pb``. The one test used by convert, info, bench and the runtime."""
+    path = Path(path)
+    return (path.suffix.lower() in KERAS_SUFFIXES or path.name == SAVED_MODEL_FILE
+            or is_saved_model(path))
 
 
 def runtime_for(path: Path) -> str:
@@ -58,10 +68,10 @@ def runtime_for(path: Path) -> str:
         return "litert"
     if suffix == ".onnx":
         return "onnxruntime"
-    if suffix in KERAS_SUFFIXES or suffix == ".json" or is_saved_model(path):
+    if is_keras_source(path):
         return "keras"
     raise unknown_name("model file type", suffix or str(path),
-                       (".tflite", ".onnx", *KERAS_SUFFIXES, ".json", "SavedModel directory"))
+                       (".tflite", ".onnx", *KERAS_SUFFIXES, "SavedModel directory"))
 
 
 def edgetpu_library() -> str:

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.errors import ModelFileError, UsageError
+from edgecv.runtime.targets import SAVED_MODEL_FILE
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-SAVED_MODEL_FILE = "saved_model.pb"
 MODEL_FORMATS = ("keras", "h5", "json", "savedmodel")
 LAMBDA_ADVICE = ("edgecv loads with safe_mode, and a Lambda layer is Python code stored in the "
                  "file that loading would run. Replace each Lambda with a built-in layer or a "
