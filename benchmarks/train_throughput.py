@@ -42,7 +42,7 @@ def measure(variant: str, model_name: str, epochs: int, batch_size: int, seed: i
         from edgecv.data import load_dataset
         from edgecv.models import create_model, get_model_info
         from edgecv.preprocessing import Preprocessing
-        from edgecv.training.trainer import make_optimizer
+        from edgecv.training.recipe import make_optimizer
 
         if variant == "plain_fit_deterministic":
             tf.config.experimental.enable_op_determinism()
