@@ -1,18 +1,27 @@
 """Training throughput: `edgecv train` vs a plain `model.fit` of the same model and data.
 
-    python -m edgecv.benchmarks.train_throughput [--model resnet8] [--epochs 10] [--repeats 2]
+    python -m edgecv.benchmarks.train_throughput [--data digits|PATH] [--model resnet8]
+        [--epochs 10] [--batch-size N] [--repeats 2] [--json PATH]
+
+    # CIFAR-10 photos at 32x32x3 (the committed train_throughput_cifar.json):
+    python -m edgecv.benchmarks.train_throughput --data ../shared/data/cifar10_train.tar.xz \
+        --epochs 1 --json benchmarks/results/train_throughput_cifar.json
 
 Every measurement runs in a fresh process (TensorFlow's op-determinism switch is process-wide, so
 sharing a process would leak one variant's setting into the next), variants interleaved so that
-drift of the machine hits all of them. Each trains the same registry model on the same digits
-train split with the same batch size, validation data and epoch count (no early stop).
+drift of the machine hits all of them. Each trains the same registry model on the same
+train split of ``--data`` with the same batch size (default: edgecv's default for that data),
+validation data and epoch count (no early stop).
 
 Variants:
 - ``plain_fit``: ``model.fit`` on normalised numpy arrays, nothing else (what a user writes).
 - ``plain_fit_deterministic``: the same with ``enable_op_determinism()``.
 - ``edgecv_like_for_like``: ``edgecv train`` with every callback but no augmentation and no
   op determinism, i.e. the same work as ``plain_fit`` plus edgecv's bookkeeping.
-- ``edgecv_default``: ``edgecv train`` as shipped (augmentation, deterministic ops).
+- ``edgecv_nondeterministic``: ``edgecv train`` as shipped but ``--no-deterministic``: with
+  ``edgecv_default`` it isolates what op determinism costs.
+- ``edgecv_default``: ``edgecv train`` as shipped (augmentation, deterministic ops): the
+  augmentation is extra work a plain fit does not do (affine for digits, crop + flip for photos).
 
 images/s = training images x epochs / wall time of the fit call (edgecv: as in metrics.json).
 """
@@ -28,10 +37,14 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("plain_fit", "plain_fit_deterministic", "edgecv_like_for_like", "edgecv_default")
+from edgecv.benchmarks.machine import machine_info, machine_warnings
+
+VARIANTS = ("plain_fit", "plain_fit_deterministic", "edgecv_like_for_like",
+            "edgecv_nondeterministic", "edgecv_default")
 
 
-def measure(variant: str, model_name: str, epochs: int, batch_size: int, seed: int) -> float:
+def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: int,
+            seed: int) -> float:
     """Train once in this process and return images/s."""
     from edgecv.tf_import import import_tensorflow
 
@@ -40,16 +53,18 @@ def measure(variant: str, model_name: str, epochs: int, batch_size: int, seed: i
         import keras
 
         from edgecv.data import load_dataset
-        from edgecv.models import create_model, get_model_info
+        from edgecv.models import create_model
         from edgecv.preprocessing import Preprocessing
+        from edgecv.training.config import TrainConfig, resolve
         from edgecv.training.recipe import make_optimizer
 
         if variant == "plain_fit_deterministic":
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(seed)
-        size = get_model_info(model_name).default_img_size
-        pre = Preprocessing(size, size, 1)
-        ds = load_dataset("digits", size, size, 1, seed=seed)
+        config = resolve(TrainConfig(data=data, model=model_name))
+        size, channels = config.img_size, config.channels
+        pre = Preprocessing(size, size, channels)
+        ds = load_dataset(data, size, size, channels, seed=seed)
         model = create_model(model_name, pre.input_shape, ds.num_classes)
         model.compile(optimizer=make_optimizer("adam", 3e-3),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -62,34 +77,53 @@ def measure(variant: str, model_name: str, epochs: int, batch_size: int, seed: i
     from edgecv.training import TrainConfig, train
 
     like_for_like = variant == "edgecv_like_for_like"
+    deterministic = variant == "edgecv_default"
     with tempfile.TemporaryDirectory() as workdir:
-        config = TrainConfig(model=model_name, epochs=epochs, batch_size=batch_size, seed=seed,
-                             augment=not like_for_like, deterministic=not like_for_like,
-                             patience=10_000, out=str(Path(workdir) / "run"))
+        config = TrainConfig(data=data, model=model_name, epochs=epochs, batch_size=batch_size,
+                             seed=seed, augment="none" if like_for_like else "auto",
+                             deterministic=deterministic, patience=10_000,
+                             tensorboard=False, out=str(Path(workdir) / "run"))
         return float(train(config, log=lambda _line: None).metrics["images_per_s"])
+
+
+def default_batch_size(data: str, model: str) -> int:
+    """edgecv's default batch for ``data`` (it depends on the training split's size)."""
+    from edgecv.data import load_dataset
+    from edgecv.training.config import TrainConfig, resolve, resolve_for_data
+
+    config = resolve(TrainConfig(data=data, model=model))
+    dataset = load_dataset(data, config.img_size, config.img_size, config.channels)
+    return resolve_for_data(config, len(dataset.train)).batch_size
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="digits", help="digits (default), a folder or archive")
     parser.add_argument("--model", default="resnet8")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int,
+                        help="default: edgecv's default for the data (32, or 64 from 10,000 images)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="which to run (default all; plain_fit is the reference, always run)")
     parser.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)  # child process
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = default_batch_size(args.data, args.model)
 
     if args.one:
-        print(measure(args.one, args.model, args.epochs, args.batch_size, args.seed))
+        print(measure(args.one, args.data, args.model, args.epochs, args.batch_size, args.seed))
         return {}
 
-    figures: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    variants = ["plain_fit"] + [v for v in args.variants if v != "plain_fit"]
+    figures: dict[str, list[float]] = {variant: [] for variant in variants}
     for repeat in range(args.repeats):
-        for variant in VARIANTS:
+        for variant in variants:
             out = subprocess.run(
                 [sys.executable, "-m", "edgecv.benchmarks.train_throughput", "--one", variant,
-                 "--model", args.model, "--epochs", str(args.epochs),
+                 "--data", args.data, "--model", args.model, "--epochs", str(args.epochs),
                  "--batch-size", str(args.batch_size), "--seed", str(repeat)],
                 capture_output=True, text=True, check=True)
             figures[variant].append(float(out.stdout.strip().splitlines()[-1]))
@@ -98,13 +132,17 @@ def main(argv: list[str] | None = None) -> dict:
     medians = {name: statistics.median(values) for name, values in figures.items()}
     plain = medians["plain_fit"]
     result = {
-        "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+        "data": Path(args.data).name, "model": args.model, "epochs": args.epochs,
+        "batch_size": args.batch_size,
         "repeats": args.repeats, "images_per_s": {k: round(v, 1) for k, v in medians.items()},
         "ratio_vs_plain_fit": {k: round(v / plain, 3) for k, v in medians.items()},
+        "all_runs_images_per_s": {k: [round(v, 1) for v in values] for k, values in figures.items()},
+        "machine": machine_info(),
+        "warnings": machine_warnings(machine_info()),
     }
     print(f"model {args.model}, {args.epochs} epochs, batch {args.batch_size}, "
           f"median of {args.repeats}, each in a fresh process")
-    for name in VARIANTS:
+    for name in variants:
         print(f"  {name:<24} {result['images_per_s'][name]:>8.1f} images/s  "
               f"{result['ratio_vs_plain_fit'][name]:.3f}x plain fit")
     if args.json:

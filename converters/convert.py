@@ -68,10 +68,15 @@ class RunData:
     test_ids: list | None = None
     default_out: Path | None = None  # None: run_dir / "export"
     notes: dict = field(default_factory=dict)  # how a model file was read (conversion.json)
+    calibration_info: dict = field(default_factory=dict)  # what calibrated (conversion.json)
+    val_x: np.ndarray | None = None  # float32, normalised; picks the ONNX calibration method
 
 
 def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
-    """Load a run's model and re-create its seeded split (train -> calibration, test -> checks)."""
+    """Load a run's model and re-create its seeded split: a class-stratified sample of the TRAIN
+    split calibrates, the validation split picks the ONNX calibration method, the test split
+    verifies (split.json is checked, so calibration can never hold a test image)."""
+    from edgecv.converters.calibration import Calibration, per_class_counts, stratified_indices
     from edgecv.data import load_dataset
     from edgecv.training.keras_io import load_keras_model
 
@@ -86,7 +91,7 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
     pre = Preprocessing.from_dict(config["preprocessing"])
     model = load_keras_model(run_dir / "model.keras")
     data = config["data"]
-    spec = data.get("path") if data["kind"] == "folder" else data["name"]
+    spec = data.get("path") or data["name"]  # a folder or archive by path, else a name
     dataset = load_dataset(spec, pre.height, pre.width, pre.channels,
                            val_split=data["val_split"], test_split=data["test_split"],
                            seed=data["seed"])
@@ -94,24 +99,41 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
     if split is not None and split["test"] != dataset.test.ids:
         raise UsageError(f"the data behind '{run_dir}' changed since training: its test split no "
                          "longer matches split.json, so verification would not be honest.")
-    order = np.random.default_rng(data["seed"]).permutation(len(dataset.train))[:calib_samples]
-    return RunData(run_dir, model, list(config["labels"]), pre,
-                   pre.normalize(dataset.train.x[np.sort(order)]),
+    order = stratified_indices(dataset.train.y, calib_samples, data["seed"])
+    labels = list(config["labels"])
+    calibration = Calibration(pre.normalize(dataset.train.images(order)), str(spec), "train",
+                              per_class_counts(dataset.train.y[order], labels))
+    return RunData(run_dir, model, labels, pre, calibration.x,
                    pre.normalize(dataset.test.x), dataset.test.y, dataset.test.x,
-                   list(dataset.test.ids))
+                   list(dataset.test.ids), calibration_info=calibration.record(),
+                   val_x=pre.normalize(dataset.val.x) if len(dataset.val) else None)
 
 
 def load_source(source: str | Path, calib_samples: int = 300, options=None,
-                log: Callable[[str], None] = print) -> RunData:
+                log: Callable[[str], None] = print, calib_data: str | None = None) -> RunData:
     """A run directory (:func:`load_run`) or a model that edgecv did not train
     (:func:`edgecv.converters.sources.load_model_source`, read with ``options``, a
-    :class:`~edgecv.converters.sources.ModelOptions`). Default: 300 calibration samples."""
+    :class:`~edgecv.converters.sources.ModelOptions`). Default: 300 calibration samples from the
+    source's own training data; ``calib_data`` (same forms as ``--data``) replaces them
+    (:func:`edgecv.converters.calibration.load_calibration`)."""
     from edgecv.converters.sources import ModelOptions, load_model_source
     from edgecv.runtime.targets import is_keras_source
 
     options = options or ModelOptions()
     if is_keras_source(source):
-        return load_model_source(source, options, calib_samples=calib_samples, log=log)
+        run = load_model_source(source, options, calib_samples=calib_samples, log=log)
+    else:
+        run = _load_run_source(source, calib_samples, options)
+    if calib_data is not None:
+        from edgecv.converters.calibration import load_calibration
+
+        calibration = load_calibration(calib_data, run.preprocessing, run.labels, calib_samples,
+                                       seed=options.seed)
+        run.calibration, run.calibration_info = calibration.x, calibration.record()
+    return run
+
+
+def _load_run_source(source, calib_samples: int, options) -> RunData:
     if not (Path(source) / "config.json").is_file():
         raise UsageError(f"'{source}' is not an edgecv run directory (no config.json) nor a model "
                          "(.keras, .h5, a SavedModel directory, a .json config with --weights).")
@@ -140,11 +162,17 @@ def _card(run: RunData, fmt: str, **quant) -> ModelCard:
                      source_run=str(run.run_dir.resolve()), **quant)
 
 
+ONNX_CALIBRATION = ("auto", "minmax", "entropy", "percentile")
+
+
 def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
-                   onnx_fp32=None, select_tf_ops: bool = False):
+                   onnx_fp32=None, select_tf_ops: bool = False,
+                   onnx_calibration: str = "auto", notes: dict | None = None):
     """Convert ``run.model`` to ``fmt`` with its card embedded; return (file bytes, the fp32 ONNX
     proto when one was made, so onnx_int8 reuses it, else None). ``select_tf_ops`` (fp32, fp16,
-    dynamic only) allows Flex ops; the card's ``extra`` then says whether the file is deployable."""
+    dynamic only) allows Flex ops; the card's ``extra`` then says whether the file is deployable.
+    ``onnx_calibration`` (default auto, see :func:`choose_onnx_int8`) sets how the ONNX int8
+    ranges are calibrated; what was chosen goes into ``notes`` when given."""
     from edgecv.converters import onnx as onnx_converter
     from edgecv.converters import tflite
 
@@ -152,7 +180,9 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
         proto = onnx_fp32 if onnx_fp32 is not None else onnx_converter.to_onnx(run.model, opset)
         fp32_proto = proto
         if fmt == "onnx_int8":
-            proto = onnx_converter.to_onnx_int8(proto, run.calibration)
+            proto, chosen = choose_onnx_int8(run, proto, onnx_calibration)
+            if notes is not None:
+                notes["onnx_calibration"] = chosen
         embed_onnx_card(proto, _card(run, fmt))
         return proto.SerializeToString(), fp32_proto
     if fmt == "edgetpu":
@@ -180,6 +210,31 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
     card = _card(run, f"tflite_{fmt}", input_dtype=in_dtype, output_dtype=out_dtype,
                  input_quantization=in_q, output_quantization=out_q, extra=extra)
     return embed_tflite_card(data, card), None
+
+
+def check_slice(run: RunData, limit: int = 1000) -> tuple[np.ndarray, str]:
+    """The images that choose between quantization settings: the validation split (up to
+    ``limit``), else the calibration images; never the test split, which must stay unseen."""
+    if run.val_x is not None and len(run.val_x):
+        return run.val_x[:limit], f"validation split ({min(limit, len(run.val_x))} images)"
+    return run.calibration[:limit], (f"calibration images ({min(limit, len(run.calibration))}; "
+                                     "the source has no validation split)")
+
+
+def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto"):
+    """ONNX int8 with ``method`` (minmax, entropy, percentile) or, for ``auto``, with whichever
+    agrees best with the reference model on :func:`check_slice`. Returns (proto, record)."""
+    from edgecv.converters import onnx as onnx_converter
+
+    if method not in ONNX_CALIBRATION:
+        raise unknown_name("--onnx-calibration value", method, ONNX_CALIBRATION)
+    if method != "auto":
+        return onnx_converter.to_onnx_int8(fp32_proto, run.calibration, method=method), {
+            "method": method, "chosen_by": "--onnx-calibration"}
+    x, where = check_slice(run)
+    reference = run.model.predict(x, batch_size=256, verbose=0)
+    proto, record = onnx_converter.to_onnx_int8_best(fp32_proto, run.calibration, x, reference)
+    return proto, {**record, "chosen_by": f"best top-1 agreement on the {where}"}
 
 
 def build_edgetpu(run: RunData) -> bytes:
@@ -221,14 +276,20 @@ def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
     with open_backend(path, checksum="off") as backend:  # just written: conversion.json is older
         scores = np.concatenate([backend.run(run.test_x[i:i + 64])
                                  for i in range(0, len(run.test_x), 64)])
+    from edgecv.converters.verify import per_class_rows, worst_class
+
     diff = np.abs(scores - keras_scores)
     predicted = scores.argmax(1)
-    return {
+    row = {
         "accuracy": None if run.test_y is None else float((predicted == run.test_y).mean()),
         "agreement": float((predicted == keras_scores.argmax(1)).mean()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
     }
+    if run.test_y is not None:
+        classes = per_class_rows(predicted, keras_scores.argmax(1), run.test_y, run.labels)
+        row.update(worst_class=worst_class(classes), per_class=classes)
+    return row
 
 
 def score_drops(row: dict, keras_accuracy: float | None) -> dict:
@@ -251,50 +312,10 @@ def budget_drop(row: dict) -> float | None:
 def _figures(row: dict) -> str:
     accuracy = ("acc -" if row["accuracy"] is None else
                 f"acc {row['accuracy']:.4f} (drop {row['accuracy_drop_pp']:+.2f} pp)")
-    return f"{accuracy}  agreement {row['agreement']:.4f}  max|diff| {row['max_abs_diff']:.4f}"
-
-
-def recover_int8(run: RunData, keras_scores: np.ndarray, keras_accuracy: float | None,
-                 max_drop: float, out: Path, log: Callable[[str], None]) -> dict:
-    """Keep the worst-quantizing layers in float (1, 2, 4, ... of them, ranked by RMSE/scale on
-    calibration data) until the drop (:func:`budget_drop`) is within ``max_drop``; write the best
-    attempt as ``model_int8_mixed.tflite`` and return its row."""
-    from edgecv.benchmarks.timing import time_backend
-    from edgecv.converters.quant_debug import layer_errors, selectively_quantized
-    from edgecv.runtime import open_backend
-
-    ranking = layer_errors(run.model, run.calibration, run.calibration[:64])
-    path = out / "model_int8_mixed.tflite"
-    count, row = 1, None
-    while True:
-        names = [r["tensor"] for r in ranking[:count]]
-        data = selectively_quantized(run.model, run.calibration, names)
-        in_dtype, out_dtype, in_q, out_q = _tflite_io_quantization(data)
-        card = _card(run, "tflite_int8_mixed", input_dtype=in_dtype, output_dtype=out_dtype,
-                     input_quantization=in_q, output_quantization=out_q,
-                     extra={"float_layers": names})
-        data = embed_tflite_card(data, card)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        row = {"format": "int8_mixed", "file": path.name, "size_bytes": len(data),
-               "sha256": hashlib.sha256(data).hexdigest(), "float_layers": names,
-               **verify_artifact(path, run, keras_scores)}
-        score_drops(row, keras_accuracy)
-        log(f"recover    {count} layer(s) in float: {_figures(row)}")
-        if budget_drop(row) <= max_drop or count >= len(ranking):
-            break
-        count = min(2 * count, len(ranking))
-    sample = run.test_x[:1]
-    latency = {}
-    for name in ("model_int8.tflite", path.name):
-        with open_backend(out / name, threads=1) as backend:
-            latency[name] = time_backend(backend, sample, runs=200, min_time_s=0.5).p50_ms
-    row["p50_ms_1_thread"] = latency[path.name]
-    row["latency_cost_vs_int8"] = round(latency[path.name] / latency["model_int8.tflite"], 3)
-    row["within_budget"] = budget_drop(row) <= max_drop
-    log(f"recover    {len(row['float_layers'])} float layer(s); p50 {latency[path.name]:.3f} ms vs "
-        f"{latency['model_int8.tflite']:.3f} ms for full int8 ({row['latency_cost_vs_int8']}x)")
-    return row
+    worst = row.get("worst_class")
+    worst = f"  worst class {worst['class']} {0.0 - worst['drop_pp']:+.1f} pp" if worst else ""
+    return (f"{accuracy}  agreement {row['agreement']:.4f}  max|diff| "
+            f"{row['max_abs_diff']:.4f}{worst}")
 
 
 def _check_formats(formats: list[str], max_drop: float, select_tf_ops: bool) -> list[str]:
@@ -317,8 +338,8 @@ def _check_formats(formats: list[str], max_drop: float, select_tf_ops: bool) -> 
 def convert_run(source: str | Path | RunData, formats: list[str], *,
                 out_dir: str | Path | None = None, io: str = "int8", calib_samples: int = 300,
                 opset: int = 17, max_drop: float = 1.0, recover: bool = False,
-                select_tf_ops: bool = False, options=None,
-                log: Callable[[str], None] = print) -> dict:
+                select_tf_ops: bool = False, options=None, calib_data: str | None = None,
+                onnx_calibration: str = "auto", log: Callable[[str], None] = print) -> dict:
     """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
     (read with ``options``, see :func:`load_source`) or an already loaded :class:`RunData`;
     return the report.
@@ -327,17 +348,34 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     (of accuracy; of agreement with the reference when the data has no labels), no Flex ops.
     Output: ``out_dir``, else ``RUN/export`` or, for a model file, ``<stem>_export`` beside it.
     Raises AccuracyDropError after writing ``conversion.json`` if an artifact drops too much.
-    With ``recover``, an int8 model over budget is followed by a mixed int8/float one
-    (:func:`recover_int8`); if that one fits the budget, the int8 drop no longer fails the run.
+    With ``recover``, an int8 TFLite or ONNX model over budget is followed by a mixed
+    int8/float one (:func:`edgecv.converters.recover.recover`); if that one fits the budget, the
+    int8 drop no longer fails the run.
     ``select_tf_ops`` allows Flex ops in fp32/fp16/dynamic (refused with int8, int16x8, edgetpu);
     a file that needs them is marked ``deployable: false`` and, since ai-edge-litert has no
     Flex delegate, recorded as not verified instead of failing.
+    ``calib_data`` (same forms as ``--data``; default: the source's own training split)
+    calibrates instead; ``onnx_calibration`` (default ``auto``, see :func:`choose_onnx_int8`).
     """
     from edgecv.converters.tflite import FLEX_REASON
 
     ordered = _check_formats(formats, max_drop, select_tf_ops)
-    run = source if isinstance(source, RunData) else load_source(source, calib_samples, options,
-                                                                  log)
+    if onnx_calibration not in ONNX_CALIBRATION:
+        raise unknown_name("--onnx-calibration value", onnx_calibration, ONNX_CALIBRATION)
+    if isinstance(source, RunData):
+        run = source
+        if calib_data is not None:
+            raise UsageError("calib_data applies when convert_run loads the source; a loaded "
+                             "RunData already carries its calibration.")
+    else:
+        run = load_source(source, calib_samples, options, log, calib_data=calib_data)
+    info = run.calibration_info or {"count": int(len(run.calibration))}
+    if info.get("source"):
+        classes = info.get("per_class") or {}
+        spread = (f", {min(classes.values())}..{max(classes.values())} per class over "
+                  f"{len(classes)} classes" if classes else "")
+        log(f"calibration: {info['count']} images from {info['source']} ({info['split']}"
+            f"{spread})")
     out = Path(out_dir) if out_dir else (run.default_out or run.run_dir / "export")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -357,8 +395,10 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     rows, onnx_fp32, fp32_size = [], None, None
     for fmt in ordered:
         start = time.perf_counter()
+        notes: dict = {}
         data, proto = build_artifact(run, fmt, io=io, opset=opset, onnx_fp32=onnx_fp32,
-                                     select_tf_ops=select_tf_ops and fmt in SELECT_TF_OPS_FORMATS)
+                                     select_tf_ops=select_tf_ops and fmt in SELECT_TF_OPS_FORMATS,
+                                     onnx_calibration=onnx_calibration, notes=notes)
         onnx_fp32 = proto if proto is not None else onnx_fp32
         seconds = time.perf_counter() - start
         path = out / FORMATS[fmt]
@@ -367,7 +407,12 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
         fp32_size = fp32_size or len(data)
         row = {"format": fmt, "file": path.name, "size_bytes": len(data),
                "size_ratio_vs_fp32": round(len(data) / fp32_size, 4),
-               "sha256": hashlib.sha256(data).hexdigest(), "convert_s": round(seconds, 2)}
+               "sha256": hashlib.sha256(data).hexdigest(), "convert_s": round(seconds, 2),
+               **notes}
+        if "onnx_calibration" in notes:
+            log(f"onnx_int8  calibration {notes['onnx_calibration']['method']} "
+                f"({notes['onnx_calibration']['chosen_by']}"
+                f"{': ' + str(notes['onnx_calibration']['agreement']) if 'agreement' in notes['onnx_calibration'] else ''})")
         if fmt == "edgetpu":
             edgetpu_report = read_tflite_card(data).extra["edgetpu"]
             write_json_atomic(out / "edgetpu_report.json", edgetpu_report)
@@ -400,9 +445,16 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
         score_drops(row, keras_accuracy)
         rows.append(row)
         log(f"{fmt:<10} {len(data) / 1024:8.1f} KiB  {_figures(row)}  {seconds:.1f}s")
-    int8_row = next((r for r in rows if r["format"] == "int8"), None)
-    if recover and int8_row and budget_drop(int8_row) > max_drop:
-        mixed = recover_int8(run, keras_scores, keras_accuracy, max_drop, out, log)
+    for fmt, kind in (("int8", "tflite"), ("onnx_int8", "onnx")):
+        int8_row = next((r for r in rows if r["format"] == fmt), None)
+        if not (recover and int8_row and budget_drop(int8_row) is not None
+                and budget_drop(int8_row) > max_drop):
+            continue
+        from edgecv.converters.recover import recover as recover_mixed
+
+        method = int8_row.get("onnx_calibration", {}).get("method", "minmax")
+        mixed = recover_mixed(run, kind, keras_scores, keras_accuracy, max_drop, out, log,
+                              onnx_fp32=onnx_fp32, onnx_method=method)
         mixed["size_ratio_vs_fp32"] = round(mixed["size_bytes"] / fp32_size, 4)
         rows.append(mixed)
         if mixed["within_budget"]:
@@ -414,6 +466,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
         log(f"{TESTSET_NAME} not written: the test images have no labels")
     report = {"run": str(run.run_dir), "keras_accuracy": keras_accuracy,
               "test_images": int(len(run.test_x)), "calibration_samples": int(len(run.calibration)),
+              "calibration": info,
               "int8_io": io, "opset": opset, "max_drop_pp": max_drop,
               "max_drop_applies_to": "accuracy" if run.test_y is not None else "agreement"}
     if run.notes:

@@ -37,13 +37,21 @@ def _sqnr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np.ndarra
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
+def _crushed(float_tensors, quant_tensors, scale: float, zero_point: int) -> float:
+    """Share of the layer's live output channels under one quantization step (see
+    :mod:`edgecv.converters.recover`)."""
+    from edgecv.converters.recover import crushed_share
+
+    return crushed_share(float_tensors, scale)
+
+
 def _debugger(model, calibration: np.ndarray, debug_samples: np.ndarray, denylisted_nodes=()):
     tf = import_tensorflow()
     converter = make_converter(model)  # a Keras model or a SavedModel's signature
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_samples(calibration)
     options = tf.lite.experimental.QuantizationDebugOptions(
-        layer_direct_compare_metrics={"sqnr_db": _sqnr},
+        layer_direct_compare_metrics={"sqnr_db": _sqnr, "crushed": _crushed},
         denylisted_nodes=list(denylisted_nodes) or None)
     with captured_output():
         return tf.lite.experimental.QuantizationDebugger(
@@ -67,7 +75,8 @@ def write_csv(rows: list[dict], path) -> None:
 
 
 def layer_errors(model, calibration: np.ndarray, debug_samples: np.ndarray) -> list[dict]:
-    """Per quantized layer: op, tensor name, RMSE/scale, SQNR (dB), max abs error; worst first."""
+    """Per quantized layer: op, tensor name, RMSE/scale, SQNR (dB), max abs error, scale and
+    the share of its output channels under one step (``crushed``); worst RMSE/scale first."""
     debugger = _debugger(model, calibration, debug_samples)
     with captured_output():
         debugger.run()
@@ -81,6 +90,7 @@ def layer_errors(model, calibration: np.ndarray, debug_samples: np.ndarray) -> l
             "rmse_over_scale": round(math.sqrt(float(row["mean_squared_error"])) / scale, 4),
             "sqnr_db": _finite(float(row["sqnr_db"])),
             "max_abs_error": float(row["max_abs_error"]), "scale": float(row["scale"]),
+            "crushed": round(float(row["crushed"]), 4),
         })
     return sorted(rows, key=lambda r: r["rmse_over_scale"], reverse=True)
 

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edgecv.converters.calibration import Calibration, per_class_counts, stratified_indices
 from edgecv.converters.convert import RunData
 from edgecv.errors import DataError, ModelFileError, UsageError
 from edgecv.preprocessing import Preprocessing
@@ -253,6 +254,8 @@ class ModelData:
     test_ids: list
     labels: list[str] | None  # the data's class names, if it has them
     description: str
+    calibration_info: dict | None = None  # what calibrated (conversion.json)
+    val_x: np.ndarray | None = None  # normalised; picks the ONNX calibration method
 
 
 def _labels_from_array(y: np.ndarray, count: int, num_classes: int, source: str) -> np.ndarray:
@@ -315,11 +318,15 @@ def load_npz(path: str | Path, pre: Preprocessing, num_classes: int, calib_sampl
                         f"{x.dtype}.")
     count = len(model_x)
     test_y = None if y is None else _labels_from_array(y, count, num_classes, str(path))
-    order = np.sort(np.random.default_rng(seed).permutation(count)[:calib_samples])
+    order = stratified_indices(test_y, calib_samples, seed, total=count)
+    calibration = Calibration(model_x[order], str(path), "all samples (they also verify)",
+                              per_class_counts(None if test_y is None else test_y[order],
+                                               names or [str(i) for i in range(num_classes)]))
     return ModelData(model_x[order], model_x, test_y, images,
                      ids if ids and len(ids) == count else [str(i) for i in range(count)], names,
                      f"{path}: all {count} samples verify, {len(order)} of them calibrate"
-                     f"{'' if test_y is not None else ' (no labels: agreement only)'}")
+                     f"{'' if test_y is not None else ' (no labels: agreement only)'}",
+                     calibration.record())
 
 
 def load_model_data(spec: str, pre: Preprocessing, num_classes: int, calib_samples: int,
@@ -334,11 +341,15 @@ def load_model_data(spec: str, pre: Preprocessing, num_classes: int, calib_sampl
     dataset = load_dataset(str(spec), pre.height, pre.width, pre.channels, seed=seed)
     if len(dataset.test) == 0:
         raise DataError(f"dataset '{spec}' left no test images after the split.")
-    order = np.sort(np.random.default_rng(seed).permutation(len(dataset.train))[:calib_samples])
-    return ModelData(pre.normalize(dataset.train.x[order]), pre.normalize(dataset.test.x),
+    order = stratified_indices(dataset.train.y, calib_samples, seed)
+    calibration = Calibration(pre.normalize(dataset.train.images(order)), str(spec), "train",
+                              per_class_counts(dataset.train.y[order], list(dataset.labels)))
+    return ModelData(calibration.x, pre.normalize(dataset.test.x),
                      dataset.test.y, dataset.test.x, list(dataset.test.ids), list(dataset.labels),
                      f"{spec}: {len(order)} training-split images calibrate, the "
-                     f"{len(dataset.test)} test-split images verify (seed {seed})")
+                     f"{len(dataset.test)} test-split images verify (seed {seed})",
+                     calibration.record(),
+                     pre.normalize(dataset.val.x) if len(dataset.val) else None)
 
 
 def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
@@ -412,4 +423,4 @@ def load_model_source(path: str | Path, options: ModelOptions, *, calib_samples:
              "data_use": data.description, "labels_from": labels_from, "warnings": warnings}
     return RunData(path, model, labels, pre, data.calibration, data.test_x, test_y,
                    data.test_images, data.test_ids, default_out=default_out_dir(path),
-                   notes=notes)
+                   notes=notes, calibration_info=data.calibration_info or {}, val_x=data.val_x)

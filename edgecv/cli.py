@@ -108,13 +108,19 @@ def train_command(
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping may end "
                                          "sooner); with --resume, raises the run's epoch count.",
                                          show_default="20"),
-    batch_size: int = typer.Option(32, help="Global batch size."),
+    batch_size: Optional[int] = typer.Option(
+        None, help="Global batch size.", show_default="32; 64 from 10,000 training images"),
     lr: float = typer.Option(3e-3, help="Initial learning rate."),
     optimizer: str = typer.Option("adam", help="adam, adamw, sgd or rmsprop."),
     lr_schedule: str = typer.Option("cosine", help="cosine (to 0 over --epochs), step, or none "
                                      "(reduce on plateau)."),
-    augment: bool = typer.Option(True, help="Rotation/shift/zoom/contrast on training batches."),
-    flip: bool = typer.Option(False, help="Add horizontal flips to the augmentation."),
+    warmup_epochs: float = typer.Option(1.0, help="Linear learning-rate warm-up before the "
+                                        "cosine decay, in epochs (0: none)."),
+    augment: str = typer.Option("auto", help="Training augmentation: crop (pad-and-crop, the "
+                                "photo standard), affine (rotation/shift/zoom/contrast), none; "
+                                "auto: crop for 3-channel data, affine otherwise."),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Random horizontal flips.",
+                                        show_default="on with crop, off otherwise"),
     val_split: float = typer.Option(0.15, help="Fraction of the data for validation."),
     test_split: float = typer.Option(0.15, help="Fraction held out for test / verification."),
     seed: int = SEED_OPTION,
@@ -140,7 +146,7 @@ def train_command(
         data=data, model=model, img_size=img_size, channels=channels,
         epochs=TrainConfig.epochs if epochs is None else epochs,
         batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
-        augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
+        warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
         deterministic=deterministic,
         patience=patience, strategy=strategy, weights=weights, fine_tune_epochs=fine_tune_epochs,
         fine_tune_layers=fine_tune_layers, tensorboard=tensorboard,
@@ -167,7 +173,15 @@ def convert_command(
     all_formats: bool = typer.Option(False, "--all", help="Every format."),
     io: str = typer.Option("int8", help="Input/output type of the int8 TFLite model: int8, uint8 "
                            "or float32."),
-    calib_samples: int = typer.Option(300, help="Training images used for calibration."),
+    calib_samples: int = typer.Option(300, help="Training images used for calibration "
+                                      "(stratified: an equal share per class)."),
+    calib_data: Optional[str] = typer.Option(None, help="Calibrate on this instead (same forms "
+                                             "as --data: digits, a folder, an archive, an .npz; "
+                                             "its train split).",
+                                             show_default="the run's / --data's train split"),
+    onnx_calibration: str = typer.Option("auto", help="ONNX int8 range calibration: minmax, "
+                                         "entropy, percentile, or auto (the one that agrees "
+                                         "best with the model on the validation split)."),
     opset: int = typer.Option(17, help="ONNX opset."),
     max_drop: float = typer.Option(1.0, help="Fail (exit 1) if an artifact loses more accuracy "
                                    "(agreement, when the data has no labels) than this, in "
@@ -227,7 +241,8 @@ def convert_command(
                            labels=labels)
     report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
                          opset=opset, max_drop=max_drop, recover=recover,
-                         select_tf_ops=select_tf_ops, options=options, log=log)
+                         select_tf_ops=select_tf_ops, options=options, calib_data=calib_data,
+                         onnx_calibration=onnx_calibration, log=log)
     if json_out:
         typer.echo(json_module.dumps(report, indent=2))
 

@@ -19,11 +19,20 @@ CONVERSION_COLUMNS = ("format", "file", "size_bytes", "size_ratio_vs_fp32", "acc
                       "accuracy_drop_pp", "agreement", "max_abs_diff", "convert_s")
 
 
+def _worst_class_text(worst: dict | None) -> str | None:
+    """``"cat -1.2 pp (n=210)"``: the class that lost most, so an average cannot hide it."""
+    if not worst:
+        return None
+    return f"{worst['class']} {-worst['drop_pp']:+.1f} pp (n={worst['count']})"
+
+
 def conversion_section(report: dict):
     """The conversion table (conversion.json) as a report Section."""
     from edgecv.benchmarks.report import Section
 
-    rows = [{key: row.get(key) for key in CONVERSION_COLUMNS} for row in report["artifacts"]]
+    rows = [{**{key: row.get(key) for key in CONVERSION_COLUMNS},
+             "worst_class": _worst_class_text(row.get("worst_class"))}
+            for row in report["artifacts"]]
     text = (f"Keras test accuracy {100 * report['keras_accuracy']:.2f}% on "
             f"{report['test_images']} held-out images; every artifact was run in its runtime on "
             f"the same images. Calibration: {report['calibration_samples']} training images.")

@@ -67,13 +67,16 @@ def test_speedup_is_against_the_same_family_fp32(bench_report):
 
 
 def test_absent_targets_are_one_row_each_with_reasons_and_no_numbers(bench_report):
-    others = [r for r in bench_report["rows"] if r["target"] != "cpu"]
-    assert [r["target"] for r in others] == ["gpu", "tpu", "edgetpu"]
+    # Judge only the targets this machine really lacks: on a machine with the hardware the
+    # target's rows are measured instead, and that is right too.
+    absent = [t for t in ("gpu", "tpu", "edgetpu") if _target_absent(t)]
+    others = [r for r in bench_report["rows"] if r["target"] in absent]
+    assert [r["target"] for r in others] == absent  # one row per absent target
     reasons = {r["target"]: r["reason"] for r in others}
-    assert "no CUDA/TensorRT provider" in reasons["gpu"]
-    assert "no TPU found" in reasons["tpu"]
-    assert "libedgetpu" in reasons["edgetpu"] and "not compiled for the Edge TPU" in reasons["edgetpu"]
+    fragments = {"gpu": ["no CUDA/TensorRT provider"], "tpu": ["no TPU found"],
+                 "edgetpu": ["libedgetpu", "not compiled for the Edge TPU"]}
     for row in others:
+        assert all(f in reasons[row["target"]] for f in fragments[row["target"]])
         assert row["status"] == "unavailable"
         assert all(row[key] is None for key in MEASURED) and row["samples_ms"] == []
 
@@ -90,6 +93,8 @@ def test_cli_writes_every_report_format(tiny_run, tmp_path):
                      "--no-keras", "--json", out["json"], "--md", out["md"], "--html", out["html"])
     assert result.returncode == 0, result.stderr
     rows = json.loads(out["json"].read_text())["rows"]
+    if not _target_absent("edgetpu"):
+        pytest.skip("this machine has an Edge TPU: the row is measured, not explained")
     assert [r["status"] for r in rows] == ["ok"] * 5 + ["unavailable"]
     assert "model_int8.tflite" in result.stdout and "[1] the Edge TPU runtime" in result.stdout
     assert "| model_int8.tflite | tflite_int8 | cpu | 1 | ok |" in out["md"].read_text()
@@ -214,10 +219,12 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
         assert (run / name).is_file(), name
     rows = json.loads((run / "bench.json").read_text())["rows"]
     assert sorted(r["format"] for r in rows if r["status"] == "ok") == sorted(FORMATS)
-    assert [r["status"] for r in rows if r["target"] == "gpu"] == ["unavailable"]
+    gpu = [r["status"] for r in rows if r["target"] == "gpu"]
+    assert gpu == ["unavailable"] if _target_absent("gpu") else "unavailable" not in gpu
     html = (run / "report.html").read_text()
     for heading in ("Training", "Conversion and verification"):
         assert heading in html
+    assert "worst_class" in html and " pp (n=" in html  # the class that lost most, per artifact
     assert html.count("data:image/png;base64,") >= 4  # curves, confusion matrix, 2 bench plots
     assert "report: " in result.stdout
 
@@ -252,6 +259,14 @@ def _absent(target, runtime):
     from edgecv.runtime.targets import probe
 
     return probe(target, runtime)
+
+
+def _target_absent(target):
+    """True when no runtime can use ``target`` on this machine (bench then writes one row)."""
+    from edgecv.runtime.targets import RUNTIMES
+
+    runtimes = {"gpu": RUNTIMES, "tpu": ("keras",), "edgetpu": ("litert",)}[target]
+    return all(_absent(target, runtime) for runtime in runtimes)
 
 
 @pytest.mark.gpu

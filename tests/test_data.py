@@ -7,6 +7,12 @@ from edgecv.data import dataset_kind, load_dataset, stratified_split
 from edgecv.errors import DataError, DatasetUnavailable, UsageError
 
 
+@pytest.fixture(autouse=True)
+def empty_keras_cache(tmp_path, monkeypatch):
+    """A Keras cache on this machine would be read before the (monkeypatched) loaders."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+
+
 def test_digits_is_offline_upscaled_and_split_70_15_15():
     ds = load_dataset("digits", 32, 32, 1, seed=0)
     assert ds.labels == [str(i) for i in range(10)]

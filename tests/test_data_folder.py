@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecv.data.folder import load_images, read_image, scan_image_folder
+from edgecv.data.folder import load_images, read_image, scan_and_load, scan_image_folder
 from edgecv.errors import DataError
 
 
@@ -106,3 +106,31 @@ def test_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(DataError, match=r"class 'dog' has no valid image \(1 file\(s\) skipped: "
                                         r"dog/bad.jpg: truncated JPEG"):
         scan_image_folder(tmp_path / "single")
+
+
+def test_loading_a_folder_decodes_each_file_once(messy_folder, monkeypatch):
+    from edgecv.data import folder, load_dataset
+
+    root, _ = messy_folder
+    decoded = []
+    real = folder._decode
+
+    def counting(data):
+        decoded.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(folder, "_decode", counting)
+    ds = load_dataset(str(root), 8, 8, 3, val_split=0, test_split=0)
+    assert len(ds.train) == 6
+    # Files refused by their markers never reach the decoder; each valid one is decoded once
+    # (validation and loading used to decode every file twice).
+    assert len(decoded) == 6
+
+
+def test_scan_and_load_keeps_the_pixels_load_images_gives(messy_folder):
+    root, _ = messy_folder
+    scan, x = scan_and_load(root, (8, 8, 3))
+    assert scan.files == scan_image_folder(root).files
+    np.testing.assert_array_equal(x, load_images(root, [p for p, _ in scan.files], 8, 8, 3))
+    over_budget, none = scan_and_load(root, (8, 8, 3), max_bytes=100)
+    assert none is None and over_budget.files == scan.files

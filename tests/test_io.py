@@ -27,3 +27,22 @@ def test_write_json_atomic_creates_parents(tmp_path):
     path = tmp_path / "a" / "b" / "metrics.json"
     write_json_atomic(path, {"accuracy": 0.5})
     assert json.loads(path.read_text()) == {"accuracy": 0.5}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_respect_the_umask_not_mkstemps_0600(tmp_path, umask):
+    import os
+    import stat
+
+    from edgecv.io import write_text_atomic
+
+    old = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "report.md", "x")
+        with atomic_path(tmp_path / "saved_model") as tmp:
+            tmp.unlink()
+            tmp.mkdir()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "saved_model").stat().st_mode) == 0o777 & ~umask

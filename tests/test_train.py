@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,11 +107,19 @@ def test_same_seed_same_first_epoch_loss(tmp_path):
     assert a != c
 
 
-def test_resume_after_kill_loses_no_finished_epoch(tmp_path):
+PHOTOS = Path(__file__).parent / "data" / "cifar10_mini"
+
+
+@pytest.mark.parametrize("data, extra_env", [
+    ("digits", {}),
+    # Photos streamed from disk (memory budget 0): --resume works on the streamed path too.
+    (str(PHOTOS), {"EDGECV_MAX_MEMORY_BYTES": "0"}),
+], ids=["in_memory", "streamed"])
+def test_resume_after_kill_loses_no_finished_epoch(tmp_path, data, extra_env):
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "edgecv", "train", *SMALL, "--epochs", "30", "--patience", "100",
-            "--out", str(run_dir)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [sys.executable, "-m", "edgecv", "train", *SMALL, "--data", data, "--epochs", "30",
+            "--patience", "100", "--out", str(run_dir)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **extra_env}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
@@ -124,7 +133,8 @@ def test_resume_after_kill_loses_no_finished_epoch(tmp_path):
     assert 3 <= finished < 30, "the kill must land mid-run"
     assert not (run_dir / "model.keras").exists()
 
-    result = run_cli("train", "--out", run_dir, "--resume", "--epochs", "30", cwd=tmp_path)
+    result = run_cli("train", "--out", run_dir, "--resume", "--epochs", "30", cwd=tmp_path,
+                     env=extra_env)
     assert result.returncode == 0, result.stderr[-3000:]
     epochs = [int(row["epoch"]) for row in history_rows(run_dir)]
     # Every epoch appears once and in order: the resumed run started right after the last
@@ -133,6 +143,8 @@ def test_resume_after_kill_loses_no_finished_epoch(tmp_path):
     first_resumed = result.stdout.split("epoch ")[1].split("/")[0].strip()
     assert int(first_resumed) == finished + 1
     assert (run_dir / "model.keras").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["data"].get("streamed", False) \
+        == bool(extra_env)
     again = run_cli("train", "--out", run_dir, "--resume", cwd=tmp_path)
     assert again.returncode == 2 and "already finished" in again.stderr
 

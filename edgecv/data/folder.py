@@ -3,8 +3,9 @@
 Keras' ``image_dataset_from_directory`` silently ignores unknown extensions and fails on a bad
 JPEG only mid-epoch without naming it; ``cv2.imread`` returns a half-grey image for a truncated
 JPEG (shared/RUNTIME_FACTS.md). So every file under the root is checked and decoded once by
-:func:`scan_image_folder`; each one that cannot be used is listed in ``FolderScan.skipped`` with
-a reason. Nothing is dropped silently.
+:func:`scan_and_load` (which keeps the converted pixels, so loading does not decode again); each
+one that cannot be used is listed in ``FolderScan.skipped`` with a reason. Nothing is dropped
+silently.
 """
 
 from __future__ import annotations
@@ -65,13 +66,22 @@ def _decode(data: bytes):
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def _check(path: Path) -> tuple[str | None, np.ndarray | None]:
+def _suffix(path: str) -> str:
+    """``Path(path).suffix.lower()`` without building a Path (this runs once per file)."""
+    name = os.path.basename(path)
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
+
+
+def _check(path: str | os.PathLike) -> tuple[str | None, np.ndarray | None]:
     """(reason, None) for an unusable file, (None, image) for a good one."""
-    suffix = path.suffix.lower()
+    path = os.fspath(path)
+    suffix = _suffix(path)
     if suffix not in IMAGE_EXTENSIONS:
         return f"unsupported extension '{suffix or '(none)'}'", None
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})", None
     if not data:
@@ -102,11 +112,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
-def scan_image_folder(root: str | os.PathLike, *, follow_symlinks: bool = False) -> FolderScan:
-    """List the valid images of a class-per-subfolder tree and the skipped files with reasons."""
-    root_path = Path(root)
-    if not root_path.is_dir():
-        raise DataError(f"data folder '{root}' does not exist or is not a directory.")
+def _list_tree(root_path: Path, follow_symlinks: bool):
+    """(classes, candidate files [(relative, class index)], skipped) without reading any file."""
     classes = sorted(p.name for p in root_path.iterdir()
                      if p.is_dir() and not p.name.startswith(".")
                      and (follow_symlinks or not p.is_symlink()))
@@ -118,6 +125,7 @@ def scan_image_folder(root: str | os.PathLike, *, follow_symlinks: bool = False)
             skipped.append(SkippedFile(entry.name, "not inside a class folder"))
         elif entry.is_dir() and entry.name.startswith("."):
             skipped.append(SkippedFile(entry.name + "/", "hidden folder"))
+    root = str(root_path)
     if not classes:
         raise DataError(
             f"data folder '{root}' has no class subfolders; it expects one subfolder per class, "
@@ -125,40 +133,124 @@ def scan_image_folder(root: str | os.PathLike, *, follow_symlinks: bool = False)
         )
     if len(classes) < 2:
         raise DataError(f"data folder '{root}' needs at least 2 classes, found 1: '{classes[0]}'.")
-
-    files: list[tuple[str, int]] = []
+    candidates: list[tuple[str, int]] = []
     for index, name in enumerate(classes):
-        class_skipped = []
         for dirpath, dirnames, filenames in os.walk(root_path / name, followlinks=follow_symlinks):
             dirnames.sort()
             for filename in sorted(filenames):
                 path = Path(dirpath) / filename
                 relative = path.relative_to(root_path).as_posix()
                 if filename.startswith("."):
-                    reason = "hidden file"
+                    skipped.append(SkippedFile(relative, "hidden file"))
                 elif path.is_symlink() and not follow_symlinks:
-                    reason = "symbolic link (not followed)"
+                    skipped.append(SkippedFile(relative, "symbolic link (not followed)"))
                 else:
-                    reason = _check(path)[0]
-                if reason:
-                    class_skipped.append(SkippedFile(relative, reason))
-                else:
-                    files.append((relative, index))
-        skipped.extend(class_skipped)
-        if not any(cls == index for _, cls in files):
+                    candidates.append((relative, index))
+    return classes, candidates, skipped
+
+
+def decode_to_model(path: str | os.PathLike, height: int, width: int, channels: int) -> np.ndarray:
+    """Validate and decode one file into uint8 HxWxC with the deployed conversion rules.
+
+    The one decoding path of every data route (in-memory load, tf.data streaming), so the pixels
+    of a file are the same whichever route reads it. DataError names the file.
+    """
+    return to_model_image(read_image(path), height, width, channels)
+
+
+def _workers() -> int:
+    # cv2.imdecode/resize release the GIL, so threads decode in parallel; one per core.
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _decode_many(root: Path, files: list[str], shape: tuple[int, int, int] | None,
+                 out: np.ndarray | None) -> list[str | None]:
+    """Check (and with ``shape``, convert into ``out[i]``) every file; returns the reasons
+    (None = usable). Files are handed to a thread pool in chunks: one task per small JPEG costs
+    about as much as decoding it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    reasons: list[str | None] = [None] * len(files)
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            reason, image = _check(os.path.join(root, files[i]))
+            if reason is None and shape is not None:
+                try:
+                    image = to_model_image(image, *shape)
+                except DataError as exc:
+                    reason = str(exc)
+                if out is not None and reason is None:
+                    out[i] = image
+            reasons[i] = reason
+
+    chunk = 256
+    bounds = [(s, min(s + chunk, len(files))) for s in range(0, len(files), chunk)]
+    workers = _workers()
+    if workers == 1 or len(bounds) <= 1:
+        for start, stop in bounds:
+            work(start, stop)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(lambda b: work(*b), bounds):  # re-raises a worker's exception
+                pass
+    return reasons
+
+
+def scan_and_load(root: str | os.PathLike, shape: tuple[int, int, int] | None = None, *,
+                  max_bytes: int | None = None,
+                  follow_symlinks: bool = False) -> tuple[FolderScan, np.ndarray | None]:
+    """Validate every file under ``root`` once and, with ``shape=(H, W, C)``, keep its converted
+    pixels: returns the scan and uint8 (N, H, W, C) for ``scan.files`` in order.
+
+    Each file is read and decoded exactly once, in parallel threads. The pixels are None without
+    ``shape``, or when the candidate files at ``shape`` would need more than ``max_bytes``
+    (default None: no limit); the files are then still decoded and converted to validate them.
+    """
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise DataError(f"data folder '{root}' does not exist or is not a directory.")
+    classes, candidates, skipped = _list_tree(root_path, follow_symlinks)
+    paths = [relative for relative, _ in candidates]
+    keep = shape is not None and (
+        max_bytes is None or len(paths) * int(np.prod(shape)) <= max_bytes)
+    out = np.empty((len(paths), *shape), np.uint8) if keep else None
+    reasons = _decode_many(root_path, paths, shape, out)
+    files: list[tuple[str, int]] = []
+    for (relative, index), reason in zip(candidates, reasons):
+        if reason:
+            skipped.append(SkippedFile(relative, reason))
+        else:
+            files.append((relative, index))
+    present = {index for _, index in files}
+    for index, name in enumerate(classes):
+        if index not in present:
+            class_skipped = [s for s in skipped if s.path.startswith(name + "/")]
             detail = "; ".join(f"{s.path}: {s.reason}" for s in class_skipped[:3])
             raise DataError(
                 f"class '{name}' has no valid image ({len(class_skipped)} file(s) skipped"
                 + (f": {detail}" if detail else "") + ")."
             )
-    return FolderScan(str(root_path), classes, files, skipped)
+    # Stray top-level entries first, then each class's skips in path order (as listed before).
+    skipped.sort(key=lambda s: ("/" in s.path.rstrip("/"), s.path))
+    if out is not None and len(files) != len(candidates):
+        out = out[np.asarray([r is None for r in reasons], bool)]
+    return FolderScan(str(root_path), classes, files, skipped), out
+
+
+def scan_image_folder(root: str | os.PathLike, *, follow_symlinks: bool = False) -> FolderScan:
+    """List the valid images of a class-per-subfolder tree and the skipped files with reasons."""
+    return scan_and_load(root, None, follow_symlinks=follow_symlinks)[0]
 
 
 def load_images(root: str | os.PathLike, files: list[str], height: int, width: int,
                 channels: int) -> np.ndarray:
     """Decode ``files`` (paths relative to ``root``) into uint8 (N, H, W, C) with the
-    conversion rules of :func:`edgecv.preprocessing.to_model_image`."""
+    conversion rules of :func:`edgecv.preprocessing.to_model_image`, in parallel threads.
+    A file that is not a usable image raises DataError naming it."""
     out = np.empty((len(files), height, width, channels), np.uint8)
-    for i, relative in enumerate(files):
-        out[i] = to_model_image(read_image(Path(root) / relative), height, width, channels)
+    reasons = _decode_many(Path(root), list(files), (height, width, channels), out)
+    for relative, reason in zip(files, reasons):
+        if reason:
+            raise DataError(f"{Path(root) / relative}: {reason}")
     return out

@@ -147,12 +147,9 @@ def _probe_tensorflow(device: str) -> str | None:
 
 
 def _probe_tpu() -> str | None:
-    from edgecv.training.strategy import tpu_address
+    from edgecv.training.strategy import tpu_missing_reason
 
-    if tpu_address() is None:
-        return ("no TPU found: TPU_NAME and COLAB_TPU_ADDR are unset and there is no /dev/accel* "
-                "device (run on a Cloud TPU VM)")
-    return _probe_tensorflow("TPU")
+    return tpu_missing_reason() or _probe_tensorflow("TPU")
 
 
 def _probe_gpu_delegate() -> str | None:

@@ -10,6 +10,13 @@ Keras 3 reports a truncated or zero-byte ``.keras`` file, or an ``.h5`` renamed 
 layers before anything is deserialized, and ``safe_mode`` is always on. A SavedModel holds traced
 graphs, not Python code, so loading it runs nothing of the user's; it is not a Keras model either,
 so it is wrapped in :class:`SavedModelReference` (its serving signature).
+
+Keras 3 reads most legacy ``.h5`` files written by tf.keras 2.x (``batch_input_shape``,
+``Functional``/``Sequential``, optimizer state) itself, but rejects a few fields that Keras 2 wrote
+with a neutral value (``groups: 1`` on depthwise/separable/transposed convolutions, ...).
+:func:`upgrade_keras2_config` rewrites exactly those, only where the value is the neutral one, and
+the rewritten config is loaded through Keras' own legacy ``.h5`` loader; anything else Keras 3
+cannot read is reported by layer and field (:func:`_load_error`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,11 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import re
+import shutil
 import sys
+import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -121,6 +132,59 @@ def read_model_config(path: str | Path) -> dict:
     return config
 
 
+# Keras 2 fields that Keras 3's constructors reject, with the value that makes them a no-op.
+# Found by deserialising the get_config() of tf_keras 2.21 layers with Keras 3.15 (see
+# tests/data/keras2/README.md). A field is dropped only when it has that value (ANY: the field
+# never changes inference, e.g. the RNG of an augmentation layer, inactive when predicting);
+# any other value is left for Keras to refuse and for _load_error to name.
+ANY = object()
+KERAS2_NEUTRAL_FIELDS = {
+    **{name: {"groups": 1} for name in (
+        "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
+        "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")},
+    **{name: {"time_major": False} for name in ("LSTM", "GRU", "SimpleRNN")},
+    **{name: {"rng_type": ANY} for name in (
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast", "RandomTranslation",
+        "RandomCrop", "RandomHeight", "RandomWidth", "RandomBrightness")},
+    **{name: {"trainable": ANY, "noise_shape": None} for name in (
+        "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")},
+}
+TF_KERAS_ADVICE = ("load it with tf.keras 2 (pip install tf-keras; TF_USE_LEGACY_KERAS=1) and "
+                   "export a SavedModel (model.export('saved_model_dir')), which edgecv converts "
+                   "without deserialising Keras layers, or replace that layer and re-save the .h5")
+
+
+def upgrade_keras2_config(config: dict) -> tuple[dict, list[str]]:
+    """A copy of a model ``config`` with the Keras 2 fields Keras 3 rejects rewritten where that
+    changes nothing at inference (see KERAS2_NEUTRAL_FIELDS; ``ThresholdedReLU(theta)``, gone in
+    Keras 3, becomes ``ReLU(threshold=theta)``; a Keras 2 ``Policy`` dtype its policy name).
+    Returns (config, one note per change, e.g. "dw0 (DepthwiseConv2D): groups=1 dropped").
+    ``config`` itself is not modified; a Keras 3 config comes back unchanged."""
+    config = json.loads(json.dumps(config))
+    notes = []
+    for entry in _layer_entries(config):
+        inner = entry.get("config")
+        if not isinstance(inner, dict):
+            continue
+        name, kind = _entry_name(entry), entry["class_name"]
+        for field, neutral in KERAS2_NEUTRAL_FIELDS.get(kind, {}).items():
+            if field in inner and (neutral is ANY or inner[field] == neutral):
+                notes.append(f"{name} ({kind}): {field}={inner.pop(field)!r} dropped")
+        if kind == "ThresholdedReLU":
+            # Keras 2: x if x > theta else 0; Keras 3 ReLU(threshold=t): x if x >= t else 0.
+            theta = inner.pop("theta", 1.0)
+            inner.update(threshold=theta, negative_slope=0.0, max_value=None)
+            entry["class_name"] = "ReLU"
+            entry.pop("module", None)
+            notes.append(f"{name} (ThresholdedReLU): became ReLU(threshold={theta})")
+        dtype = inner.get("dtype")
+        if isinstance(dtype, dict) and dtype.get("class_name") == "Policy":
+            # Keras 2 mixed precision; Keras 3 builds the same policy from its name.
+            inner["dtype"] = (dtype.get("config") or {}).get("name", "float32")
+            notes.append(f"{name} ({kind}): dtype policy {inner['dtype']!r}")
+    return config, notes
+
+
 def _layer_entries(config) -> list[dict]:
     """Every serialized object in ``config`` that has a class_name (layers, nested models...)."""
     found = []
@@ -159,6 +223,7 @@ def custom_class_names(config: dict) -> list[str]:
     A Keras 3 config names each class's module; a legacy .h5 config does not, so those names
     are looked up in Keras (which imports TensorFlow)."""
     names = []
+    config, _ = upgrade_keras2_config(config)  # what it rewrites is not custom (ThresholdedReLU)
     for entry in _layer_entries(config):
         name, module = entry["class_name"], entry.get("module")
         if name.startswith("__") or name in names:
@@ -188,6 +253,13 @@ def _import_keras():
     return keras
 
 
+def _layers_named(config: dict | None, class_name: str, field: str | None = None) -> list[str]:
+    """Names of the layers of class ``class_name`` (having ``field``, if given) in ``config``."""
+    return [_entry_name(e) for e in _layer_entries(config or {})
+            if e["class_name"] == class_name and
+            (field is None or field in (e.get("config") if isinstance(e.get("config"), dict) else {}))]
+
+
 def _load_error(path: Path, exc: Exception, config: dict | None) -> ModelFileError:
     text = str(exc)
     if "Lambda" in text or "safe_mode" in text:
@@ -196,9 +268,27 @@ def _load_error(path: Path, exc: Exception, config: dict | None) -> ModelFileErr
     custom = custom_class_names(config) if config else []
     if custom and ("Could not locate" in text or "Unknown" in text or "not found" in text
                    or "could not be deserialized" in text):
+        layers = [f"'{n}' ({c})" for c in custom for n in _layers_named(config, c)]
+        where = f" (layer {', '.join(layers)})" if layers else ""
+        legacy = " If it is a Keras 2 layer that Keras 3 no longer has, " + TF_KERAS_ADVICE \
+            if path.suffix.lower() in (".h5", ".json") else ""
         return ModelFileError(
-            f"cannot load '{path}': it uses the custom class(es) {', '.join(custom)}, which are "
-            "not registered; pass --custom-objects FILE.py that defines them.")
+            f"cannot load '{path}': it uses the custom class(es) {', '.join(custom)}{where}, "
+            f"which Keras 3 does not define and nobody registered; pass --custom-objects "
+            f"FILE.py that defines them.{legacy}"[:600])
+    # A field Keras 3's constructor does not take ("Unrecognized keyword arguments passed to
+    # X: {'f': v}" or "X.__init__() got an unexpected keyword argument 'f'").
+    match = (re.search(r"Unrecognized keyword arguments? passed to (\w+): \{'(\w+)': ([^,}]*)", text)
+             or re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'()", text))
+    if match:
+        kind, field, value = match.groups()
+        layers = _layers_named(config, kind, field)
+        which = (f"layer{'s' if len(layers) > 1 else ''} {', '.join(repr(n) for n in layers)} "
+                 f"({kind})") if layers else kind
+        shown = f"{field}={value}" if value else field
+        return ModelFileError(
+            f"cannot load '{path}': {which} has the field {shown}, which Keras 3's {kind} does "
+            f"not accept (a Keras 2 setting with no Keras 3 equivalent); {TF_KERAS_ADVICE}."[:600])
     if "Layer count mismatch" in text and path.suffix.lower() == ".h5" and config and \
             config.get("class_name") not in ("Functional", "Sequential", "Model"):
         return ModelFileError(
@@ -227,15 +317,24 @@ def load_keras_model(path: str | Path, custom_objects: dict | None = None,
                          "with its weights.")
     config = read_model_config(path)
     refuse_lambda(path, config)
+    upgraded, notes = upgrade_keras2_config(config)
     keras = _import_keras()
     try:
-        if kind != "json":
-            return keras.saving.load_model(path, compile=False, safe_mode=True,
-                                           custom_objects=custom_objects)
-        model = keras.saving.deserialize_keras_object(config, custom_objects=custom_objects,
-                                                      safe_mode=True)
+        with warnings.catch_warnings():
+            # A tf.keras 2 Sequential stores batch_input_shape on its first layer, which Keras 3
+            # turns into input_shape= and warns about: advice for model code, not for a file.
+            warnings.filterwarnings("ignore", message="Do not pass an `input_shape`",
+                                    category=UserWarning)
+            if kind == "h5" and notes:
+                return _load_upgraded_h5(keras, path, upgraded, custom_objects)
+            if kind != "json":
+                return keras.saving.load_model(path, compile=False, safe_mode=True,
+                                               custom_objects=custom_objects)
+            model = keras.saving.deserialize_keras_object(upgraded, custom_objects=custom_objects,
+                                                          safe_mode=True)
     except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
-        raise _load_error(path, exc, config) from exc
+        # The upgraded config: the layers it names are those still holding the failing field.
+        raise _load_error(path, exc, upgraded) from exc
     if not isinstance(model, keras.Model):
         raise ModelFileError(f"'{path}' describes a {type(model).__name__}, not a Keras model.")
     weights = Path(weights)
@@ -248,6 +347,21 @@ def load_keras_model(path: str | Path, custom_objects: dict | None = None,
         raise ModelFileError(f"the weights in '{weights}' do not fit the model in '{path}': "
                              f"{first}") from exc
     return model
+
+
+def _load_upgraded_h5(keras, path: Path, config: dict, custom_objects: dict | None):
+    """Load a legacy .h5 with its model config replaced by ``config``, through Keras' own .h5
+    loader (weights by layer, as Keras reads them). The rewrite goes to a temporary copy: the
+    user's file is never modified, and the public ``load_model`` takes only a path."""
+    import h5py
+
+    with tempfile.TemporaryDirectory(prefix="edgecv_h5_") as tmp:
+        copy = Path(tmp) / "model.h5"  # Keras picks its loader by the (lower-case) suffix
+        shutil.copyfile(path, copy)
+        with h5py.File(copy, "r+") as handle:
+            handle.attrs["model_config"] = json.dumps(config)
+        return keras.saving.load_model(copy, compile=False, safe_mode=True,
+                                       custom_objects=custom_objects)
 
 
 def weights_parameter_count(path: str | Path) -> int | None:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,8 +13,48 @@ from edgecv.preprocessing import Preprocessing
 from edgecv.training.config import TrainConfig
 
 
+AUGMENT_POLICIES = ("auto", "none", "affine", "crop")
+
+
+def random_crop_flip(images, seed, *, pad: int, flip: bool):
+    """Pad-and-crop (zero padding of ``pad`` pixels, one random offset per image) and random
+    horizontal flips of a float (B, H, W, C) batch: the standard CIFAR augmentation.
+
+    Vectorised with two gathers instead of a per-image map (a per-element map costs more than
+    the crop itself at 32x32), and stateless: ``seed`` is a (2,) int tensor, so the same seed
+    gives the same batch whatever the tf.data thread order.
+    """
+    import tensorflow as tf
+
+    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    offsets = tf.random.stateless_uniform([batch, 2], crop_seed, 0, 2 * pad + 1, tf.int32)
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    rows = offsets[:, :1] + tf.range(height)[None]
+    cols = offsets[:, 1:] + tf.range(width)[None]
+    out = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    if flip:
+        mirror = tf.random.stateless_uniform([batch, 1, 1, 1], flip_seed) < 0.5
+        out = tf.where(mirror, tf.reverse(out, [2]), out)
+    return out
+
+
 def build_augmenter(config: TrainConfig):
-    """Keras preprocessing layers used on training batches only (never part of the saved model)."""
+    """The training-batch augmentation of ``config.augment`` (resolved, not ``auto``), or None.
+
+    Returns ``augment(images, seed)`` on float (B, H, W, C) batches in 0..255 pixel space; it is
+    never part of the saved model.
+
+    - ``crop``: pad by 1/8 of the image size and crop back, plus horizontal flips with
+      ``config.flip`` (the standard recipe for photos such as CIFAR-10).
+    - ``affine``: small rotation / shift / zoom and contrast changes (Keras preprocessing
+      layers), plus flips with ``config.flip``: for digits and other non-photo data.
+    """
+    if config.augment == "none":
+        return None
+    if config.augment == "crop":
+        pad = max(1, (config.img_size or 32) // 8)
+        return lambda images, seed: random_crop_flip(images, seed, pad=pad, flip=bool(config.flip))
     import keras
 
     layers = [
@@ -26,42 +65,57 @@ def build_augmenter(config: TrainConfig):
     ]
     if config.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=config.seed + 4))
-    return keras.Sequential(layers, name="augmentation")
+    augmenter = keras.Sequential(layers, name="augmentation")
+    return lambda images, _seed: augmenter(images, training=True)
 
 
 def make_tf_dataset(split, preprocessing: Preprocessing, batch_size: int, *, training: bool,
                     augmenter=None, seed: int = 0):
     """tf.data pipeline: (shuffle) -> batch -> (augment + normalise) -> prefetch.
 
-    Without augmentation the images are normalised once with the deployed numpy code
-    (``Preprocessing.normalize``) and cached, which measured faster than Keras' own numpy
-    adapter. With augmentation the uint8 images are cached and each batch is augmented in
-    0..255 pixel space and then normalised with the same arithmetic, in one fused map.
+    In-memory splits without augmentation are normalised once with the deployed numpy code
+    (``Preprocessing.normalize``), which measured faster than Keras' own numpy adapter.
+    Otherwise uint8 images come from :func:`edgecv.data.stream.image_label_dataset` (memory or
+    a parallel decode from disk for a streamed split) and each batch is augmented in 0..255
+    pixel space and normalised with the same arithmetic, in one fused map.
     """
     import tensorflow as tf
 
-    if augmenter is None:
-        ds = tf.data.Dataset.from_tensor_slices((preprocessing.normalize(split.x), split.y))
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
-    ds = ds.cache()
-    if training:
-        ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augmenter is not None:
-        mean = tf.constant(preprocessing.mean, tf.float32)
-        std = tf.constant(preprocessing.std, tf.float32)
-        scale = tf.constant(preprocessing.scale, tf.float32)
+    from edgecv.data.stream import image_label_dataset
 
-        def augment_and_normalize(x, y):
-            x = augmenter(tf.cast(x, tf.float32), training=True)
+    if augmenter is None and not split.streamed:
+        ds = tf.data.Dataset.from_tensor_slices((preprocessing.normalize(split.x), split.y))
+        if training:
+            ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    p = preprocessing
+    ds = image_label_dataset(split, p.height, p.width, p.channels, shuffle=training, seed=seed)
+    ds = ds.batch(batch_size)
+    mean = tf.constant(p.mean, tf.float32)
+    std = tf.constant(p.std, tf.float32)
+    scale = tf.constant(p.scale, tf.float32)
+    if augmenter is None:
+        def normalize(x, y):
+            return (tf.cast(x, tf.float32) * scale - mean) / std, y
+
+        ds = ds.map(normalize, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        # One stateless seed per batch, different every epoch, reproducible from ``seed``.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+        def augment_and_normalize(batch, batch_seed):
+            x, y = batch
+            x = augmenter(tf.cast(x, tf.float32), batch_seed)
             return (x * scale - mean) / std, y
 
-        ds = ds.map(augment_and_normalize, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(augment_and_normalize,
+                                                  num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_optimizer(name: str, lr: float):
+def make_optimizer(name: str, lr):
+    """Keras optimizer ``name`` with learning rate ``lr`` (a float or a schedule)."""
     import keras
 
     return {
@@ -72,14 +126,48 @@ def make_optimizer(name: str, lr: float):
     }[name]()
 
 
+def learning_rate(config: TrainConfig, steps_per_epoch: int, *, base: float | None = None,
+                  epochs: int | None = None):
+    """The optimizer's learning rate: for ``cosine`` a per-step schedule (linear warm-up over
+    ``config.warmup_epochs``, then cosine decay to 0 at the end of ``epochs``, default
+    ``config.epochs``); otherwise the constant ``base`` (default ``config.lr``), which the
+    ``step`` / plateau callbacks then change per epoch.
+
+    Per step, not per epoch: with few long epochs (CIFAR: 270 steps each) a per-epoch cosine
+    holds the rate for a whole epoch, and the warm-up keeps the first steps of a large rate
+    from blowing up BatchNorm statistics. The schedule is a function of the optimizer's step
+    counter, which ``--resume`` restores, so a resumed run continues on the same curve.
+    """
+    import keras
+
+    base = config.lr if base is None else base
+    if config.lr_schedule != "cosine":
+        return base
+    epochs = config.epochs if epochs is None else epochs
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        base / 10 if warmup else base, decay_steps=max(1, total - warmup),
+        warmup_target=base if warmup else None, warmup_steps=warmup)
+
+
 def lr_schedule_fn(config: TrainConfig) -> Callable[[int, float], float] | None:
-    """Epoch -> learning rate for ``--lr-schedule cosine|step``; None for ``none``."""
-    if config.lr_schedule == "cosine":
-        return lambda epoch, _lr: config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+    """Epoch -> learning rate for ``--lr-schedule step``; None otherwise (cosine is per step,
+    see :func:`learning_rate`; ``none`` reduces on plateau)."""
     if config.lr_schedule == "step":
         step = max(1, config.epochs // 3)
         return lambda epoch, _lr: config.lr * (0.1 ** (epoch // step))
     return None
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``12m05s`` or ``42s``."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def best_val_loss(history_csv: Path) -> float | None:
@@ -97,21 +185,35 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
     checkpoints.mkdir(parents=True, exist_ok=True)
 
     class EpochLog(keras.callbacks.Callback):
+        """One line per epoch with the run's ETA (mean epoch time so far x epochs left)."""
+
+        def __init__(self):
+            super().__init__()
+            self.durations: list[float] = []
+
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
+            logs = logs if logs is not None else {}
+            seconds = time.perf_counter() - self._start
+            self.durations.append(seconds)
+            # Into the shared logs, so history.csv (written next) holds the time-to-accuracy curve.
+            logs["epoch_time_s"] = round(seconds, 3)
+            left = total_epochs - (epoch + 1)
+            eta = format_duration(sum(self.durations) / len(self.durations) * left)
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             log(f"epoch {epoch + 1:>3}/{total_epochs}  loss {logs.get('loss', float('nan')):.4f}  "
                 f"acc {logs.get('accuracy', float('nan')):.4f}  "
                 f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
                 f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  "
-                f"lr {lr:.2e}  {time.perf_counter() - self._start:.1f}s")
+                f"lr {lr:.2e}  {seconds:.1f}s" + (f"  eta {eta}" if left else ""))
 
     # Order matters for --resume: the backup of epoch k is written before its CSV row, so a
-    # row in history.csv always means that epoch is safe in the backup.
+    # row in history.csv always means that epoch is safe in the backup. EpochLog comes first
+    # so that its epoch_time_s reaches the CSV row.
     callbacks = [
+        EpochLog(),
         keras.callbacks.ModelCheckpoint(
             str(checkpoints / "best.weights.h5"), monitor="val_loss", save_best_only=True,
             save_weights_only=True,
@@ -125,11 +227,10 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
     schedule = lr_schedule_fn(config)
     if schedule is not None:
         callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
-    else:
+    elif config.lr_schedule == "none":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2), min_lr=1e-5))
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0,
                                                      write_graph=False))
-    callbacks.append(EpochLog())
     return callbacks

@@ -16,8 +16,10 @@ A run directory holds everything later steps need and nothing they must recomput
 
 from __future__ import annotations
 
+import math
 import platform
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -31,9 +33,10 @@ from edgecv.errors import UsageError
 from edgecv.io import atomic_path, write_json_atomic, write_text_atomic
 from edgecv.preprocessing import Preprocessing
 from edgecv.tf_import import import_tensorflow
-from edgecv.training.config import TrainConfig, default_run_dir, resolve
-from edgecv.training.recipe import (build_augmenter, make_callbacks, make_optimizer,
-                                    make_tf_dataset)
+from edgecv.training.config import TrainConfig, default_run_dir, resolve, resolve_for_data
+from edgecv.training.strategy import multiworker_role
+from edgecv.training.recipe import (build_augmenter, learning_rate, make_callbacks,
+                                    make_optimizer, make_tf_dataset)
 
 RUN_MARKER = "config.json"
 
@@ -89,6 +92,36 @@ def _set_fine_tune_trainable(model, layers_to_train: int) -> None:
         layer.trainable = not frozen
 
 
+def _work_around_keras_multiworker(model, strategy, batch) -> None:
+    """Let Keras 3 (checked on 3.15) fit/evaluate under MultiWorkerMirroredStrategy.
+
+    Two Keras bugs stop it (keras-team/keras#20585): fit() builds the model by reducing the first
+    distributed (x, y) tuple with ``strategy.reduce``, which MWMS cannot do for a tuple, and every
+    step reduces its scalar metrics with ``reduce(..., axis=0)``, invalid for scalars. So the
+    model is built here from one local batch, and the multi-worker "mean" reduction is made a
+    plain cross-worker mean (axis=None), which also gives every worker the same logs, so the
+    callbacks (EarlyStopping, best checkpoint) decide the same on all of them.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    original = keras_tf_trainer.reduce_per_replica
+    if getattr(original, "edgecv_multiworker", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (reduction in ("auto", "mean")
+                and keras_tf_trainer._collective_all_reduce_multi_worker(strategy)):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.edgecv_multiworker = True
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def _versions() -> dict:
     import keras
     import tensorflow as tf
@@ -103,9 +136,37 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
 
     With ``resume=True`` only ``config.out`` is read from ``config``: the run continues with its
     saved options (``resume_epochs`` may raise the epoch count).
+
+    With ``--strategy multiworker`` every worker runs this same function (the callbacks and the
+    saves take part in collective ops, so all workers must execute them), but only the chief
+    (TF_CONFIG's chief, else worker 0) writes the run directory; the other workers write into a
+    temporary directory that is deleted when they finish, as tf.distribute's guide recommends.
     """
+    role = multiworker_role() if config.strategy == "multiworker" and not resume else None
+    if role is not None and not role.is_chief:
+        scratch = Path(tempfile.mkdtemp(prefix=f"edgecv-{role.task_type}{role.index}-"))
+        try:
+            result = _train_in(resolve(config), scratch, resume=False, log=log, chief=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        log(f"{role.task_type} {role.index} done; the run directory is the chief's "
+            f"({role.chiefs[0] if role.chiefs else role.workers[0]})")
+        return TrainResult(Path(config.out) if config.out else scratch, result.metrics)
     config, run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume,
                                       resume_epochs=resume_epochs)
+    if resume and config.strategy == "multiworker":
+        # Keras 3's BackupAndRestore keeps one file per worker and has no multi-worker restore.
+        raise UsageError(
+            f"--resume of the multi-worker run '{run_dir}' is not supported; start it again on "
+            "every worker with --overwrite."
+        )
+    return _train_in(config, run_dir, resume=resume, log=log, chief=True)
+
+
+def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable[[str], None],
+              chief: bool) -> TrainResult:
+    """The body of :func:`train` once the run directory is chosen (a scratch one for a
+    non-chief worker, which then logs only its epochs)."""
     tf = import_tensorflow()
     import keras
 
@@ -132,6 +193,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     if len(dataset.val) == 0:
         raise UsageError(f"validation split is empty (--val-split {config.val_split}); raise it.")
 
+    config = resolve_for_data(config, len(dataset.train))
+    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_record = {
         "edgecv_version": __version__,
@@ -155,14 +218,21 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
                              **overrides)
         if config.weights:
             model.get_layer("base").trainable = False
-        model.compile(optimizer=make_optimizer(config.optimizer, config.lr),
+        model.compile(optimizer=make_optimizer(config.optimizer,
+                                               learning_rate(config, steps_per_epoch)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}")
 
-    augmenter = build_augmenter(config) if config.augment else None
+    augmenter = build_augmenter(config)
     train_ds = make_tf_dataset(dataset.train, preprocessing, config.batch_size, training=True,
                                augmenter=augmenter, seed=config.seed)
     val_ds = make_tf_dataset(dataset.val, preprocessing, config.batch_size, training=False)
+    if config.strategy == "multiworker":
+        # Every worker builds the same arrays in memory; there are no files to shard by, so
+        # each worker keeps every n-th element (DATA). --batch-size stays the global batch.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
 
     total_epochs = config.epochs + config.fine_tune_epochs
     phases = [(config.epochs, None)]
@@ -174,11 +244,15 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         if fine_tune_layers is not None:
             with strategy.scope():
                 _set_fine_tune_trainable(model, fine_tune_layers)
-                model.compile(optimizer=make_optimizer(config.optimizer, config.lr / 10),
+                rate = learning_rate(config, steps_per_epoch, base=config.lr / 10,
+                                     epochs=config.fine_tune_epochs)
+                model.compile(optimizer=make_optimizer(config.optimizer, rate),
                               loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             log(f"fine-tuning the top {fine_tune_layers} layers of the base at lr {config.lr / 10:g}")
         callbacks = make_callbacks(config, run_dir, log, resuming=resuming,
                                    total_epochs=total_epochs)
+        if config.strategy == "multiworker":
+            _work_around_keras_multiworker(model, strategy, next(iter(val_ds)))
         start = time.perf_counter()
         history = model.fit(train_ds, validation_data=val_ds, epochs=phase_end,
                             initial_epoch=0 if fine_tune_layers is None else config.epochs,
@@ -225,5 +299,6 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     if metrics["test_accuracy"] is not None:
         log(f"test accuracy {metrics['test_accuracy']:.4f} on {len(dataset.test)} images; "
             f"{fit_seconds:.1f}s training, {metrics['images_per_s']} images/s")
-    log(f"run saved to {run_dir}")
+    if chief:
+        log(f"run saved to {run_dir}")
     return TrainResult(run_dir, metrics)

@@ -1,0 +1,118 @@
+"""Time to accuracy on CIFAR-10 photos: `edgecv train` with its defaults, as DAWNBench reports it.
+
+    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz \\
+        [--model resnet8 --model ds_cnn ...] [--epochs N] [--target 0.85] [--json PATH]
+
+Each model is trained by the real CLI in a fresh process (``edgecv train --data ARCHIVE --model
+M``, plus ``--epochs`` / ``--img-size`` / ``--extra`` when given), on edgecv's seeded split of the
+archive (15% validation, 15% test, seed 0). Recorded per model: the curve of validation accuracy
+against cumulative training wall time (``epoch_time_s`` of history.csv: fit time including the
+validation pass, not data loading), the first time validation accuracy reached ``--target``, the
+held-out test accuracy of the saved (best validation loss) model, images/s, parameters and MACs,
+and the whole wall time of the command. Default output: benchmarks/results/train_cifar.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgecv.benchmarks.machine import machine_info, machine_warnings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def time_to_accuracy(history: dict[str, list[float]], target: float) -> dict:
+    """The (cumulative seconds, validation accuracy) curve and when it first reached ``target``."""
+    curve, elapsed = [], 0.0
+    for seconds, accuracy in zip(history.get("epoch_time_s", []), history.get("val_accuracy", [])):
+        elapsed += seconds
+        curve.append([round(elapsed, 1), round(accuracy, 4)])
+    reached = next((point for point in curve if point[1] >= target), None)
+    return {"curve_s_val_accuracy": curve,
+            "target": target,
+            "time_to_target_s": reached[0] if reached else None,
+            "epochs_to_target": curve.index(reached) + 1 if reached else None}
+
+
+def run_model(data: str, model: str, args, workdir: Path) -> dict:
+    """Train ``model`` once through the CLI and collect its figures."""
+    from edgecv.training.report import read_history
+
+    run_dir = workdir / model
+    command = ["edgecv", "train", "--data", data, "--model", model, "--out", str(run_dir),
+               "--no-tensorboard", *(["--epochs", str(args.epochs)] if args.epochs else []),
+               *args.extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        return {"model": model, "command": " ".join(command), "failed": tail}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    history = read_history(run_dir / "history.csv")
+    return {
+        "model": model,
+        "command": " ".join(command),
+        "recipe": {key: config["train"][key] for key in (
+            "img_size", "channels", "epochs", "batch_size", "optimizer", "lr", "lr_schedule",
+            "warmup_epochs", "augment", "flip", "deterministic")},
+        "split": config["data"]["sizes"],
+        "test_accuracy": metrics["test_accuracy"],
+        "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
+        "epochs_run": metrics["epochs_run"],
+        "training_time_s": metrics["training_time_s"],
+        "command_wall_s": round(wall, 1),
+        "images_per_s": metrics["images_per_s"],
+        "params": metrics["params"],
+        "macs": metrics["macs"],
+        **time_to_accuracy(history, args.target),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the CIFAR-10 archive or folder")
+    parser.add_argument("--model", action="append", help="repeatable; default resnet8")
+    parser.add_argument("--epochs", type=int, help="default: edgecv's default")
+    parser.add_argument("--target", type=float, default=0.85,
+                        help="validation accuracy to time (default 0.85, MLPerf Tiny's target)")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                        help="further `edgecv train` options, after everything else")
+    parser.add_argument("--json", type=Path, default=RESULTS / "train_cifar.json")
+    parser.add_argument("--keep", type=Path, help="write the run directories here (default: a "
+                        "temporary folder, deleted) so that int8_cifar can convert them")
+    args = parser.parse_args(argv)
+    if not Path(args.data).exists():
+        parser.error(f"--data {args.data} does not exist; give the CIFAR-10 archive's path.")
+
+    machine = machine_info()
+    result = {"benchmark": "train_cifar", "data": Path(args.data).name, "machine": machine,
+              "warnings": machine_warnings(machine), "models": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = args.keep or Path(scratch)
+        for model in args.model or ["resnet8"]:
+            row = run_model(args.data, model, args, workdir)
+            result["models"].append(row)
+            if "failed" in row:
+                print(f"{model}: failed: {row['failed']}", flush=True)
+                continue
+            reached = row["time_to_target_s"]
+            print(f"{model}: test {row['test_accuracy']:.4f}, best val "
+                  f"{row['best_val_accuracy']:.4f}, {row['epochs_run']} epochs in "
+                  f"{row['training_time_s']:.0f} s ({row['images_per_s']} images/s); "
+                  + (f"val >= {args.target:.0%} after {reached:.0f} s"
+                     if reached else f"never reached {args.target:.0%}"), flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if all("failed" not in row for row in main()["models"]) else 1)

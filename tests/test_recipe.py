@@ -1,0 +1,112 @@
+"""The training recipe: augmentation policies, per-data defaults, the warm-up + cosine schedule,
+the streamed input pipeline and the progress line. Real TensorFlow ops on real photos."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecv.training.config import TrainConfig, resolve, resolve_for_data
+from edgecv.training.recipe import format_duration
+
+FIXTURE = Path(__file__).parent / "data" / "cifar10_mini"
+
+
+def test_auto_augmentation_is_crop_and_flip_for_photos_affine_for_digits():
+    photos = resolve(TrainConfig(data=str(FIXTURE), model="resnet8"))
+    assert (photos.channels, photos.augment, photos.flip) == (3, "crop", True)
+    digits = resolve(TrainConfig(data="digits", model="resnet8"))
+    assert (digits.channels, digits.augment, digits.flip) == (1, "affine", False)
+    chosen = resolve(TrainConfig(data=str(FIXTURE), augment="none", flip=False))
+    assert (chosen.augment, chosen.flip) == ("none", False)
+
+
+def test_unknown_augmentation_echoes_the_value():
+    from edgecv.errors import UsageError
+
+    with pytest.raises(UsageError, match="'mixup'"):
+        resolve(TrainConfig(augment="mixup"))
+
+
+def test_batch_size_default_follows_the_training_set_size():
+    assert resolve_for_data(TrainConfig(), 1_200).batch_size == 32
+    assert resolve_for_data(TrainConfig(), 35_000).batch_size == 64
+    assert resolve_for_data(TrainConfig(batch_size=16), 35_000).batch_size == 16
+
+
+def test_runs_written_with_a_boolean_augment_still_load():
+    assert TrainConfig.from_dict({"augment": True}).augment == "affine"
+    assert TrainConfig.from_dict({"augment": False}).augment == "none"
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
+
+
+@pytest.mark.tf
+def test_crop_flip_gives_shifted_windows_of_each_image_reproducibly():
+    import tensorflow as tf
+
+    from edgecv.data.folder import scan_and_load
+    from edgecv.training.recipe import random_crop_flip
+
+    images = scan_and_load(FIXTURE, (32, 32, 3))[1][:16].astype(np.float32)
+    seed = tf.constant([3, 7], tf.int64)
+    out = random_crop_flip(tf.constant(images), seed, pad=4, flip=True).numpy()
+    again = random_crop_flip(tf.constant(images), seed, pad=4, flip=True).numpy()
+    other = random_crop_flip(tf.constant(images), tf.constant([4, 7], tf.int64), pad=4,
+                             flip=True).numpy()
+    assert out.shape == images.shape
+    np.testing.assert_array_equal(out, again)
+    assert not np.array_equal(out, other)
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    mirrored, shifted = 0, 0
+    for image, crop in zip(padded, out):
+        windows = [(image[dy:dy + 32, dx:dx + 32], dy, dx)
+                   for dy in range(9) for dx in range(9)]
+        match = [(dy, dx, False) for w, dy, dx in windows if np.array_equal(w, crop)]
+        match += [(dy, dx, True) for w, dy, dx in windows if np.array_equal(w[:, ::-1], crop)]
+        assert match, "every output is a window of the padded image, maybe mirrored"
+        mirrored += any(m[2] for m in match)
+        shifted += any((m[0], m[1]) != (4, 4) for m in match)
+    assert 0 < mirrored < 16 and shifted > 8  # both transforms really happen, per image
+
+
+@pytest.mark.tf
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from edgecv.training.recipe import learning_rate
+
+    config = TrainConfig(lr=0.1, epochs=10, warmup_epochs=1.0)
+    schedule = learning_rate(config, steps_per_epoch=100)
+    rate = [float(schedule(step)) for step in (0, 50, 100, 550, 1000)]
+    assert rate[0] == pytest.approx(0.01)
+    assert rate[1] == pytest.approx(0.055, rel=1e-3)  # linear warm-up
+    assert rate[2] == pytest.approx(0.1)
+    assert rate[3] == pytest.approx(0.05, rel=1e-3)  # half way through the cosine
+    assert rate[4] == pytest.approx(0.0, abs=1e-9)
+    assert learning_rate(TrainConfig(lr=0.1, lr_schedule="step"), 100) == 0.1
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_photos_train_with_crop_flip_and_the_streamed_path(tmp_path, monkeypatch):
+    """A real run on the photo fixture, once in memory and once streamed from disk."""
+    from edgecv.training import train
+
+    lines = []
+    base = dict(data=str(FIXTURE), model="ds_cnn", img_size=32, epochs=2, tensorboard=False,
+                seed=1)
+    memory = train(TrainConfig(**base, out=str(tmp_path / "memory")), log=lines.append)
+    monkeypatch.setenv("EDGECV_MAX_MEMORY_BYTES", "0")
+    streamed = train(TrainConfig(**base, out=str(tmp_path / "streamed")), log=lines.append)
+    for result in (memory, streamed):
+        config = json.loads((result.run_dir / "config.json").read_text())["train"]
+        assert (config["augment"], config["flip"], config["batch_size"]) == ("crop", True, 32)
+        assert (result.run_dir / "model.keras").is_file()
+    assert json.loads((streamed.run_dir / "config.json").read_text())["data"]["streamed"]
+    # Same seed, same files, same order and augmentation: the streamed run learns the same.
+    assert streamed.metrics["test_accuracy"] == pytest.approx(memory.metrics["test_accuracy"],
+                                                              abs=0.02)
+    epoch_lines = [line for line in lines if line.startswith("epoch")]
+    assert "eta" in epoch_lines[0] and "eta" not in epoch_lines[1]
