@@ -57,6 +57,13 @@ def train_runs(data: str, models: list[str], per_class: int, epochs: int, workdi
     return runs
 
 
+def goal_met(row: dict, test_images: int) -> bool:
+    """The issue's goal for one artifact row (see ``GOAL``)."""
+    return bool(test_images >= GOAL["min_test_images"]
+                and row["accuracy_drop_pp"] <= GOAL["max_drop_pp"]
+                and row["agreement"] >= GOAL["min_agreement"])
+
+
 def measure(run: Path, out: Path, log) -> dict:
     """Convert and verify one run; the row for results."""
     import json
@@ -91,13 +98,11 @@ def measure(run: Path, out: Path, log) -> dict:
             record[f"{fmt}_mixed"] = recover_agreement(run, kind, record[fmt], out, log)
             record[fmt]["recovered_by"] = (record[f"{fmt}_mixed"]["file"]
                                            if record[f"{fmt}_mixed"]["within_budget"] else None)
-    best = {fmt: record.get(f"{fmt}_mixed") if record[fmt].get("recovered_by") else record[fmt]
-            for fmt in ("int8", "onnx_int8")}
-    record["meets_goal"] = {
-        fmt: bool(report["test_images"] >= GOAL["min_test_images"]
-                  and row["accuracy_drop_pp"] <= GOAL["max_drop_pp"]
-                  and row["agreement"] >= GOAL["min_agreement"])
-        for fmt, row in best.items()}
+    # Plain PTQ and the recovered (mixed) model are judged apart: a recovery that keeps most
+    # ops in float meets the accuracy goal without being an int8 model.
+    record["meets_goal"] = {name: goal_met(record[name], report["test_images"])
+                            for name in ("int8", "onnx_int8", "int8_mixed", "onnx_int8_mixed")
+                            if record.get(name)}
     record["convert_s"] = round(time.perf_counter() - start, 1)
     return record
 
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{m['model']:<14} fp32 {m['fp32_accuracy']:.4f}  " + "  ".join(
             f"{fmt} {m[fmt]['accuracy']:.4f} ({m[fmt]['accuracy_drop_pp']:+.2f} pp, agree "
             f"{m[fmt]['agreement']:.4f}, worst {m[fmt]['worst_class']['class']} "
-            f"{m[fmt]['worst_class']['drop_pp']:+.1f} pp)"
+            f"{-m[fmt]['worst_class']['drop_pp']:+.1f} pp)"
             for fmt in ("int8", "onnx_int8", "int8_mixed", "onnx_int8_mixed") if fmt in m))
     return 0
 

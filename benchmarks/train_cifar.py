@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     machine = machine_info()
     result = {"benchmark": "train_cifar", "data": Path(args.data).name, "machine": machine,
-              "warnings": machine_warnings(machine), "models": []}
+              "warnings": machine_warnings(machine), "load_average_at_start": os.getloadavg(),
+              "models": []}
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.keep or Path(scratch)
         for model in args.model or ["resnet8"]:
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{row['training_time_s']:.0f} s ({row['images_per_s']} images/s); "
                   + (f"val >= {args.target:.0%} after {reached:.0f} s"
                      if reached else f"never reached {args.target:.0%}"), flush=True)
+    # Epoch times are wall time: a busy machine inflates them (compare the quietest epochs).
+    result["load_average_at_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result
