@@ -129,6 +129,13 @@ def load_calibration(spec: str, pre: Preprocessing, labels: list[str], count: in
     from edgecv.data import load_dataset
 
     dataset = load_dataset(spec, pre.height, pre.width, pre.channels, seed=seed)
+    return train_split_calibration(dataset, pre, count, seed, spec)
+
+
+def train_split_calibration(dataset, pre: Preprocessing, count: int, seed: int, spec: str,
+                            labels: list[str] | None = None) -> Calibration:
+    """``count`` class-stratified images of ``dataset``'s TRAIN split, normalised by ``pre``;
+    per-class counts under ``labels`` (default: the dataset's class names)."""
     index = stratified_indices(dataset.train.y, count, seed)
-    return Calibration(pre.normalize(dataset.train.images(index)), spec, "train",
-                       per_class_counts(dataset.train.y[index], list(dataset.labels)))
+    return Calibration(pre.normalize(dataset.train.images(index)), str(spec), "train",
+                       per_class_counts(dataset.train.y[index], labels or list(dataset.labels)))

@@ -76,7 +76,7 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
     """Load a run's model and re-create its seeded split: a class-stratified sample of the TRAIN
     split calibrates, the validation split picks the ONNX calibration method, the test split
     verifies (split.json is checked, so calibration can never hold a test image)."""
-    from edgecv.converters.calibration import Calibration, per_class_counts, stratified_indices
+    from edgecv.converters.calibration import train_split_calibration
     from edgecv.data import load_dataset
     from edgecv.training.keras_io import load_keras_model
 
@@ -99,10 +99,8 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
     if split is not None and split["test"] != dataset.test.ids:
         raise UsageError(f"the data behind '{run_dir}' changed since training: its test split no "
                          "longer matches split.json, so verification would not be honest.")
-    order = stratified_indices(dataset.train.y, calib_samples, data["seed"])
     labels = list(config["labels"])
-    calibration = Calibration(pre.normalize(dataset.train.images(order)), str(spec), "train",
-                              per_class_counts(dataset.train.y[order], labels))
+    calibration = train_split_calibration(dataset, pre, calib_samples, data["seed"], spec, labels)
     return RunData(run_dir, model, labels, pre, calibration.x,
                    pre.normalize(dataset.test.x), dataset.test.y, dataset.test.x,
                    list(dataset.test.ids), calibration_info=calibration.record(),

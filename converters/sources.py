@@ -29,7 +29,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgecv.converters.calibration import Calibration, per_class_counts, stratified_indices
+from edgecv.converters.calibration import (Calibration, per_class_counts, stratified_indices,
+                                          train_split_calibration)
 from edgecv.converters.convert import RunData
 from edgecv.errors import DataError, ModelFileError, UsageError
 from edgecv.preprocessing import Preprocessing
@@ -341,12 +342,10 @@ def load_model_data(spec: str, pre: Preprocessing, num_classes: int, calib_sampl
     dataset = load_dataset(str(spec), pre.height, pre.width, pre.channels, seed=seed)
     if len(dataset.test) == 0:
         raise DataError(f"dataset '{spec}' left no test images after the split.")
-    order = stratified_indices(dataset.train.y, calib_samples, seed)
-    calibration = Calibration(pre.normalize(dataset.train.images(order)), str(spec), "train",
-                              per_class_counts(dataset.train.y[order], list(dataset.labels)))
+    calibration = train_split_calibration(dataset, pre, calib_samples, seed, spec)
     return ModelData(calibration.x, pre.normalize(dataset.test.x),
                      dataset.test.y, dataset.test.x, list(dataset.test.ids), list(dataset.labels),
-                     f"{spec}: {len(order)} training-split images calibrate, the "
+                     f"{spec}: {len(calibration.x)} training-split images calibrate, the "
                      f"{len(dataset.test)} test-split images verify (seed {seed})",
                      calibration.record(),
                      pre.normalize(dataset.val.x) if len(dataset.val) else None)
