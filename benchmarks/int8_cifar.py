@@ -89,7 +89,8 @@ def measure(run: Path, out: Path, log) -> dict:
         entry = {key: row.get(key) for key in ("accuracy", "accuracy_drop_pp", "agreement",
                                                 "worst_class", "size_bytes")}
         for key in ("onnx_calibration", "float_layers", "float_tensors", "p50_ms_1_thread",
-                    "latency_cost_vs_int8", "within_budget", "recovered_by"):
+                    "latency_cost_vs_int8", "within_budget", "recovered_by", "chosen_on",
+                    "check_agreement"):
             if key in row:
                 entry[key] = row[key]
         record[fmt] = entry
@@ -122,9 +123,10 @@ def recover_agreement(run: Path, kind: str, row: dict, out: Path, log) -> dict:
     keras_accuracy = float((keras_scores.argmax(1) == loaded.test_y).mean())
     labels, loaded.test_y = loaded.test_y, None
     fp32 = onnx.load(out / "model.onnx") if kind == "onnx" else None
-    method = (row.get("onnx_calibration") or {}).get("method", "minmax")
+    chosen = row.get("onnx_calibration") or {}
     mixed = recover(loaded, kind, keras_scores, None, 100 * (1 - GOAL["min_agreement"]), out,
-                    log, onnx_fp32=fp32, onnx_method=method)
+                    log, onnx_fp32=fp32, onnx_method=chosen.get("method", "minmax"),
+                    onnx_types=chosen.get("types", "u8s8"))
     loaded.test_y = labels
     mixed.update(verify_artifact(out / mixed["file"], loaded, keras_scores))
     score_drops(mixed, keras_accuracy)
@@ -132,7 +134,7 @@ def recover_agreement(run: Path, kind: str, row: dict, out: Path, log) -> dict:
                                   and mixed["accuracy_drop_pp"] <= GOAL["max_drop_pp"])
     keep = ("file", "accuracy", "accuracy_drop_pp", "agreement", "worst_class", "size_bytes",
             "float_tensors", "float_layers", "p50_ms_1_thread", "latency_cost_vs_int8",
-            "within_budget")
+            "within_budget", "chosen_on", "check_agreement")
     return {key: mixed.get(key) for key in keep} | {"budget": "agreement >= 98.5%"}
 
 

@@ -2,6 +2,15 @@
 
     python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz \\
         [--model resnet8 --model ds_cnn ...] [--epochs N] [--target 0.85] [--json PATH]
+        [--update] [--keep DIR] [--extra EDGECV_TRAIN_OPTIONS...]
+
+    # the committed benchmarks/results/train_cifar.json: resnet8 with the defaults, then
+    # ds_cnn and mobilenet_v2 (at CIFAR's 32x32) with fewer epochs, added to the same file:
+    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz
+    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+        --update --model ds_cnn --epochs 15
+    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+        --update --model mobilenet_v2 --epochs 10 --extra --img-size 32
 
 Each model is trained by the real CLI in a fresh process (``edgecv train --data ARCHIVE --model
 M``, plus ``--epochs`` / ``--img-size`` / ``--extra`` when given), on edgecv's seeded split of the
@@ -49,12 +58,14 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
     command = ["edgecv", "train", "--data", data, "--model", model, "--out", str(run_dir),
                "--no-tensorboard", *(["--epochs", str(args.epochs)] if args.epochs else []),
                *args.extra]
+    load_before = os.getloadavg()
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    load = {"load_average_at_start": load_before, "load_average_at_end": os.getloadavg()}
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
-        return {"model": model, "command": " ".join(command), "failed": tail}
+        return {"model": model, "command": " ".join(command), "failed": tail, **load}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     history = read_history(run_dir / "history.csv")
@@ -74,6 +85,7 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
         "params": metrics["params"],
         "macs": metrics["macs"],
         **time_to_accuracy(history, args.target),
+        **load,
     }
 
 
@@ -87,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="further `edgecv train` options, after everything else")
     parser.add_argument("--json", type=Path, default=RESULTS / "train_cifar.json")
+    parser.add_argument("--update", action="store_true", help="keep the other models' rows of "
+                        "an existing --json (each row carries its own command and load)")
     parser.add_argument("--keep", type=Path, help="write the run directories here (default: a "
                         "temporary folder, deleted) so that int8_cifar can convert them")
     args = parser.parse_args(argv)
@@ -97,6 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "train_cifar", "data": Path(args.data).name, "machine": machine,
               "warnings": machine_warnings(machine), "load_average_at_start": os.getloadavg(),
               "models": []}
+    if args.update and args.json.exists():
+        rerun = set(args.model or ["resnet8"])
+        kept = json.loads(args.json.read_text()).get("models", [])
+        result["models"] = [row for row in kept if row["model"] not in rerun]
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.keep or Path(scratch)
         for model in args.model or ["resnet8"]:

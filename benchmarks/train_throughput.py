@@ -5,7 +5,8 @@
 
     # CIFAR-10 photos at 32x32x3 (the committed train_throughput_cifar.json):
     python -m edgecv.benchmarks.train_throughput --data ../shared/data/cifar10_train.tar.xz \
-        --epochs 1 --json benchmarks/results/train_throughput_cifar.json
+        --epochs 1 --variants plain_fit plain_fit_onednn edgecv_default \
+        --json benchmarks/results/train_throughput_cifar.json
 
 Every measurement runs in a fresh process (TensorFlow's op-determinism switch is process-wide, so
 sharing a process would leak one variant's setting into the next), variants interleaved so that
@@ -14,14 +15,20 @@ train split of ``--data`` with the same batch size (default: edgecv's default fo
 validation data and epoch count (no early stop).
 
 Variants:
-- ``plain_fit``: ``model.fit`` on normalised numpy arrays, nothing else (what a user writes).
+- ``plain_fit``: ``model.fit`` on normalised numpy arrays, nothing else (what a user writes),
+  with TensorFlow's own oneDNN choice (off on CPUs without AVX-512/AMX-class features, such as
+  the AMD AVX2 machine here).
+- ``plain_fit_onednn``: the same with ``TF_ENABLE_ONEDNN_OPTS=1``, which edgecv sets on x86-64.
 - ``plain_fit_deterministic``: the same with ``enable_op_determinism()``.
 - ``edgecv_like_for_like``: ``edgecv train`` with every callback but no augmentation and no
   op determinism, i.e. the same work as ``plain_fit`` plus edgecv's bookkeeping.
 - ``edgecv_nondeterministic``: ``edgecv train`` as shipped but ``--no-deterministic``: with
   ``edgecv_default`` it isolates what op determinism costs.
-- ``edgecv_default``: ``edgecv train`` as shipped (augmentation, deterministic ops): the
-  augmentation is extra work a plain fit does not do (affine for digits, crop + flip for photos).
+- ``edgecv_default``: ``edgecv train`` as shipped (augmentation, deterministic ops, oneDNN on
+  x86-64): the augmentation is extra work a plain fit does not do (affine for digits, crop + flip
+  for photos).
+- ``edgecv_default_no_onednn``: as shipped but ``TF_ENABLE_ONEDNN_OPTS=0``: what the oneDNN
+  default is worth inside edgecv.
 
 images/s = training images x epochs / wall time of the fit call (edgecv: as in metrics.json).
 """
@@ -39,16 +46,30 @@ from pathlib import Path
 
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 
-VARIANTS = ("plain_fit", "plain_fit_deterministic", "edgecv_like_for_like",
-            "edgecv_nondeterministic", "edgecv_default")
+VARIANTS = ("plain_fit", "plain_fit_onednn", "plain_fit_deterministic", "edgecv_like_for_like",
+            "edgecv_nondeterministic", "edgecv_default", "edgecv_default_no_onednn")
+# TF_ENABLE_ONEDNN_OPTS per variant (None: unset, TensorFlow's own choice for the CPU; the other
+# variants get edgecv's default through edgecv.tf_import, "1" on x86-64).
+ONEDNN_ENV = {"plain_fit": None, "plain_fit_deterministic": None, "plain_fit_onednn": "1",
+              "edgecv_default_no_onednn": "0"}
 
 
 def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: int,
             seed: int) -> float:
     """Train once in this process and return images/s."""
-    from edgecv.tf_import import import_tensorflow
+    import os
 
-    tf = import_tensorflow()
+    if variant in ONEDNN_ENV:  # read once, when TensorFlow loads: set it before the import
+        if ONEDNN_ENV[variant] is None:
+            os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        else:
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN_ENV[variant]
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf  # directly: edgecv.tf_import would set the variable
+    else:
+        from edgecv.tf_import import import_tensorflow
+
+        tf = import_tensorflow()
     if variant.startswith("plain"):
         import keras
 
@@ -77,7 +98,7 @@ def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: i
     from edgecv.training import TrainConfig, train
 
     like_for_like = variant == "edgecv_like_for_like"
-    deterministic = variant == "edgecv_default"
+    deterministic = variant in ("edgecv_default", "edgecv_default_no_onednn")
     with tempfile.TemporaryDirectory() as workdir:
         config = TrainConfig(data=data, model=model_name, epochs=epochs, batch_size=batch_size,
                              seed=seed, augment="none" if like_for_like else "auto",
@@ -135,6 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
         "data": Path(args.data).name, "model": args.model, "epochs": args.epochs,
         "batch_size": args.batch_size,
         "repeats": args.repeats, "images_per_s": {k: round(v, 1) for k, v in medians.items()},
+        "TF_ENABLE_ONEDNN_OPTS": {v: (ONEDNN_ENV[v] or "unset")
+                                  if v in ONEDNN_ENV else "edgecv default (1 on x86-64)"
+                                  for v in variants},
         "ratio_vs_plain_fit": {k: round(v / plain, 3) for k, v in medians.items()},
         "all_runs_images_per_s": {k: [round(v, 1) for v in values] for k, values in figures.items()},
         "machine": machine_info(),

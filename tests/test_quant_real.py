@@ -27,6 +27,28 @@ def test_stratified_calibration_covers_every_class_even_when_unbalanced():
     assert len(stratified_indices(None, 50, total=80)) == 50
 
 
+def test_the_slice_that_chooses_settings_is_stratified_validation_never_test():
+    """A folder's validation split is in class order: the first 1,000 images would be two classes."""
+    from edgecv.converters.convert import RunData, check_data, check_slice
+    from edgecv.preprocessing import Preprocessing
+
+    val_y = np.repeat(np.arange(10), 750)  # class order, as a folder split is
+    val_x = val_y.astype(np.float32)[:, None, None, None] * np.ones((1, 2, 2, 3), np.float32)
+    test_x = np.full((50, 2, 2, 3), -1.0, np.float32)
+    run = RunData(Path("r"), None, [str(i) for i in range(10)], Preprocessing(8, 8, 3),
+                  np.zeros((5, 2, 2, 3), np.float32), test_x, np.zeros(50, int),
+                  val_x=val_x, val_y=val_y)
+    x, y, where = check_data(run)
+    assert len(x) == 1000 and np.bincount(y, minlength=10).tolist() == [100] * 10
+    assert np.array_equal(x[:, 0, 0, 0], y)  # labels stay with their images
+    assert where == "validation split (stratified sample of 1000 images)"
+    assert not (x == -1.0).any()  # no test image
+    assert check_slice(run)[0].shape == x.shape
+    no_val = RunData(Path("r"), None, ["a"], Preprocessing(8, 8, 3),
+                     np.zeros((5, 2, 2, 3), np.float32), test_x, None)
+    assert check_data(no_val)[2].startswith("calibration images (5;")
+
+
 @pytest.mark.parametrize("x, fragment", [
     (np.random.default_rng(0).uniform(0, 1, (40, 8, 8, 3)), "not normalised like the model"),
     (np.random.default_rng(0).uniform(-1, 1, (40, 8, 8, 1)), "must be (N, 8, 8, 3), received (40, 8, 8, 1)"),
@@ -130,6 +152,9 @@ def test_recover_keeps_the_crushed_tensor_in_float_and_really_recovers(outlier_r
         assert rows[plain]["recovered_by"] == rows[mixed]["file"]
         assert rows[mixed]["p50_ms_1_thread"] > 0 and rows[mixed]["latency_cost_vs_int8"] > 0
         assert len(rows[mixed]["float_layers"]) >= 2  # the outlier's producer and its consumer
+        # how many ops go back to float was decided on validation data, not on the test split
+        assert rows[mixed]["chosen_on"].startswith("validation split"), rows[mixed]
+        assert 0 <= rows[mixed]["check_agreement"] <= 1
     assert "outlier" in rows["int8_mixed"]["float_tensors"][0]
     ops = [(name, "float32" in dtypes) for name, dtypes in operator_types(
         (tmp_path / "model_int8_mixed.tflite").read_bytes()) if name not in ("QUANTIZE", "DEQUANTIZE")]
@@ -147,12 +172,14 @@ def test_onnx_calibration_auto_measures_every_method_on_the_validation_split(out
 
     fp32 = to_onnx(outlier_run.model)
     proto, record = choose_onnx_int8(outlier_run, fp32, "auto")
-    assert set(record["agreement"]) == {"minmax", "entropy", "percentile"}
-    assert record["agreement"][record["method"]] == max(record["agreement"].values())
+    assert set(record["agreement"]) == {f"{types}/{method}" for types in ("u8s8", "s8s8", "u8u8")
+                                        for method in ("minmax", "entropy", "percentile")}
+    chosen = f"{record['types']}/{record['method']}"
+    assert record["agreement"][chosen] == max(record["agreement"].values())
     assert record["chosen_by"].startswith("best top-1 agreement on the validation split")
     reference = outlier_run.model.predict(outlier_run.val_x[:1000], verbose=0).argmax(1)
     measured = (run_onnx(proto, outlier_run.val_x[:1000]).argmax(1) == reference).mean()
-    assert measured == pytest.approx(record["agreement"][record["method"]], abs=1e-4)
+    assert measured == pytest.approx(record["agreement"][chosen], abs=1e-4)
 
 
 def test_per_class_rows_show_the_class_that_lost_most():

@@ -44,6 +44,38 @@ def test_format_duration():
     assert [format_duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
 
 
+def test_onednn_is_asked_for_on_x86_only_and_never_over_the_users_choice(monkeypatch):
+    from edgecv.tf_import import tensorflow_environment
+
+    assert tensorflow_environment("x86_64")["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert tensorflow_environment("AMD64")["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert "TF_ENABLE_ONEDNN_OPTS" not in tensorflow_environment("aarch64")
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("user_value, expected", [(None, None), ("0", False)])
+def test_tensorflow_imported_by_edgecv_runs_onednn_unless_the_user_said_no(user_value, expected):
+    """The real switch TensorFlow reads, in a fresh process (it reads the variable once)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+    code = ("from edgecv.tf_import import import_tensorflow; import_tensorflow()\n"
+            "from tensorflow.python.util import _pywrap_util_port as port\n"
+            "print(port.IsMklEnabled())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    if expected is None:  # the default: on for x86-64, TensorFlow's own choice elsewhere
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            pytest.skip("oneDNN default only changes on x86-64")
+        expected = True
+    assert out == str(expected)
+
+
 @pytest.mark.tf
 def test_crop_flip_gives_shifted_windows_of_each_image_reproducibly():
     import tensorflow as tf

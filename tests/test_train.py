@@ -230,3 +230,18 @@ def test_imagenet_weights_offline_is_one_clear_line(tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]
     assert "could not download ImageNet weights for mobilenet_v2" in result.stderr
     assert "--weights PATH" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_same_seed_gives_the_same_losses_with_deterministic_ops(tmp_path):
+    """README: with --deterministic (default) the same seed gives the same split and the same
+    losses on CPU. Real photos, crop + flip augmentation, resnet8's convolutions and BatchNorm,
+    with TensorFlow's oneDNN kernels that edgecv turns on for x86-64."""
+    mini = Path(__file__).parent / "data" / "cifar10_mini"
+    losses = []
+    for name in ("a", "b"):
+        result = run_cli("train", "--data", mini, "--model", "resnet8", "--epochs", "2",
+                         "--no-tensorboard", "--out", tmp_path / name)
+        assert result.returncode == 0, result.stderr[-2000:]
+        rows = history_rows(tmp_path / name)
+        losses.append([(row["loss"], row["val_loss"], row["accuracy"]) for row in rows])
+    assert len(losses[0]) == 2 and losses[0] == losses[1]
