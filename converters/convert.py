@@ -289,15 +289,20 @@ def build_edgetpu(run: RunData) -> bytes:
     return embed_tflite_card(data, card)
 
 
-def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
-    """Run ``path`` in its runtime on the test split; accuracy (None when the data has no
-    labels), top-1 agreement with the reference scores, and output difference."""
+def artifact_scores(path: Path, x: np.ndarray) -> np.ndarray:
+    """Scores of the artifact at ``path`` on ``x``, in its runtime, 64 images per call."""
     from edgecv.runtime import open_backend
 
     with open_backend(path, checksum="off") as backend:  # just written: conversion.json is older
-        scores = np.concatenate([backend.run(run.test_x[i:i + 64])
-                                 for i in range(0, len(run.test_x), 64)])
+        return np.concatenate([backend.run(x[i:i + 64]) for i in range(0, len(x), 64)])
+
+
+def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
+    """Run ``path`` in its runtime on the test split; accuracy (None when the data has no
+    labels), top-1 agreement with the reference scores, and output difference."""
     from edgecv.converters.verify import per_class_rows, worst_class
+
+    scores = artifact_scores(path, run.test_x)
 
     diff = np.abs(scores - keras_scores)
     predicted = scores.argmax(1)

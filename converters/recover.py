@@ -168,23 +168,13 @@ def p50_ms(path, sample: np.ndarray, runs: int = 200, min_time_s: float = 0.5) -
     return float(np.median(times) * 1000)
 
 
-def _scores(model, x: np.ndarray) -> np.ndarray:
-    """The reference model's scores (a Keras model, or a backend-like object with ``run``)."""
-    if hasattr(model, "predict"):
-        return model.predict(x, batch_size=256, verbose=0)
-    return np.concatenate([model.run(x[i:i + 64]) for i in range(0, len(x), 64)])
-
-
 def _slice_row(path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
                reference_accuracy: float | None) -> dict:
     """Agreement (and accuracy with labels) of the artifact at ``path`` on ``x`` vs
     ``reference`` scores, with the drops ``budget_drop`` reads."""
     from edgecv.converters import convert
-    from edgecv.runtime import open_backend
 
-    with open_backend(path, checksum="off") as backend:
-        scores = np.concatenate([backend.run(x[i:i + 64]) for i in range(0, len(x), 64)])
-    predicted = scores.argmax(1)
+    predicted = convert.artifact_scores(path, x).argmax(1)
     row = {"accuracy": None if y is None else float((predicted == y).mean()),
            "agreement": float((predicted == reference.argmax(1)).mean())}
     return convert.score_drops(row, reference_accuracy)
@@ -228,7 +218,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         prepared = prepared_model(onnx_fp32)
         ranking = onnx_ranking(prepared, onnx.load(full), debug)
     check_x, check_y, where = convert.check_data(run)
-    check_reference = _scores(run.model, check_x)
+    check_reference = run.model.predict(check_x, batch_size=256, verbose=0)
     check_keras = (None if keras_accuracy is None or check_y is None
                    else float((check_reference.argmax(1) == check_y).mean()))
     path = out / f"model_int8_mixed{full.suffix}"
