@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         "data": Path(args.data).name, "model": args.model, "epochs": args.epochs,
         "batch_size": args.batch_size,
         "repeats": args.repeats, "images_per_s": {k: round(v, 1) for k, v in medians.items()},
-        "TF_ENABLE_ONEDNN_OPTS": {v: (ONEDNN_ENV[v] or "unset")
-                                  if v in ONEDNN_ENV else "edgecv default (1 on x86-64)"
+        "TF_ENABLE_ONEDNN_OPTS": {v: ONEDNN_ENV.get(v, "edgecv default (1 on x86-64)") or "unset"
                                   for v in variants},
         "ratio_vs_plain_fit": {k: round(v / plain, 3) for k, v in medians.items()},
         "all_runs_images_per_s": {k: [round(v, 1) for v in values] for k, values in figures.items()},

@@ -218,9 +218,8 @@ def check_data(run: RunData, limit: int = 1000) -> tuple[np.ndarray, np.ndarray 
     else the calibration images; never the test split, which must stay unseen until the chosen
     artifact is verified on it.
 
-    Stratified, not the first ``limit``: a folder's split is ordered by class, so its first 1,000
-    CIFAR validation images were 750 airplanes and 250 automobiles, and the ONNX calibration
-    method was chosen on two classes (99.0% agreement there, 97.6% on the whole test split).
+    Stratified, not the first ``limit``: a folder's split is ordered by class, so the first 1,000
+    of CIFAR-10's 7,500 validation images are 750 airplanes and 250 automobiles.
     """
     from edgecv.converters.calibration import stratified_indices
 
