@@ -27,10 +27,13 @@ import numpy as np
 from edgecv.io import write_text_atomic
 
 STATUSES = ("ok", "unavailable", "n/a", "failed")
+# The columns of the terminal, Markdown and HTML tables (README, `edgecv bench`); the JSON
+# report has every field, std/min/max and the per-run samples included.
 TABLE_COLUMNS = ("artifact", "format", "target", "threads", "status", "size MB", "accuracy",
-                 "p50 ms", "p90 ms", "FPS", "speedup vs fp32")
+                 "init ms", "first ms", "mean ms", "p50 ms", "p90 ms", "p99 ms", "FPS",
+                 "preprocess ms", "peak RSS MB", "RSS delta MB", "speedup vs fp32")
 # Cells that hold a measurement: always "-" for a row that is not "ok".
-MEASUREMENT_COLUMNS = ("size MB", "accuracy", "p50 ms", "p90 ms", "FPS", "speedup vs fp32")
+MEASUREMENT_COLUMNS = TABLE_COLUMNS[5:]
 MATPLOTLIB_NOTE = "plots need matplotlib (pip install matplotlib)"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -148,7 +151,8 @@ def table_cells(row: dict) -> list[str]:
 
     A row that is not "ok" shows "STATUS: REASON" in the status cell and "-" in every
     measurement cell; a missing measurement of an ok row is "-" too. Sizes are in MB (10^6
-    bytes), accuracy in percent with 2 decimals, FPS is ``throughput_per_s``.
+    bytes), accuracy in percent with 2 decimals, FPS is ``throughput_per_s``, RSS in MB (the
+    delta signed).
     """
     status = row["status"]
     ok = status == "ok"
@@ -163,9 +167,12 @@ def table_cells(row: dict) -> list[str]:
 
     cells += [measured("size_bytes", lambda b: f"{b / 1e6:.3f}"),
               measured("accuracy", lambda a: f"{100 * a:.2f}%"),
-              measured("p50_ms", _format_ms),
-              measured("p90_ms", _format_ms),
+              *(measured(key, _format_ms) for key in ("init_ms", "first_ms", "mean_ms", "p50_ms",
+                                                      "p90_ms", "p99_ms")),
               measured("throughput_per_s", lambda f: f"{f:.0f}" if f >= 100 else f"{f:.1f}"),
+              measured("preprocess_ms", _format_ms),
+              measured("peak_rss_mb", lambda m: f"{m:.1f}"),
+              measured("rss_delta_mb", lambda m: f"{m:+.1f}"),
               measured("speedup_vs_fp32", lambda s: f"{s:.2f}x")]
     return cells
 

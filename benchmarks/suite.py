@@ -36,8 +36,8 @@ from edgecv.testset import TESTSET_NAME, TestSet, load_testset
 ARTIFACT_SUFFIXES = (".tflite", ".onnx", *KERAS_SUFFIXES)
 # Report order: the fp32 reference first, then smaller and faster formats, ONNX, Keras last
 # (Keras loads TensorFlow, whose memory would inflate every later row's RSS).
-FORMAT_ORDER = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int16x8",
-                "tflite_int8_mixed", "tflite_edgetpu", "onnx", "onnx_int8", "keras")
+FORMAT_ORDER = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int8_qat",
+                "tflite_int16x8", "tflite_int8_mixed", "tflite_edgetpu", "onnx", "onnx_int8", "keras")
 SAMPLES_KEPT = 2000
 # The runtime whose absence means the target itself is absent.
 PRIMARY_RUNTIME = {"cpu": "litert", "gpu": "onnxruntime", "tpu": "keras", "edgetpu": "litert"}  # raw latencies stored per row, for the distribution plot
@@ -246,7 +246,7 @@ def bench_artifact(path: Path, target: str, threads: list[int | None], settings:
             except EdgecvError as exc:
                 rows.append({**row, "status": "failed", "reason": str(exc)})
                 break
-        rss_after = current_rss_mb()
+            rss_after = current_rss_mb()  # while loaded: close() releases the runtime's memory
         samples = raw / 1e6
         if len(samples) > SAMPLES_KEPT:  # evenly spaced in time, so drift stays visible
             samples = samples[np.linspace(0, len(samples) - 1, SAMPLES_KEPT).astype(int)]

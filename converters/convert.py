@@ -35,6 +35,7 @@ FORMATS = {
     "fp16": "model_fp16.tflite",
     "dynamic": "model_dynamic.tflite",
     "int8": "model_int8.tflite",
+    "int8_qat": "model_int8_qat.tflite",
     "int16x8": "model_int16x8.tflite",
     "onnx": "model.onnx",
     "onnx_int8": "model_int8.onnx",
@@ -71,6 +72,8 @@ class RunData:
     calibration_info: dict = field(default_factory=dict)  # what calibrated (conversion.json)
     val_x: np.ndarray | None = None  # float32, normalised; picks the ONNX calibration method
     val_y: np.ndarray | None = None  # its labels: the slice that picks is stratified by them
+    train: object | None = None  # edgecv.data.Split: the images quantization-aware training uses
+    train_config: dict | None = None  # a run's "train" config: QAT augments as training did
 
 
 def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
@@ -106,7 +109,8 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
                    pre.normalize(dataset.test.x), dataset.test.y, dataset.test.x,
                    list(dataset.test.ids), calibration_info=calibration.record(),
                    val_x=pre.normalize(dataset.val.x) if len(dataset.val) else None,
-                   val_y=dataset.val.y if len(dataset.val) else None)
+                   val_y=dataset.val.y if len(dataset.val) else None,
+                   train=dataset.train, train_config=config["train"])
 
 
 def load_source(source: str | Path, calib_samples: int = 300, options=None,
@@ -167,12 +171,16 @@ ONNX_CALIBRATION = ("auto", "minmax", "entropy", "percentile")
 
 def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
                    onnx_fp32=None, select_tf_ops: bool = False,
-                   onnx_calibration: str = "auto", notes: dict | None = None):
+                   onnx_calibration: str = "auto", notes: dict | None = None,
+                   qat_epochs: int | None = None, qat_lr: float | None = None,
+                   log: Callable[[str], None] = print):
     """Convert ``run.model`` to ``fmt`` with its card embedded; return (file bytes, the fp32 ONNX
     proto when one was made, so onnx_int8 reuses it, else None). ``select_tf_ops`` (fp32, fp16,
     dynamic only) allows Flex ops; the card's ``extra`` then says whether the file is deployable.
     ``onnx_calibration`` (default auto, see :func:`choose_onnx_int8`) sets how the ONNX int8
-    ranges are calibrated; what was chosen goes into ``notes`` when given."""
+    ranges are calibrated; what was chosen goes into ``notes`` when given. ``int8_qat`` fine-tunes
+    a fake-quantized copy first (:func:`edgecv.converters.qat.build_qat_int8`, ``qat_epochs`` and
+    ``qat_lr``, default its own); its record goes into ``notes["qat"]``."""
     from edgecv.converters import onnx as onnx_converter
     from edgecv.converters import tflite
 
@@ -193,9 +201,10 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
         "dynamic": lambda: tflite.to_tflite_dynamic(run.model, select_tf_ops=select_tf_ops),
         "int8": lambda: tflite.to_tflite_int8(run.model, run.calibration, io=io),
         "int16x8": lambda: tflite.to_tflite_int16x8(run.model, run.calibration),
+        "int8_qat": lambda: _build_qat(run, io, qat_epochs, qat_lr, notes, log),
     }
     data = builders[fmt]()
-    if fmt == "int8":
+    if fmt in ("int8", "int8_qat"):
         problems = tflite.integer_only_violations(data, io=io)
         if problems:
             raise tflite.ConversionError(
@@ -210,6 +219,17 @@ def build_artifact(run: RunData, fmt: str, *, io: str = "int8", opset: int = 17,
     card = _card(run, f"tflite_{fmt}", input_dtype=in_dtype, output_dtype=out_dtype,
                  input_quantization=in_q, output_quantization=out_q, extra=extra)
     return embed_tflite_card(data, card), None
+
+
+def _build_qat(run: RunData, io: str, epochs: int | None, lr: float | None, notes: dict | None,
+               log: Callable[[str], None]) -> bytes:
+    from edgecv.converters import qat
+
+    settings = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
+    data, record = qat.build_qat_int8(run, io=io, log=log, **settings)
+    if notes is not None:
+        notes["qat"] = record
+    return data
 
 
 def check_data(run: RunData, limit: int = 1000) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -364,7 +384,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
                 out_dir: str | Path | None = None, io: str = "int8", calib_samples: int = 300,
                 opset: int = 17, max_drop: float = 1.0, recover: bool = False,
                 select_tf_ops: bool = False, options=None, calib_data: str | None = None,
-                onnx_calibration: str = "auto", log: Callable[[str], None] = print) -> dict:
+                onnx_calibration: str = "auto", qat_epochs: int | None = None,
+                qat_lr: float | None = None, log: Callable[[str], None] = print) -> dict:
     """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
     (read with ``options``, see :func:`load_source`) or an already loaded :class:`RunData`;
     return the report.
@@ -381,10 +402,17 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     Flex delegate, recorded as not verified instead of failing.
     ``calib_data`` (same forms as ``--data``; default: the source's own training split)
     calibrates instead; ``onnx_calibration`` (default ``auto``, see :func:`choose_onnx_int8`).
+    ``int8_qat`` (quantization-aware fine-tuning, minutes of training) is written only when
+    asked for by name; ``qat_epochs`` / ``qat_lr`` set its fine-tuning (default 2 and 1e-4).
     """
     from edgecv.converters.tflite import FLEX_REASON
 
     ordered = _check_formats(formats, max_drop, select_tf_ops)
+    if "int8_qat" in ordered:  # before minutes of loading
+        if qat_epochs is not None and qat_epochs < 1:
+            raise UsageError(f"--qat-epochs must be at least 1, received {qat_epochs}.")
+        if qat_lr is not None and not qat_lr > 0:
+            raise UsageError(f"--qat-lr must be positive, received {qat_lr}.")
     if onnx_calibration not in ONNX_CALIBRATION:
         raise unknown_name("--onnx-calibration value", onnx_calibration, ONNX_CALIBRATION)
     if isinstance(source, RunData):
@@ -423,10 +451,14 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
         notes: dict = {}
         data, proto = build_artifact(run, fmt, io=io, opset=opset, onnx_fp32=onnx_fp32,
                                      select_tf_ops=select_tf_ops and fmt in SELECT_TF_OPS_FORMATS,
-                                     onnx_calibration=onnx_calibration, notes=notes)
+                                     onnx_calibration=onnx_calibration, notes=notes,
+                                     qat_epochs=qat_epochs, qat_lr=qat_lr, log=log)
         onnx_fp32 = proto if proto is not None else onnx_fp32
         seconds = time.perf_counter() - start
         path = out / FORMATS[fmt]
+        # conversion.json vouches for the files beside it (bench/predict check their SHA-256):
+        # it goes before the first of them is replaced and comes back once all are written.
+        (out / "conversion.json").unlink(missing_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
         fp32_size = fp32_size or len(data)

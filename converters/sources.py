@@ -33,7 +33,7 @@ from edgecv.converters.calibration import (Calibration, per_class_counts, strati
                                           train_split_calibration)
 from edgecv.converters.convert import RunData
 from edgecv.errors import DataError, ModelFileError, UsageError
-from edgecv.preprocessing import Preprocessing
+from edgecv.preprocessing import Preprocessing, normalisation_from_flags
 from edgecv.runtime.targets import SAVED_MODEL_FILE
 from edgecv.training.keras_io import (SavedModelReference, load_custom_objects,
                                       load_keras_model, load_saved_model, model_format)
@@ -213,16 +213,11 @@ def resolve_contract(path: str | Path, image_shape, options: ModelOptions) -> Pr
             raise UsageError(f"--channels {options.channels} contradicts the model's input, "
                              f"which has {channels} channel(s); leave it out.")
         channels = options.channels
-    scale = parse_scale(options.scale) if options.scale is not None else None
-    mean = parse_floats(options.mean, "--mean") if options.mean is not None else None
-    std = parse_floats(options.std, "--std") if options.std is not None else None
-    if scale is None and mean is not None and std is not None:
-        if max(abs(v) for v in std) <= 1:
-            raise UsageError(
-                f"--mean {list(mean)} --std {list(std)} look like statistics of 0..1 pixels, but "
-                "no --scale was given, which means 0..255 pixels: add --scale 1/255 (or "
-                "--scale 1 if the model really takes 0..255 pixels).")
-        scale = 1.0  # mean/std given alone are in pixel units (0..255)
+    normalisation = normalisation_from_flags(
+        parse_scale(options.scale) if options.scale is not None else None,
+        parse_floats(options.mean, "--mean") if options.mean is not None else None,
+        parse_floats(options.std, "--std") if options.std is not None else None)
+    scale, mean, std = normalisation or (None, None, None)
     missing = []
     if height is None or width is None:
         missing.append("--img-size N (the model's input height/width are not fixed)")
@@ -257,6 +252,7 @@ class ModelData:
     description: str
     calibration_info: dict | None = None  # what calibrated (conversion.json)
     val_x: np.ndarray | None = None  # normalised; picks the ONNX calibration method
+    train: object | None = None  # edgecv.data.Split: what quantization-aware training uses
 
 
 def _labels_from_array(y: np.ndarray, count: int, num_classes: int, source: str) -> np.ndarray:
@@ -348,7 +344,8 @@ def load_model_data(spec: str, pre: Preprocessing, num_classes: int, calib_sampl
                      f"{spec}: {len(calibration.x)} training-split images calibrate, the "
                      f"{len(dataset.test)} test-split images verify (seed {seed})",
                      calibration.record(),
-                     pre.normalize(dataset.val.x) if len(dataset.val) else None)
+                     pre.normalize(dataset.val.x) if len(dataset.val) else None,
+                     dataset.train)
 
 
 def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
@@ -422,4 +419,5 @@ def load_model_source(path: str | Path, options: ModelOptions, *, calib_samples:
              "data_use": data.description, "labels_from": labels_from, "warnings": warnings}
     return RunData(path, model, labels, pre, data.calibration, data.test_x, test_y,
                    data.test_images, data.test_ids, default_out=default_out_dir(path),
-                   notes=notes, calibration_info=data.calibration_info or {}, val_x=data.val_x)
+                   notes=notes, calibration_info=data.calibration_info or {}, val_x=data.val_x,
+                   train=data.train)

@@ -188,6 +188,12 @@ def convert_command(
                                    "percentage points, vs the reference model."),
     recover: bool = typer.Option(False, help="If int8 drops more than --max-drop, keep its worst "
                                  "layers in float until it fits (model_int8_mixed.tflite)."),
+    qat: bool = typer.Option(False, "--qat", help="Also quantization-aware fine-tune a "
+                             "fake-quantized copy on the training split, distilling from the "
+                             "model, then write full int8 with its learned ranges "
+                             "(model_int8_qat.tflite; minutes of training; not part of --all)."),
+    qat_epochs: int = typer.Option(2, help="--qat: fine-tuning epochs over the training split."),
+    qat_lr: float = typer.Option(1e-4, help="--qat: peak learning rate (Adam, cosine to 0)."),
     out: Optional[str] = typer.Option(None, help="Output directory.",
                                       show_default="RUN/export or MODEL-STEM_export"),
     json_out: bool = typer.Option(False, "--json", help="Print conversion.json to stdout instead "
@@ -205,10 +211,14 @@ def convert_command(
                                            "does not fix it.", show_default="from the model"),
     channels: Optional[int] = typer.Option(None, help="Model files: 1 or 3, if the model does "
                                            "not fix it.", show_default="from the model"),
-    scale: Optional[str] = typer.Option(None, help="Model files: pixel multiplier, e.g. 1/255."),
-    mean: Optional[str] = typer.Option(None, help="Model files: mean after scaling, e.g. "
-                                       "0.5 or 0.485,0.456,0.406.", show_default="0"),
-    std: Optional[str] = typer.Option(None, help="Model files: std after scaling.",
+    scale: Optional[str] = typer.Option(None, help="Model files: pixel multiplier, e.g. 1/255.",
+                                        show_default="1 with --mean/--std alone"),
+    mean: Optional[str] = typer.Option(None, help="Model files: mean after scaling, one value "
+                                       "or one per channel, e.g. 0.5 or 0.485,0.456,0.406 "
+                                       "(without --scale: 0..255 pixel units, e.g. 127.5).",
+                                       show_default="0"),
+    std: Optional[str] = typer.Option(None, help="Model files: std after scaling, positive "
+                                      "(without --scale: 0..255 pixel units).",
                                       show_default="1"),
     labels: Optional[str] = typer.Option(None, help="Model files: labels.txt, one class name "
                                          "per line in output order.",
@@ -221,15 +231,19 @@ def convert_command(
     import json as json_module
 
     from edgecv.converters.convert import FORMATS, convert_run
-    from edgecv.converters.sources import ModelOptions
+    from edgecv.converters.sources import ModelOptions, parse_floats, parse_scale
+    from edgecv.preprocessing import normalisation_from_flags
+    from edgecv.runtime.targets import is_keras_source
 
     if all_formats:
-        formats = list(FORMATS)
+        formats = [name for name in FORMATS if name != "int8_qat"]
     else:
         formats = [name for name, wanted in (("fp16", fp16), ("dynamic", dynamic), ("int8", int8),
                                              ("int16x8", int16x8), ("onnx", onnx),
                                              ("onnx_int8", onnx and int8), ("edgetpu", edgetpu))
                    if wanted]
+    if qat:
+        formats.append("int8_qat")
     def log(line: str) -> None:  # warnings go to stderr, so --json keeps stdout clean
         if line.startswith("warning:"):
             typer.echo(line, err=True)
@@ -239,10 +253,18 @@ def convert_command(
     options = ModelOptions(data=data, weights=weights, custom_objects=custom_objects,
                            img_size=img_size, channels=channels, scale=scale, mean=mean, std=std,
                            labels=labels)
+    if (scale, mean, std) != (None, None, None) and is_keras_source(run):
+        # Checked here, before the model loads (converters.sources applies the same rule); a
+        # run directory refuses all three flags.
+        normalisation_from_flags(
+            parse_scale(scale) if scale is not None else None,
+            parse_floats(mean, "--mean") if mean is not None else None,
+            parse_floats(std, "--std") if std is not None else None)
     report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
                          opset=opset, max_drop=max_drop, recover=recover,
                          select_tf_ops=select_tf_ops, options=options, calib_data=calib_data,
-                         onnx_calibration=onnx_calibration, log=log)
+                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs,
+                         qat_lr=qat_lr, log=log)
     if json_out:
         typer.echo(json_module.dumps(report, indent=2))
 
@@ -477,13 +499,19 @@ def _run_bench(artifacts, settings, testset) -> dict:
 def _print_bench_table(report: dict) -> None:
     """The rows as a terminal table (the cells of the Markdown/HTML report); the reasons of rows
     that did not run become numbered notes under it."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from edgecv.benchmarks.report import TABLE_COLUMNS, table_cells
+    from edgecv.benchmarks.report import MEASUREMENT_COLUMNS, TABLE_COLUMNS, table_cells
 
     status_column = TABLE_COLUMNS.index("status")
-    table = Table(*TABLE_COLUMNS, title="edgecv bench")
+    # 18 columns: one word per header line and one space between columns keep it about 155
+    # characters wide; cells never wrap (a number split over two lines misreads).
+    table = Table(title="edgecv bench", box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    for column in TABLE_COLUMNS:
+        table.add_column("\n".join(column.split()), no_wrap=column != "status",
+                         justify="right" if column in MEASUREMENT_COLUMNS else "left")
     notes: list[str] = []
     for row in report["rows"]:
         cells = table_cells(row)
@@ -494,7 +522,7 @@ def _print_bench_table(report: dict) -> None:
         table.add_row(*cells)
     console = Console()
     if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
-        console = Console(width=150)
+        console = Console(width=200)
     console.print(table)
     for number, note in enumerate(notes, 1):
         console.print(f"[{number}] {note}", highlight=False, markup=False)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,15 +22,22 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the same directory; rename it onto ``path`` on success.
 
-    The temporary name keeps ``path``'s suffix (Keras insists on ``.keras``, matplotlib picks
-    the format from it). On an exception the temporary file is removed and ``path`` is untouched.
+    The temporary name ends in ``suffix`` (default: ``path``'s suffix; Keras insists on
+    ``.keras`` and on ``.weights.h5`` for weights, matplotlib picks the format from it). On an
+    exception the temporary file is removed and ``path`` is untouched. A process killed
+    mid-write (SIGKILL, power loss) cannot remove it: the temporary is named
+    ``.STEM.PID-XXXXXXXX.partial.SUFFIX``, and the next atomic write into the same folder
+    deletes those whose process is gone (:func:`remove_stale_partials`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
+    remove_stale_partials(path.parent)
+    # The writer's process id in the name tells a later writer whether the file is garbage.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}-",
+                               suffix=f".partial{path.suffix if suffix is None else suffix}",
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -43,6 +52,48 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+# What atomic_path names its temporaries: "." + stem + "." + writer's pid + "-" + mkstemp's
+# random part + ".partial" + suffix.
+_PARTIAL_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-[A-Za-z0-9_]+\.partial(\.|$)")
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """Delete the temporaries that :func:`atomic_path` left in ``folder`` (and its subfolders
+    with ``recursive``) when their process was killed; return their paths. Only those whose
+    writer no longer runs on this machine go: a concurrent writer's stay."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        match = _PARTIAL_NAME.match(entry.name)
+        if match and not _process_exists(int(match["pid"])):
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError:  # gone already, or not ours to delete: garbage, never an error
+                continue
+            removed.append(Path(entry.path))
+        elif recursive and entry.is_dir(follow_symlinks=False):
+            removed += remove_stale_partials(entry.path, recursive=True)
+    return removed
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:

@@ -3,7 +3,7 @@
 The same path as camera and bench: :func:`edgecv.runtime.open_backend` ->
 :class:`edgecv.classify.Classifier`. Each image gives one record ``{"path", "label", "score",
 "top_k": [{"label", "score"}...], "ms"}``; an image that cannot be read gives
-``{"path", "error"}`` and the others go on.
+``{"path", "error"}`` (as does one whose pixels the model cannot take) and the others go on.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgecv.classify import Classifier
 from edgecv.data.folder import IMAGE_EXTENSIONS, read_image
-from edgecv.errors import DataError, UsageError
+from edgecv.errors import DataError, ModelFileError, UsageError
 
 
 def image_paths(inputs: Iterable[str | Path]) -> list[Path]:
@@ -37,11 +37,18 @@ def image_paths(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def predict_files(classifier: Classifier, paths: Iterable[Path]) -> Iterator[dict]:
-    """One record per path, in order."""
+    """One record per path, in order. A file that cannot be read, or that decodes to pixels
+    the model cannot take (e.g. a gray+alpha image, which no conversion rule covers), is a
+    ``{"path", "error"}`` record; the other files go on."""
     for path in paths:
         try:
             image = read_image(path)
         except DataError as exc:
             yield {"path": str(path), "error": str(exc)}
             continue
-        yield {"path": str(path), **classifier.classify(image).to_dict()}
+        try:
+            prediction = classifier.classify(image)
+        except (DataError, ModelFileError) as exc:  # preprocessing, or the runtime on this input
+            yield {"path": str(path), "error": f"{path}: {exc}"}
+            continue
+        yield {"path": str(path), **prediction.to_dict()}

@@ -90,6 +90,36 @@ class Preprocessing:
         return cls(**known)
 
 
+def normalisation_from_flags(scale: float | None, mean: tuple[float, ...] | None,
+                             std: tuple[float, ...] | None
+                             ) -> tuple[float, tuple[float, ...], tuple[float, ...]] | None:
+    """``(scale, mean, std)`` of a model that is not an edgecv run, from the parsed ``--scale``,
+    ``--mean`` and ``--std`` (None = not given); None when none of them was given.
+
+    Each flag works alone; the ones left out default to scale 1, mean 0 and std 1. Without
+    ``--scale``, mean and std are in 0..255 pixel units, so values that look like statistics of
+    0..1 pixels are refused as a likely mistake: every ``--std`` value <= 1, or (``--mean``
+    alone) every ``--mean`` value within -1..1. ``--scale 1/255`` (or ``--scale 1``, to say the
+    model really takes pixels so) accepts them. ``--std`` must be positive.
+    """
+    if scale is None and mean is None and std is None:
+        return None
+    if std is not None and any(s <= 0 for s in std):
+        raise UsageError(f"--std must be positive, received {list(std)}.")
+    if scale is None:
+        looks_unit = (max(abs(s) for s in std) <= 1 if std is not None
+                      else max(abs(m) for m in mean) <= 1)
+        if looks_unit:
+            given = " ".join(f"--{name} {','.join(f'{v:g}' for v in values)}"
+                             for name, values in (("mean", mean), ("std", std)) if values)
+            raise UsageError(
+                f"{given} looks like statistics of 0..1 pixels, but without --scale mean and "
+                "std are in 0..255 pixel units: add --scale 1/255 (or --scale 1 if the model "
+                "really takes 0..255 pixels).")
+        scale = 1.0
+    return scale, mean or (0.0,), std or (1.0,)
+
+
 def to_8bit(image: np.ndarray) -> np.ndarray:
     """16-bit pixels divided by 257 (65535 -> 255, rounded); other types clipped to 0..255."""
     if image.dtype == np.uint8:

@@ -1,9 +1,12 @@
-"""Shared test helpers: run the real CLI in a child process."""
+"""Shared test helpers: run the real CLI in a child process; a trained tiny run; a model built to
+quantize badly."""
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -32,3 +35,37 @@ def tiny_run(tmp_path_factory):
     convert_run(run, ["fp16", "int8", "onnx", "onnx_int8"], calib_samples=100, max_drop=100,
                 log=lambda _: None)
     return run
+
+
+# --- a model built to quantize badly (tests/test_quant_real.py, tests/test_qat.py) -----------------
+
+@pytest.fixture(scope="module")
+def outlier_run():
+    """A small CNN trained briefly on the CIFAR fixture with one activation whose channel 0 is
+    300x the others (a fixed 1x1 depthwise gain): int8 quantizes activations per tensor, so
+    channels 1..15 fall under one step and read as 0. Returned as a RunData whose verification
+    data has no labels: --max-drop then judges agreement, the figure that moves most."""
+    import keras
+
+    from edgecv.converters.convert import RunData
+    from edgecv.data import load_dataset
+    from edgecv.preprocessing import Preprocessing
+
+    pre = Preprocessing(32, 32, 3)
+    data = load_dataset(str(Path(__file__).parent / "data" / "cifar10_mini"), 32, 32, 3, seed=0)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inputs)
+    h = keras.layers.DepthwiseConv2D(1, use_bias=False, trainable=False, name="outlier")(h)
+    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu", name="conv2")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(h))
+    gain = np.ones((1, 1, 16, 1), np.float32)
+    gain[0, 0, 0, 0] = 300.0
+    model.get_layer("outlier").set_weights([gain])
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    train_x = pre.normalize(data.train.x)
+    model.fit(train_x, data.train.y, epochs=5, batch_size=32, verbose=0)
+    check_x = pre.normalize(np.concatenate([data.val.x, data.test.x]))
+    return RunData(Path("outlier-model"), model, list(data.labels), pre, train_x[:200],
+                   check_x, None, val_x=train_x[200:], train=data.train)

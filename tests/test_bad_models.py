@@ -55,35 +55,60 @@ def test_bench_lists_every_bad_model_as_a_failed_row(tmp_path):
 
 
 def test_bit_flipped_models_never_crash_the_process(tmp_path):
-    """200 copies of a valid model with random bits flipped, loaded and run in a child process:
-    each either works or raises ModelFileError/DataError; a segfault would kill the child."""
+    """200 copies of a valid model with 3 random bits flipped, loaded and run in a child
+    process (a segfault would kill it): each either runs with finite scores of the right shape
+    or is refused with one line naming the file. Some load and run with silently changed
+    scores (shared/RUNTIME_FACTS.md): the SHA-256 that convert records catches those too, so
+    with ``--checksum refuse`` every one of the 200 is refused."""
     source = tmp_path / "good.tflite"
     source.write_bytes(with_card(tiny_tflite(), ["a"]))
     code = textwrap.dedent(f"""
-        import numpy as np, pathlib
+        import hashlib, json, numpy as np, pathlib
         from edgecv.errors import DataError, ModelFileError
         from edgecv.runtime import open_backend
         good = pathlib.Path({str(source)!r}).read_bytes()
-        rng = np.random.default_rng(1)
-        outcomes = {{"ran": 0, "refused": 0}}
-        path = pathlib.Path({str(tmp_path / "flipped.tflite")!r})
-        for _ in range(200):
-            data = bytearray(good)
-            for position in rng.integers(0, len(data) * 8, 3):
-                data[position // 8] ^= 1 << (position % 8)
-            path.write_bytes(bytes(data))
-            try:
-                with open_backend(path, checksum="off") as backend:
-                    backend.run(np.zeros((1, 8, 8, 1), np.float32))
-                outcomes["ran"] += 1
-            except (ModelFileError, DataError):
-                outcomes["refused"] += 1
-        print(outcomes)
+        folder = pathlib.Path({str(tmp_path)!r})
+        path = folder / "flipped.tflite"
+        (folder / "conversion.json").write_text(json.dumps({{"artifacts": [
+            {{"file": path.name, "sha256": hashlib.sha256(good).hexdigest()}}]}}))
+        x = np.zeros((1, 8, 8, 1), np.float32)
+        with open_backend(folder / "good.tflite", checksum="off") as backend:
+            expected = backend.run(x)
+        result = {{}}
+        for policy in ("off", "refuse"):
+            rng = np.random.default_rng(1)
+            outcome = {{"ran": 0, "changed": 0, "bad_scores": 0, "refused": 0, "messages": []}}
+            for _ in range(200):
+                data = bytearray(good)
+                for position in rng.integers(0, len(data) * 8, 3):
+                    data[position // 8] ^= 1 << (position % 8)
+                path.write_bytes(bytes(data))
+                try:
+                    with open_backend(path, checksum=policy) as backend:
+                        scores = backend.run(x)
+                except (ModelFileError, DataError) as exc:
+                    outcome["refused"] += 1
+                    outcome["messages"].append(str(exc))
+                    continue
+                outcome["ran"] += 1
+                outcome["bad_scores"] += (scores.shape != expected.shape
+                                          or not np.isfinite(scores).all())
+                outcome["changed"] += not np.array_equal(scores, expected)
+            result[policy] = outcome
+        print(json.dumps(result))
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    outcomes = eval(result.stdout.strip().splitlines()[-1])
-    assert outcomes["ran"] + outcomes["refused"] == 200 and outcomes["refused"] > 0
+    import json
+
+    outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+    off, refuse = outcomes["off"], outcomes["refuse"]
+    assert off["ran"] > 0 and off["refused"] > 0  # both outcomes happen, so both are checked
+    assert off["bad_scores"] == 0  # a file that runs gives finite scores of the right shape
+    assert off["changed"] > 0  # some run with silently changed weights...
+    assert refuse["ran"] == 0 and refuse["refused"] == 200  # ...which the recorded SHA-256 stops
+    for message in off["messages"] + refuse["messages"]:
+        assert "flipped.tflite" in message and "\n" not in message, message  # one line, named
 
 
 def test_a_bad_thread_count_is_named_not_blamed_on_the_model(tmp_path, image):

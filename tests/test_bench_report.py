@@ -4,12 +4,14 @@ No TensorFlow; matplotlib is used where present and simulated away where its abs
 """
 
 import base64
-import copy
+import html
 import importlib.util
 import json
 import re
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +132,10 @@ def test_markdown_ok_row_formats_accuracy_fps_and_speedup():
     assert cells["p50 ms"] == "0.210" and cells["p90 ms"] == "0.231"
     assert cells["FPS"] == f"{row['throughput_per_s']:.0f}"
     assert cells["speedup vs fp32"] == "1.90x"
+    assert cells["init ms"] == "3.100" and cells["first ms"] == "0.420"
+    assert cells["mean ms"] == "0.214" and cells["p99 ms"] == "0.273"
+    assert cells["preprocess ms"] == "0.020"
+    assert cells["peak RSS MB"] == "210.0" and cells["RSS delta MB"] == "+1.5"
     onnx = dict(zip(table[0], table[4]))
     assert onnx["speedup vs fp32"] == "-"  # no baseline for ONNX: a dash, not 0 or 1
 
@@ -150,6 +156,33 @@ def test_markdown_non_ok_rows_show_reason_and_no_numbers():
     for rows in (by_status["unavailable"], by_status["n/a"], by_status["failed"]):
         for row in rows:
             assert [row[c] for c in MEASUREMENT_COLUMNS] == ["-"] * len(MEASUREMENT_COLUMNS)
+
+
+def test_tables_have_the_columns_the_readme_lists():
+    """The README names the table columns; the terminal, Markdown and HTML tables show exactly
+    those, and they include what the review found missing (init, first, mean, p99,
+    preprocess, RSS)."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    listed = readme.split("The terminal table, `--md` and `--html` show these columns: ", 1)[1]
+    assert re.findall(r"`([^`]+)`", listed.split(" (a row", 1)[0]) == list(TABLE_COLUMNS)
+    for column in ("init ms", "first ms", "mean ms", "p99 ms", "preprocess ms", "peak RSS MB",
+                   "RSS delta MB"):
+        assert column in TABLE_COLUMNS
+
+
+def test_terminal_table_shows_every_column_of_every_ok_row(capsys):
+    from edgecv.cli import _print_bench_table
+
+    report = make_report()
+    _print_bench_table(report)
+    lines = capsys.readouterr().out.splitlines()
+    for row in report["rows"]:
+        if row["status"] == "ok":
+            cells = table_cells(row)
+            assert any(line.split() == cells for line in lines), (cells, lines)
+    header = [line.split() for line in lines[:6]]
+    for word in ("init", "first", "mean", "p99", "preprocess", "peak", "delta", "RSS"):
+        assert any(word in words for words in header), word
 
 
 def test_markdown_cell_with_pipe_and_newline_stays_one_cell():
@@ -270,6 +303,10 @@ def test_html_is_self_contained_with_table_plots_and_escaped_reason(tmp_path):
         assert reason in text
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; runtime crashed" in text
     assert "Intel Xeon Test CPU" in text and "governor is &#x27;powersave&#x27;" in text
+    results = text.split("<h2>Results</h2>", 1)[1].split("</table>", 1)[0]
+    assert re.findall(r"<th>(.*?)</th>", results) == [html.escape(c) for c in TABLE_COLUMNS]
+    first = re.findall(r"<td[^>]*>(.*?)</td>", results.split("<tbody>", 1)[1].split("</tr>")[0])
+    assert first == [html.escape(c) for c in table_cells(report["rows"][0])]
     assert MATPLOTLIB_NOTE not in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.html"]
 
@@ -366,20 +403,60 @@ def test_section_and_sections_validation(tmp_path):
 
 
 @needs_matplotlib
-def test_atomic_writes_leave_no_partial_file_and_keep_old_file_on_error(tmp_path):
+def test_atomic_writes_leave_only_the_report_files(tmp_path):
     report = make_report()
     write_json(report, tmp_path / "bench.json")
     write_markdown(report, tmp_path / "bench.md")
     write_html(report, tmp_path / "bench.html")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.html", "bench.json", "bench.md"]
     assert markdown_table(report) == (tmp_path / "bench.md").read_text()
-    before = (tmp_path / "bench.html").read_text()
-    broken = copy.deepcopy(report)
-    broken["rows"][0]["samples_ms"] = [float("inf")]
-    with pytest.raises(ValueError):
-        write_html(broken, tmp_path / "bench.html")
-    assert (tmp_path / "bench.html").read_text() == before
-    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+@pytest.mark.parametrize("writer, name", [("write_json", "bench.json"),
+                                          ("write_markdown", "bench.md"),
+                                          ("write_html", "bench.html")])
+def test_a_write_that_fails_midway_keeps_the_old_file(tmp_path, writer, name):
+    """A real failure after the file is opened and half written: in a child process the file
+    size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes the write fail with EFBIG halfway through
+    the new report, as a full disk would. The old complete report must still be there, and no
+    temporary file."""
+    resource = pytest.importorskip("resource")
+    del resource
+    old = make_report()
+    old["rows"] = old["rows"][:1]  # a short old report, then a longer new one
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(make_report()))
+    code = textwrap.dedent(f"""
+        import errno, json, os, pathlib, resource, signal, sys
+        sys.modules["matplotlib"] = None  # the HTML without plots: the write is what is tested
+        from edgecv.benchmarks import report as writers
+        folder = pathlib.Path({str(tmp_path)!r})
+        write = getattr(writers, {writer!r})
+        target = folder / "out" / {name!r}
+        write(json.loads((folder / "old.json").read_text()), target)
+        old_bytes = target.read_bytes()
+        new = json.loads((folder / "new.json").read_text())
+        probe = folder / "probe" / {name!r}
+        write(new, probe)  # the new report's full size, written without a limit
+        limit = probe.stat().st_size // 2  # half of it reaches the disk, then EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            write(new, target)
+        except OSError as exc:
+            assert exc.errno == errno.EFBIG, exc
+        else:
+            raise SystemExit("the write did not fail")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        assert target.read_bytes() == old_bytes, "the old report was damaged"
+        print(sorted(p.name for p in target.parent.iterdir()))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == repr([name])  # no temporary file left
 
 
 def test_importing_the_module_does_not_import_matplotlib():

@@ -292,7 +292,7 @@ def test_a_dynamic_input_size_needs_flags_and_gets_fixed(world, tmp_path):
         assert flag in message
     assert "--channels" not in message  # the model fixes that one
 
-    with pytest.raises(UsageError, match=r"look like statistics of 0..1 pixels.*--scale 1/255"):
+    with pytest.raises(UsageError, match=r"looks like statistics of 0..1 pixels.*--scale 1/255"):
         convert_run(path, [], options=ModelOptions(img_size=16, mean="0.5", std="0.25",
                                                    data=str(world["folder"])), log=quiet)
     report = convert_run(path, ["int8"], options=ModelOptions(
@@ -410,6 +410,31 @@ def test_user_errors_are_one_line(world, tmp_path):
         assert result.returncode == 2, (args, result.stderr[-1000:])
         assert fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--mean", "127.5"], (1.0, (127.5,), (1.0,))),
+    (["--std", "255"], (1.0, (0.0,), (255.0,))),
+], ids=["mean_alone", "std_alone"])
+def test_mean_or_std_alone_converts_in_pixel_units(tmp_path, flags, expected):
+    """Either flag without --scale is enough (it used to need both): scale 1, the other 0 / 1."""
+    import keras
+
+    from edgecv.runtime import open_backend
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
+        keras.layers.Flatten()(inputs)))
+    path = tmp_path / "pixels.keras"
+    model.save(path)
+    result = run_cli("convert", path, *flags, "--data", "digits", "--max-drop", "100",
+                     "--json", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    fp32 = {r["format"]: r for r in json.loads(result.stdout)["artifacts"]}["fp32"]
+    assert fp32["agreement"] == 1.0
+    with open_backend(tmp_path / "out" / "model_fp32.tflite") as backend:
+        pre = backend.card.preprocessing
+        assert (pre.scale, pre.mean, pre.std) == expected
 
 
 def test_cli_converts_a_savedmodel_with_json_output(world, tmp_path):

@@ -1,7 +1,9 @@
 """The CLI through its real entry point: help, speed of import, and one-line errors."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,14 +19,38 @@ def test_help_does_not_import_tensorflow():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["models"]])
-def test_every_command_has_help_with_defaults(command):
-    result = run_cli(*command, "--help")
+def registered_commands() -> dict:
+    """Every command on the typer app, by name, as click sees it (discovered, not listed)."""
+    import typer.main
+
+    from edgecv.cli import app
+
+    return dict(typer.main.get_command(app).commands)
+
+
+def test_the_app_registers_the_commands_the_readme_describes():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"^## `edgecv (\w+)", readme, re.M))
+    assert set(registered_commands()) == documented
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in sorted(registered_commands())],
+                         ids=lambda command: command[0] if command else "edgecv")
+def test_every_command_has_help_with_every_option(command):
+    """Help exits 0 and names the command and every option it registers."""
+    result = run_cli(*command, "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
-    assert "Usage: edgecv" in result.stdout
+    assert f"Usage: edgecv {' '.join(command)}".rstrip() in result.stdout
+    if not command:
+        for name in registered_commands():
+            assert name in result.stdout
+        return
+    params = registered_commands()[command[0]].params
+    options = [param.opts[0] for param in params if param.param_type_name == "option"]
+    assert options or command == ["models"]
+    for option in options:
+        assert option in result.stdout, f"{command[0]} --help does not show {option}"
     if command == ["train"]:
-        for option in ("--data", "--model", "--epochs", "--resume", "--strategy", "--weights"):
-            assert option in result.stdout
         assert "[default: digits]" in result.stdout and "[default: resnet8]" in result.stdout
 
 
@@ -54,6 +80,22 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, args, fragment):
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # nothing written for a refused command
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--mean", "0.5"], "--mean 0.5 looks like statistics of 0..1 pixels"),
+    (["--std", "0.25"], "--std 0.25 looks like statistics of 0..1 pixels"),
+    (["--std", "0"], "--std must be positive, received [0.0]"),
+    (["--scale", "1/255", "--std", "-1"], "--std must be positive, received [-1.0]"),
+    (["--mean", "abc"], "--mean must be a number or a comma-separated list"),
+    (["--std", "nan"], "--std must be finite numbers, received 'nan'"),
+])
+def test_bad_normalisation_flags_are_one_line_exit_2(tmp_path, args, fragment):
+    """Refused before the model is loaded (the file need not even exist yet)."""
+    result = run_cli("convert", tmp_path / "model.keras", *args, "--data", "digits")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert fragment in result.stderr and "Traceback" not in result.stderr
 
 
 def test_existing_output_is_not_overwritten(tmp_path):

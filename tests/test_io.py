@@ -46,3 +46,13 @@ def test_atomic_writes_respect_the_umask_not_mkstemps_0600(tmp_path, umask):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o666 & ~umask
     assert stat.S_IMODE((tmp_path / "saved_model").stat().st_mode) == 0o777 & ~umask
+
+
+def test_atomic_path_can_keep_a_double_suffix(tmp_path):
+    """Keras saves weights only to a name ending in .weights.h5, so the temporary file must too."""
+    target = tmp_path / "best.weights.h5"
+    with atomic_path(target, suffix=".weights.h5") as tmp:
+        assert tmp.name.endswith(".partial.weights.h5") and tmp.parent == tmp_path
+        tmp.write_bytes(b"weights")
+    assert target.read_bytes() == b"weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.weights.h5"]

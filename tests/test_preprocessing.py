@@ -34,6 +34,43 @@ def test_invalid_contract_is_refused_with_the_value(kwargs, fragment):
     assert fragment in str(info.value)
 
 
+# --- --scale / --mean / --std for a model that is not an edgecv run -----------------------------
+
+@pytest.mark.parametrize("flags, expected", [
+    ((None, None, None), None),
+    ((1 / 255, None, None), (1 / 255, (0.0,), (1.0,))),
+    ((None, (127.5,), None), (1.0, (127.5,), (1.0,))),  # --mean alone: pixel units, scale 1
+    ((None, None, (255.0,)), (1.0, (0.0,), (255.0,))),  # --std alone
+    ((None, (123.7, 116.3, 103.5), (58.4, 57.1, 57.4)), (1.0, (123.7, 116.3, 103.5),
+                                                        (58.4, 57.1, 57.4))),
+    ((None, (0.5,), (127.5,)), (1.0, (0.5,), (127.5,))),  # a pixel-unit std decides
+    ((1 / 255, (0.5,), None), (1 / 255, (0.5,), (1.0,))),  # 0..1 statistics with their scale
+    ((1.0, (0.5,), (0.25,)), (1.0, (0.5,), (0.25,))),  # --scale 1 says pixels are meant
+])
+def test_each_normalisation_flag_works_alone(flags, expected):
+    from edgecv.preprocessing import normalisation_from_flags
+
+    assert normalisation_from_flags(*flags) == expected
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    ((None, (0.5,), None), "--mean 0.5 looks like statistics of 0..1 pixels"),
+    ((None, None, (0.25,)), "--std 0.25 looks like statistics of 0..1 pixels"),
+    ((None, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+     "--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 looks like statistics of 0..1 pixels"),
+    ((None, None, (0.0,)), "--std must be positive, received [0.0]"),
+    ((1 / 255, None, (1.0, -2.0, 1.0)), "--std must be positive, received [1.0, -2.0, 1.0]"),
+])
+def test_bad_normalisation_flags_are_one_line_usage_errors(flags, fragment):
+    from edgecv.preprocessing import normalisation_from_flags
+
+    with pytest.raises(UsageError) as info:
+        normalisation_from_flags(*flags)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    if "looks like" in fragment:
+        assert "add --scale 1/255" in str(info.value)
+
+
 def test_contract_round_trips_through_dict():
     pre = Preprocessing(24, 32, 3, scale=1.0, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0))
     assert Preprocessing.from_dict(pre.to_dict()) == pre

@@ -176,3 +176,71 @@ def test_dequantize_table_equals_dequantize_for_every_byte(dtype, zero_point):
     table = dequantize_table(0.00390625, zero_point, dtype)
     np.testing.assert_array_equal(table[codes.view(np.uint8)], dequantize(codes, 0.00390625, zero_point))
     assert dequantize_table(0.1, 0, np.int16) is None
+
+
+# --- close(): the runtime is released, and a closed backend says so -----------------------------
+
+def _tiny_onnx(path):
+    """A reshape (N, 2, 2, 1) -> (N, 4), written with the onnx package (no TensorFlow)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2, 2, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _assert_close_releases(backend, runtime_object, batch):
+    """``runtime_object`` (the interpreter/session/model) is freed once the backend is closed,
+    and every later use of the runtime raises BackendClosed naming the file."""
+    import gc
+    import weakref
+
+    from edgecv.runtime.base import BackendClosed
+
+    assert backend.run(batch).shape[0] == len(batch)
+    released = weakref.ref(runtime_object)
+    del runtime_object
+    gc.collect()
+    assert released() is not None  # held by the open backend
+    with backend:
+        pass  # leaving the with block closes it
+    gc.collect()
+    assert released() is None, "close() left the runtime alive"
+    for use in (lambda: backend.run(batch), lambda: backend.input_shape, backend.io_details):
+        with pytest.raises(BackendClosed, match=rf"backend of '.*{backend.path.name}' is closed"):
+            use()
+    backend.close()  # a second close is harmless
+    assert backend.size_bytes == backend.path.stat().st_size  # metadata stays readable
+
+
+def test_close_releases_the_litert_interpreter(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(with_card(tiny_tflite(), ["a"]))
+    backend = open_backend(path)
+    _assert_close_releases(backend, backend.interpreter, np.zeros((2, 8, 8, 1), np.float32))
+    assert backend.card.labels == ["a"]
+
+
+def test_close_releases_the_onnxruntime_session(tmp_path):
+    path = tmp_path / "m.onnx"
+    _tiny_onnx(path)
+    backend = open_backend(path)
+    _assert_close_releases(backend, backend.session, np.ones((3, 2, 2, 1), np.float32))
+
+
+@pytest.mark.tf
+def test_close_releases_the_keras_model(tmp_path):
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Flatten()(inputs)))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    del model
+    backend = open_backend(path)
+    _assert_close_releases(backend, backend.model, np.zeros((2, 8, 8, 1), np.float32))

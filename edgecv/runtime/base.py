@@ -13,6 +13,15 @@ from edgecv.card import ModelCard
 from edgecv.errors import DataError, EdgecvError, ModelFileError
 
 
+class BackendClosed(RuntimeError):
+    """A closed backend was used: its runtime (interpreter, session, model) has been released.
+    A programming error, not a user's, so it is not an EdgecvError and keeps its traceback."""
+
+    def __init__(self, name: str, path: Path):
+        super().__init__(f"the {name} backend of '{path}' is closed (its runtime was released); "
+                         "open the model again with open_backend().")
+
+
 class BackendUnavailable(EdgecvError):
     """A runtime or target is not available here; ``reason`` says why."""
 
@@ -72,7 +81,13 @@ def dequantize_table(scale: float, zero_point: int, dtype) -> np.ndarray | None:
 
 
 class Backend(ABC):
-    """Open a model, read its card, ``run(batch) -> scores``, ``close()``."""
+    """Open a model, read its card, ``run(batch) -> scores``, ``close()``.
+
+    ``close()`` (also on leaving a ``with`` block) drops the backend's references to its runtime
+    objects, so their memory is freed once nothing else holds them; later ``run``,
+    ``input_shape`` and ``io_details`` raise :class:`BackendClosed`. ``path``, ``card``,
+    ``size_bytes`` and ``warnings`` stay readable. Closing twice is allowed.
+    """
 
     name = "backend"
 
@@ -85,6 +100,7 @@ class Backend(ABC):
         self.warnings: list[str] = []  # e.g. a checksum mismatch; the caller shows them
         self.size_bytes: int | None = None
         self.output_is_float = True  # False when scores are dequantized from integers
+        self.closed = False
 
     @property
     @abstractmethod
@@ -106,6 +122,7 @@ class Backend(ABC):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 NHWC model input -> float32 scores (N, classes); refuses non-finite input
         and output."""
+        self.check_open()
         batch = self.check_input(batch)
         try:
             scores = self._run(batch)
@@ -127,8 +144,20 @@ class Backend(ABC):
     def io_details(self) -> list[tuple[str, str]]:
         """(kind, description) of the model's input and output tensors."""
 
+    def check_open(self) -> None:
+        """Raise :class:`BackendClosed` if :meth:`close` was called."""
+        if self.closed:
+            raise BackendClosed(self.name, self.path)
+
     def close(self) -> None:
-        """Release the runtime's resources."""
+        """Release the runtime: drop the references to it (see the class docstring)."""
+        if not self.closed:
+            self.closed = True
+            self._release()
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Drop every reference to the runtime's objects (interpreter, session, model)."""
 
     def __enter__(self):
         return self

@@ -88,9 +88,11 @@ class KerasBackend(Backend):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        self.check_open()
         return tuple(-1 if d is None else int(d) for d in self.model.input_shape)
 
     def io_details(self) -> list[tuple[str, str]]:
+        self.check_open()
         return [("input", f"{list(self.model.input_shape)} float32"),
                 ("output", f"{list(self.model.output_shape)} float32")]
 
@@ -100,3 +102,9 @@ class KerasBackend(Backend):
             return np.asarray(call(batch), np.float32)
         with self._tf.device(self._device):
             return np.asarray(call(batch), np.float32)
+
+    def _release(self) -> None:
+        # The model holds the weights and its compiled predict function; the strategy (TPU)
+        # holds the devices. Keras' global session is left alone: other models may live in it.
+        self.model = None
+        self._strategy = None

@@ -12,7 +12,7 @@ from edgecv.card import read_tflite_card
 from edgecv.errors import ModelFileError
 from edgecv.io import captured_output
 from edgecv.runtime.base import (Backend, BackendUnavailable, dequantize, dequantize_table,
-                                 quantize)
+                                 quantize, runtime_message)
 from edgecv.runtime.integrity import check_recorded_checksum, check_tflite_tensor_sizes
 
 
@@ -48,7 +48,8 @@ def load_delegate(library: str, options: dict | None = None):
     try:
         return load(library, options or {})
     except (ValueError, OSError, RuntimeError) as exc:
-        raise BackendUnavailable(library, f"the delegate failed to load: {exc}"[:240]) from exc
+        raise BackendUnavailable(library, "the delegate failed to load: "
+                                 + runtime_message(exc)) from exc
 
 
 def _target_delegates(target: str, device: str | None) -> list:
@@ -83,7 +84,9 @@ class LiteRTBackend(Backend):
             with captured_output(replay_on_error=False):  # XNNPACK's INFO line on fd 2
                 self.interpreter = interpreter_class(model_content=data, num_threads=threads)
         except (ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"'{path}' is not a valid TFLite model: {exc}"[:300]) from exc
+            # LiteRT's messages span lines ("...\nAllocateTensors() called on inconsistent model.")
+            raise ModelFileError(f"'{path}' is not a valid TFLite model: "
+                                 f"{runtime_message(exc)}") from exc
         # The verifier accepted the structure; now the sizes it does not check, before allocating.
         try:
             check_tflite_tensor_sizes(data)
@@ -97,7 +100,8 @@ class LiteRTBackend(Backend):
                                                          experimental_delegates=delegates)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"'{path}' cannot be prepared on {target}: {exc}"[:300]) from exc
+            raise ModelFileError(f"'{path}' cannot be prepared on {target}: "
+                                 f"{runtime_message(exc)}") from exc
         try:
             card = read_tflite_card(data)
         except ModelFileError as exc:
@@ -111,7 +115,7 @@ class LiteRTBackend(Backend):
             self._output = self.interpreter.get_output_details()[0]
         except (ValueError, IndexError, RuntimeError) as exc:
             raise ModelFileError(f"'{path}' has a corrupt input/output tensor: "
-                                 f"{type(exc).__name__}: {exc}"[:300]) from exc
+                                 f"{type(exc).__name__}: {runtime_message(exc)}") from exc
         self._cache_io()
         signature = self._input.get("shape_signature")
         # A model saved with a static batch (Edge TPU models) cannot be resized: loop instead.
@@ -137,10 +141,12 @@ class LiteRTBackend(Backend):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        self.check_open()
         return self._shape
 
     def io_details(self) -> list[tuple[str, str]]:
         """("input"/"output", "name shape dtype quantization") for ``edgecv info``."""
+        self.check_open()
         rows = []
         for kind, detail in (("input", self._input), ("output", self._output)):
             scale, zero_point = detail["quantization"]
@@ -176,3 +182,10 @@ class LiteRTBackend(Backend):
         if self._out_quant is not None:
             return dequantize(out, *self._out_quant)
         return out.astype(np.float32, copy=False)
+
+    def _release(self) -> None:
+        # The interpreter owns the model's tensors and arena (and any delegate); the tensor
+        # details are plain dicts, dropped so nothing stale is left to use.
+        self.interpreter = None
+        self._input = self._output = None
+        self._in_quant = self._out_quant = self._out_table = None

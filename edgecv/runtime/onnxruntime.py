@@ -69,7 +69,8 @@ class OnnxRuntimeBackend(Backend):
             self._input = self.session.get_inputs()[0]
             self._output = self.session.get_outputs()[0].name
         except (ModelFileError, ValueError, IndexError) as exc:
-            raise ModelFileError(f"'{path}': corrupt model metadata: {exc}"[:300]) from exc
+            raise ModelFileError(f"'{path}': corrupt model metadata: "
+                                 f"{runtime_message(exc)}") from exc
         super().__init__(path, card, target=target, threads=threads)
         if warning:
             self.warnings.append(warning)
@@ -77,12 +78,18 @@ class OnnxRuntimeBackend(Backend):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        self.check_open()
         return tuple(d if isinstance(d, int) else -1 for d in self._input.shape)
 
     def io_details(self) -> list[tuple[str, str]]:
         """("input"/"output", "name shape type") for ``edgecv info``."""
+        self.check_open()
         return [(kind, f"{arg.name} {list(arg.shape)} {arg.type}") for kind, arg in
                 (("input", self._input), ("output", self.session.get_outputs()[0]))]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self._output], {self._input.name: batch})[0].astype(np.float32)
+
+    def _release(self) -> None:
+        self.session = None  # the InferenceSession owns the graph, weights and thread pools
+        self._input = self._output = None

@@ -181,6 +181,9 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
                    resuming: bool, total_epochs: int):
     import keras
 
+    from edgecv.training.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger,
+                                           BestWeightsCheckpoint)
+
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
 
@@ -212,15 +215,15 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
     # Order matters for --resume: the backup of epoch k is written before its CSV row, so a
     # row in history.csv always means that epoch is safe in the backup. EpochLog comes first
     # so that its epoch_time_s reaches the CSV row.
+    # The three that write files are Keras' own made atomic (edgecv.training.callbacks).
     callbacks = [
         EpochLog(),
-        keras.callbacks.ModelCheckpoint(
-            str(checkpoints / "best.weights.h5"), monitor="val_loss", save_best_only=True,
-            save_weights_only=True,
+        BestWeightsCheckpoint(
+            checkpoints / "best.weights.h5", monitor="val_loss",
             initial_value_threshold=best_val_loss(run_dir / "history.csv") if resuming else None,
         ),
-        keras.callbacks.BackupAndRestore(str(checkpoints / "backup"), delete_checkpoint=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
+        AtomicBackupAndRestore(checkpoints / "backup", delete_checkpoint=True),
+        AtomicCSVLogger(str(run_dir / "history.csv"), append=resuming),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                       restore_best_weights=False),
     ]

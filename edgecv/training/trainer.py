@@ -30,7 +30,7 @@ import numpy as np
 
 from edgecv import __version__
 from edgecv.errors import UsageError
-from edgecv.io import atomic_path, write_json_atomic, write_text_atomic
+from edgecv.io import atomic_path, remove_stale_partials, write_json_atomic, write_text_atomic
 from edgecv.preprocessing import Preprocessing
 from edgecv.tf_import import import_tensorflow
 from edgecv.training.config import TrainConfig, default_run_dir, resolve, resolve_for_data
@@ -52,20 +52,26 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
     """Pick the run directory and the config to use, refusing to clobber an existing run.
 
     With ``resume`` the run's saved config is used; ``resume_epochs`` may raise its epoch count.
+    A run interrupted before its first backup (or after its last, before metrics.json) has
+    nothing to continue from: its files are deleted (config.json kept) to start it again.
     """
     if resume:
         if not config.out:
             raise UsageError("--resume needs the run to continue: give --out RUN_DIR or --name NAME.")
         run_dir = Path(config.out)
         saved = TrainConfig.from_run(run_dir)
+        remove_stale_partials(run_dir, recursive=True)  # what a killed run was writing
         if not (run_dir / "checkpoints" / "backup").is_dir():
-            if (run_dir / "model.keras").is_file():
+            if (run_dir / "metrics.json").is_file():  # written last
                 raise UsageError(f"run '{run_dir}' already finished; nothing to resume.")
-            raise UsageError(f"run '{run_dir}' has no backup to resume from; start it again.")
+            if saved.strategy == "multiworker":  # every worker must start again together
+                raise UsageError(f"run '{run_dir}' has no backup to resume from; start it again.")
+            _clear_run_dir(run_dir, keep_config=True)
         epochs = max(saved.epochs, resume_epochs or 0)
         return replace(saved, epochs=epochs, out=str(run_dir)), run_dir
     config = resolve(config)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
+    remove_stale_partials(run_dir)  # a folder that is empty but for a killed write
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise UsageError(
@@ -76,8 +82,22 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
             raise UsageError(
                 f"refusing to overwrite '{run_dir}': it is not an edgecv run (no config.json)."
             )
-        shutil.rmtree(run_dir)
+        _clear_run_dir(run_dir, keep_config=False)
     return replace(config, out=str(run_dir)), run_dir
+
+
+def _clear_run_dir(run_dir: Path, *, keep_config: bool) -> None:
+    """Delete a run's files, config.json last (or not at all), so that a process killed
+    midway leaves a folder that --overwrite and --resume still recognise as an edgecv run."""
+    for entry in run_dir.iterdir():
+        if entry.name == RUN_MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if not keep_config:
+        (run_dir / RUN_MARKER).unlink()
 
 
 def _set_fine_tune_trainable(model, layers_to_train: int) -> None:
@@ -154,6 +174,10 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         return TrainResult(Path(config.out) if config.out else scratch, result.metrics)
     config, run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume,
                                       resume_epochs=resume_epochs)
+    if resume and not (run_dir / "checkpoints" / "backup").is_dir():
+        log(f"run '{run_dir}' has no backup to continue from (interrupted before its first "
+            "epoch ended, or after its last): starting it again with its saved options")
+        resume = False
     if resume and config.strategy == "multiworker":
         # Keras 3's BackupAndRestore keeps one file per worker and has no multi-worker restore.
         raise UsageError(
