@@ -143,7 +143,7 @@ def borrowed_card(model: Path, artifacts: list[Path]):
     one of its artifacts (``source_run`` is the model's path), re-labelled as ``keras``."""
     from dataclasses import replace
 
-    from edgecv.card import read_card
+    from edgecv.runtime import read_card
 
     for path in artifacts:
         if path.suffix not in (".tflite", ".onnx"):

@@ -149,7 +149,7 @@ def _load_run_source(source, calib_samples: int, options) -> RunData:
 
 
 def _tflite_io_quantization(model: bytes) -> tuple[str, str, Quantization | None, Quantization | None]:
-    from edgecv.runtime.litert import load_interpreter_class
+    from edgecv.runtime.targets import load_interpreter_class
 
     interpreter = load_interpreter_class()(model_content=model)
     details = interpreter.get_input_details()[0], interpreter.get_output_details()[0]

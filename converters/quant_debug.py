@@ -37,11 +37,21 @@ def _sqnr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np.ndarra
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
+def crushed_share(float_tensors: Sequence[np.ndarray], scale: float) -> float:
+    """Share of the live channels (last axis, float RMS > 0) whose RMS over all samples and
+    positions is below one quantization step ``scale``."""
+    values = (np.concatenate([np.asarray(f, np.float64).reshape(-1, np.shape(f)[-1])
+                              for f in float_tensors]) if len(float_tensors) else np.zeros((0, 1)))
+    if not len(values) or not scale or not math.isfinite(scale):
+        return 0.0
+    rms = np.sqrt(np.mean(np.square(values), axis=0))
+    live = rms > 1e-6 * max(float(rms.max()), 1e-12)
+    return float(np.mean(rms[live] < scale)) if live.any() else 0.0
+
+
 def _crushed(float_tensors, quant_tensors, scale: float, zero_point: int) -> float:
     """Share of the layer's live output channels under one quantization step (see
     :mod:`edgecv.converters.recover`)."""
-    from edgecv.converters.recover import crushed_share
-
     return crushed_share(float_tensors, scale)
 
 

@@ -22,20 +22,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgecv.converters.quant_debug import crushed_share  # noqa: E402,F401 (re-exported)
+
 # a tensor counts as crushed when at least this share of its live channels is under one step
 CRUSHED_SHARE = 0.25
-
-
-def crushed_share(float_tensors: Sequence[np.ndarray], scale: float) -> float:
-    """Share of the live channels (last axis, float RMS > 0) whose RMS over all samples and
-    positions is below one quantization step ``scale``."""
-    values = (np.concatenate([np.asarray(f, np.float64).reshape(-1, np.shape(f)[-1])
-                              for f in float_tensors]) if len(float_tensors) else np.zeros((0, 1)))
-    if not len(values) or not scale or not math.isfinite(scale):
-        return 0.0
-    rms = np.sqrt(np.mean(np.square(values), axis=0))
-    live = rms > 1e-6 * max(float(rms.max()), 1e-12)
-    return float(np.mean(rms[live] < scale)) if live.any() else 0.0
 
 
 def rank_tensors(rows: list[dict]) -> list[dict]:

@@ -135,21 +135,3 @@ def embed_onnx_card(model_proto, card: ModelCard) -> None:
     entry = model_proto.metadata_props.add()
     entry.key = CARD_KEY
     entry.value = card.to_json()
-
-
-def read_onnx_card(path: str | Path) -> ModelCard | None:
-    """The card of an ONNX file, read through onnxruntime (no onnx package needed)."""
-    from edgecv.runtime.onnxruntime import OnnxRuntimeBackend
-
-    with OnnxRuntimeBackend(Path(path)) as backend:
-        return backend.card
-
-
-def read_card(path: str | Path) -> ModelCard | None:
-    """The card of a ``.tflite`` or ``.onnx`` artifact (None if the file carries none)."""
-    path = Path(path)
-    if path.suffix == ".tflite":
-        return read_tflite_card(path.read_bytes())
-    if path.suffix == ".onnx":
-        return read_onnx_card(path)
-    raise ModelFileError(f"unsupported artifact type '{path.suffix}'; expected .tflite or .onnx.")

@@ -155,7 +155,7 @@ def options_for(world, kind, form, **extra):
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_round_trip_every_form_on_an_image_folder(world, kind, form):
-    from edgecv.card import read_card
+    from edgecv.runtime import read_card
     from edgecv.converters.convert import convert_run
     from edgecv.errors import ModelFileError
     from edgecv.testset import load_testset
@@ -245,7 +245,7 @@ def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(wor
 
 
 def test_labels_file_and_named_custom_objects(world, tmp_path):
-    from edgecv.card import read_card
+    from edgecv.runtime import read_card
     from edgecv.converters.convert import convert_run
 
     labels = tmp_path / "labels.txt"
@@ -334,7 +334,7 @@ def test_lambda_layers_are_refused_in_every_form(tmp_path, form):
 def test_an_unsupported_op_is_named_and_select_tf_ops_marks_the_file(world, tmp_path):
     import keras
 
-    from edgecv.card import read_card
+    from edgecv.runtime import read_card
     from edgecv.converters.convert import convert_run
     from edgecv.converters.sources import ModelOptions
     from edgecv.converters.tflite import ConversionError

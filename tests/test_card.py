@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgecv.card import ModelCard, Quantization, embed_onnx_card, embed_tflite_card, read_card, read_tflite_card
+from edgecv.card import ModelCard, Quantization, embed_onnx_card, embed_tflite_card, read_tflite_card
+from edgecv.runtime import read_card
 from edgecv.errors import ModelFileError
 from edgecv.preprocessing import Preprocessing
 
@@ -54,7 +55,7 @@ def test_tflite_card_round_trip_keeps_the_model_working(tmp_path):
         assert backend.card == card
         np.testing.assert_allclose(backend.run(x), model.predict(x, verbose=0), atol=1e-5)
     # the read side needs no TensorFlow
-    code = (f"import sys; from edgecv.card import read_card; c = read_card({str(path)!r}); "
+    code = (f"import sys; from edgecv.runtime import read_card; c = read_card({str(path)!r}); "
             "print(c.labels, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['cat', 'dog'] False"

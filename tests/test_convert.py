@@ -75,7 +75,7 @@ def test_int8_model_is_integer_only_with_int8_io(converted):
 
 
 def test_card_travels_in_every_artifact(converted, trained_run):
-    from edgecv.card import read_card
+    from edgecv.runtime import read_card
     from edgecv.converters.convert import FORMATS
     from edgecv.preprocessing import Preprocessing
 

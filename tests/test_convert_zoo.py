@@ -29,7 +29,8 @@ def test_zoo_model_converts_and_matches_keras(name, digits, tmp_path):
     import cv2
     import keras
 
-    from edgecv.card import ModelCard, embed_onnx_card, embed_tflite_card, read_card
+    from edgecv.card import ModelCard, embed_onnx_card, embed_tflite_card
+    from edgecv.runtime import read_card
     from edgecv.converters.onnx import to_onnx
     from edgecv.converters.tflite import (integer_only_violations, to_tflite_fp16,
                                           to_tflite_fp32, to_tflite_int8)

@@ -159,7 +159,7 @@ def test_cli_converts_verifies_and_benches_a_keras2_h5(tmp_path):
     for fmt in ("int8", "onnx_int8"):
         assert rows[fmt]["agreement"] >= 0.95 and rows[fmt]["accuracy_drop_pp"] <= 1.0
 
-    from edgecv.card import read_card
+    from edgecv.runtime import read_card
 
     card = read_card(out / "model_int8.tflite")
     assert card.labels == ["airplane", "automobile", "bird"]

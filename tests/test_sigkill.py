@@ -48,16 +48,15 @@ CONVERT = ("--int8", "--onnx", "--onnx-calibration", "minmax", "--calib-samples"
            "--max-drop", "100")
 BENCH = ("--targets", "cpu", "--runs", "20", "--min-time", "0", "--warmup", "2")
 # Where the kills land: after the k-th change seen in the command's folder (polled every
-# 10 ms), k drawn from 1..N (N a little under what a complete run shows there: a 2-epoch
-# training about 58 changes, most of them checkpoints growing; a conversion 6; bench 5): the
-# three seeds of a chain from the first, last and middle third of that range, so that every
-# chain is killed early, late and midway (in that order: the last rerun then usually resumes a
-# training instead of starting it again); then after a further pause drawn from 0..J seconds
-# (for training up to 1 s, so that some kills land while an epoch computes rather than while a
-# file is written).
+# 10 ms; see count_changes), k drawn from 1..N, N about 3/4 of what a complete run shows there
+# (a 2-epoch training 33, a conversion over a previous one 7-9, bench over its reports 3-5).
+# The three seeds of a chain draw from the first, the last and the middle third of that range,
+# so that every chain is killed early, late and midway (in that order: the last rerun then
+# usually resumes a training instead of starting it again). Then a further pause drawn from
+# 0..J seconds (for training up to 1 s, so that some kills land while an epoch computes).
 POLL_S = 0.01
 STRATA = (0, 2, 1)
-CHANGES = {"train": 50, "convert": 4, "bench": 4}
+CHANGES = {"train": 24, "convert": 5, "bench": 3}
 JITTER_S = {"train": 1.0, "convert": 0.5, "bench": 0.01}
 
 
@@ -437,18 +436,23 @@ def train_args(run: Path) -> list:
 
 
 def train_chain(folder: Path, zygote: Zygote) -> Chain:
-    run = folder / "run"
-    chain = Chain("train", folder, run, zygote)
-    run.mkdir()  # watched from the start; an empty folder is what a new run may use
+    """Kill a training and each next run of it; a run that finished before its kill makes the
+    next seed start a new one (a resumed run writes less than a new one)."""
+    runs = [folder / "run-1"]
+    chain = Chain("train", folder, runs[-1], zygote)
+    runs[-1].mkdir()  # watched from the start; an empty folder is what a new run may use
     for seed in SEEDS:
-        if (run / "metrics.json").is_file():
-            break  # a kill that came after the end: the run is complete
-        chain.kill_at_random(train_args(run), seed)
-    if not (run / "metrics.json").is_file():
-        chain.finish(train_args(run))
-    for name in ("model.keras", "metrics.json", "history.csv", "labels.txt", "split.json"):
-        if not (run / name).is_file():
-            chain.problems.append(f"the finished run has no {name}")
+        if (runs[-1] / "metrics.json").is_file():  # written last: complete
+            runs.append(folder / f"run-{len(runs) + 1}")
+            runs[-1].mkdir()
+            chain.watched = runs[-1]
+        chain.kill_at_random(train_args(runs[-1]), seed)
+    if not (runs[-1] / "metrics.json").is_file():
+        chain.finish(train_args(runs[-1]))
+    for run in runs:
+        for name in ("model.keras", "metrics.json", "history.csv", "labels.txt", "split.json"):
+            if not (run / name).is_file():
+                chain.problems.append(f"the finished run {run.name} has no {name}")
     return chain
 
 

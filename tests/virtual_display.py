@@ -96,8 +96,8 @@ class VirtualDisplay:
         self._log.close()
 
     def xdotool(self, *args: str, timeout: float = 10.0) -> str:
-        result = subprocess.run(["xdotool", *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout)
+        result = subprocess.run(["xdotool", *args], check=False, env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0 and result.stderr.strip():
             raise RuntimeError(f"xdotool {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout

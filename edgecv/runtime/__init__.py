@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecv.card import ModelCard, read_tflite_card
 from edgecv.errors import ModelFileError, UsageError
 from edgecv.runtime.base import Backend, BackendUnavailable
 from edgecv.runtime.targets import TARGETS, is_saved_model, runtime_for
 
-__all__ = ["Backend", "BackendUnavailable", "TARGETS", "open_backend"]
+__all__ = ["Backend", "BackendUnavailable", "TARGETS", "open_backend", "read_card"]
 
 
 def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None = None,
@@ -50,3 +51,22 @@ def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None =
 
     return KerasBackend(path, threads=threads, target=target, custom_objects=custom_objects,
                         weights=weights)
+
+
+def read_onnx_card(path: str | Path) -> ModelCard | None:
+    """The card of an ONNX file, read through onnxruntime (no onnx package needed; here, not in
+    edgecv.card, so the card module needs no runtime)."""
+    from edgecv.runtime.onnxruntime import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(Path(path)) as backend:
+        return backend.card
+
+
+def read_card(path: str | Path) -> ModelCard | None:
+    """The card of a ``.tflite`` or ``.onnx`` artifact (None if the file carries none)."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        return read_tflite_card(path.read_bytes())
+    if path.suffix == ".onnx":
+        return read_onnx_card(path)
+    raise ModelFileError(f"unsupported artifact type '{path.suffix}'; expected .tflite or .onnx.")

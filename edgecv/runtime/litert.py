@@ -14,24 +14,7 @@ from edgecv.io import captured_output
 from edgecv.runtime.base import (Backend, BackendUnavailable, dequantize, dequantize_table,
                                  quantize, runtime_message)
 from edgecv.runtime.integrity import check_recorded_checksum, check_tflite_tensor_sizes
-
-
-def load_interpreter_class():
-    """The Interpreter class of ai-edge-litert, tflite-runtime, or (last) tf.lite."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            try:
-                from edgecv.tf_import import import_tensorflow
-
-                return import_tensorflow().lite.Interpreter
-            except ImportError as exc:
-                raise BackendUnavailable("LiteRT", "none of ai-edge-litert, tflite-runtime or "
-                                         "tensorflow is installed: pip install ai-edge-litert") from exc
-    return Interpreter
+from edgecv.runtime.targets import load_interpreter_class
 
 
 def load_delegate(library: str, options: dict | None = None):

@@ -111,7 +111,6 @@ def edgetpu_devices(sys_root: str = "/") -> list[str]:
 
 def _probe_litert_cpu() -> str | None:
     from edgecv.runtime.base import BackendUnavailable
-    from edgecv.runtime.litert import load_interpreter_class
 
     try:
         load_interpreter_class()
@@ -210,3 +209,22 @@ def available_gpu_providers() -> list[str]:
     available = ort.get_available_providers()
     return [p for p in GPU_PROVIDERS if p in available]
 
+
+def load_interpreter_class():
+    """The Interpreter class of ai-edge-litert, tflite-runtime, or (last) tf.lite."""
+    from edgecv.runtime.base import BackendUnavailable
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            try:
+                from edgecv.tf_import import import_tensorflow
+
+                return import_tensorflow().lite.Interpreter
+            except ImportError as exc:
+                raise BackendUnavailable("LiteRT", "none of ai-edge-litert, tflite-runtime or "
+                                         "tensorflow is installed: pip install ai-edge-litert") from exc
+    return Interpreter
