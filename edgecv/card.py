@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from edgecv import __version__
 from edgecv.errors import EdgecvError, ModelFileError
