@@ -261,28 +261,21 @@ def fine_tune(qat_model, train_ds, *, epochs: int, steps_per_epoch: int, lr: flo
 def to_tflite_int8_qat(qat_model, io: str = "int8") -> bytes:
     """Full-integer TFLite from a fake-quantized model: every range comes from its fake-quant
     nodes, so no calibration data is given (the converter would otherwise re-calibrate)."""
-    from edgecv.converters.tflite import INT8_IO_TYPES, ConversionError
-    from edgecv.io import captured_output
-    from edgecv.tf_import import import_tensorflow
+    from edgecv.converters.tflite import INT8_IO_TYPES, _convert
 
     if io not in INT8_IO_TYPES:
         raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, received '{io}'.")
-    tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    # Not supported_ops=TFLITE_BUILTINS_INT8: in TF 2.21 that demands a representative dataset
-    # before the converter looks for fake-quant ops (its metrics hook validates with no graph).
-    # The result is checked integer-only by the caller instead.
-    if io != "float32":
-        converter.inference_input_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
-        converter.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
-    try:
-        with captured_output(replay_on_error=False):
-            return bytes(converter.convert())
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"TFLite conversion of the QAT model '{qat_model.name}' failed: "
-                              f"{first}") from exc
+
+    def configure(tf, converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # Not supported_ops=TFLITE_BUILTINS_INT8: in TF 2.21 that demands a representative
+        # dataset before the converter looks for fake-quant ops (its metrics hook validates with
+        # no graph). The result is checked integer-only by the caller instead.
+        if io != "float32":
+            converter.inference_input_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
+            converter.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
+
+    return _convert(qat_model, configure)  # the converter's error handling, one copy
 
 
 QAT_EPOCHS = 2
