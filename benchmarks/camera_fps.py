@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.benchmarks.timing import Stopwatch
+from edgecv.timing import Stopwatch
 
 DEFAULT_MODEL = "runs/digits-resnet8/export/model_int8.tflite"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "camera_fps.json"

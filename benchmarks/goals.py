@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.benchmarks.machine import machine_info
-from edgecv.benchmarks.timing import time_call, time_interleaved
+from edgecv.timing import time_call, time_interleaved
 
 
 def _p50(fn, runs: int = 300, min_time_s: float = 0.5) -> float:

@@ -4,7 +4,7 @@
 
 Quantizes the run's model with onnxruntime.quantization under each setting (QDQ vs QOperator,
 per-channel vs per-tensor, int8 vs uint8 activations, 8-bit vs 7-bit (reduce_range) weights),
-then times every file with the shared timing loop (edgecv.benchmarks.timing) on one real test
+then times every file with the shared timing loop (edgecv.timing) on one real test
 image, and measures its test accuracy. The timing is repeated ``--repeats`` times (0.5 s each),
 over all the files in a new random order each time, so that load from other processes on a shared
 machine falls on all of them alike; ``p50_ms`` is the median of the repeats, ``p50_ms_repeats``
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     import onnx
 
-    from edgecv.benchmarks.timing import time_backend
+    from edgecv.timing import time_backend
     from edgecv.converters.convert import load_run
     from edgecv.converters.onnx import to_onnx, to_onnx_int8
     from edgecv.runtime.onnxruntime import OnnxRuntimeBackend

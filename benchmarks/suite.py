@@ -1,5 +1,5 @@
 """``edgecv bench``: every artifact on every target, through the runtime backends and the one
-timing loop (:mod:`edgecv.benchmarks.timing`), joined with size and accuracy.
+timing loop (:mod:`edgecv.timing`), joined with size and accuracy.
 
 One row per (artifact, target, threads). A row's ``status`` is ``ok`` (measured), ``unavailable``
 (the target or runtime is missing here: the reason says what), ``n/a`` (this artifact can never
@@ -23,7 +23,7 @@ import numpy as np
 
 from edgecv import __version__
 from edgecv.benchmarks.machine import current_rss_mb, machine_info, machine_warnings, peak_rss_mb
-from edgecv.benchmarks.timing import time_call, timed
+from edgecv.timing import time_call, timed
 from edgecv.errors import EdgecvError, ModelFileError, UsageError
 from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
 from edgecv.runtime import open_backend

@@ -132,7 +132,7 @@ class CameraSummary:
 def summarize(latencies_ms, *, duration_s: float, source: str, ended: str, dropped: int = 0,
               failed_decodes: int = 0, reconnects: int = 0) -> CameraSummary:
     """Build the summary from the per-frame inference times in ms (one per processed frame)."""
-    from edgecv.benchmarks.timing import latency_percentiles
+    from edgecv.timing import latency_percentiles
 
     ms = np.asarray(latencies_ms, np.float64)
     frames = int(ms.size)
@@ -346,7 +346,7 @@ def run_camera(classifier: Classifier, settings: CameraSettings, *,
     lines and notes (default: stderr). Raises SourceUnavailable when the source cannot be
     opened, UsageError for unusable settings.
     """
-    from edgecv.benchmarks.timing import FpsMeter, Stopwatch, timed
+    from edgecv.timing import FpsMeter, Stopwatch, timed
 
     quiet_opencv_logs()
     check_labels(classifier)

@@ -87,7 +87,7 @@ class Classifier:
 
     def classify(self, image: np.ndarray) -> Prediction:
         """Prepare, run (timed) and decode one image."""
-        from edgecv.benchmarks.timing import timed
+        from edgecv.timing import timed
 
         scores, ms = timed(self.backend.run, self.prepare(image))
         return self.decode(scores[0], ms)

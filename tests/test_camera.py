@@ -226,7 +226,7 @@ def test_frame_record_shape():
 
 
 def test_timing_helpers():
-    from edgecv.benchmarks.timing import FpsMeter, Stopwatch
+    from edgecv.timing import FpsMeter, Stopwatch
 
     meter, watch = FpsMeter(), Stopwatch()
     assert meter.tick() == 0.0
@@ -268,7 +268,7 @@ def test_recorder_refuses_a_count_mismatch_and_bad_names(tmp_path):
 
 
 def test_corrupt_frames_of_a_file_are_counted_and_skipped(tmp_path):
-    from edgecv.benchmarks.timing import Stopwatch
+    from edgecv.timing import Stopwatch
     from edgecv.video import FrameGrabber, FrameQueue, open_source, parse_source
 
     frames = [np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 10 * i, np.uint8) for i in range(20)]

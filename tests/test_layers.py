@@ -12,7 +12,7 @@ PACKAGES = {"edgecv": ROOT / "edgecv", "edgecv.converters": ROOT / "converters",
 # The device side: runs on a Raspberry Pi-class machine without TensorFlow or the training code.
 DEVICE = ("edgecv.runtime", "edgecv.card", "edgecv.classify", "edgecv.predict", "edgecv.camera",
           "edgecv.video", "edgecv.preprocessing", "edgecv.testset", "edgecv.tflite_schema",
-          "edgecv.io", "edgecv.errors")
+          "edgecv.io", "edgecv.errors", "edgecv.timing")
 TRAINING = ("edgecv.training", "edgecv.converters", "edgecv.models", "edgecv.data")
 # The one import circle left (convert <-> sources / recover / calibration share RunData and the
 # verification helpers): issue 14 moves them into modules of their own. A new circle fails.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgecv.benchmarks import machine
-from edgecv.benchmarks.timing import latency_percentiles, time_call
+from edgecv.timing import latency_percentiles, time_call
 from edgecv.errors import UsageError
 from edgecv.runtime import targets
 
