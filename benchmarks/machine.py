@@ -13,6 +13,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from edgecv.benchmarks.cpu_features import cpu_flags, int8_features
+
 PACKAGES = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "numpy",
             "opencv-python", "tensorflow", "keras")
 
@@ -68,7 +70,7 @@ def machine_info() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
             "governor": governor_summary(found), "platform": platform.platform(),
             "machine": platform.machine(), "python": sys.version.split()[0],
-            "versions": versions()}
+            "versions": versions(), "int8": int8_features(cpu_flags())}
 
 
 def machine_warnings(info: dict, load_average: tuple[float, float, float] | None = None) -> list[str]:

@@ -7,6 +7,11 @@ run on that target) or ``failed`` (it should have run and did not: the reason is
 A target that nothing can run on here is one row with every reason, not one row per artifact.
 No number is ever written for a row that did not run.
 
+Rows are timed in interleaved rounds: every artifact of a target is opened first, then each
+round runs every row for a slice of its runs, so a noisy minute on a shared machine slows all
+rows alike and a ranking does not flip with it. Each row reports its p50 and a 90% interval of
+it (``p50_ci_ms``, from the round medians); :mod:`edgecv.benchmarks.recommend` reads them.
+
 The timed input is a real test image through :func:`edgecv.preprocessing.prepare_image`, the
 path predict and camera use; accuracy runs the whole test set the same way.
 """
@@ -16,22 +21,25 @@ from __future__ import annotations
 import datetime
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgecv import __version__
+from edgecv.benchmarks.recommend import recommend
 from edgecv.benchmarks.machine import current_rss_mb, machine_info, machine_warnings, peak_rss_mb
-from edgecv.timing import time_call, timed
-from edgecv.errors import EdgecvError, ModelFileError, UsageError
+from edgecv.benchmarks.row import BenchRow
+from edgecv.timing import time_call, time_rounds, timed
+from edgecv.errors import BackendUnavailable, EdgecvError, ModelFileError, UsageError
+from edgecv.modelfile.kinds import (KERAS_SUFFIXES, is_saved_model, model_export_dir,
+                                   runtime_for)
+from edgecv.rundir import ExportDir, RunDir
 from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
 from edgecv.runtime import open_backend
-from edgecv.runtime.base import BackendUnavailable
 from edgecv.runtime.integrity import CHECKSUM_POLICIES
-from edgecv.runtime.targets import (KERAS_SUFFIXES, TARGETS, is_saved_model, not_applicable,
-                                   probe, runtime_for)
-from edgecv.testset import TESTSET_NAME, TestSet, load_testset
+from edgecv.runtime.targets import TARGETS, not_applicable, probe
+from edgecv.testset import TestSet, load_testset
 
 ARTIFACT_SUFFIXES = (".tflite", ".onnx", *KERAS_SUFFIXES)
 # Report order: the fp32 reference first, then smaller and faster formats, ONNX, Keras last
@@ -39,21 +47,24 @@ ARTIFACT_SUFFIXES = (".tflite", ".onnx", *KERAS_SUFFIXES)
 FORMAT_ORDER = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int8_qat",
                 "tflite_int16x8", "tflite_int8_mixed", "tflite_edgetpu", "onnx", "onnx_int8", "keras")
 SAMPLES_KEPT = 2000
+CI_CONFIDENCE = 0.9  # of each row's p50 interval (round medians; 9 rounds reach 96%)
 # The runtime whose absence means the target itself is absent.
 PRIMARY_RUNTIME = {"cpu": "litert", "gpu": "onnxruntime", "tpu": "keras", "edgetpu": "litert"}  # raw latencies stored per row, for the distribution plot
 
 
 @dataclass
 class BenchSettings:
-    """How to measure. Defaults: targets all, threads [1], 100 runs and 1 s per row, 10 warm-ups,
-    checksum warn."""
+    """How to measure. Defaults: targets all, threads [1], 100 runs and 1 s per row spread over 9
+    interleaved rounds, 10 warm-ups, checksum warn."""
 
     targets: list[str] = field(default_factory=lambda: list(TARGETS))
     threads: list[int] = field(default_factory=lambda: [1])
     runs: int = 100
     min_time_s: float = 1.0
     warmup: int = 10
+    rounds: int = 9  # interleaved rounds: each row's runs and min_time_s are spread over them
     checksum: str = "warn"
+    max_drop: float | None = None  # recommendation's accuracy budget (pp); None: convert's, else 1
     custom_objects: str | None = None  # FILE.py[:Names] for Keras models with custom layers
     weights: str | None = None  # the weights file of a Keras .json config
 
@@ -62,8 +73,12 @@ class BenchSettings:
             raise UsageError(f"--runs must be at least 1, received {self.runs}.")
         if self.min_time_s < 0:
             raise UsageError(f"--min-time must be 0 or more, received {self.min_time_s}.")
+        if self.rounds < 1:
+            raise UsageError(f"--rounds must be at least 1, received {self.rounds}.")
         if self.warmup < 0:
             raise UsageError(f"--warmup must be 0 or more, received {self.warmup}.")
+        if self.max_drop is not None and not self.max_drop >= 0:
+            raise UsageError(f"--max-drop must be 0 or more, received {self.max_drop}.")
         if self.checksum not in CHECKSUM_POLICIES:
             raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
                              f"received '{self.checksum}'.")
@@ -102,23 +117,19 @@ def discover(paths: Iterable[str | Path], include_keras: bool = True) -> list[Pa
                                      "--weights).")
             found.append(path)
             if path.suffix.lower() in KERAS_SUFFIXES:  # and what `edgecv convert MODEL` wrote
-                from edgecv.converters.sources import default_out_dir
-
-                found.extend(sorted(p for p in default_out_dir(path).glob("*")
+                found.extend(sorted(p for p in model_export_dir(path).path.glob("*")
                                     if p.suffix in (".tflite", ".onnx")))
         elif is_saved_model(path):
             found.append(path)
-            from edgecv.converters.sources import default_out_dir
-
-            found.extend(sorted(p for p in default_out_dir(path).glob("*")
+            found.extend(sorted(p for p in model_export_dir(path).path.glob("*")
                                 if p.suffix in (".tflite", ".onnx")))
         elif path.is_dir():
-            folders = [path, path / "export"]
-            for folder in folders:
+            run = RunDir(path)
+            for folder in (path, run.export.path):
                 found.extend(sorted(p for p in folder.glob("*") if p.suffix in (".tflite", ".onnx")
                                     and not p.name.startswith(".")))
-            if include_keras and (path / "model.keras").is_file():
-                found.append(path / "model.keras")
+            if include_keras and run.model.is_file():
+                found.append(run.model)
         else:
             raise UsageError(f"'{path}' does not exist; give run directories, export "
                              "directories or model files.")
@@ -132,17 +143,15 @@ def discover(paths: Iterable[str | Path], include_keras: bool = True) -> list[Pa
 def find_testset(artifacts: list[Path]) -> Path | None:
     """The ``testset.npz`` that convert wrote beside the artifacts (or in RUN/export)."""
     for artifact in artifacts:
-        for folder in (artifact.parent, artifact.parent / "export"):
-            if (folder / TESTSET_NAME).is_file():
-                return folder / TESTSET_NAME
+        for export in (ExportDir(artifact.parent), RunDir(artifact.parent).export):
+            if export.testset.is_file():
+                return export.testset
     return None
 
 
 def borrowed_card(model: Path, artifacts: list[Path]):
     """For a Keras model that is not in a run directory: the card that ``edgecv convert`` put in
     one of its artifacts (``source_run`` is the model's path), re-labelled as ``keras``."""
-    from dataclasses import replace
-
     from edgecv.runtime import read_card
 
     for path in artifacts:
@@ -166,16 +175,11 @@ def _format_of(path: Path, card) -> str:
     return path.suffix.lstrip(".")
 
 
-def _empty_row(path: Path, target: str, threads: int | None, status: str, reason: str | None,
-               fmt: str | None = None) -> dict:
-    return {"artifact": path.name if path.name else str(path), "path": str(path),
-            "format": fmt, "runtime": None, "target": target, "threads": threads,
-            "status": status, "reason": reason, "size_bytes": None, "sha256": None,
-            "accuracy": None, "test_images": None, "init_ms": None, "first_ms": None,
-            "mean_ms": None, "std_ms": None, "min_ms": None, "p50_ms": None, "p90_ms": None,
-            "p99_ms": None, "max_ms": None, "throughput_per_s": None, "runs": None,
-            "preprocess_ms": None, "rss_delta_mb": None, "peak_rss_mb": None,
-            "speedup_vs_fp32": None, "baseline": None, "samples_ms": []}
+def _new_row(path: Path, target: str, threads: int | None, status: str, reason: str | None,
+             fmt: str | None = None) -> BenchRow:
+    """The one place a row is created: no measurement yet."""
+    return BenchRow(artifact=path.name if path.name else str(path), path=str(path), format=fmt,
+                    target=target, threads=threads, status=status, reason=reason)
 
 
 def _inputs(backend, testset: TestSet | None) -> tuple[list[np.ndarray], object]:
@@ -203,61 +207,109 @@ def _accuracy(backend, prepared: np.ndarray, labels: np.ndarray, batch: int = 64
     return float((scores.argmax(1) == labels).mean())
 
 
-def bench_artifact(path: Path, target: str, threads: list[int | None], settings: BenchSettings,
-                   testset: TestSet | None, card=None) -> list[dict]:
-    """Rows for one artifact on one target (one per thread count). ``card`` stands in for a
-    Keras model's missing card."""
-    rows, accuracy, preprocess_ms = [], None, None
-    size, sha256 = None, None
+@dataclass
+class _Opened:
+    """A row whose backend is open and ready to time."""
+
+    row: BenchRow
+    backend: object
+    batch: np.ndarray
+    error: EdgecvError | None = None
+
+    def run(self) -> None:
+        if self.error is None:
+            try:
+                self.backend.run(self.batch)
+            except EdgecvError as exc:  # reported as this row's failure, the others go on
+                self.error = exc
+
+
+def open_artifact(path: Path, target: str, threads: list[int | None], settings: BenchSettings,
+                  testset: TestSet | None, card=None) -> tuple[list[BenchRow], list[_Opened]]:
+    """Open one artifact on one target, one backend per thread count: accuracy on the test set
+    (once), preprocessing time, init time, first call and the memory it added. Returns the rows
+    already finished (unavailable or failed) and the opened ones, which :func:`time_opened`
+    times. ``card`` stands in for a Keras model's missing card."""
+    done, opened, accuracy, preprocess_ms = [], [], None, None
+    size, sha256, kernels = None, None, None
     if path.is_file():  # a SavedModel directory's size comes from its backend
         data = path.read_bytes()
         size, sha256 = len(data), hashlib.sha256(data).hexdigest()
+    if runtime_for(path) == "onnxruntime" and target == "cpu":
+        from edgecv.benchmarks.ort_kernels import integer_kernel_report
+
+        kernels = integer_kernel_report(path)
     for count in threads:
-        row = _empty_row(path, target, count, "ok", None)
-        row.update(runtime=runtime_for(path), size_bytes=size, sha256=sha256)
+        row = _new_row(path, target, count, "ok", None)
+        row.runtime, row.size_bytes, row.sha256 = runtime_for(path), size, sha256
+        row.integer_kernels = kernels
         rss_before = current_rss_mb()
         try:
             backend, init_ms = timed(lambda: open_backend(
                 path, target=target, threads=count, checksum=settings.checksum,
                 custom_objects=settings.custom_objects, weights=settings.weights))
         except BackendUnavailable as exc:
-            rows.append({**row, "status": "unavailable", "reason": exc.reason})
+            done.append(replace(row, status="unavailable", reason=exc.reason))
             break
         except EdgecvError as exc:
-            rows.append({**row, "status": "failed", "reason": str(exc)})
+            done.append(replace(row, status="failed", reason=str(exc)))
             break
-        with backend:
-            backend.card = backend.card or card
-            row["format"] = _format_of(path, backend.card)
-            row["size_bytes"] = row["size_bytes"] or backend.size_bytes
-            row["warnings"] = list(backend.warnings)
-            try:
-                images, pre = _inputs(backend, testset)
-                if testset is not None and accuracy is None:
-                    prepared = np.stack([prepare_image(image, pre) for image in images])
-                    accuracy = _accuracy(backend, prepared, testset.y)
-                batch = prepare_image(images[0], pre)[None]
-                if preprocess_ms is None:
-                    pre_stats, _ = time_call(lambda: prepare_image(images[0], pre),
-                                             runs=settings.runs, min_time_s=0, warmup=3)
-                    preprocess_ms = pre_stats.p50_ms
-                stats, raw = time_call(lambda: backend.run(batch), runs=settings.runs,
-                                       min_time_s=settings.min_time_s, warmup=settings.warmup)
-            except EdgecvError as exc:
-                rows.append({**row, "status": "failed", "reason": str(exc)})
-                break
-            rss_after = current_rss_mb()  # while loaded: close() releases the runtime's memory
-        samples = raw / 1e6
+        backend.card = backend.card or card
+        row.format = _format_of(path, backend.card)
+        row.size_bytes = row.size_bytes or backend.size_bytes
+        row.warnings = list(backend.warnings)
+        try:
+            images, pre = _inputs(backend, testset)
+            batch = prepare_image(images[0], pre)[None]
+            _, first_ms = timed(backend.run, batch)  # before anything else runs on it
+            if testset is not None and accuracy is None:
+                prepared = np.stack([prepare_image(image, pre) for image in images])
+                accuracy = _accuracy(backend, prepared, testset.y)
+            if preprocess_ms is None:
+                pre_stats, _ = time_call(lambda: prepare_image(images[0], pre),
+                                         runs=settings.runs, min_time_s=0, warmup=3)
+                preprocess_ms = pre_stats.p50_ms
+        except EdgecvError as exc:
+            backend.close()
+            done.append(replace(row, status="failed", reason=str(exc)))
+            break
+        rss_after = current_rss_mb()  # while loaded: close() releases the runtime's memory
+        opened.append(_Opened(replace(
+            row, init_ms=init_ms, first_ms=first_ms, accuracy=accuracy,
+            test_images=None if testset is None else len(testset), preprocess_ms=preprocess_ms,
+            rss_delta_mb=None if rss_before is None or rss_after is None
+            else round(rss_after - rss_before, 1)), backend, batch))
+    return done, opened
+
+
+def time_opened(opened: list[_Opened], settings: BenchSettings) -> list[BenchRow]:
+    """Time every opened backend in interleaved rounds (:func:`edgecv.timing.time_rounds`: each
+    round runs every row once, so machine noise lands on all rows alike), then close them.
+    Each row gets its p50 over all rounds and ``p50_ci_ms``, a 90% interval for it from the
+    round medians."""
+    try:
+        timings = time_rounds([o.run for o in opened], rounds=settings.rounds,
+                              runs=settings.runs, min_time_s=settings.min_time_s,
+                              warmup=settings.warmup) if opened else []
+    finally:
+        for o in opened:
+            o.backend.close()
+    rows = []
+    for o, timing in zip(opened, timings):
+        if o.error is not None:
+            rows.append(replace(o.row, status="failed", reason=str(o.error), init_ms=None,
+                                first_ms=None, accuracy=None, test_images=None,
+                                preprocess_ms=None, rss_delta_mb=None))
+            continue
+        samples = timing.samples_ns / 1e6
         if len(samples) > SAMPLES_KEPT:  # evenly spaced in time, so drift stays visible
             samples = samples[np.linspace(0, len(samples) - 1, SAMPLES_KEPT).astype(int)]
-        row.update(stats.to_dict())
-        row.update({"init_ms": init_ms, "accuracy": accuracy,
-                    "test_images": None if testset is None else len(testset),
-                    "preprocess_ms": preprocess_ms, "peak_rss_mb": round(peak_rss_mb(), 1),
-                    "rss_delta_mb": None if rss_before is None or rss_after is None
-                    else round(rss_after - rss_before, 1),
-                    "samples_ms": [round(float(s), 5) for s in samples]})
-        rows.append(row)
+        stats = {**timing.stats.to_dict(), "first_ms": o.row.first_ms}
+        low, high = timing.p50_interval(CI_CONFIDENCE)
+        rows.append(replace(o.row, **stats, rounds=settings.rounds,
+                            p50_ci_ms=[round(low, 5), round(high, 5)],
+                            peak_rss_mb=round(peak_rss_mb(), 1),
+                            samples_ms=[round(float(s), 5) for s in samples]))
     return rows
 
 
@@ -272,35 +324,36 @@ def _edgetpu_compiled(path: Path) -> bool:
         return False
 
 
-def add_speedups(rows: list[dict]) -> None:
+def add_speedups(rows: list[BenchRow]) -> None:
     """``speedup_vs_fp32`` = p50 of the same family's fp32 artifact (TFLite fp32 for TFLite
     formats, ONNX fp32 for ONNX int8) on the same target and thread count / this row's p50."""
     reference = {"tflite": "tflite_fp32", "onnx": "onnx"}
-    by_key = {(r["format"], r["target"], r["threads"]): r for r in rows if r["status"] == "ok"}
+    by_key = {(r.format, r.target, r.threads): r for r in rows if r.status == "ok"}
     for row in rows:
-        if row["status"] != "ok" or not row["format"]:
+        if row.status != "ok" or not row.format:
             continue
-        family = "onnx" if row["format"].startswith("onnx") else row["format"].split("_")[0]
-        base = by_key.get((reference.get(family), row["target"], row["threads"]))
-        if base is not None and base["p50_ms"]:
-            row["speedup_vs_fp32"] = round(base["p50_ms"] / row["p50_ms"], 3)
-            row["baseline"] = base["artifact"]
+        family = "onnx" if row.format.startswith("onnx") else row.format.split("_")[0]
+        base = by_key.get((reference.get(family), row.target, row.threads))
+        if base is not None and base.p50_ms:
+            row.speedup_vs_fp32 = round(base.p50_ms / row.p50_ms, 3)
+            row.baseline = base.artifact
 
 
 def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: Path | None = None,
                   progress: Callable[[dict], None] | None = None) -> dict:
-    """Benchmark ``artifacts`` on ``settings.targets``; return the report dict."""
+    """Benchmark ``artifacts`` on ``settings.targets``; return the report dict (its rows as
+    bench.json dicts; ``progress`` gets each row's dict as it is measured)."""
     testset = load_testset(testset_path) if testset_path else None
     info = machine_info()
     warnings = machine_warnings(info)
-    rows: list[dict] = []
+    rows: list[BenchRow] = []
     # Read once per artifact, not once per target.
     runtimes = {path: runtime_for(path) for path in artifacts}
     compiled = {path: _edgetpu_compiled(path) for path in artifacts}
     cards = {path: borrowed_card(path, artifacts) for path in artifacts
              if runtimes[path] == "keras"}
     for target in settings.targets:
-        target_rows, missing = [], []
+        target_rows, missing, opened = [], [], []
         for path in artifacts:
             runtime = runtimes[path]
             reason = not_applicable(target, runtime, compiled[path])
@@ -312,11 +365,14 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
                 missing.append((path, "unavailable", reason))
                 continue
             threads = settings.threads if target == "cpu" and runtime != "keras" else [None]
-            new = bench_artifact(path, target, threads, settings, testset, cards.get(path))
-            target_rows.extend(new)
-            for row in new:
+            done, ready = open_artifact(path, target, threads, settings, testset,
+                                        cards.get(path))
+            target_rows.extend(done)
+            opened.extend(ready)
+            for row in [*done, *(o.row for o in ready)]:
                 if progress:
-                    progress(row)
+                    progress(row.to_dict())
+        target_rows.extend(time_opened(opened, settings))
         if not target_rows and missing:
             # One row for the target: why the hardware is absent first, then why the artifacts
             # could not run on it anyway (e.g. no libedgetpu, and no model compiled for it).
@@ -327,30 +383,53 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
                                           *(reason for _, status, reason in missing
                                             if status == "n/a")]))
             status = "unavailable" if absent or any(s == "unavailable" for _, s, _ in missing) else "n/a"
-            row = _empty_row(Path("*"), target, None, status, "; ".join(reasons), "*")
-            row["artifact"] = "*"
+            row = _new_row(Path("*"), target, None, status, "; ".join(reasons), "*")
+            row.artifact = "*"
             target_rows.append(row)
             if progress:
-                progress(row)
+                progress(row.to_dict())
         else:
-            target_rows.extend(_empty_row(p, target, None, status, reason)
+            target_rows.extend(_new_row(p, target, None, status, reason)
                                for p, status, reason in missing)
         rows.extend(target_rows)
     order = {name: i for i, name in enumerate(FORMAT_ORDER)}
-    rows.sort(key=lambda r: (TARGETS.index(r["target"]), order.get(r["format"], len(order)),
-                             r["artifact"], r["threads"] or 0))
+    rows.sort(key=lambda r: (TARGETS.index(r.target), order.get(r.format, len(order)),
+                             r.artifact, r.threads or 0))
     add_speedups(rows)
     for row in rows:
-        warnings.extend(w for w in row.pop("warnings", []) if w not in warnings)
+        warnings.extend(w for w in row.warnings if w not in warnings)
+    row_dicts = [row.to_dict() for row in rows]
+    max_drop, budget_from = accuracy_budget(settings, artifacts)
     return {
         "edgecv_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": info,
         "settings": {"runs": settings.runs, "min_time_s": settings.min_time_s,
-                     "warmup": settings.warmup, "threads": settings.threads,
+                     "warmup": settings.warmup, "rounds": settings.rounds,
+                     "ci_confidence": CI_CONFIDENCE, "threads": settings.threads,
                      "targets": settings.targets, "batch": 1, "checksum": settings.checksum,
                      "testset": str(testset_path) if testset_path else None,
                      "input": "test images" if testset else "synthetic image (no test set)"},
         "warnings": warnings,
-        "rows": rows,
+        "recommendations": [{**choice, "max_drop_from": budget_from}
+                            for choice in recommend(row_dicts, max_drop)],
+        "rows": row_dicts,
     }
+
+
+def accuracy_budget(settings: BenchSettings, artifacts: list[Path]) -> tuple[float, str]:
+    """(max drop in pp, where it came from): ``--max-drop``, else the budget ``edgecv convert``
+    verified the artifacts with (``conversion.json`` beside them), else 1.0 (convert's default)."""
+    if settings.max_drop is not None:
+        return settings.max_drop, "--max-drop"
+    import json
+
+    for folder in dict.fromkeys(p.parent for p in artifacts):
+        for candidate in (ExportDir(folder).conversion, RunDir(folder).export.conversion):
+            try:
+                value = json.loads(candidate.read_text()).get("max_drop_pp")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(value, (int, float)) and value >= 0:
+                return float(value), str(candidate)
+    return 1.0, "default (edgecv convert's)"

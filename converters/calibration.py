@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgecv.converters.npz import read_npz
 from edgecv.errors import DataError, UsageError
 from edgecv.preprocessing import Preprocessing
 
@@ -105,26 +106,21 @@ def load_calibration(spec: str, pre: Preprocessing, labels: list[str], count: in
 
     Class names are the model's ``labels`` when the data's classes are among them (by name),
     else the data's own names."""
-    from edgecv.converters.sources import load_npz
-
     spec = str(spec)
     if spec.lower().endswith(".npz"):
-        data = load_npz(spec, pre, len(labels), calib_samples=1, seed=seed)
-        if data.test_images is not None:
-            # load_npz converts grey <-> colour for verification; calibration must not: grey
+        data = read_npz(spec, pre, len(labels))
+        if data.images is not None:
+            # read_npz converts grey <-> colour for verification; calibration must not: grey
             # copies in three channels have other activation ranges than colour photos
-            with np.load(spec, allow_pickle=False) as npz:
-                shape = npz["x"].shape
-            stored = 1 if len(shape) == 3 else shape[-1]
-            if stored != pre.channels:
-                raise DataError(f"calibration data '{spec}' has {stored}-channel images, the "
-                                f"model takes {pre.channels}; calibrate on images like the "
-                                "deployed ones.")
+            if data.stored_channels != pre.channels:
+                raise DataError(f"calibration data '{spec}' has {data.stored_channels}-channel "
+                                f"images, the model takes {pre.channels}; calibrate on images "
+                                "like the deployed ones.")
         else:
-            check_contract(data.test_x, pre, spec)
-        index = stratified_indices(data.test_y, count, seed, total=len(data.test_x))
-        y = None if data.test_y is None else data.test_y[index]
-        return Calibration(data.test_x[index], spec, "all samples",
+            check_contract(data.x, pre, spec)
+        index = stratified_indices(data.y, count, seed, total=len(data.x))
+        y = None if data.y is None else data.y[index]
+        return Calibration(data.x[index], spec, "all samples",
                            per_class_counts(y, data.labels or labels))
     from edgecv.data import load_dataset
 

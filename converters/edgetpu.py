@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from edgecv.errors import ConversionError
 from edgecv.tflite_schema import tflite_schema
 
 # The supported-operations table of the Coral documentation (Edge TPU compiler 16), as TFLite
@@ -110,8 +111,6 @@ def parse_compiler_log(log: str) -> dict:
 
 def compile_for_edgetpu(model_path: Path, out_dir: Path, compiler: str, timeout: float = 600):
     """Run ``edgetpu_compiler -s -o OUT MODEL``; return (compiled path, parsed log, raw log)."""
-    from edgecv.converters.tflite import ConversionError
-
     result = subprocess.run([compiler, "-s", "-o", str(out_dir), str(model_path)],
                             capture_output=True, text=True, timeout=timeout, check=False)
     log = result.stdout + result.stderr

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.converters.tflite import ConversionError
-from edgecv.errors import UsageError
+from edgecv.errors import ConversionError, UsageError
 from edgecv.io import captured_output
 from edgecv.tf_import import import_tensorflow
 
@@ -30,20 +29,14 @@ def to_onnx(model, opset: int = 17):
     tf = import_tensorflow()
     if not 13 <= opset <= 21:
         raise UsageError(f"--opset must be between 13 and 21, received {opset}.")
-    import tf2onnx
+    import tf2onnx  # noqa: F401  (missing: an ImportError, not a conversion failure)
 
-    from edgecv.training.keras_io import SavedModelReference
+    from edgecv.modelfile.reference import reference_of
 
     spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=INPUT_NAME)]
     try:
         with captured_output():
-            if isinstance(model, SavedModelReference):  # its serving signature, not Keras
-                function = tf.function(lambda x: {OUTPUT_NAME: model.call(x)})
-                proto, _ = tf2onnx.convert.from_function(function, input_signature=spec,
-                                                         opset=opset)
-            else:
-                model.output_names = [OUTPUT_NAME]
-                proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+            proto = reference_of(model).tf2onnx_proto(spec, opset, OUTPUT_NAME)
     except Exception as exc:  # tf2onnx raises many kinds; all mean the same to a user
         first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"ONNX conversion of '{model.name}' failed: {first}") from exc

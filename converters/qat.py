@@ -18,13 +18,9 @@ import time
 
 import numpy as np
 
-from edgecv.errors import EdgecvError, UsageError
+from edgecv.errors import QatError, UsageError
 
 QAT_EXTRA = "pip install 'edgecv[qat]'  (tensorflow-model-optimization and tf-keras)"
-
-
-class QatError(EdgecvError):
-    """The model cannot be quantization-aware trained (a layer tfmot or tf_keras lacks)."""
 
 
 def import_tfmot():
@@ -296,6 +292,15 @@ def freeze_batchnorm(qat_model) -> int:
     return frozen
 
 
+def check_settings(epochs: int | None, lr: float | None) -> None:
+    """Refuse ``--qat-epochs`` under 1 and a ``--qat-lr`` that is not positive (None: the
+    default, fine); ``edgecv convert`` checks before minutes of loading."""
+    if epochs is not None and epochs < 1:
+        raise UsageError(f"--qat-epochs must be at least 1, received {epochs}.")
+    if lr is not None and not lr > 0:
+        raise UsageError(f"--qat-lr must be positive, received {lr}.")
+
+
 def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float = QAT_LR,
                    batch_size: int = QAT_BATCH, log=print) -> tuple[bytes, dict]:
     """Quantization-aware fine-tuning of ``run.model`` on ``run.train`` (the training split),
@@ -308,10 +313,7 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     """
     from edgecv.training.recipe import make_tf_dataset
 
-    if epochs < 1:
-        raise UsageError(f"--qat-epochs must be at least 1, received {epochs}.")
-    if not lr > 0:
-        raise UsageError(f"--qat-lr must be positive, received {lr}.")
+    check_settings(epochs, lr)
     if run.train is None or len(run.train) == 0:
         raise UsageError("quantization-aware training needs the training images: convert a run "
                          "directory, or give a model file --data with a train split.")

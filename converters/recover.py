@@ -22,7 +22,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgecv.converters.quant_debug import crushed_share  # noqa: E402,F401 (re-exported)
+from edgecv.converters.cards import with_onnx_card, with_tflite_card
+from edgecv.converters.quant_debug import crushed_share
+from edgecv.converters.verify import (artifact_scores, budget_drop, check_data, figures,
+                                      score_drops, verify_artifact)
 
 # a tensor counts as crushed when at least this share of its live channels is under one step
 CRUSHED_SHARE = 0.25
@@ -162,12 +165,10 @@ def _slice_row(path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
                reference_accuracy: float | None) -> dict:
     """Agreement (and accuracy with labels) of the artifact at ``path`` on ``x`` vs
     ``reference`` scores, with the drops ``budget_drop`` reads."""
-    from edgecv.converters import convert
-
-    predicted = convert.artifact_scores(path, x).argmax(1)
+    predicted = artifact_scores(path, x).argmax(1)
     row = {"accuracy": None if y is None else float((predicted == y).mean()),
            "agreement": float((predicted == reference.argmax(1)).mean())}
-    return convert.score_drops(row, reference_accuracy)
+    return score_drops(row, reference_accuracy)
 
 
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,
@@ -181,14 +182,12 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     ``model_int8_mixed.tflite`` / ``model_int8_mixed.onnx``; returns its row with the float
     tensors, the float ops and the latency cost vs full int8.
 
-    How many tensors go back to float is decided on :func:`~edgecv.converters.convert.check_data`
+    How many tensors go back to float is decided on :func:`~edgecv.converters.verify.check_data`
     (a stratified validation slice), never on the test split: the test split verifies only the
     chosen artifact, so its figures stay an honest estimate. ``within_budget`` is judged on the
     test split like every other row."""
     import hashlib
 
-    from edgecv.card import embed_onnx_card, embed_tflite_card
-    from edgecv.converters import convert
     from edgecv.converters.quant_debug import layer_errors, selectively_quantized
     from edgecv.io import atomic_path
 
@@ -207,7 +206,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         full = out / "model_int8.onnx"
         prepared = prepared_model(onnx_fp32)
         ranking = onnx_ranking(prepared, onnx.load(full), debug)
-    check_x, check_y, where = convert.check_data(run)
+    check_x, check_y, where = check_data(run)
     check_reference = run.model.predict(check_x, batch_size=256, verbose=0)
     check_keras = (None if keras_accuracy is None or check_y is None
                    else float((check_reference.argmax(1) == check_y).mean()))
@@ -225,18 +224,13 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
                     raise
                 log(f"recover    stopped at {count} tensors ({exc}); keeping the last attempt")
                 break
-            in_dtype, out_dtype, in_q, out_q = convert._tflite_io_quantization(data)
-            card = convert._card(run, "tflite_int8_mixed", input_dtype=in_dtype,
-                                 output_dtype=out_dtype, input_quantization=in_q,
-                                 output_quantization=out_q, extra={"float_layers": nodes})
-            data = embed_tflite_card(data, card)
+            data = with_tflite_card(data, run, "tflite_int8_mixed", {"float_layers": nodes})
         else:
             nodes = onnx_float_nodes(prepared, tensors)
             proto = to_onnx_int8(onnx_fp32, run.calibration, method=onnx_method,
                                  **INTEGER_TYPES[onnx_types],
                                  nodes_to_exclude=nodes)
-            embed_onnx_card(proto, convert._card(run, "onnx_int8_mixed"))
-            data = proto.SerializeToString()
+            data = with_onnx_card(proto, run, "onnx_int8_mixed")
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
         row = {"format": fmt, "file": path.name, "size_bytes": len(data),
@@ -245,20 +239,20 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         check = _slice_row(path, check_x, check_y, check_reference, check_keras)
         log(f"recover    {fmt}: {len(tensors)} tensor(s), {len(nodes)} op(s) in float: on the "
             f"{where}: agreement {check['agreement']:.4f}, drop "
-            f"{convert.budget_drop(check):+.2f} pp")
-        if convert.budget_drop(check) <= max_drop or count >= len(ranking):
+            f"{budget_drop(check):+.2f} pp")
+        if budget_drop(check) <= max_drop or count >= len(ranking):
             break
         count = min(2 * count, len(ranking))
     row.update(chosen_on=where, check_agreement=round(check["agreement"], 5),
-               check_drop_pp=convert.budget_drop(check),
-               **convert.verify_artifact(path, run, keras_scores))
-    convert.score_drops(row, keras_accuracy)
-    log(f"recover    {fmt} on the test split: {convert._figures(row)}")
+               check_drop_pp=budget_drop(check),
+               **verify_artifact(path, run, keras_scores))
+    score_drops(row, keras_accuracy)
+    log(f"recover    {fmt} on the test split: {figures(row)}")
     sample = run.test_x[:1]
     full_ms, mixed_ms = p50_ms(full, sample), p50_ms(path, sample)
     row["p50_ms_1_thread"] = round(mixed_ms, 4)
     row["latency_cost_vs_int8"] = round(mixed_ms / full_ms, 3)
-    row["within_budget"] = convert.budget_drop(row) <= max_drop
+    row["within_budget"] = budget_drop(row) <= max_drop
     log(f"recover    {len(row['float_layers'])} float op(s); p50 {mixed_ms:.3f} ms vs "
         f"{full_ms:.3f} ms for full int8 ({row['latency_cost_vs_int8']}x)")
     return row

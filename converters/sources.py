@@ -4,7 +4,7 @@ A run directory carries its preprocessing contract, labels and data (``config.js
 ``split.json``). A bare model does not, so :func:`load_model_source` assembles them:
 
 - the model: ``.keras``, legacy ``.h5``, a JSON config + ``--weights``, or a SavedModel directory
-  (:mod:`edgecv.training.keras_io`, always ``safe_mode``; Lambda layers refused), with
+  (:mod:`edgecv.modelfile`, always ``safe_mode``; Lambda layers refused), with
   ``--custom-objects FILE.py[:Name,...]`` for custom layers and models;
 - the contract: height, width and channels from the model's input shape where it is fixed,
   otherwise ``--img-size`` / ``--channels``; the normalisation from ``--scale`` (``1/255`` is
@@ -22,7 +22,6 @@ A run directory carries its preprocessing contract, labels and data (``config.js
 from __future__ import annotations
 
 import math
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,12 +30,14 @@ import numpy as np
 
 from edgecv.converters.calibration import (Calibration, per_class_counts, stratified_indices,
                                           train_split_calibration)
-from edgecv.converters.convert import RunData
-from edgecv.errors import DataError, ModelFileError, UsageError
+from edgecv.converters.npz import read_npz
+from edgecv.converters.rundata import RunData
+from edgecv.errors import DataError, UsageError
 from edgecv.preprocessing import Preprocessing, normalisation_from_flags
-from edgecv.runtime.targets import SAVED_MODEL_FILE
-from edgecv.training.keras_io import (SavedModelReference, load_custom_objects,
-                                      load_keras_model, load_saved_model, model_format)
+from edgecv.modelfile.keras_file import load_custom_objects, load_keras_model
+from edgecv.modelfile.kinds import SAVED_MODEL_FILE, model_export_dir, model_format
+from edgecv.modelfile.reference import reference_of
+from edgecv.modelfile.saved_model import load_saved_model
 
 DATA_HINT = "digits, mnist, fashion_mnist, cifar10, an image folder, or an .npz with x (and y)"
 
@@ -79,16 +80,6 @@ class ModelOptions:
                 if f.name != "seed" and getattr(self, f.name) is not None]
 
 
-def default_out_dir(path: str | Path) -> Path:
-    """``<model stem>_export`` next to the model (for a SavedModel: next to its directory)."""
-    path = Path(path)
-    if path.name == SAVED_MODEL_FILE:
-        path = path.parent
-    path = path.resolve()
-    stem = path.name if path.is_dir() else path.stem
-    return path.parent / f"{stem}_export"
-
-
 def parse_scale(value: str | float) -> float:
     """``--scale``: a positive number, or a fraction written ``1/255``."""
     text = str(value).strip()
@@ -122,7 +113,8 @@ def parse_floats(value: str | Sequence[float], flag: str) -> tuple[float, ...]:
 # --- the model ------------------------------------------------------------------------------------
 
 def load_model(path: str | Path, options: ModelOptions):
-    """The model at ``path`` (a Keras model or a SavedModelReference) and its format name."""
+    """The model at ``path`` (a Keras model or a
+    :class:`~edgecv.modelfile.saved_model.SavedModelReference`) and its format name."""
     kind = model_format(path)
     if kind == "savedmodel":
         if options.custom_objects or options.weights:
@@ -132,69 +124,6 @@ def load_model(path: str | Path, options: ModelOptions):
         return load_saved_model(path), kind
     custom = load_custom_objects(options.custom_objects) if options.custom_objects else None
     return load_keras_model(path, custom_objects=custom, weights=options.weights), kind
-
-
-def _graph_inputs(model):
-    """The symbolic inputs of a Functional/Sequential model, None for a subclassed one."""
-    try:
-        return model.inputs
-    except (AttributeError, ValueError):
-        return None
-
-
-def model_image_shape(model, path: str | Path) -> tuple[int | None, int | None, int | None]:
-    """(H, W, C) of the model's input, None where the model does not fix it."""
-    if isinstance(model, SavedModelReference):
-        shape = model.input_shape
-    else:
-        inputs = _graph_inputs(model)
-        if inputs is not None:
-            if len(inputs) != 1:
-                raise ModelFileError(f"'{path}' has {len(inputs)} inputs; edgecv converts image "
-                                     "classifiers with one (N, H, W, C) input.")
-            shape = tuple(inputs[0].shape)
-        else:  # a subclassed model: the shape it was built with, if any
-            built = (model.get_build_config() or {}).get("input_shape")
-            shape = tuple(built) if built else (None, None, None, None)
-    if len(shape) != 4:
-        raise ModelFileError(f"'{path}' takes input of shape {tuple(shape)}; edgecv converts image "
-                             "classifiers with one (N, H, W, C) input.")
-    return tuple(None if d is None else int(d) for d in shape[1:])
-
-
-def _fixed_input(model, pre: Preprocessing, path: str | Path):
-    """The model behind an input of exactly the contract's (H, W, C): a subclassed model, or
-    one whose height/width are dynamic, is wrapped in a Functional model, so every converter
-    sees the same fixed shape."""
-    if isinstance(model, SavedModelReference):
-        return model.with_image_size(pre.height, pre.width)
-    inputs = _graph_inputs(model)
-    if inputs is not None and tuple(inputs[0].shape[1:]) == pre.input_shape:
-        return model
-    import keras
-
-    wrapped_input = keras.Input(shape=pre.input_shape, name="input")
-    try:
-        outputs = model(wrapped_input)
-    except Exception as exc:  # the user's call(): any failure means the shape does not fit
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"'{path}' cannot run on a {pre.input_shape} input: "
-                             f"{type(exc).__name__}: {first}") from exc
-    return keras.Model(wrapped_input, outputs, name=model.name)
-
-
-def _num_classes(model, path) -> int:
-    if isinstance(model, SavedModelReference):
-        shape = model.output_shape
-    else:
-        if len(model.outputs) != 1:
-            raise ModelFileError(f"'{path}' has {len(model.outputs)} outputs; edgecv converts "
-                                 "image classifiers with one (N, classes) output.")
-        shape = tuple(model.outputs[0].shape)
-    if len(shape) != 2 or shape[1] is None or shape[1] < 2:
-        raise ModelFileError(f"'{path}' outputs shape {tuple(shape)}; edgecv converts image "
-                             "classifiers whose output is (N, classes) scores with 2 or more classes.")
-    return int(shape[1])
 
 
 # --- the contract ---------------------------------------------------------------------------------
@@ -255,74 +184,22 @@ class ModelData:
     train: object | None = None  # edgecv.data.Split: what quantization-aware training uses
 
 
-def _labels_from_array(y: np.ndarray, count: int, num_classes: int, source: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == num_classes:  # one-hot
-        y = y.argmax(1)
-    if y.ndim != 1 or len(y) != count:
-        raise DataError(f"'{source}': y must hold one class index per image ({count}), received "
-                        f"shape {tuple(y.shape)}.")
-    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
-        raise DataError(f"'{source}': y must be integer class indices, received {y.dtype} values.")
-    if y.dtype.kind not in "iuf" or (len(y) and (y.min() < 0 or y.max() >= num_classes)):
-        raise DataError(f"'{source}': y must be class indices in 0..{num_classes - 1} (the model "
-                        f"outputs {num_classes} scores), received {y.dtype} "
-                        f"{'' if not len(y) else f'in {y.min()}..{y.max()}'}.")
-    return y.astype(np.int64)
-
-
 def load_npz(path: str | Path, pre: Preprocessing, num_classes: int, calib_samples: int,
              seed: int = 0) -> ModelData:
-    """An .npz with ``x`` (uint8 images N,H,W[,C], resized by the deployed rules if needed, or
-    float32 normalised model input of exactly N,H,W,C) and optional ``y``, ``labels``, ``ids``."""
-    from edgecv.data import resize_batch
-
+    """An .npz (:func:`edgecv.converters.npz.read_npz`: uint8 images or float normalised model
+    input, optional ``y``, ``labels``, ``ids``): every sample verifies, up to ``calib_samples``
+    of them (stratified by class when labelled) calibrate."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist.")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "x" not in npz:
-                raise DataError(f"'{path}' has no 'x' array (it has: {', '.join(npz.files)}); "
-                                "expected x (images) and optionally y (class indices).")
-            x = npz["x"]
-            y = npz["y"] if "y" in npz else None
-            names = [str(v) for v in npz["labels"]] if "labels" in npz else None
-            ids = [str(v) for v in npz["ids"]] if "ids" in npz else None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"'{path}' is not a readable .npz: {type(exc).__name__}: {exc}"[:300]) from exc
-    if len(x) == 0:
-        raise DataError(f"'{path}': x holds no samples.")
-    if x.dtype == np.uint8:
-        images = x[..., None] if x.ndim == 3 else x
-        if images.ndim != 4:
-            raise DataError(f"'{path}': uint8 x must be images (N, H, W[, C]), received shape "
-                            f"{tuple(x.shape)}.")
-        if images.shape[1:] != pre.input_shape:
-            images = resize_batch(images, pre.height, pre.width, pre.channels)
-        model_x = pre.normalize(images)
-    elif x.dtype.kind == "f":
-        images = None
-        model_x = (x[..., None] if x.ndim == 3 else x).astype(np.float32)
-        if model_x.shape[1:] != pre.input_shape:
-            raise DataError(f"'{path}': float x is taken as normalised model input and must be "
-                            f"(N, {pre.height}, {pre.width}, {pre.channels}), received "
-                            f"{tuple(x.shape)}; store uint8 images to have them resized.")
-        if not np.isfinite(model_x).all():
-            raise DataError(f"'{path}': x contains NaN or inf.")
-    else:
-        raise DataError(f"'{path}': x must be uint8 images or float model input, received "
-                        f"{x.dtype}.")
-    count = len(model_x)
-    test_y = None if y is None else _labels_from_array(y, count, num_classes, str(path))
-    order = stratified_indices(test_y, calib_samples, seed, total=count)
-    calibration = Calibration(model_x[order], str(path), "all samples (they also verify)",
-                              per_class_counts(None if test_y is None else test_y[order],
-                                               names or [str(i) for i in range(num_classes)]))
-    return ModelData(model_x[order], model_x, test_y, images,
-                     ids if ids and len(ids) == count else [str(i) for i in range(count)], names,
+    data = read_npz(path, pre, num_classes)
+    count = len(data.x)
+    order = stratified_indices(data.y, calib_samples, seed, total=count)
+    calibration = Calibration(data.x[order], str(path), "all samples (they also verify)",
+                              per_class_counts(None if data.y is None else data.y[order],
+                                               data.labels or [str(i) for i in range(num_classes)]))
+    ids = data.ids if data.ids and len(data.ids) == count else [str(i) for i in range(count)]
+    return ModelData(data.x[order], data.x, data.y, data.images, ids, data.labels,
                      f"{path}: all {count} samples verify, {len(order)} of them calibrate"
-                     f"{'' if test_y is not None else ' (no labels: agreement only)'}",
+                     f"{'' if data.y is not None else ' (no labels: agreement only)'}",
                      calibration.record())
 
 
@@ -399,9 +276,13 @@ def load_model_source(path: str | Path, options: ModelOptions, *, calib_samples:
     if path.name == SAVED_MODEL_FILE:
         path = path.parent
     model, kind = load_model(path, options)
-    pre = resolve_contract(path, model_image_shape(model, path), options)
-    model = _fixed_input(model, pre, path)
-    num_classes = _num_classes(model, path)
+    reference = reference_of(model, path)
+    pre = resolve_contract(path, reference.image_shape(), options)
+    # A subclassed model, or one with a dynamic height/width, gets a fixed-shape input, so every
+    # converter sees the same (H, W, C).
+    model = reference.with_image_shape(pre.input_shape)
+    reference = reference_of(model, path)
+    num_classes = reference.num_classes()
     data = load_model_data(options.data, pre, num_classes, calib_samples, options.seed)
     warnings: list[str] = []
 
@@ -411,13 +292,11 @@ def load_model_source(path: str | Path, options: ModelOptions, *, calib_samples:
         log(line)
 
     labels, test_y, labels_from = resolve_labels(options.labels, data, num_classes, note)
-    reference = (f"SavedModel signature '{model.signature_name}'"
-                 if isinstance(model, SavedModelReference) else "keras model")
-    notes = {"kind": kind, "path": str(path.resolve()), "reference": reference,
+    notes = {"kind": kind, "path": str(path.resolve()), "reference": reference.description,
              "weights": str(Path(options.weights).resolve()) if options.weights else None,
              "custom_objects": options.custom_objects, "data": str(options.data),
              "data_use": data.description, "labels_from": labels_from, "warnings": warnings}
     return RunData(path, model, labels, pre, data.calibration, data.test_x, test_y,
-                   data.test_images, data.test_ids, default_out=default_out_dir(path),
+                   data.test_images, data.test_ids, default_out=model_export_dir(path).path,
                    notes=notes, calibration_info=data.calibration_info or {}, val_x=data.val_x,
                    train=data.train)

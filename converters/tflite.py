@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edgecv.errors import EdgecvError, UsageError
+from edgecv.errors import ConversionError, UsageError
 from edgecv.tflite_schema import operator_types
 from edgecv.io import captured_output
 from edgecv.tf_import import import_tensorflow
@@ -25,21 +25,13 @@ FLEX_REASON = ("needs the Flex delegate: not runnable on tflite-runtime/ai-edge-
                "Flex, nor on the Edge TPU")
 
 
-class ConversionError(EdgecvError):
-    """The converter failed, or its output breaks a promise (e.g. a float op in an int8 model)."""
-
-
 def make_converter(model, static_batch: bool = False):
     """A ``TFLiteConverter`` for a Keras model, or for a SavedModel's serving signature
-    (:class:`edgecv.training.keras_io.SavedModelReference`). ``static_batch`` fixes the batch
+    (:func:`edgecv.modelfile.reference.reference_of`). ``static_batch`` fixes the batch
     dimension to 1 (default: dynamic)."""
-    from edgecv.training.keras_io import SavedModelReference
+    from edgecv.modelfile.reference import reference_of
 
-    tf = import_tensorflow()
-    if isinstance(model, SavedModelReference):
-        function = model.concrete_function(1 if static_batch else None)
-        return tf.lite.TFLiteConverter.from_concrete_functions([function], model.trackable)
-    return tf.lite.TFLiteConverter.from_keras_model(with_batch_one(model) if static_batch else model)
+    return reference_of(model).tflite_converter(static_batch)
 
 
 def _convert(model, configure=None, *, static_batch: bool = False,
@@ -89,15 +81,10 @@ def _name_layers(model, unsupported: list[tuple[str, str | None]]) -> list[tuple
     frozen graph (``.../<layer>_1/<Op>``)."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from edgecv.training.keras_io import SavedModelReference
+    from edgecv.modelfile.reference import reference_of
 
-    tf = import_tensorflow()
     try:
-        if isinstance(model, SavedModelReference):
-            function = model.concrete_function()
-        else:
-            spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-            function = tf.function(model).get_concrete_function(spec)
+        function = reference_of(model).concrete_function()
         with captured_output(replay_on_error=False):
             operations = convert_variables_to_constants_v2(function).graph.get_operations()
     except Exception:  # only the error message's detail is at stake: keep the op names alone
@@ -158,15 +145,6 @@ def flex_ops(model: bytes) -> list[str]:
     """The Flex (TensorFlow) ops a TFLite model needs, e.g. ``['FlexMatrixInverse']``."""
     return sorted({name.split(":", 1)[1] for name, _ in operator_types(model)
                    if name.startswith("CUSTOM:Flex")})
-
-
-def with_batch_one(model):
-    """The same model behind an input of static shape (1, H, W, C): the Edge TPU compiler
-    refuses dynamic shapes, and Keras models have a dynamic batch dimension."""
-    import keras
-
-    inputs = keras.Input(batch_shape=(1, *model.input_shape[1:]), name="input")
-    return keras.Model(inputs, model(inputs), name=model.name)
 
 
 def to_tflite_int8(model, calibration: np.ndarray, io: str = "int8",

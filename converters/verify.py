@@ -1,8 +1,22 @@
-"""Per-class verification figures: an average drop of 0.3 pp can hide a class that lost 5."""
+"""Verification: an artifact run in its real runtime against the reference model, with the
+figures ``conversion.json`` records and ``--max-drop`` judges.
+
+- :func:`verify_artifact`: accuracy, top-1 agreement, output difference and per-class rows on
+  the test split (:func:`per_class_rows`: an average drop of 0.3 pp can hide a class that lost 5);
+- :func:`score_drops` / :func:`budget_drop`: the drops in percentage points, and the one the
+  budget applies to;
+- :func:`check_data`: the held-out slice (never the test split) that choices between
+  quantization settings and ``--recover`` are made on.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from edgecv.converters.calibration import stratified_indices
+from edgecv.converters.rundata import RunData
 
 
 def per_class_rows(predicted: np.ndarray, reference: np.ndarray, y: np.ndarray,
@@ -31,3 +45,83 @@ def worst_class(rows: list[dict]) -> dict | None:
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Top-1 agreement of two score arrays (N, classes)."""
     return float((a.argmax(1) == b.argmax(1)).mean())
+
+
+def check_data(run: RunData, limit: int = 1000) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The images (and labels, None without) that choose between quantization settings and
+    decide ``--recover``: a class-stratified sample of the validation split (up to ``limit``),
+    else the calibration images; never the test split, which must stay unseen until the chosen
+    artifact is verified on it.
+
+    Stratified, not the first ``limit``: a folder's split is ordered by class, so the first 1,000
+    of CIFAR-10's 7,500 validation images are 750 airplanes and 250 automobiles.
+    """
+    if run.val_x is not None and len(run.val_x):
+        index = stratified_indices(run.val_y, limit, seed=0, total=len(run.val_x))
+        kind = "stratified sample" if run.val_y is not None else "random sample"
+        y = None if run.val_y is None else run.val_y[index]
+        return run.val_x[index], y, f"validation split ({kind} of {len(index)} images)"
+    count = min(limit, len(run.calibration))
+    return (run.calibration[:limit], None,
+            f"calibration images ({count}; the source has no validation split)")
+
+
+def check_slice(run: RunData, limit: int = 1000) -> tuple[np.ndarray, str]:
+    """:func:`check_data` without the labels."""
+    x, _y, where = check_data(run, limit)
+    return x, where
+
+
+def artifact_scores(path: Path, x: np.ndarray) -> np.ndarray:
+    """Scores of the artifact at ``path`` on ``x``, in its runtime, 64 images per call."""
+    from edgecv.runtime import open_backend
+
+    with open_backend(path, checksum="off") as backend:  # just written: conversion.json is older
+        return np.concatenate([backend.run(x[i:i + 64]) for i in range(0, len(x), 64)])
+
+
+def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
+    """Run ``path`` in its runtime on the test split; accuracy (None when the data has no
+    labels), top-1 agreement with the reference scores, and output difference."""
+    scores = artifact_scores(path, run.test_x)
+
+    diff = np.abs(scores - keras_scores)
+    predicted = scores.argmax(1)
+    row = {
+        "accuracy": None if run.test_y is None else float((predicted == run.test_y).mean()),
+        "agreement": float((predicted == keras_scores.argmax(1)).mean()),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+    }
+    if run.test_y is not None:
+        classes = per_class_rows(predicted, keras_scores.argmax(1), run.test_y, run.labels)
+        row.update(worst_class=worst_class(classes), per_class=classes)
+    return row
+
+
+def score_drops(row: dict, keras_accuracy: float | None) -> dict:
+    """Add to a verified row its drops vs the reference, in percentage points: accuracy (None
+    when the data has no labels) and agreement (100 - agreement %)."""
+    row["accuracy_drop_pp"] = (None if keras_accuracy is None or row["accuracy"] is None
+                               else round(100 * (keras_accuracy - row["accuracy"]), 3))
+    row["agreement_drop_pp"] = round(100 * (1 - row["agreement"]), 3)
+    return row
+
+
+def budget_drop(row: dict) -> float | None:
+    """The drop ``--max-drop`` judges: the accuracy drop when the data has labels, else the
+    agreement drop; None for a row that was not verified."""
+    if row.get("accuracy_drop_pp") is not None:
+        return row["accuracy_drop_pp"]
+    return row.get("agreement_drop_pp")
+
+
+def figures(row: dict) -> str:
+    """A verified row's figures on one log line: accuracy and its drop, agreement, max |diff|,
+    the worst class."""
+    accuracy = ("acc -" if row["accuracy"] is None else
+                f"acc {row['accuracy']:.4f} (drop {row['accuracy_drop_pp']:+.2f} pp)")
+    worst = row.get("worst_class")
+    worst = f"  worst class {worst['class']} {0.0 - worst['drop_pp']:+.1f} pp" if worst else ""
+    return (f"{accuracy}  agreement {row['agreement']:.4f}  max|diff| "
+            f"{row['max_abs_diff']:.4f}{worst}")

@@ -230,10 +230,11 @@ def convert_command(
     artifact carries the model card and is verified on held-out data."""
     import json as json_module
 
-    from edgecv.converters.convert import FORMATS, convert_run
+    from edgecv.converters.convert import convert_run
+    from edgecv.converters.formats import FORMATS
     from edgecv.converters.sources import ModelOptions, parse_floats, parse_scale
     from edgecv.preprocessing import normalisation_from_flags
-    from edgecv.runtime.targets import is_keras_source
+    from edgecv.modelfile.kinds import is_keras_source
 
     if all_formats:
         formats = [name for name in FORMATS if name != "int8_qat"]
@@ -288,14 +289,15 @@ def inspect_command(
     from rich.console import Console
     from rich.table import Table
 
-    from edgecv.converters.convert import load_run
+    from edgecv.converters.load import load_run
     from edgecv.converters.quant_debug import layer_errors, write_csv
+    from edgecv.rundir import RunDir
 
     if not quant:
         raise UsageError("say what to inspect: edgecv inspect --quant RUN.")
     loaded = load_run(run, calib_samples=max(samples, 100))
     rows = layer_errors(loaded.model, loaded.calibration, loaded.calibration[:samples])
-    path = Path(out) if out else Path(run) / "export"
+    path = Path(out) if out else RunDir(run).export.path
     write_csv(rows, path / "quant_debug.csv")
     table = Table("op", "tensor", "RMSE/scale", "SQNR dB", title=f"worst {min(top, len(rows))} "
                   f"of {len(rows)} quantized layers")
@@ -319,7 +321,7 @@ def info_command(
 
     For a Keras model: its input/output shapes, parameters, layers and any Lambda layers."""
     from edgecv.info import describe, describe_keras
-    from edgecv.runtime.targets import is_keras_source
+    from edgecv.modelfile.kinds import is_keras_source
 
     if is_keras_source(model):
         typer.echo(describe_keras(model, weights=weights, custom_objects=custom_objects))
@@ -336,10 +338,24 @@ def _warn(lines) -> None:
         typer.echo(f"warning: {line}", err=True)
 
 
+def _deployment(model: str, target: str, threads: int | None):
+    """The model file and threads for predict / camera: a file as given; for a run or export
+    directory, what its bench.json recommends for ``target`` (said on stderr)."""
+    from edgecv.deploy import resolve
+
+    deployment = resolve(model, target, threads)
+    if deployment.source != "the model file given":
+        typer.echo(f"using {deployment.model} with {deployment.threads or 'default'} thread(s), "
+                   f"recommended by {deployment.source}", err=True)
+    return deployment
+
+
 @app.command("predict")
 @user_errors
 def predict_command(
-    model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert."),
+    model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert, "
+                                "or a run / export directory: the artifact and threads its "
+                                "bench.json recommends for --target."),
     inputs: list[str] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     top_k: int = typer.Option(3, "--top-k", help="How many classes to show per image."),
     threshold: float = typer.Option(0.0, help="Hide classes scoring below this."),
@@ -358,14 +374,17 @@ def predict_command(
     import json as json_module
 
     from edgecv.classify import Classifier
-    from edgecv.predict import image_paths, predict_files
+    from edgecv.images import image_paths
+    from edgecv.predict import predict_files
     from edgecv.runtime import open_backend
     from edgecv.runtime.targets import parse_targets
 
     parse_targets(target)
     paths = image_paths(inputs)
     failed = 0
-    with open_backend(model, target=target, threads=threads, checksum=checksum) as backend:
+    deployment = _deployment(model, target, threads)
+    with open_backend(deployment.model, target=target, threads=deployment.threads,
+                      checksum=checksum) as backend:
         _warn(backend.warnings)
         classifier = Classifier(backend, fit=fit, k=top_k, threshold=threshold)
         for record in predict_files(classifier, paths):
@@ -392,6 +411,11 @@ def bench_command(
     runs: int = typer.Option(100, help="Timed runs per row (at least)."),
     min_time: float = typer.Option(1.0, help="Seconds of timed runs per row (at least)."),
     warmup: int = typer.Option(10, help="Untimed runs before timing."),
+    rounds: int = typer.Option(9, help="Interleaved rounds: each round runs every row for a "
+                               "share of its runs, so machine noise hits all rows alike."),
+    max_drop: Optional[float] = typer.Option(None, help="Accuracy budget (percentage points "
+                                             "below the float reference) of the recommended "
+                                             "row.", show_default="the budget convert used, else 1.0"),
     data: Optional[str] = typer.Option(None, help="Test set (.npz with uint8 x and y) for accuracy.",
                                        show_default="testset.npz beside the artifacts"),
     keras: bool = typer.Option(True, help="Include a run's model.keras (the reference; needs "
@@ -406,22 +430,26 @@ def bench_command(
     html_path: Optional[str] = typer.Option(None, "--html", help="Write the report as HTML "
                                             "with plots."),
 ) -> None:
-    """Latency, memory, size and accuracy of every artifact on every target.
+    """Latency, memory, size and accuracy of every artifact on every target, and which to deploy.
 
-    Init, first, p50/p90/p99 and throughput per (artifact, target, threads); a target that is
-    absent here is a row saying why."""
+    Init, first, p50 (with its interval over interleaved rounds)/p90/p99 and throughput per
+    (artifact, target, threads); a target that is absent here is a row saying why. Opens with
+    the recommendation: the fastest row within the accuracy budget, ties to the smaller file."""
     from pathlib import Path
 
+    from edgecv.benchmarks.report import write_reports
     from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, parse_threads
     from edgecv.runtime.targets import parse_targets
 
     settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
-                             runs=runs, min_time_s=min_time, warmup=warmup, checksum=checksum,
+                             runs=runs, min_time_s=min_time, warmup=warmup, rounds=rounds,
+                             max_drop=max_drop, checksum=checksum,
                              custom_objects=custom_objects, weights=weights)
     artifacts = discover(models, include_keras=keras)
     testset = Path(data) if data else find_testset(artifacts)
     report = _run_bench(artifacts, settings, testset)
-    _write_reports(report, json_path, md_path, html_path)
+    write_reports(report, json_path, md_path, html_path,
+                  log=lambda message: typer.echo(message, err=True))
     failed = [row for row in report["rows"] if row["status"] == "failed"]
     if failed:
         typer.echo(f"error: {len(failed)} row(s) failed: {failed[0]['artifact']} on "
@@ -452,6 +480,7 @@ def pipeline_command(
     Converts to fp32, fp16, int8, ONNX and ONNX int8, verifies each on the test split,
     benchmarks on every target and writes RUN/report.html with curves, conversion and latency
     tables."""
+    from edgecv.benchmarks.report import print_table
     from edgecv.benchmarks.suite import BenchSettings, parse_threads
     from edgecv.pipeline import run_pipeline
     from edgecv.runtime.targets import parse_targets
@@ -467,7 +496,7 @@ def pipeline_command(
                                                overwrite=overwrite, max_drop=max_drop,
                                                log=typer.echo)
     _warn(report["warnings"])
-    _print_bench_table(report)
+    print_table(report)
     typer.echo(f"report: {run_dir / 'report.html'}")
     if drop_error is not None:
         raise drop_error
@@ -478,6 +507,7 @@ def _run_bench(artifacts, settings, testset) -> dict:
     from rich.console import Console
     from rich.progress import Progress
 
+    from edgecv.benchmarks.report import print_table
     from edgecv.benchmarks.suite import run_benchmark
 
     console = Console(stderr=True)
@@ -490,60 +520,18 @@ def _run_bench(artifacts, settings, testset) -> dict:
 
         report = run_benchmark(artifacts, settings, testset, progress=advance)
     _warn(report["warnings"])
-    _print_bench_table(report)
+    print_table(report)
     if testset is None:
         typer.echo("note: no test set found, accuracy not measured (give --data)", err=True)
     return report
 
 
-def _print_bench_table(report: dict) -> None:
-    """The rows as a terminal table (the cells of the Markdown/HTML report); the reasons of rows
-    that did not run become numbered notes under it."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    from edgecv.benchmarks.report import MEASUREMENT_COLUMNS, TABLE_COLUMNS, table_cells
-
-    status_column = TABLE_COLUMNS.index("status")
-    # 18 columns: one word per header line and one space between columns keep it about 155
-    # characters wide; cells never wrap (a number split over two lines misreads).
-    table = Table(title="edgecv bench", box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
-    for column in TABLE_COLUMNS:
-        table.add_column("\n".join(column.split()), no_wrap=column != "status",
-                         justify="right" if column in MEASUREMENT_COLUMNS else "left")
-    notes: list[str] = []
-    for row in report["rows"]:
-        cells = table_cells(row)
-        if row["status"] != "ok":
-            if row["reason"] not in notes:
-                notes.append(row["reason"])
-            cells[status_column] = f"{row['status']} [{notes.index(row['reason']) + 1}]"
-        table.add_row(*cells)
-    console = Console()
-    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
-        console = Console(width=200)
-    console.print(table)
-    for number, note in enumerate(notes, 1):
-        console.print(f"[{number}] {note}", highlight=False, markup=False)
-
-
-def _write_reports(report: dict, json_path, md_path, html_path, sections=()) -> None:
-    from edgecv.benchmarks import report as writer
-
-    for path, write in ((json_path, writer.write_json), (md_path, writer.write_markdown)):
-        if path:
-            write(report, path)
-            typer.echo(f"wrote {path}", err=True)
-    if html_path:
-        writer.write_html(report, html_path, sections)
-        typer.echo(f"wrote {html_path}", err=True)
-
-
 @app.command("camera")
 @user_errors
 def camera_command(
-    model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert."),
+    model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert, "
+                                "or a run / export directory: the artifact and threads its "
+                                "bench.json recommends for --target."),
     source: str = typer.Option("0", help="Camera index (0), video file, folder of images "
                                "(played in sorted order) or stream URL (rtsp://, http://)."),
     top_k: int = typer.Option(3, "--top-k", help="How many classes to show per frame."),
@@ -572,12 +560,11 @@ def camera_command(
 
     A window with the top-k labels, FPS and inference time (q/Esc quits, s saves a snapshot),
     or headless with status lines, --record and --json. Ends with a summary."""
-    from edgecv.camera import CameraSettings, display_problem, run_camera
+    from edgecv.camera import CameraSettings, display_problem, parse_source, run_camera
     from edgecv.classify import Classifier
     from edgecv.io import read_labels
     from edgecv.runtime import open_backend
     from edgecv.runtime.targets import parse_targets
-    from edgecv.video import parse_source
 
     parse_targets(target)
     label_names = read_labels(labels) if labels is not None else None
@@ -590,7 +577,9 @@ def camera_command(
             _warn([f"{problem}; running headless."])
             settings.headless = True
     try:
-        with open_backend(model, target=target, threads=threads, checksum=checksum) as backend:
+        deployment = _deployment(model, target, threads)
+        with open_backend(deployment.model, target=target, threads=deployment.threads,
+                          checksum=checksum) as backend:
             _warn(backend.warnings)
             classifier = Classifier(backend, labels=label_names, fit=fit, k=top_k,
                                     threshold=threshold)
@@ -612,10 +601,10 @@ def camera_command(
 
 def _exit_if_stuck_in_opencv(message: str | None, code: int) -> None:
     """End the process at once if a camera/stream thread is still blocked inside OpenCV: a
-    normal interpreter shutdown would abort when that thread returns (edgecv.video)."""
+    normal interpreter shutdown would abort when that thread returns (edgecv.camera.opencv)."""
     import os
 
-    from edgecv.video import threads_stuck_in_opencv
+    from edgecv.camera import threads_stuck_in_opencv
 
     if threads_stuck_in_opencv():
         if message:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class EdgecvError(Exception):
@@ -42,6 +43,40 @@ class StrategyUnavailable(EdgecvError):
     """The requested distribution strategy cannot run here (no TPU, no TF_CONFIG, ...)."""
 
 
+# --- conversion (edgecv.converters) ----------------------------------------------------------------
+
+class ConversionError(EdgecvError):
+    """The converter failed, or its output breaks a promise (e.g. a float op in an int8 model)."""
+
+
+class QatError(EdgecvError):
+    """The model cannot be quantization-aware trained (a layer tfmot or tf_keras lacks)."""
+
+
+class AccuracyDropError(EdgecvError):
+    """An artifact lost more accuracy than ``--max-drop`` allows (the report is still written)."""
+
+
+# --- runtimes (edgecv.runtime) ---------------------------------------------------------------------
+
+class BackendUnavailable(EdgecvError):
+    """A runtime or target is not available here; ``reason`` says why."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name} is not available: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class BackendClosed(RuntimeError):
+    """A closed backend was used: its runtime (interpreter, session, model) has been released.
+    A programming error, not a user's, so it is not an EdgecvError and keeps its traceback."""
+
+    def __init__(self, name: str, path: Path):
+        super().__init__(f"the {name} backend of '{path}' is closed (its runtime was released); "
+                         "open the model again with open_backend().")
+
+
 def unknown_name(kind: str, received: str, choices: Iterable[str], hint: str = "") -> UsageError:
     """Build a UsageError for an unknown ``kind`` name that suggests the closest valid choice."""
     choices = sorted(choices)
@@ -51,3 +86,11 @@ def unknown_name(kind: str, received: str, choices: Iterable[str], hint: str = "
     if hint:
         message += f" {hint}"
     return UsageError(message)
+
+
+class SourceUnavailable(EdgecvError):
+    """The video source cannot be opened or read (no camera, unreachable URL, not a video)."""
+
+
+class RecordingError(EdgecvError):
+    """The recording could not be written, or does not hold the frames written to it."""

@@ -118,18 +118,19 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
     without being built (its code never runs); one that cannot be loaded (e.g. custom classes
     without --custom-objects) likewise, with the reason."""
     from edgecv.io import size_on_disk
-    from edgecv.runtime.targets import SAVED_MODEL_FILE
-    from edgecv.training import keras_io
+    from edgecv.modelfile import keras_file
+    from edgecv.modelfile.kinds import SAVED_MODEL_FILE, model_format
+    from edgecv.modelfile.saved_model import load_saved_model
 
     path = Path(path)
     if path.name == SAVED_MODEL_FILE:
         path = path.parent
-    kind = keras_io.model_format(path)
+    kind = model_format(path)
     size = size_on_disk(path)
     lines = [f"file        {path}", f"format      {FORMAT_NAMES[kind]}",
              f"size        {size:,} bytes ({size / 1024:.1f} KiB)"]
     if kind == "savedmodel":
-        model = keras_io.load_saved_model(path)
+        model = load_saved_model(path)
         ops = model.op_counts()
         top = sorted(ops.items(), key=lambda item: -item[1])[:8]
         lines += [f"signature   {model.signature_name}",
@@ -146,18 +147,18 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
         from edgecv.errors import UsageError
 
         raise UsageError(f"a JSON config holds no weights: pass --weights FILE.weights.h5 with '{path}'.")
-    config = keras_io.read_model_config(path)
-    lambdas = keras_io.lambda_layer_names(config)
-    custom = keras_io.custom_class_names(config)
+    config = keras_file.read_model_config(path)
+    lambdas = keras_file.lambda_layer_names(config)
+    custom = keras_file.custom_class_names(config)
     name = (config.get("config") or {}).get("name", "?")
     lines.append(f"class       {config['class_name']} '{name}'")
     model, reason = None, None
     if lambdas:
         reason = "it has a Lambda layer, whose code edgecv does not run"
     else:
-        objects = keras_io.load_custom_objects(custom_objects) if custom_objects else None
+        objects = keras_file.load_custom_objects(custom_objects) if custom_objects else None
         try:
-            model = keras_io.load_keras_model(path, custom_objects=objects, weights=weights)
+            model = keras_file.load_keras_model(path, custom_objects=objects, weights=weights)
         except ModelFileError as exc:
             reason = str(exc)
     if model is not None:
@@ -173,7 +174,7 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
                   f"layers      {len(leaves)} ({_counts([type(l).__name__ for l in leaves])})"]
     else:
         in_shape = _config_input_shape(config)
-        params = keras_io.weights_parameter_count(weights if kind == "json" else path)
+        params = keras_file.weights_parameter_count(weights if kind == "json" else path)
         leaves = _config_layers(config)
         lines += [f"input       {_shape(in_shape) if in_shape else 'unknown'}",
                   f"output      unknown (not built: {reason})",

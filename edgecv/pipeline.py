@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgecv.errors import EdgecvError
+from edgecv.rundir import RunDir
 
 # The formats a deployment is chosen among; the others are an `edgecv convert --all` away.
 PIPELINE_FORMATS = ["fp32", "fp16", "int8", "onnx", "onnx_int8"]
@@ -45,14 +46,15 @@ def training_section(run_dir: Path):
 
     from edgecv.benchmarks.report import Section
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
+    run = RunDir(run_dir)
+    metrics = json.loads(run.metrics.read_text())
+    config = json.loads(run.config.read_text())
     data = config["data"].get("name") or config["data"].get("path")
     text = (f"{config['train']['model']} on {data}: test accuracy {100 * metrics['test_accuracy']:.2f}%, "
             f"{metrics['params']:,} parameters, {metrics['epochs_run']} epochs in "
             f"{metrics['training_time_s']:.0f} s ({metrics['images_per_s']:.0f} images/s).")
     return Section("Training", text=text,
-                   images=(run_dir / "training_curves.png", run_dir / "confusion_matrix.png"))
+                   images=(run.training_curves, run.confusion_matrix))
 
 
 def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
@@ -63,11 +65,13 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
     None). ``progress`` is called with each bench row as it is measured."""
     from edgecv.benchmarks import report as writer
     from edgecv.benchmarks.suite import discover, find_testset, run_benchmark
-    from edgecv.converters.convert import AccuracyDropError, convert_run
+    from edgecv.converters.convert import convert_run
+    from edgecv.errors import AccuracyDropError
     from edgecv.training import train
 
     result = train(train_config, overwrite=overwrite, log=log)
     run_dir = Path(result.run_dir)
+    run = RunDir(run_dir)
     log(f"converting {', '.join(PIPELINE_FORMATS)}")
     drop_error = None
     try:
@@ -76,13 +80,13 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
         drop_error = exc
         import json
 
-        conversion = json.loads((run_dir / "export" / "conversion.json").read_text())
+        conversion = json.loads(run.export.conversion.read_text())
     artifacts = discover([run_dir])
     log(f"benchmarking {len(artifacts)} model(s) on {', '.join(bench_settings.targets)}")
     report = run_benchmark(artifacts, bench_settings, find_testset(artifacts), progress=progress)
-    writer.write_json(report, run_dir / "bench.json")
-    writer.write_markdown(report, run_dir / "bench.md")
-    writer.write_html(report, run_dir / "report.html",
+    writer.write_json(report, run.bench_json)
+    writer.write_markdown(report, run.bench_markdown)
+    writer.write_html(report, run.report_html,
                       [training_section(run_dir), conversion_section(conversion)])
-    log(f"wrote {run_dir / 'report.html'}")
+    log(f"wrote {run.report_html}")
     return run_dir, report, drop_error

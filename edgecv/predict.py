@@ -4,6 +4,7 @@ The same path as camera and bench: :func:`edgecv.runtime.open_backend` ->
 :class:`edgecv.classify.Classifier`. Each image gives one record ``{"path", "label", "score",
 "top_k": [{"label", "score"}...], "ms"}``; an image that cannot be read gives
 ``{"path", "error"}`` (as does one whose pixels the model cannot take) and the others go on.
+The files come from :func:`edgecv.images.image_paths`.
 """
 
 from __future__ import annotations
@@ -12,28 +13,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgecv.classify import Classifier
-from edgecv.data.folder import IMAGE_EXTENSIONS, read_image
-from edgecv.errors import DataError, ModelFileError, UsageError
-
-
-def image_paths(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given (whatever their extension: a bad one becomes an error record) and the
-    image files under each folder, recursively, in sorted order."""
-    paths: list[Path] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.is_file()
-                                and p.suffix.lower() in IMAGE_EXTENSIONS
-                                and not any(part.startswith(".") for part in p.relative_to(path).parts)))
-        elif path.exists():
-            paths.append(path)
-        else:
-            raise UsageError(f"'{path}' does not exist; give image files or folders.")
-    if not paths:
-        raise UsageError(f"no image files found in {', '.join(map(str, inputs))} "
-                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
-    return paths
+from edgecv.errors import DataError, ModelFileError
+from edgecv.images import read_image
 
 
 def predict_files(classifier: Classifier, paths: Iterable[Path]) -> Iterator[dict]:

@@ -18,8 +18,6 @@ import numpy as np
 from edgecv.errors import DataError
 from edgecv.io import atomic_path
 
-TESTSET_NAME = "testset.npz"
-
 
 @dataclass
 class TestSet:

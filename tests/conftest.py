@@ -47,7 +47,7 @@ def outlier_run():
     data has no labels: --max-drop then judges agreement, the figure that moves most."""
     import keras
 
-    from edgecv.converters.convert import RunData
+    from edgecv.converters.rundata import RunData
     from edgecv.data import load_dataset
     from edgecv.preprocessing import Preprocessing
 

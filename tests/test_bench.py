@@ -81,6 +81,56 @@ def test_absent_targets_are_one_row_each_with_reasons_and_no_numbers(bench_repor
         assert all(row[key] is None for key in MEASURED) and row["samples_ms"] == []
 
 
+def test_rows_are_timed_in_rounds_with_an_interval(bench_report):
+    assert bench_report["settings"]["rounds"] == 9
+    for row in bench_report["rows"]:
+        if row["status"] == "ok":
+            low, high = row["p50_ci_ms"]
+            assert row["rounds"] == 9 and row["min_ms"] <= low <= high <= row["max_ms"]
+        else:
+            assert row["p50_ci_ms"] is None and row["rounds"] is None
+
+
+def test_the_report_opens_with_the_fastest_row_within_budget(bench_report, tiny_run):
+    (choice,) = bench_report["recommendations"]  # only the cpu target was measured here
+    assert choice["max_drop_from"].endswith("conversion.json")  # convert's budget: 100 pp
+    cpu = [r for r in bench_report["rows"] if r["target"] == "cpu" and r["status"] == "ok"]
+    fastest = min(cpu, key=lambda r: r["p50_ms"])
+    tied = [r for r in cpu if r["tied_with_best"]]
+    assert fastest in tied
+    for row in tied:  # every tied row's interval overlaps the fastest one's
+        assert row["p50_ci_ms"][0] <= fastest["p50_ci_ms"][1]
+        assert fastest["p50_ci_ms"][0] <= row["p50_ci_ms"][1]
+    chosen = next(r for r in tied if r["artifact"] == choice["artifact"]
+                  and r["threads"] == choice["threads"])
+    assert chosen["size_bytes"] == min(r["size_bytes"] for r in tied)
+    assert choice["fps"] == pytest.approx(1000 / chosen["p50_ms"], rel=1e-3)
+
+
+def test_a_tight_budget_excludes_what_lost_accuracy(tiny_run):
+    from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, run_benchmark
+
+    artifacts = discover([tiny_run])
+    settings = BenchSettings(targets=["cpu"], runs=5, min_time_s=0, warmup=1, rounds=3,
+                             max_drop=0.0)
+    report = run_benchmark(artifacts, settings, find_testset(artifacts))
+    (choice,) = report["recommendations"]
+    keras = next(r for r in report["rows"] if r["format"] == "keras")
+    assert choice["max_drop_from"] == "--max-drop"
+    assert choice["accuracy"] >= keras["accuracy"]
+    lost = [r["artifact"] for r in report["rows"] if r["accuracy"] < keras["accuracy"]]
+    assert all(f"{name} x" in choice["reason"] for name in lost if name != "model.keras")
+
+
+def test_onnx_int8_rows_say_how_many_convolutions_run_in_integers(bench_report):
+    rows = {r["format"]: r for r in bench_report["rows"] if r["target"] == "cpu"}
+    kernels = rows["onnx_int8"]["integer_kernels"]
+    assert kernels["quantized"] >= 2 and kernels["integer"] + kernels["float"] == kernels["quantized"]
+    assert "QLinearConv" in kernels["ops"] or kernels["float"] == kernels["quantized"]
+    assert rows["onnx"]["integer_kernels"] is None and rows["tflite_int8"]["integer_kernels"] is None
+    assert bench_report["machine"]["int8"]["outlook"]
+
+
 def test_machine_and_settings_are_recorded(bench_report):
     assert bench_report["machine"]["cores"] >= 1 and "ai-edge-litert" in bench_report["machine"]["versions"]
     assert bench_report["settings"]["threads"] == [1, 2]
@@ -97,6 +147,9 @@ def test_cli_writes_every_report_format(tiny_run, tmp_path):
         pytest.skip("this machine has an Edge TPU: the row is measured, not explained")
     assert [r["status"] for r in rows] == ["ok"] * 5 + ["unavailable"]
     assert "model_int8.tflite" in result.stdout and "[1] the Edge TPU runtime" in result.stdout
+    assert result.stdout.startswith("deploy ") and "\n  why: the fastest within" in result.stdout
+    assert "int8 on this CPU" in result.stdout
+    assert out["md"].read_text().startswith("# edgecv benchmark\n\n**deploy ")
     assert "| model_int8.tflite | tflite_int8 | cpu | 1 | ok |" in out["md"].read_text()
     html = out["html"].read_text()
     assert html.count("data:image/png;base64,") >= 2 and "unavailable" in html
@@ -186,6 +239,29 @@ def test_predict_folder_matches_labels_and_reports_bad_images(tiny_run, tmp_path
     assert agreement >= 0.95
     accuracy = np.mean([r["label"] == r["path"].rsplit("_", 1)[1][:-4] for r in good])
     assert accuracy >= np.mean(direct == testset.y[:40]) - 0.05
+
+
+def test_predict_on_a_run_deploys_what_its_bench_recommends(tiny_run, tmp_path):
+    import cv2
+
+    from edgecv.testset import load_testset
+
+    benched = tmp_path / "benched"
+    shutil.copytree(tiny_run, benched)
+    bench = run_cli("bench", benched, "--targets", "cpu", "--threads", "1,2", "--runs", "10",
+                    "--min-time", "0", "--no-keras", "--json", benched / "bench.json")
+    assert bench.returncode == 0, bench.stderr
+    run = benched.rename(tmp_path / "run")  # copied to the device: the recorded paths are stale
+    choice = json.loads((run / "bench.json").read_text())["recommendations"][0]
+    image = tmp_path / "digit.png"
+    cv2.imwrite(str(image), load_testset(run / "export" / "testset.npz").x[0])
+    result = run_cli("predict", run, image, "--json")
+    assert result.returncode == 0, result.stderr
+    expected = f"using {run / 'export' / choice['artifact']} with {choice['threads']} thread(s)"
+    assert expected in result.stderr and choice["summary"] in result.stderr
+    assert json.loads(result.stdout)["top_k"]
+    missing = run_cli("predict", tmp_path, image)  # a folder no bench has seen
+    assert missing.returncode == 2 and "no bench.json" in missing.stderr
 
 
 def test_predict_table_mode_and_errors(tiny_run, tmp_path):

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecv.benchmarks.report import (MATPLOTLIB_NOTE, MEASUREMENT_COLUMNS, PNG_SIGNATURE,
-                                      TABLE_COLUMNS, Section, markdown_table, pareto_front,
+from edgecv.benchmarks.report import (MEASUREMENT_COLUMNS, TABLE_COLUMNS, Section, markdown_table,
                                       table_cells, validate_report, write_html, write_json,
                                       write_markdown)
+from edgecv.benchmarks.report.html import PNG_SIGNATURE
+from edgecv.benchmarks.report.plots import MATPLOTLIB_NOTE, pareto_front
 
 SCRIPT_REASON = "<script>alert('x')</script> runtime crashed"
 
@@ -171,10 +172,10 @@ def test_tables_have_the_columns_the_readme_lists():
 
 
 def test_terminal_table_shows_every_column_of_every_ok_row(capsys):
-    from edgecv.cli import _print_bench_table
+    from edgecv.benchmarks.report import print_table
 
     report = make_report()
-    _print_bench_table(report)
+    print_table(report)
     lines = capsys.readouterr().out.splitlines()
     for row in report["rows"]:
         if row["status"] == "ok":
@@ -313,8 +314,8 @@ def test_html_is_self_contained_with_table_plots_and_escaped_reason(tmp_path):
 
 @needs_matplotlib
 def test_plots_use_only_ok_rows():
-    from edgecv.benchmarks.report import (plot_latency_distribution, plot_latency_vs_accuracy,
-                                          plot_thread_scaling)
+    from edgecv.benchmarks.report.plots import (plot_latency_distribution,
+                                                plot_latency_vs_accuracy, plot_thread_scaling)
 
     rows = make_report()["rows"]
     ok = [row for row in rows if row["status"] == "ok"]
@@ -338,7 +339,7 @@ def test_plots_use_only_ok_rows():
 
 @needs_matplotlib
 def test_plots_with_nothing_to_show_are_left_out_with_a_note(tmp_path):
-    from edgecv.benchmarks.report import plot_thread_scaling
+    from edgecv.benchmarks.report.plots import plot_thread_scaling
 
     report = make_report()
     report["rows"] = [ok_row("m.tflite", "tflite_fp32", "litert", 1, 0.5, None, 1000,
@@ -363,7 +364,7 @@ def test_html_without_matplotlib_still_writes_with_a_note(tmp_path, monkeypatch)
 
 @needs_matplotlib
 def test_sections_embed_images_tables_and_note_missing_files(tmp_path):
-    from edgecv.benchmarks.report import figure_png, plot_thread_scaling
+    from edgecv.benchmarks.report.plots import figure_png, plot_thread_scaling
 
     curves = tmp_path / "training_curves.png"
     curves.write_bytes(figure_png(plot_thread_scaling(make_report()["rows"])))

@@ -80,7 +80,7 @@ def world(tmp_path_factory):
 
     from edgecv.data import load_dataset
     from edgecv.preprocessing import Preprocessing
-    from edgecv.training.keras_io import load_custom_objects
+    from edgecv.modelfile.keras_file import load_custom_objects
 
     root = tmp_path_factory.mktemp("byom")
     digits = load_dataset("digits", 16, 16, 1, val_split=0, test_split=0)
@@ -208,9 +208,10 @@ def test_verified_on_an_npz_with_labels_as_on_the_folder(world, form):
 
 def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(world, tmp_path,
                                                                             monkeypatch):
-    from edgecv.converters import convert
-    from edgecv.converters.convert import AccuracyDropError, convert_run
+    from edgecv.converters import verify
+    from edgecv.converters.convert import convert_run
     from edgecv.converters.sources import ModelOptions
+    from edgecv.errors import AccuracyDropError
 
     path = model_path(world, "sequential", "keras")
     reports = {}
@@ -228,7 +229,7 @@ def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(wor
     first, second = ([r["max_abs_diff"] for r in reports[n]["artifacts"]] for n in reports)
     assert first == pytest.approx(second, abs=1e-6)
 
-    real = convert.verify_artifact
+    real = verify.verify_artifact
 
     def worse(path, run, keras_scores):  # --max-drop judges agreement when there are no labels
         row = real(path, run, keras_scores)
@@ -236,7 +237,7 @@ def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(wor
             row["agreement"] -= 0.2
         return row
 
-    monkeypatch.setattr(convert, "verify_artifact", worse)
+    monkeypatch.setattr(verify, "verify_artifact", worse)
     with pytest.raises(AccuracyDropError, match=r"model_dynamic.tflite lost \d+\.\d+ pp of "
                                                 r"agreement"):
         convert_run(path, ["dynamic"], options=ModelOptions(
@@ -260,7 +261,7 @@ def test_labels_file_and_named_custom_objects(world, tmp_path):
     assert any("differ from --labels" in w for w in report["source"]["warnings"])
     # names that are not in the file are a one-line error listing what it defines
     from edgecv.errors import UsageError
-    from edgecv.training.keras_io import load_custom_objects
+    from edgecv.modelfile.keras_file import load_custom_objects
 
     with pytest.raises(UsageError, match=r"'Missing' not defined in .*my_layers.py' \(it "
                                          r"defines: CustomDense, Invert, TinyNet\)"):
@@ -310,7 +311,7 @@ def test_lambda_layers_are_refused_in_every_form(tmp_path, form):
     import keras
 
     from edgecv.errors import ModelFileError
-    from edgecv.training.keras_io import load_keras_model
+    from edgecv.modelfile.keras_file import load_keras_model
 
     inputs = keras.Input((16, 16, 1))
     x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
@@ -337,7 +338,7 @@ def test_an_unsupported_op_is_named_and_select_tf_ops_marks_the_file(world, tmp_
     from edgecv.runtime import read_card
     from edgecv.converters.convert import convert_run
     from edgecv.converters.sources import ModelOptions
-    from edgecv.converters.tflite import ConversionError
+    from edgecv.errors import ConversionError
     from edgecv.errors import UsageError
 
     inputs = keras.Input((16, 16, 1))
@@ -372,10 +373,10 @@ def test_an_unsupported_op_is_named_and_select_tf_ops_marks_the_file(world, tmp_
 
 
 def test_user_errors_are_one_line(world, tmp_path):
-    from edgecv.converters.convert import load_source
+    from edgecv.converters.load import load_source
     from edgecv.converters.sources import ModelOptions
     from edgecv.errors import ModelFileError, UsageError
-    from edgecv.training.keras_io import load_keras_model
+    from edgecv.modelfile.keras_file import load_keras_model
 
     keras_file = model_path(world, "functional", "keras")
     with pytest.raises(UsageError, match="pass --weights"):

@@ -127,8 +127,8 @@ class MjpegServer:
 # ----------------------------------------------------------------------------- fast tests
 
 def test_parse_source_kinds(tmp_path):
+    from edgecv.camera import parse_source
     from edgecv.errors import UsageError
-    from edgecv.video import parse_source
 
     video = tmp_path / "clip.avi"
     video.write_bytes(b"x")
@@ -144,9 +144,8 @@ def test_parse_source_kinds(tmp_path):
 
 
 def test_settings_are_validated_before_anything_opens(tmp_path):
-    from edgecv.camera import CameraSettings
+    from edgecv.camera import CameraSettings, parse_source
     from edgecv.errors import UsageError
-    from edgecv.video import parse_source
 
     video = tmp_path / "clip.avi"
     video.write_bytes(b"x")
@@ -161,7 +160,7 @@ def test_settings_are_validated_before_anything_opens(tmp_path):
 
 
 def test_frame_queue_keeps_only_the_newest_frame_of_a_live_source():
-    from edgecv.video import FrameQueue
+    from edgecv.camera import FrameQueue
 
     queue = FrameQueue(drop_stale=True)
     for i in range(5):
@@ -177,7 +176,7 @@ def test_frame_queue_keeps_only_the_newest_frame_of_a_live_source():
 
 
 def test_frame_queue_blocks_instead_of_dropping_for_files():
-    from edgecv.video import FrameQueue
+    from edgecv.camera import FrameQueue
 
     queue = FrameQueue(capacity=2, drop_stale=False)
     received = []
@@ -212,9 +211,8 @@ def test_summary_statistics():
 
 
 def test_frame_record_shape():
-    from edgecv.camera import frame_record
+    from edgecv.camera import Frame, frame_record
     from edgecv.classify import Prediction, top_k
-    from edgecv.video import Frame
 
     best = top_k(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], k=2)
     record = frame_record(Frame(7, 0.233333333, np.zeros((2, 2), np.uint8)),
@@ -238,7 +236,7 @@ def test_timing_helpers():
 
 
 def test_recorder_normalises_frames_and_verifies_the_count(tmp_path):
-    from edgecv.video import VideoRecorder
+    from edgecv.camera import VideoRecorder
 
     out = tmp_path / "rec" / "out.mp4"
     recorder = VideoRecorder(out, fps=25)
@@ -253,8 +251,8 @@ def test_recorder_normalises_frames_and_verifies_the_count(tmp_path):
 
 
 def test_recorder_refuses_a_count_mismatch_and_bad_names(tmp_path):
-    from edgecv.errors import UsageError
-    from edgecv.video import RecordingError, VideoRecorder
+    from edgecv.camera import VideoRecorder
+    from edgecv.errors import RecordingError, UsageError
 
     with pytest.raises(UsageError, match=r"\.mp4 or \.avi"):
         VideoRecorder(tmp_path / "out.mkv")
@@ -267,9 +265,38 @@ def test_recorder_refuses_a_count_mismatch_and_bad_names(tmp_path):
     assert not (tmp_path / "out.avi").exists()
 
 
+def test_json_lines_and_recording_are_sinks_of_one_interface(tmp_path):
+    from edgecv.camera import Frame, JsonLinesSink, RecordingSink, summarize
+    from edgecv.classify import Prediction
+
+    sinks = [JsonLinesSink(str(tmp_path / "out.jsonl")), RecordingSink(tmp_path / "out.avi")]
+    assert [sink.wants_overlay for sink in sinks] == [False, True]
+    for sink in sinks:
+        sink.open(25.0)
+    prediction = Prediction("a", 0.9, [{"label": "a", "score": 0.9}], 1.0)
+    for index in range(3):
+        frame = Frame(index, index / 25, np.zeros((48, 64), np.uint8))
+        for sink in sinks:
+            sink.write(frame, prediction, np.full((48, 64, 3), 40 * index, np.uint8))
+            sink.flush()
+    summary = summarize([1.0] * 3, duration_s=0.12, source="file 'x'", ended="end of video")
+    for sink in reversed(sinks):  # the loop's order: the recording's result goes into the summary
+        sink.close(summary)
+    assert (summary.recording, summary.recorded_frames) == (str(tmp_path / "out.avi"), 3)
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines[:3]] == [0, 1, 2]
+    assert lines[3]["summary"]["recorded_frames"] == 3 and len(lines) == 4
+    assert len(read_all_frames(tmp_path / "out.avi")) == 3
+
+    unused = RecordingSink(tmp_path / "never.mp4")  # a run that never started: nothing is left
+    unused.open(None)
+    unused.close(None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.avi", "out.jsonl"]
+
+
 def test_corrupt_frames_of_a_file_are_counted_and_skipped(tmp_path):
+    from edgecv.camera import FrameGrabber, FrameQueue, open_source, parse_source
     from edgecv.timing import Stopwatch
-    from edgecv.video import FrameGrabber, FrameQueue, open_source, parse_source
 
     frames = [np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 10 * i, np.uint8) for i in range(20)]
     video = write_video(tmp_path / "bad.avi", frames)
@@ -289,18 +316,20 @@ def test_corrupt_frames_of_a_file_are_counted_and_skipped(tmp_path):
 
 
 def test_opening_a_source_that_hangs_is_given_up_by_the_watchdog(monkeypatch):
-    from edgecv import video
+    from edgecv import errors
+    from edgecv.camera import opencv, sources
 
-    monkeypatch.setattr(video, "_open_capture", lambda spec, timeout: time.sleep(3))
+    monkeypatch.setattr(sources, "_open_capture", lambda spec, timeout: time.sleep(3))
     start = time.monotonic()
-    with pytest.raises(video.SourceUnavailable, match="did not deliver a frame within 0.3 s"):
-        video.open_source(video.SourceSpec("camera", 0), timeout_s=0.3)
+    with pytest.raises(errors.SourceUnavailable, match="did not deliver a frame within 0.3 s"):
+        sources.open_source(sources.SourceSpec("camera", 0), timeout_s=0.3)
     assert time.monotonic() - start < 1.0
-    assert video.threads_stuck_in_opencv()
+    assert opencv.threads_stuck_in_opencv()
 
 
 def test_a_lost_live_source_is_reconnected_then_given_up(monkeypatch):
-    from edgecv import video
+    from edgecv import errors
+    from edgecv.camera import capture, sources
 
     class Reader:
         fps = None
@@ -323,12 +352,12 @@ def test_a_lost_live_source_is_reconnected_then_given_up(monkeypatch):
         opens.append(timeout_s)
         if len(opens) == 1:
             return Reader(1)  # the first reconnect works, delivers one frame, then fails again
-        raise video.SourceUnavailable("gone")
+        raise errors.SourceUnavailable("gone")
 
-    monkeypatch.setattr(video, "open_source", reopen)
-    queue = video.FrameQueue(drop_stale=True)
-    grabber = video.FrameGrabber(Reader(2), video.SourceSpec("url", "http://x"), queue,
-                                 clock=lambda: 0.0, reconnect_s=1.0)
+    monkeypatch.setattr(capture, "open_source", reopen)
+    queue = capture.FrameQueue(drop_stale=True)
+    grabber = capture.FrameGrabber(Reader(2), sources.SourceSpec("url", "http://x"), queue,
+                                   clock=lambda: 0.0, reconnect_s=1.0)
     start = time.monotonic()
     grabber.run()  # in this thread
     assert 1.0 <= time.monotonic() - start < 3.0

@@ -20,7 +20,8 @@ def trained_run(tiny_run):
 
 @pytest.fixture(scope="module")
 def converted(trained_run, tmp_path_factory):
-    from edgecv.converters.convert import FORMATS, convert_run
+    from edgecv.converters.convert import convert_run
+    from edgecv.converters.formats import FORMATS
 
     out = tmp_path_factory.mktemp("export")
     report = convert_run(trained_run, list(FORMATS), out_dir=out, calib_samples=100,
@@ -29,7 +30,7 @@ def converted(trained_run, tmp_path_factory):
 
 
 def test_every_format_is_written_with_checksums(converted):
-    from edgecv.converters.convert import FORMATS
+    from edgecv.converters.formats import FORMATS
 
     out, report = converted
     rows = {row["format"]: row for row in report["artifacts"]}
@@ -76,7 +77,7 @@ def test_int8_model_is_integer_only_with_int8_io(converted):
 
 def test_card_travels_in_every_artifact(converted, trained_run):
     from edgecv.runtime import read_card
-    from edgecv.converters.convert import FORMATS
+    from edgecv.converters.formats import FORMATS
     from edgecv.preprocessing import Preprocessing
 
     out, _ = converted
@@ -91,7 +92,7 @@ def test_card_travels_in_every_artifact(converted, trained_run):
 def test_onnx_runs_in_opencv_dnn_like_keras(converted, trained_run):
     import cv2
 
-    from edgecv.training.keras_io import load_keras_model
+    from edgecv.modelfile.keras_file import load_keras_model
 
     out, _ = converted
     model = load_keras_model(trained_run / "model.keras")
@@ -115,9 +116,10 @@ def test_uint8_io_for_edge_pipelines(trained_run, tmp_path):
 
 
 def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, tmp_path, monkeypatch):
-    from edgecv.converters import convert
+    from edgecv.converters import convert, verify
+    from edgecv.errors import AccuracyDropError
 
-    real = convert.verify_artifact
+    real = verify.verify_artifact
 
     def worse_int8(path, run, keras_scores):
         row = real(path, run, keras_scores)
@@ -125,8 +127,8 @@ def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, t
             row["accuracy"] -= 0.05
         return row
 
-    monkeypatch.setattr(convert, "verify_artifact", worse_int8)
-    with pytest.raises(convert.AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*--max-drop 1.0"):
+    monkeypatch.setattr(verify, "verify_artifact", worse_int8)
+    with pytest.raises(AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*--max-drop 1.0"):
         convert.convert_run(trained_run, ["int8"], out_dir=tmp_path, calib_samples=50,
                             max_drop=1.0, log=lambda _: None)
     report = json.loads((tmp_path / "conversion.json").read_text())
@@ -240,6 +242,7 @@ LOG
 
 def test_edgetpu_compiler_is_run_and_its_log_parsed(trained_run, tmp_path, monkeypatch):
     from edgecv.converters import convert
+    from edgecv.errors import EdgecvError
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -255,7 +258,7 @@ def test_edgetpu_compiler_is_run_and_its_log_parsed(trained_run, tmp_path, monke
     assert {"op": "CONV_2D", "count": 2, "status": "Mapped to Edge TPU"} in compiler["operators"]
 
     monkeypatch.setenv("FAIL", "1")
-    with pytest.raises(convert.EdgecvError, match=r"edgetpu_compiler failed \(exit 1\): ERROR: "):
+    with pytest.raises(EdgecvError, match=r"edgetpu_compiler failed \(exit 1\): ERROR: "):
         convert.convert_run(trained_run, ["edgetpu"], out_dir=tmp_path / "out2", calib_samples=20,
                             log=lambda _: None)
     assert not (tmp_path / "out2" / "model_edgetpu.tflite").exists()
@@ -328,7 +331,8 @@ def test_an_op_without_builtin_kernel_is_named_with_its_layer():
     import keras
     import tensorflow as tf
 
-    from edgecv.converters.tflite import ConversionError, to_tflite_fp32
+    from edgecv.converters.tflite import to_tflite_fp32
+    from edgecv.errors import ConversionError
 
     class Invert(keras.layers.Layer):
         def call(self, x):
@@ -403,3 +407,21 @@ def test_onnx_int8_weights_leave_the_u8s8_int16_pair_sums_room():
     conv_weights = [numpy_helper.to_array(t) for t in quantized.graph.initializer
                     if t.data_type == TensorProto.INT8 and len(t.dims) == 4]
     assert conv_weights and all(np.abs(w.astype(int)).max() <= 64 for w in conv_weights)
+
+
+def test_the_format_table_selects_in_order_and_refuses_before_loading():
+    """convert_run's loop follows the table: fp32 first, table order, each format's own checks."""
+    from edgecv.converters.formats import (FORMAT_TABLE, FORMATS, SELECT_TF_OPS_FORMATS, Settings,
+                                           selected_formats)
+    from edgecv.errors import UsageError
+
+    assert FORMATS == {name: spec.file for name, spec in FORMAT_TABLE.items()}
+    assert SELECT_TF_OPS_FORMATS == ("fp32", "fp16", "dynamic")
+    chosen = selected_formats(["onnx_int8", "int8", "onnx"], Settings())
+    assert [spec.name for spec in chosen] == ["fp32", "int8", "onnx", "onnx_int8"]
+    with pytest.raises(UsageError, match="--qat-epochs must be at least 1, received 0"):
+        selected_formats(["int8_qat"], Settings(qat_epochs=0))
+    with pytest.raises(UsageError, match="int8, edgetpu cannot use Flex ops"):
+        selected_formats(["int8", "edgetpu"], Settings(select_tf_ops=True))
+    with pytest.raises(UsageError, match="unknown format 'int9'"):
+        selected_formats(["int9"], Settings())

@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecv.data.folder import load_images, read_image, scan_and_load, scan_image_folder
+from edgecv.data.folder import load_images, scan_and_load, scan_image_folder
 from edgecv.errors import DataError
+from edgecv.images import read_image
 
 
 def jpeg_bytes(image):
@@ -109,17 +110,18 @@ def test_folder_errors_name_the_problem(tmp_path):
 
 
 def test_loading_a_folder_decodes_each_file_once(messy_folder, monkeypatch):
-    from edgecv.data import folder, load_dataset
+    from edgecv import images
+    from edgecv.data import load_dataset
 
     root, _ = messy_folder
     decoded = []
-    real = folder._decode
+    real = images._decode
 
     def counting(data):
         decoded.append(len(data))
         return real(data)
 
-    monkeypatch.setattr(folder, "_decode", counting)
+    monkeypatch.setattr(images, "_decode", counting)
     ds = load_dataset(str(root), 8, 8, 3, val_split=0, test_split=0)
     assert len(ds.train) == 6
     # Files refused by their markers never reach the decoder; each valid one is decoded once

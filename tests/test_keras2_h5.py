@@ -60,7 +60,7 @@ def test_fixtures_are_keras2_files_with_what_keras3_finds_hard():
 
 @pytest.mark.parametrize("stem", sorted(MODELS))
 def test_keras3_load_gives_the_scores_tf_keras_gave(stem, expected):
-    from edgecv.training.keras_io import load_keras_model
+    from edgecv.modelfile.keras_file import load_keras_model
 
     model = load_keras_model(DATA / f"{stem}.h5")
     scores = model.predict(expected["x"].astype("float32") * MODELS[stem], verbose=0)
@@ -70,7 +70,7 @@ def test_keras3_load_gives_the_scores_tf_keras_gave(stem, expected):
 
 
 def test_upgrade_drops_only_neutral_keras2_fields():
-    from edgecv.training.keras_io import upgrade_keras2_config
+    from edgecv.modelfile.keras_file import upgrade_keras2_config
 
     config = {"class_name": "Sequential", "config": {"name": "m", "layers": [
         {"class_name": "DepthwiseConv2D", "config": {"name": "a", "kernel_size": 3, "groups": 1}},
@@ -106,7 +106,7 @@ def test_info_describes_keras2_h5_files():
 
 def test_a_layer_class_keras3_does_not_know_is_named(tmp_path):
     from edgecv.errors import ModelFileError
-    from edgecv.training.keras_io import load_keras_model
+    from edgecv.modelfile.keras_file import load_keras_model
 
     path = _edited_copy(tmp_path, "mobilenet_keras2",
                         lambda c: _layer(c, "dw0_bn").update(class_name="RetiredNorm"))
@@ -120,7 +120,7 @@ def test_a_layer_class_keras3_does_not_know_is_named(tmp_path):
 
 def test_a_keras2_field_keras3_cannot_take_is_named(tmp_path):
     from edgecv.errors import ModelFileError
-    from edgecv.training.keras_io import load_keras_model
+    from edgecv.modelfile.keras_file import load_keras_model
 
     path = _edited_copy(tmp_path, "mobilenet_keras2",
                         lambda c: _layer(c, "dw1")["config"].update(groups=2))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgecv.errors import ModelFileError
-from edgecv.training.keras_io import check_model_file, load_keras_model
+from edgecv.modelfile.keras_file import load_keras_model
+from edgecv.modelfile.kinds import check_model_file
 
 
 def test_missing_empty_and_foreign_files_are_named(tmp_path):
@@ -66,3 +67,31 @@ def test_lambda_layer_is_refused_without_running_its_code(tmp_path):
     keras.Model(inputs, outputs).save(path)
     with pytest.raises(ModelFileError, match="Lambda layer"):
         load_keras_model(path)
+
+
+def test_a_run_directory_is_not_a_saved_model(tmp_path):
+    from edgecv.modelfile.kinds import is_keras_source, is_saved_model
+
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    assert is_saved_model(tmp_path) and is_keras_source(tmp_path)
+    (tmp_path / "config.json").write_text("{}")  # an edgecv run that happens to hold one
+    assert not is_saved_model(tmp_path) and not is_keras_source(tmp_path)
+
+
+def test_converters_see_every_model_through_one_interface():
+    from types import SimpleNamespace
+
+    from edgecv.modelfile.reference import KerasReference, reference_of
+
+    tensor = lambda *shape: SimpleNamespace(shape=shape)  # noqa: E731
+    model = SimpleNamespace(name="m", inputs=[tensor(None, 32, 24, 3)], outputs=[tensor(None, 10)])
+    reference = reference_of(model)
+    assert isinstance(reference, KerasReference) and reference_of(reference) is reference
+    assert (reference.image_shape(), reference.num_classes()) == ((32, 24, 3), 10)
+    assert reference.with_image_shape((32, 24, 3)) is model  # already fixed: not wrapped
+    two_inputs = SimpleNamespace(name="m", inputs=[tensor(None, 8, 8, 1)] * 2, outputs=[])
+    with pytest.raises(ModelFileError, match="'two.keras' has 2 inputs"):
+        reference_of(two_inputs, "two.keras").image_shape()
+    one_score = SimpleNamespace(name="m", inputs=[], outputs=[tensor(None, 1)])
+    with pytest.raises(ModelFileError, match=r"'m' outputs shape \(None, 1\)"):
+        reference_of(one_score).num_classes()

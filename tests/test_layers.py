@@ -11,21 +11,26 @@ PACKAGES = {"edgecv": ROOT / "edgecv", "edgecv.converters": ROOT / "converters",
             "edgecv.benchmarks": ROOT / "benchmarks"}
 # The device side: runs on a Raspberry Pi-class machine without TensorFlow or the training code.
 DEVICE = ("edgecv.runtime", "edgecv.card", "edgecv.classify", "edgecv.predict", "edgecv.camera",
-          "edgecv.video", "edgecv.preprocessing", "edgecv.testset", "edgecv.tflite_schema",
-          "edgecv.io", "edgecv.errors", "edgecv.timing")
+          "edgecv.images", "edgecv.preprocessing", "edgecv.testset", "edgecv.tflite_schema",
+          "edgecv.io", "edgecv.errors", "edgecv.timing", "edgecv.modelfile", "edgecv.rundir")
 TRAINING = ("edgecv.training", "edgecv.converters", "edgecv.models", "edgecv.data")
-# The one import circle left (convert <-> sources / recover / calibration share RunData and the
-# verification helpers): issue 14 moves them into modules of their own. A new circle fails.
-KNOWN_CYCLES = [["edgecv.converters.calibration", "edgecv.converters.convert",
-                 "edgecv.converters.recover", "edgecv.converters.sources"]]
-# Device modules that reach the training side today, each with the issue that moves it.
-KNOWN_DEVICE_TO_TRAINING = {
-    ("edgecv.runtime.keras", "edgecv.training.keras_io"),  # issue 14: a model-file layer
-    ("edgecv.runtime.keras", "edgecv.training.strategy"),  # issue 14: TPU detection
-    ("edgecv.runtime.targets", "edgecv.training.strategy"),  # issue 14: TPU detection
-    ("edgecv.predict", "edgecv.data.folder"),  # issue 14: image reading
-    ("edgecv.video", "edgecv.data.folder"),  # issue 14: image reading
-}
+# Layers in data-flow order. The training side (data, model, artifact) builds on the device
+# side (the converters write cards and verify artifacts in the runtime); the device side never
+# reaches back. Within a side a layer uses the ones before it (results run backends, the model
+# layer reads data), never one after it. Modules not listed (cli, pipeline, info, experiments)
+# sit on top of all.
+LAYERS = [
+    ("data", ("edgecv.data",)),
+    ("model", ("edgecv.models", "edgecv.training")),
+    ("artifact", ("edgecv.converters",)),
+    ("card + model files", ("edgecv.card", "edgecv.modelfile", "edgecv.rundir")),
+    ("backend", ("edgecv.runtime",)),
+    ("results", ("edgecv.classify", "edgecv.predict", "edgecv.camera", "edgecv.deploy",
+                 "edgecv.benchmarks.suite", "edgecv.benchmarks.row", "edgecv.benchmarks.recommend",
+                 "edgecv.benchmarks.machine", "edgecv.benchmarks.cpu_features",
+                 "edgecv.benchmarks.ort_kernels")),
+    ("report", ("edgecv.benchmarks.report",)),
+]
 
 
 def modules() -> dict[str, Path]:
@@ -110,14 +115,46 @@ def test_the_reader_sees_imports_inside_functions():
     assert "edgecv.models" in edges["edgecv.training.trainer"]
 
 
-def test_no_import_circles_but_the_known_one():
-    """card <-> runtime (card read ONNX cards through the ONNX Runtime backend), targets <->
-    litert and quant_debug <-> recover were circles; they are gone."""
-    assert cycles(graph()) == KNOWN_CYCLES
+def test_no_import_circles():
+    """card <-> runtime, targets <-> litert, quant_debug <-> recover and convert <-> sources /
+    recover / calibration were circles (issue 14); a new one fails."""
+    assert cycles(graph()) == []
 
 
 def test_the_device_side_imports_no_training_code():
     edges = graph()
     found = {(module, target) for module, targets in edges.items()
              if module.startswith(DEVICE) for target in targets if target.startswith(TRAINING)}
-    assert found - KNOWN_DEVICE_TO_TRAINING == set(), sorted(found - KNOWN_DEVICE_TO_TRAINING)
+    assert found == set(), sorted(found)
+
+
+TRAINING_LAYERS = 3  # data, model, artifact
+
+
+def layer_of(module: str) -> int | None:
+    for rank, (_name, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    return None
+
+
+def test_imports_point_one_way_through_the_layers():
+    edges = graph()
+    wrong = []
+    for module, targets in edges.items():
+        rank = layer_of(module)
+        for target in targets:
+            other = layer_of(target)
+            if rank is None or other is None or other <= rank:
+                continue
+            if rank < TRAINING_LAYERS <= other:
+                continue  # the training side uses the device side
+            wrong.append(f"{module} ({LAYERS[rank][0]}) -> {target} ({LAYERS[other][0]})")
+    assert wrong == []
+
+
+def test_every_module_of_the_layers_exists():
+    known = set(graph())
+    for _name, prefixes in LAYERS:
+        for prefix in prefixes:
+            assert any(m == prefix or m.startswith(prefix + ".") for m in known), prefix

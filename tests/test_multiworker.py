@@ -1,5 +1,5 @@
 """training/strategy.py: ``--strategy multiworker`` for real (two worker processes on 127.0.0.1),
-its failure modes, and honest TPU detection (a device node alone is not a TPU).
+its failure modes, and honest TPU detection (runtime/tpu.py: a device node alone is not a TPU).
 
 The two-worker tests start real ``python -m edgecv train`` processes with TF_CONFIG; TensorFlow
 ignores SIGTERM (its preemption notifier catches it), so every process is SIGKILLed in a finally.
@@ -21,7 +21,7 @@ import pytest
 from edgecv.benchmarks.suite import BenchSettings, run_benchmark
 
 from edgecv.errors import StrategyUnavailable
-from edgecv.runtime import targets
+from edgecv.runtime import targets, tpu
 from edgecv.training import strategy
 
 WORKER_TIMEOUT_S = 240  # one worker: TensorFlow start-up, 2 epochs of lenet5 on digits, saving
@@ -161,7 +161,7 @@ def fake_tpu_evidence(monkeypatch):
     for variable in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "TPU_LIBRARY_PATH"):
         monkeypatch.delenv(variable, raising=False)
     nodes = {"/dev/accel*": ["/dev/accel0"], "/dev/vfio/[0-9]*": ["/dev/vfio/0"]}
-    monkeypatch.setattr("edgecv.training.strategy.glob.glob", lambda pattern: nodes.get(pattern, []))
+    monkeypatch.setattr("edgecv.runtime.tpu.glob.glob", lambda pattern: nodes.get(pattern, []))
     targets.probe.cache_clear()
     yield monkeypatch
     targets.probe.cache_clear()
@@ -171,7 +171,7 @@ def test_device_nodes_without_libtpu_are_not_a_tpu(fake_tpu_evidence, tmp_path):
     real = importlib.util.find_spec
     fake_tpu_evidence.setattr("importlib.util.find_spec",
                               lambda name, *a: None if name == "libtpu" else real(name, *a))
-    assert strategy.tpu_address() is None
+    assert tpu.tpu_address() is None
     reason = targets.probe("tpu", "keras")
     assert "/dev/accel0" in reason and "libtpu is not installed" in reason
     # bench: one "unavailable" row with that reason, not a failed row and exit 1.
@@ -185,10 +185,10 @@ def test_device_nodes_with_libtpu_are_a_local_tpu(fake_tpu_evidence, tmp_path):
     library = tmp_path / "libtpu.so"
     library.write_bytes(b"\x7fELF")
     fake_tpu_evidence.setenv("TPU_LIBRARY_PATH", str(library))
-    assert strategy.tpu_address() == "local"
-    assert strategy.tpu_missing_reason() is None
+    assert tpu.tpu_address() == "local"
+    assert tpu.tpu_missing_reason() is None
 
 
 def test_tpu_name_is_used_as_given(fake_tpu_evidence):
     fake_tpu_evidence.setenv("TPU_NAME", "my-tpu")
-    assert strategy.tpu_address() == "my-tpu"
+    assert tpu.tpu_address() == "my-tpu"

@@ -36,7 +36,8 @@ def test_zoo_models_rebuild_in_tf_keras_with_the_same_outputs(name):
 def test_a_layer_tf_keras_lacks_is_one_clear_error():
     import keras
 
-    from edgecv.converters.qat import QatError, to_tf_keras
+    from edgecv.converters.qat import to_tf_keras
+    from edgecv.errors import QatError
 
     @keras.saving.register_keras_serializable("edgecv_test")
     class Doubler(keras.layers.Layer):

@@ -29,7 +29,8 @@ def test_stratified_calibration_covers_every_class_even_when_unbalanced():
 
 def test_the_slice_that_chooses_settings_is_stratified_validation_never_test():
     """A folder's validation split is in class order: the first 1,000 images would be two classes."""
-    from edgecv.converters.convert import RunData, check_data, check_slice
+    from edgecv.converters.rundata import RunData
+    from edgecv.converters.verify import check_data, check_slice
     from edgecv.preprocessing import Preprocessing
 
     val_y = np.repeat(np.arange(10), 750)  # class order, as a folder split is
@@ -135,7 +136,7 @@ def test_recover_keeps_the_crushed_tensor_in_float_and_really_recovers(outlier_r
 @pytest.mark.tf
 @pytest.mark.slow
 def test_onnx_calibration_auto_measures_every_method_on_the_validation_split(outlier_run):
-    from edgecv.converters.convert import choose_onnx_int8
+    from edgecv.converters.formats import choose_onnx_int8
     from edgecv.converters.onnx import run_onnx, to_onnx
 
     fp32 = to_onnx(outlier_run.model)

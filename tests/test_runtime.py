@@ -199,7 +199,7 @@ def _assert_close_releases(backend, runtime_object, batch):
     import gc
     import weakref
 
-    from edgecv.runtime.base import BackendClosed
+    from edgecv.errors import BackendClosed
 
     assert backend.run(batch).shape[0] == len(batch)
     released = weakref.ref(runtime_object)

@@ -10,6 +10,7 @@ import pytest
 from edgecv.benchmarks import machine
 from edgecv.timing import latency_percentiles, time_call
 from edgecv.errors import UsageError
+from edgecv.modelfile.kinds import runtime_for
 from edgecv.runtime import targets
 
 
@@ -30,12 +31,12 @@ def test_parse_targets_all_dedup_and_suggestion():
 @pytest.mark.parametrize("name, runtime", [("m.tflite", "litert"), ("m.onnx", "onnxruntime"),
                                            ("m.keras", "keras"), ("m.h5", "keras")])
 def test_runtime_for_file_types(name, runtime):
-    assert targets.runtime_for(name) == runtime
+    assert runtime_for(name) == runtime
 
 
 def test_runtime_for_unknown_type():
     with pytest.raises(UsageError, match="unknown model file type '.pt'"):
-        targets.runtime_for("model.pt")
+        runtime_for("model.pt")
 
 
 def test_gpu_onnx_absent_names_the_missing_provider(monkeypatch):
@@ -72,16 +73,17 @@ def test_onnx_gpu_session_that_falls_back_to_cpu_is_refused(monkeypatch, tmp_pat
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     from edgecv.runtime import open_backend
-    from edgecv.runtime.base import BackendUnavailable
+    from edgecv.errors import BackendUnavailable
 
     with pytest.raises(BackendUnavailable, match="fell back to"):
         open_backend(path, target="gpu")
 
 
 def test_tpu_absent_without_env_or_device(monkeypatch):
-    for variable in ("TPU_NAME", "COLAB_TPU_ADDR"):
+    # TPU_ACCELERATOR_TYPE too: a Cloud TPU VM sets it, and this test must pass there as well.
+    for variable in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr("edgecv.training.strategy.glob.glob", lambda pattern: [])
+    monkeypatch.setattr("edgecv.runtime.tpu.glob.glob", lambda pattern: [])
     assert "no TPU found" in targets.probe("tpu", "keras")
 
 

@@ -79,7 +79,7 @@ def test_default_run_accuracy_and_metrics(default_run):
 def test_saved_model_reproduces_test_accuracy_and_has_no_augmentation(default_run):
     from edgecv.data import load_dataset
     from edgecv.preprocessing import Preprocessing
-    from edgecv.training.keras_io import load_keras_model
+    from edgecv.modelfile.keras_file import load_keras_model
 
     run_dir, _ = default_run
     config = json.loads((run_dir / "config.json").read_text())

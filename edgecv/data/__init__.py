@@ -271,7 +271,7 @@ def _load_archive(path, *args) -> Dataset:
     root, digest = unpack_archive(path)
     resolved = str(Path(path).resolve())
     # "name" repeats the path because run readers reload non-folder sources by "name"
-    # (converters/convert.py, edgecv/pipeline.py): load_dataset(name) unpacks (or reuses) it again.
+    # (converters/load.py, edgecv/pipeline.py): load_dataset(name) unpacks (or reuses) it again.
     source = {"kind": "archive", "name": resolved, "path": resolved, "sha256": digest}
     stem = Path(path).name
     for suffix in ARCHIVE_SUFFIXES:

@@ -3,9 +3,9 @@
 Keras' ``image_dataset_from_directory`` silently ignores unknown extensions and fails on a bad
 JPEG only mid-epoch without naming it; ``cv2.imread`` returns a half-grey image for a truncated
 JPEG (shared/RUNTIME_FACTS.md). So every file under the root is checked and decoded once by
-:func:`scan_and_load` (which keeps the converted pixels, so loading does not decode again); each
-one that cannot be used is listed in ``FolderScan.skipped`` with a reason. Nothing is dropped
-silently.
+:func:`scan_and_load` (which keeps the converted pixels, so loading does not decode again) with
+:func:`edgecv.images.check_image_file`; each one that cannot be used is listed in
+``FolderScan.skipped`` with a reason. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.errors import DataError
+from edgecv.images import check_image_file, read_image
 from edgecv.preprocessing import to_model_image
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff",
-                              ".pgm", ".ppm"})
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -43,73 +40,6 @@ class FolderScan:
         for _, index in self.files:
             counts[self.classes[index]] += 1
         return counts
-
-
-def _marker_problem(data: bytes, suffix: str) -> str | None:
-    if suffix in (".jpg", ".jpeg"):
-        if not data.startswith(b"\xff\xd8"):
-            return "not a JPEG (no start-of-image marker)"
-        # Some cameras pad after the end marker; look for it near the end.
-        if b"\xff\xd9" not in data.rstrip(b"\x00 \r\n\t")[-2:]:
-            return "truncated JPEG (no end marker)"
-    elif suffix == ".png":
-        if not data.startswith(PNG_SIGNATURE):
-            return "not a PNG (wrong signature)"
-        if b"IEND" not in data[-16:]:
-            return "truncated PNG (no IEND chunk)"
-    return None
-
-
-def _decode(data: bytes):
-    import cv2
-
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-
-
-def _suffix(path: str) -> str:
-    """``Path(path).suffix.lower()`` without building a Path (this runs once per file)."""
-    name = os.path.basename(path)
-    dot = name.rfind(".")
-    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
-
-
-def _check(path: str | os.PathLike) -> tuple[str | None, np.ndarray | None]:
-    """(reason, None) for an unusable file, (None, image) for a good one."""
-    path = os.fspath(path)
-    suffix = _suffix(path)
-    if suffix not in IMAGE_EXTENSIONS:
-        return f"unsupported extension '{suffix or '(none)'}'", None
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})", None
-    if not data:
-        return "empty file", None
-    problem = _marker_problem(data, suffix)
-    if problem:
-        return problem, None
-    image = _decode(data)
-    if image is None:
-        return "cannot be decoded", None
-    if image.size == 0:
-        return "empty image", None
-    if image.dtype not in (np.uint8, np.uint16):
-        return f"unsupported pixel type {image.dtype}", None
-    return None, image
-
-
-def validate_image_file(path: str | os.PathLike) -> str | None:
-    """None if ``path`` is a usable image, else a short reason."""
-    return _check(Path(path))[0]
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode ``path`` (as ``cv2.IMREAD_UNCHANGED``) after validation; DataError names the file."""
-    reason, image = _check(Path(path))
-    if reason:
-        raise DataError(f"{path}: {reason}")
-    return image
 
 
 def _list_tree(root_path: Path, follow_symlinks: bool):
@@ -174,7 +104,7 @@ def _decode_many(root: Path, files: list[str], shape: tuple[int, int, int] | Non
 
     def work(start: int, stop: int) -> None:
         for i in range(start, stop):
-            reason, image = _check(os.path.join(root, files[i]))
+            reason, image = check_image_file(os.path.join(root, files[i]))
             if reason is None and shape is not None:
                 try:
                     image = to_model_image(image, *shape)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from edgecv.card import ModelCard, read_tflite_card
 from edgecv.errors import ModelFileError, UsageError
-from edgecv.runtime.base import Backend, BackendUnavailable
-from edgecv.runtime.targets import TARGETS, is_saved_model, runtime_for
+from edgecv.modelfile.kinds import is_saved_model, runtime_for
+from edgecv.runtime.base import Backend
+from edgecv.runtime.targets import TARGETS
 
-__all__ = ["Backend", "BackendUnavailable", "TARGETS", "open_backend", "read_card"]
+__all__ = ["Backend", "TARGETS", "open_backend", "read_card"]
 
 
 def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None = None,
@@ -26,7 +27,7 @@ def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None =
     """Open ``path`` (.tflite, .onnx, or a Keras model: .keras, .h5, .json with ``weights``, a
     SavedModel directory) on ``target`` (default cpu) with its runtime. ``custom_objects``
     (``FILE.py[:Names]``) and ``weights`` apply to Keras models only. Raises ModelFileError for a
-    missing/corrupt file and BackendUnavailable (with the reason) when the target cannot run
+    missing/corrupt file and :class:`~edgecv.errors.BackendUnavailable` (with the reason) when the target cannot run
     it here."""
     path = Path(path)
     if threads is not None and threads < 1:

@@ -10,25 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.card import ModelCard
-from edgecv.errors import DataError, EdgecvError, ModelFileError
-
-
-class BackendClosed(RuntimeError):
-    """A closed backend was used: its runtime (interpreter, session, model) has been released.
-    A programming error, not a user's, so it is not an EdgecvError and keeps its traceback."""
-
-    def __init__(self, name: str, path: Path):
-        super().__init__(f"the {name} backend of '{path}' is closed (its runtime was released); "
-                         "open the model again with open_backend().")
-
-
-class BackendUnavailable(EdgecvError):
-    """A runtime or target is not available here; ``reason`` says why."""
-
-    def __init__(self, name: str, reason: str):
-        super().__init__(f"{name} is not available: {reason}")
-        self.name = name
-        self.reason = reason
+from edgecv.errors import BackendClosed, DataError, EdgecvError, ModelFileError
 
 
 def runtime_message(exc: Exception, limit: int = 240) -> str:

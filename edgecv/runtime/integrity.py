@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.errors import ModelFileError, UsageError
+from edgecv.rundir import ExportDir
 
 # Edge models are megabytes; a single tensor of 1 GiB (or 4 GiB of them in all) is a corrupt
 # shape, not a model this toolkit deploys.
 MAX_TENSOR_BYTES = 1 << 30
 MAX_TOTAL_TENSOR_BYTES = 4 << 30
 CHECKSUM_POLICIES = ("warn", "refuse", "off")
-MANIFEST_NAME = "conversion.json"
 
 _ITEM_SIZES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1,
                "int16": 2, "int8": 1, "float64": 8, "uint64": 8, "uint32": 4, "uint16": 2,
@@ -84,7 +84,7 @@ def _name(tensor) -> str:
 def recorded_checksum(path: Path) -> str | None:
     """The SHA-256 that ``edgecv convert`` recorded for ``path`` in the ``conversion.json``
     beside it, or None when there is no such record."""
-    manifest = path.parent / MANIFEST_NAME
+    manifest = ExportDir(path.parent).conversion
     if not manifest.is_file():
         return None
     try:
@@ -111,7 +111,8 @@ def check_recorded_checksum(path: Path, data: bytes, policy: str = "warn") -> st
     actual = hashlib.sha256(data).hexdigest()
     if actual == expected:
         return None
-    message = (f"'{path}' does not match the SHA-256 recorded in {MANIFEST_NAME} when it was "
+    manifest = ExportDir(path.parent).conversion.name
+    message = (f"'{path}' does not match the SHA-256 recorded in {manifest} when it was "
                f"converted ({actual[:12]}... vs {expected[:12]}...): the file was changed or "
                "corrupted since; re-run edgecv convert")
     if policy == "refuse":

@@ -1,8 +1,8 @@
 """The Keras reference: the trained model itself, run by TensorFlow (training side only).
 
 This is what every artifact is compared with, in accuracy and in speed. Loading goes through
-``edgecv.training.keras_io.load_keras_model`` (``safe_mode=True``: code stored in the file never
-runs). ``run`` is a plain model call, ``model(x, training=False)``, what a Keras user deploys
+``edgecv.modelfile.keras_file.load_keras_model`` (``safe_mode=True``: code stored in the file
+never runs). ``run`` is a plain model call, ``model(x, training=False)``, what a Keras user deploys
 without edgecv. Targets: ``cpu``, ``gpu`` (TensorFlow's first GPU) and ``tpu`` (the model built
 under ``TPUStrategy`` and run with ``predict_on_batch``).
 """
@@ -17,12 +17,14 @@ import numpy as np
 from edgecv.card import ModelCard
 from edgecv.io import size_on_disk
 from edgecv.preprocessing import Preprocessing
-from edgecv.runtime.base import Backend, BackendUnavailable
+from edgecv.rundir import RunDir
+from edgecv.errors import BackendUnavailable
+from edgecv.runtime.base import Backend
 
 
 def run_card(path: Path) -> ModelCard | None:
     """The card of a run's ``model.keras``, from the ``config.json`` written beside it."""
-    config_path = Path(path).parent / "config.json"
+    config_path = RunDir(Path(path).parent).config
     if not config_path.is_file():
         return None
     try:
@@ -44,9 +46,10 @@ class KerasBackend(Backend):
     def __init__(self, path: Path, *, threads: int | None = None, target: str = "cpu",
                  card: ModelCard | None = None, custom_objects: str | None = None,
                  weights: str | None = None):
-        from edgecv.runtime.targets import is_saved_model, probe
+        from edgecv.modelfile.keras_file import load_keras_model
+        from edgecv.modelfile.kinds import is_saved_model
+        from edgecv.runtime.targets import probe
         from edgecv.tf_import import import_tensorflow
-        from edgecv.training.keras_io import load_keras_model
 
         reason = probe(target, "keras")
         if reason:
@@ -60,22 +63,22 @@ class KerasBackend(Backend):
                 pass
         objects = None
         if custom_objects:
-            from edgecv.training.keras_io import load_custom_objects
+            from edgecv.modelfile.keras_file import load_custom_objects
 
             objects = load_custom_objects(custom_objects)
         self._tf = tf
         self._strategy = None
         def load():
             if is_saved_model(Path(path)):  # its serving signature, with a Keras-like predict
-                from edgecv.training.keras_io import load_saved_model
+                from edgecv.modelfile.saved_model import load_saved_model
 
                 return load_saved_model(path)
             return load_keras_model(path, objects, weights=weights)
 
         if target == "tpu":
-            from edgecv.training.strategy import make_strategy
+            from edgecv.runtime.tpu import tpu_strategy
 
-            self._strategy, _ = make_strategy("tpu")
+            self._strategy, _ = tpu_strategy()
             with self._strategy.scope():
                 self.model = load()
         else:

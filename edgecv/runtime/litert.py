@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.card import read_tflite_card
-from edgecv.errors import ModelFileError
+from edgecv.errors import BackendUnavailable, ModelFileError
 from edgecv.io import captured_output
-from edgecv.runtime.base import (Backend, BackendUnavailable, dequantize, dequantize_table,
-                                 quantize, runtime_message)
+from edgecv.runtime.base import Backend, dequantize, dequantize_table, quantize, runtime_message
 from edgecv.runtime.integrity import check_recorded_checksum, check_tflite_tensor_sizes
 from edgecv.runtime.targets import load_interpreter_class
 

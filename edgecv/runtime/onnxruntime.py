@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.card import ModelCard
-from edgecv.errors import ModelFileError
-from edgecv.runtime.base import Backend, BackendUnavailable, runtime_message
+from edgecv.errors import BackendUnavailable, ModelFileError
+from edgecv.runtime.base import Backend, runtime_message
 from edgecv.runtime.integrity import check_recorded_checksum
 
 

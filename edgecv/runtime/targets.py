@@ -2,10 +2,10 @@
 
 Targets: ``cpu`` (LiteRT/XNNPACK, ONNX Runtime CPU, Keras), ``gpu`` (ONNX Runtime CUDA/TensorRT
 providers, the LiteRT GPU delegate, TensorFlow GPU), ``tpu`` (a Cloud TPU running the Keras
-model under TPUStrategy) and ``edgetpu`` (LiteRT with the libedgetpu delegate on a model
-compiled by edgetpu_compiler). Probes never fake a device: they look for the library, the
-device node or the provider, and return the reason when something is missing. Nothing here
-imports TensorFlow unless the Keras runtime is probed.
+model under TPUStrategy; detected by :mod:`edgecv.runtime.tpu`) and ``edgetpu`` (LiteRT with
+the libedgetpu delegate on a model compiled by edgetpu_compiler). Probes never fake a device:
+they look for the library, the device node or the provider, and return the reason when
+something is missing. Nothing here imports TensorFlow unless the Keras runtime is probed.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from pathlib import Path
 from edgecv.errors import unknown_name
 
 TARGETS = ("cpu", "gpu", "tpu", "edgetpu")
-RUNTIMES = ("litert", "onnxruntime", "keras")
-KERAS_SUFFIXES = (".keras", ".h5", ".json")  # .json: a config, with its weights file
-SAVED_MODEL_FILE = "saved_model.pb"
+RUNTIMES = ("litert", "onnxruntime", "keras")  # edgecv.modelfile.kinds.runtime_for picks one
 
 # ONNX Runtime providers that mean "a GPU", best first.
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider")
@@ -43,35 +41,6 @@ def parse_targets(text: str) -> list[str]:
         if name not in TARGETS:
             raise unknown_name("target", name, TARGETS)
     return list(dict.fromkeys(names))
-
-
-def is_saved_model(path: Path) -> bool:
-    """A SavedModel directory (``saved_model.pb`` inside, and not an edgecv run directory)."""
-    path = Path(path)
-    return (path.is_dir() and (path / SAVED_MODEL_FILE).is_file()
-            and not (path / "config.json").is_file())
-
-
-def is_keras_source(path: Path) -> bool:
-    """A model for the Keras side: a .keras / .h5 / .json file, a SavedModel directory or its
-    ``saved_model.pb``. The one test used by convert, info, bench and the runtime."""
-    path = Path(path)
-    return (path.suffix.lower() in KERAS_SUFFIXES or path.name == SAVED_MODEL_FILE
-            or is_saved_model(path))
-
-
-def runtime_for(path: Path) -> str:
-    """The runtime that executes ``path``: litert, onnxruntime or keras (a .keras/.h5 file, a
-    .json config with its weights, or a SavedModel directory)."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".tflite":
-        return "litert"
-    if suffix == ".onnx":
-        return "onnxruntime"
-    if is_keras_source(path):
-        return "keras"
-    raise unknown_name("model file type", suffix or str(path),
-                       (".tflite", ".onnx", *KERAS_SUFFIXES, "SavedModel directory"))
 
 
 def edgetpu_library() -> str:
@@ -110,7 +79,7 @@ def edgetpu_devices(sys_root: str = "/") -> list[str]:
 
 
 def _probe_litert_cpu() -> str | None:
-    from edgecv.runtime.base import BackendUnavailable
+    from edgecv.errors import BackendUnavailable
 
     try:
         load_interpreter_class()
@@ -146,7 +115,7 @@ def _probe_tensorflow(device: str) -> str | None:
 
 
 def _probe_tpu() -> str | None:
-    from edgecv.training.strategy import tpu_missing_reason
+    from edgecv.runtime.tpu import tpu_missing_reason
 
     return tpu_missing_reason() or _probe_tensorflow("TPU")
 
@@ -212,7 +181,7 @@ def available_gpu_providers() -> list[str]:
 
 def load_interpreter_class():
     """The Interpreter class of ai-edge-litert, tflite-runtime, or (last) tf.lite."""
-    from edgecv.runtime.base import BackendUnavailable
+    from edgecv.errors import BackendUnavailable
 
     try:
         from ai_edge_litert.interpreter import Interpreter

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from edgecv.errors import UsageError, unknown_name
+from edgecv.rundir import RunDir
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
@@ -67,7 +68,7 @@ class TrainConfig:
     @classmethod
     def from_run(cls, run_dir: str | Path) -> "TrainConfig":
         """Read the ``train`` section of ``RUN/config.json``."""
-        path = Path(run_dir) / "config.json"
+        path = RunDir(run_dir).config
         if not path.is_file():
             raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json).")
         return cls.from_dict(json.loads(path.read_text())["train"])

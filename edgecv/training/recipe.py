@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgecv.preprocessing import Preprocessing
+from edgecv.rundir import RunDir
 from edgecv.training.config import TrainConfig
 
 
@@ -184,8 +185,8 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
     from edgecv.training.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger,
                                            BestWeightsCheckpoint)
 
-    checkpoints = run_dir / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    run = RunDir(run_dir)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
 
     class EpochLog(keras.callbacks.Callback):
         """One line per epoch with the run's ETA (mean epoch time so far x epochs left)."""
@@ -219,11 +220,11 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
     callbacks = [
         EpochLog(),
         BestWeightsCheckpoint(
-            checkpoints / "best.weights.h5", monitor="val_loss",
-            initial_value_threshold=best_val_loss(run_dir / "history.csv") if resuming else None,
+            run.best_weights, monitor="val_loss",
+            initial_value_threshold=best_val_loss(run.history) if resuming else None,
         ),
-        AtomicBackupAndRestore(checkpoints / "backup", delete_checkpoint=True),
-        AtomicCSVLogger(str(run_dir / "history.csv"), append=resuming),
+        AtomicBackupAndRestore(run.backup, delete_checkpoint=True),
+        AtomicCSVLogger(str(run.history), append=resuming),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                       restore_best_weights=False),
     ]
@@ -234,6 +235,6 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2), min_lr=1e-5))
     if config.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0,
+        callbacks.append(keras.callbacks.TensorBoard(str(run.logs), profile_batch=0,
                                                      write_graph=False))
     return callbacks

@@ -5,14 +5,13 @@ so MirroredStrategy can be exercised (and tested) on a machine without GPUs.
 
 ``multiworker`` reads ``TF_CONFIG`` (cluster.worker = every worker's host:port, task = this
 process). ``EDGECV_MULTIWORKER_TIMEOUT`` (seconds, default 300) bounds how long a worker waits
-for its peers to connect before it gives up with one error line.
+for its peers to connect before it gives up with one error line. ``tpu``: TPU detection and
+the TPUStrategy live in :mod:`edgecv.runtime.tpu` (the Keras backend uses them too).
 """
 
 from __future__ import annotations
 
 import faulthandler
-import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,13 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from edgecv.errors import StrategyUnavailable
+from edgecv.runtime.tpu import tpu_strategy
 
 MULTIWORKER_TIMEOUT_ENV = "EDGECV_MULTIWORKER_TIMEOUT"
 DEFAULT_MULTIWORKER_TIMEOUT_S = 300.0
-# Device nodes a Cloud TPU VM exposes (v2-v4: /dev/accel*, v5e and later: /dev/vfio/N). Neither
-# is TPU-specific on its own (vfio passes through any PCI device), so they count only together
-# with libtpu, the runtime TensorFlow needs to drive a local TPU at all.
-TPU_DEVICE_PATTERNS = ("/dev/accel*", "/dev/vfio/[0-9]*")
 
 
 def _split_cpu(tf) -> None:
@@ -40,56 +36,6 @@ def _split_cpu(tf) -> None:
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
         )
-
-
-def libtpu_installed() -> bool:
-    """True if the TPU runtime is there: the ``libtpu`` package (what ``tensorflow-tpu``
-    depends on) or a ``TPU_LIBRARY_PATH`` naming an existing file."""
-    library = os.environ.get("TPU_LIBRARY_PATH")
-    if library and os.path.isfile(library):
-        return True
-    try:
-        return importlib.util.find_spec("libtpu") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _tpu_devices() -> list[str]:
-    return sorted(path for pattern in TPU_DEVICE_PATTERNS for path in glob.glob(pattern))
-
-
-def _tpu_evidence() -> tuple[str | None, str]:
-    """``(address, why)``: the TPU to connect to, or None and the reason no TPU is assumed."""
-    for variable in ("TPU_NAME", "COLAB_TPU_ADDR"):
-        if os.environ.get(variable):
-            return os.environ[variable], f"{variable} is set"
-    devices = _tpu_devices()
-    # TPU_ACCELERATOR_TYPE: set by GKE / the TPU VM images next to the metadata server's entry.
-    accelerator = os.environ.get("TPU_ACCELERATOR_TYPE")
-    if devices or accelerator:
-        seen = ", ".join(devices[:3]) if devices else f"TPU_ACCELERATOR_TYPE={accelerator}"
-        if libtpu_installed():
-            return "local", f"{seen} with libtpu"
-        return None, (f"no TPU found: {seen} exists but libtpu is not installed, so it is not a "
-                      "TPU TensorFlow can use (on a Cloud TPU VM: pip install tensorflow-tpu)")
-    return None, ("no TPU found: TPU_NAME and COLAB_TPU_ADDR are unset and there is no TPU device "
-                  "(/dev/accel*, /dev/vfio/N with libtpu); run on a Cloud TPU VM")
-
-
-def tpu_address() -> str | None:
-    """Where a TPU would be: TPU_NAME / COLAB_TPU_ADDR, "local" on a TPU VM (a TPU device node or
-    TPU_ACCELERATOR_TYPE, *and* libtpu installed), else None.
-
-    Checked before touching TPUClusterResolver, which otherwise probes the GCE metadata
-    server over the network on machines that have no TPU at all.
-    """
-    return _tpu_evidence()[0]
-
-
-def tpu_missing_reason() -> str | None:
-    """Why :func:`tpu_address` found no TPU (one line), or None when it found one."""
-    address, why = _tpu_evidence()
-    return None if address else why
 
 
 @dataclass(frozen=True)
@@ -219,21 +165,5 @@ def make_strategy(name: str):
                           f"{strategy.num_replicas_in_sync} replica(s); this is "
                           f"{role.task_type} {role.index}")
     if name == "tpu":
-        tpu_name, why = _tpu_evidence()
-        if tpu_name is None:
-            raise StrategyUnavailable(
-                f"--strategy tpu: {why}. Set TPU_NAME to a reachable TPU, or use --strategy "
-                "default on CPU/GPU."
-            )
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_name)
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise StrategyUnavailable(
-                f"--strategy tpu: the TPU '{tpu_name}' could not be initialised ({reason})."
-            ) from exc
-        strategy = tf.distribute.TPUStrategy(resolver)
-        return strategy, f"TPU with {strategy.num_replicas_in_sync} core(s)"
+        return tpu_strategy()
     raise ValueError(f"unknown strategy {name!r}")  # validate() guarantees this is unreachable

@@ -32,13 +32,12 @@ from edgecv import __version__
 from edgecv.errors import UsageError
 from edgecv.io import atomic_path, remove_stale_partials, write_json_atomic, write_text_atomic
 from edgecv.preprocessing import Preprocessing
+from edgecv.rundir import RunDir
 from edgecv.tf_import import import_tensorflow
 from edgecv.training.config import TrainConfig, default_run_dir, resolve, resolve_for_data
 from edgecv.training.strategy import multiworker_role
 from edgecv.training.recipe import (build_augmenter, learning_rate, make_callbacks,
                                     make_optimizer, make_tf_dataset)
-
-RUN_MARKER = "config.json"
 
 
 @dataclass
@@ -61,8 +60,8 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
         run_dir = Path(config.out)
         saved = TrainConfig.from_run(run_dir)
         remove_stale_partials(run_dir, recursive=True)  # what a killed run was writing
-        if not (run_dir / "checkpoints" / "backup").is_dir():
-            if (run_dir / "metrics.json").is_file():  # written last
+        if not RunDir(run_dir).backup.is_dir():
+            if RunDir(run_dir).metrics.is_file():  # written last
                 raise UsageError(f"run '{run_dir}' already finished; nothing to resume.")
             if saved.strategy == "multiworker":  # every worker must start again together
                 raise UsageError(f"run '{run_dir}' has no backup to resume from; start it again.")
@@ -78,7 +77,7 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
                 f"output directory '{run_dir}' already exists; pass --overwrite to replace it, "
                 "--resume to continue it, or choose another --name/--out."
             )
-        if not (run_dir / RUN_MARKER).is_file():
+        if not RunDir(run_dir).is_run():
             raise UsageError(
                 f"refusing to overwrite '{run_dir}': it is not an edgecv run (no config.json)."
             )
@@ -89,15 +88,16 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
 def _clear_run_dir(run_dir: Path, *, keep_config: bool) -> None:
     """Delete a run's files, config.json last (or not at all), so that a process killed
     midway leaves a folder that --overwrite and --resume still recognise as an edgecv run."""
+    marker = RunDir(run_dir).config
     for entry in run_dir.iterdir():
-        if entry.name == RUN_MARKER:
+        if entry.name == marker.name:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
     if not keep_config:
-        (run_dir / RUN_MARKER).unlink()
+        marker.unlink()
 
 
 def _set_fine_tune_trainable(model, layers_to_train: int) -> None:
@@ -174,7 +174,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         return TrainResult(Path(config.out) if config.out else scratch, result.metrics)
     config, run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume,
                                       resume_epochs=resume_epochs)
-    if resume and not (run_dir / "checkpoints" / "backup").is_dir():
+    if resume and not RunDir(run_dir).backup.is_dir():
         log(f"run '{run_dir}' has no backup to continue from (interrupted before its first "
             "epoch ended, or after its last): starting it again with its saved options")
         resume = False
@@ -220,6 +220,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     config = resolve_for_data(config, len(dataset.train))
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
     run_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(run_dir)
     config_record = {
         "edgecv_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -232,9 +233,9 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         "versions": _versions(),
     }
     if not resume:
-        write_json_atomic(run_dir / "config.json", config_record)
-        write_json_atomic(run_dir / "split.json", dataset.split_ids())
-        write_text_atomic(run_dir / "labels.txt", "\n".join(dataset.labels) + "\n")
+        write_json_atomic(run.config, config_record)
+        write_json_atomic(run.split, dataset.split_ids())
+        write_text_atomic(run.labels, "\n".join(dataset.labels) + "\n")
 
     with strategy.scope():
         overrides = {"weights": config.weights} if config.weights else {}
@@ -285,9 +286,8 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         epochs_run += len(history.history.get("loss", []))
         resuming = True  # later phases append to history.csv
 
-    best = run_dir / "checkpoints" / "best.weights.h5"
-    if best.is_file():
-        model.load_weights(str(best))
+    if run.best_weights.is_file():
+        model.load_weights(str(run.best_weights))
 
     test_x = preprocessing.normalize(dataset.test.x) if len(dataset.test) else None
     metrics: dict = {}
@@ -297,12 +297,12 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         metrics["test_loss"] = float(keras.losses.sparse_categorical_crossentropy(
             dataset.test.y, scores).numpy().mean())
         plot_confusion_matrix(metrics["confusion_matrix"], dataset.labels,
-                              run_dir / "confusion_matrix.png")
-    history_columns = read_history(run_dir / "history.csv")
+                              run.confusion_matrix)
+    history_columns = read_history(run.history)
     if history_columns:
-        plot_training_curves(history_columns, run_dir / "training_curves.png")
+        plot_training_curves(history_columns, run.training_curves)
 
-    with atomic_path(run_dir / "model.keras") as tmp:
+    with atomic_path(run.model) as tmp:
         model.save(tmp)
 
     n_train = len(dataset.train)
@@ -319,7 +319,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         "train_images": n_train,
         "skipped_files": dataset.skipped,
     }
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_json_atomic(run.metrics, metrics)
     if metrics["test_accuracy"] is not None:
         log(f"test accuracy {metrics['test_accuracy']:.4f} on {len(dataset.test)} images; "
             f"{fit_seconds:.1f}s training, {metrics['images_per_s']} images/s")

@@ -1,15 +1,16 @@
 """Time to accuracy on CIFAR-10 photos: `edgecv train` with its defaults, as DAWNBench reports it.
 
-    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz \\
+    python -m edgecv.benchmarks.experiments.train_cifar \\
+        --data ../shared/data/cifar10_train.tar.xz
         [--model resnet8 --model ds_cnn ...] [--epochs N] [--target 0.85] [--json PATH]
         [--update] [--keep DIR] [--extra EDGECV_TRAIN_OPTIONS...]
 
     # the committed benchmarks/results/train_cifar.json: resnet8 with the defaults, then
     # ds_cnn and mobilenet_v2 (at CIFAR's 32x32) with fewer epochs, added to the same file:
-    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz
-    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
         --update --model ds_cnn --epochs 15
-    python -m edgecv.benchmarks.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
         --update --model mobilenet_v2 --epochs 10 --extra --img-size 32
 
 Each model is trained by the real CLI in a fresh process (``edgecv train --data ARCHIVE --model
@@ -32,9 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgecv.benchmarks.experiments import RESULTS_DIR
+from edgecv.rundir import RunDir
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def time_to_accuracy(history: dict[str, list[float]], target: float) -> dict:
@@ -66,9 +68,10 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
         return {"model": model, "command": " ".join(command), "failed": tail, **load}
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
-    history = read_history(run_dir / "history.csv")
+    files = RunDir(run_dir)
+    metrics = json.loads(files.metrics.read_text())
+    config = json.loads(files.config.read_text())
+    history = read_history(files.history)
     return {
         "model": model,
         "command": " ".join(command),
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="validation accuracy to time (default 0.85, MLPerf Tiny's target)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="further `edgecv train` options, after everything else")
-    parser.add_argument("--json", type=Path, default=RESULTS / "train_cifar.json")
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "train_cifar.json")
     parser.add_argument("--update", action="store_true", help="keep the other models' rows of "
                         "an existing --json (each row carries its own command and load)")
     parser.add_argument("--keep", type=Path, help="write the run directories here (default: a "

@@ -1,11 +1,12 @@
 """Regenerate the committed benchmark report of the default run (benchmarks/results/).
 
-    python -m edgecv.benchmarks.default_report [--run RUN] [--out benchmarks/results] [--repeats 5]
+    python -m edgecv.benchmarks.experiments.default_report [--run RUN] [--out benchmarks/results] \
+        [--repeats 5]
 
 Without ``--run`` it runs the Quick start's ``edgecv pipeline`` (resnet8 on digits, offline)
 into a temporary folder, with a thread sweep of 1 and 2; with ``--run`` it benchmarks an
-existing, converted run instead. Then the performance goals (:mod:`edgecv.benchmarks.goals`,
-with the model-size sweep). Writes ``bench_default.{json,md,html}`` and ``goals.json``.
+existing, converted run instead. Then the performance goals
+(:mod:`edgecv.benchmarks.experiments.goals`, with the model-size sweep). Writes ``bench_default.{json,md,html}`` and ``goals.json``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgecv.benchmarks.experiments import RESULTS_DIR
+from edgecv.rundir import RunDir
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="an existing converted run (default: train one)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -30,18 +34,19 @@ def main(argv: list[str] | None = None) -> None:
             run = Path(workdir) / "run"
             subprocess.run([sys.executable, "-m", "edgecv", "pipeline", "--out", str(run),
                             "--threads", "1,2"], check=True)
-            for name, target in (("bench.json", "bench_default.json"),
-                                 ("bench.md", "bench_default.md"),
-                                 ("report.html", "bench_default.html")):
-                shutil.copy(run / name, args.out / target)
+            files = RunDir(run)
+            for source, target in ((files.bench_json, "bench_default.json"),
+                                   (files.bench_markdown, "bench_default.md"),
+                                   (files.report_html, "bench_default.html")):
+                shutil.copy(source, args.out / target)
         else:
             run = args.run
             subprocess.run([sys.executable, "-m", "edgecv", "bench", str(run), "--threads", "1,2",
                             "--json", str(args.out / "bench_default.json"),
                             "--md", str(args.out / "bench_default.md"),
                             "--html", str(args.out / "bench_default.html")], check=True)
-        subprocess.run([sys.executable, "-m", "edgecv.benchmarks.goals", str(run), "--zoo",
-                        "--repeats", str(args.repeats), "--json", str(args.out / "goals.json")],
+        subprocess.run([sys.executable, "-m", "edgecv.benchmarks.experiments.goals", str(run),
+                        "--zoo", "--repeats", str(args.repeats), "--json", str(args.out / "goals.json")],
                        check=True)
     print(f"wrote {args.out}")
 

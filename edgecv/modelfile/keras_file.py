@@ -1,22 +1,19 @@
 """Loading Keras models that a user hands us, safely and with errors that say what is wrong.
 
-Four forms are accepted (:func:`model_format`): a ``.keras`` archive, a legacy whole-model
-``.h5``, a JSON config (``model.to_json()``) plus a weights file, and a SavedModel directory
-(``model.export()`` or ``tf.saved_model.save``).
+Three Keras forms are read here: a ``.keras`` archive, a legacy whole-model ``.h5`` and a JSON
+config (``model.to_json()``) plus a weights file; :mod:`edgecv.modelfile.kinds` tells them apart
+and checks the container, :mod:`edgecv.modelfile.saved_model` opens SavedModel directories.
 
-Keras 3 reports a truncated or zero-byte ``.keras`` file, or an ``.h5`` renamed ``.keras``, as
-"File not found" (shared/RUNTIME_FACTS.md), and runs a Lambda layer's code when loading with
-``safe_mode=False``. So the container is checked first, the stored config is searched for Lambda
-layers before anything is deserialized, and ``safe_mode`` is always on. A SavedModel holds traced
-graphs, not Python code, so loading it runs nothing of the user's; it is not a Keras model either,
-so it is wrapped in :class:`SavedModelReference` (its serving signature).
+Keras 3 runs a Lambda layer's code when loading with ``safe_mode=False``. So the stored config
+is searched for Lambda layers before anything is deserialized, and ``safe_mode`` is always on.
 
 Keras 3 reads most legacy ``.h5`` files written by tf.keras 2.x (``batch_input_shape``,
 ``Functional``/``Sequential``, optimizer state) itself, but rejects a few fields that Keras 2 wrote
 with a neutral value (``groups: 1`` on depthwise/separable/transposed convolutions, ...).
 :func:`upgrade_keras2_config` rewrites exactly those, only where the value is the neutral one, and
 the rewritten config is loaded through Keras' own legacy ``.h5`` loader; anything else Keras 3
-cannot read is reported by layer and field (:func:`_load_error`).
+cannot read is reported by layer and field (:func:`_load_error`). TensorFlow is imported inside
+the functions that build a model.
 """
 
 from __future__ import annotations
@@ -36,67 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.errors import ModelFileError, UsageError
-from edgecv.runtime.targets import SAVED_MODEL_FILE
+from edgecv.modelfile.kinds import check_model_file, model_format
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-MODEL_FORMATS = ("keras", "h5", "json", "savedmodel")
 LAMBDA_ADVICE = ("edgecv loads with safe_mode, and a Lambda layer is Python code stored in the "
                  "file that loading would run. Replace each Lambda with a built-in layer or a "
                  "custom Layer subclass (get_config + register_keras_serializable, passed with "
                  "--custom-objects FILE.py), re-save the model and convert that")
-
-
-def check_model_file(path: str | Path) -> Path:
-    """Check that ``path`` is a plausible ``.keras`` zip, ``.h5`` or ``.json`` file, or a
-    SavedModel directory; return it as a Path."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"model file '{path}' does not exist.")
-    if path.is_dir():
-        if not (path / SAVED_MODEL_FILE).is_file():
-            raise ModelFileError(f"'{path}' is a directory but not a SavedModel (no "
-                                 f"{SAVED_MODEL_FILE}); expected a .keras, .h5 or .json model file.")
-        return path
-    size = path.stat().st_size
-    if size == 0:
-        raise ModelFileError(f"model file '{path}' is empty (0 bytes); it was not saved completely.")
-    with path.open("rb") as handle:
-        head = handle.read(8)
-    suffix = path.suffix.lower()
-    if suffix == ".keras":
-        if head == HDF5_SIGNATURE:
-            raise ModelFileError(
-                f"'{path}' is an HDF5 (.h5) file named .keras; rename it to .h5 and load that."
-            )
-        if not zipfile.is_zipfile(path):
-            raise ModelFileError(
-                f"'{path}' is not a valid .keras file (not a complete zip archive, {size} bytes): "
-                "it is truncated or not a Keras model. Re-save it with model.save()."
-            )
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            bad = archive.testzip()
-        if "config.json" not in names:
-            raise ModelFileError(f"'{path}' is a zip archive but not a Keras model (no config.json).")
-        if bad is not None:
-            raise ModelFileError(f"'{path}' is corrupt: member '{bad}' fails its CRC check.")
-    elif suffix == ".h5":
-        if head != HDF5_SIGNATURE:
-            raise ModelFileError(f"'{path}' is not an HDF5 file (wrong signature); expected a Keras .h5.")
-    elif suffix != ".json":
-        raise ModelFileError(
-            f"unsupported model file type '{suffix}' for '{path}'; expected .keras, .h5, a .json "
-            "config (with --weights) or a SavedModel directory."
-        )
-    return path
-
-
-def model_format(path: str | Path) -> str:
-    """'keras', 'h5', 'json' or 'savedmodel' for a checked model path (see check_model_file)."""
-    path = check_model_file(path)
-    if path.is_dir():
-        return "savedmodel"
-    return path.suffix.lower().lstrip(".")
 
 
 def read_model_config(path: str | Path) -> dict:
@@ -463,109 +405,3 @@ def load_custom_objects(spec: str) -> dict:
         objects[obj.__name__] = obj
         objects[keras.saving.get_registered_name(obj)] = obj
     return objects
-
-
-# --- SavedModel -----------------------------------------------------------------------------------
-
-class SavedModelReference:
-    """The serving signature of a SavedModel directory, with the parts of the Keras model
-    interface that conversion and verification use: ``name``, ``input_shape``,
-    ``output_shape``, ``predict``, ``count_params``.
-
-    Conversion goes through :meth:`concrete_function` (``TFLiteConverter.from_concrete_functions``,
-    tf2onnx ``from_function``) rather than ``from_saved_model``: measured with TF 2.21, a
-    ``tf.saved_model.save`` export of a Keras 3 model converts with ``from_saved_model`` to a
-    model that keeps VAR_HANDLE / READ_VARIABLE ops, and int8 calibration of it fails;
-    a concrete function over the same signature freezes the variables.
-    """
-
-    def __init__(self, path: str | Path, signature: str = "serving_default"):
-        from edgecv.io import captured_output
-        from edgecv.tf_import import import_tensorflow
-
-        tf = import_tensorflow()
-        self.path = check_model_file(path)
-        self.name = self.path.resolve().name
-        try:
-            with captured_output(replay_on_error=False):
-                self.trackable = tf.saved_model.load(str(self.path))
-        except Exception as exc:  # TF raises many kinds for a corrupt or foreign directory
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(f"cannot load SavedModel '{self.path}': {first}") from exc
-        signatures = dict(self.trackable.signatures)
-        if signature not in signatures:
-            if len(signatures) != 1:
-                raise ModelFileError(
-                    f"SavedModel '{self.path}' has no '{signature}' signature (it has: "
-                    f"{', '.join(signatures) or 'none'}); re-export it with model.export().")
-            signature = next(iter(signatures))
-        self.signature_name = signature
-        self._function = signatures[signature]
-        args, kwargs = self._function.structured_input_signature
-        outputs = self._function.structured_outputs
-        if args or len(kwargs) != 1 or not isinstance(outputs, dict) or len(outputs) != 1:
-            raise ModelFileError(
-                f"SavedModel '{self.path}': signature '{signature}' has {len(args) + len(kwargs)} "
-                f"input(s) and {len(outputs) if isinstance(outputs, dict) else '?'} output(s); "
-                "edgecv converts image classifiers with one input and one output.")
-        (self._input_name, spec), = kwargs.items()
-        (self._output_name, out_spec), = outputs.items()
-        shape = [None if d is None else int(d) for d in spec.shape]
-        if spec.dtype != tf.float32 or len(shape) != 4:
-            raise ModelFileError(
-                f"SavedModel '{self.path}': input '{self._input_name}' is {spec.dtype.name} "
-                f"{shape}; expected float32 (N, H, W, C).")
-        if shape[0] is not None:
-            raise ModelFileError(
-                f"SavedModel '{self.path}': signature '{signature}' has a fixed batch of "
-                f"{shape[0]} ({shape}); re-export it with model.export(path), which keeps the "
-                "batch dimension dynamic.")
-        self.input_shape = tuple(shape)
-        self.output_shape = tuple(None if d is None else int(d) for d in out_spec.shape)
-
-    def with_image_size(self, height: int, width: int) -> "SavedModelReference":
-        """Fix a dynamic height/width of the input (the signature itself stays polymorphic)."""
-        self.input_shape = (None, height, width, self.input_shape[3])
-        return self
-
-    def call(self, x):
-        """TensorFlow-level call of the serving signature: (N, H, W, C) -> scores tensor."""
-        return self._function(**{self._input_name: x})[self._output_name]
-
-    def concrete_function(self, batch: int | None = None):
-        """The signature as a concrete function over float32 input named ``input`` with batch
-        ``batch`` (None = dynamic)."""
-        tf = sys.modules["tensorflow"]
-        spec = tf.TensorSpec((batch, *self.input_shape[1:]), tf.float32, name="input")
-        return tf.function(self.call, input_signature=[spec]).get_concrete_function()
-
-    def predict(self, x: np.ndarray, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
-        """Scores for a float32 NHWC batch, in slices of ``batch_size`` (Keras-like)."""
-        tf = sys.modules["tensorflow"]
-        return np.concatenate([self.call(tf.constant(x[i:i + batch_size], tf.float32)).numpy()
-                               for i in range(0, len(x), batch_size)])
-
-    def count_params(self) -> int:
-        """Number of values in the variables the signature reads."""
-        return int(sum(np.prod(v.shape) for v in self._function.variables))
-
-    def op_counts(self) -> dict[str, int]:
-        """Compute op types of the signature with its variables frozen and its calls inlined
-        (the SavedModel's equivalent of a layer list); plumbing ops are left out."""
-        from tensorflow.python.framework.convert_to_constants import (
-            convert_variables_to_constants_v2)
-
-        plumbing = {"Placeholder", "Const", "Identity", "NoOp"}
-        counts: dict[str, int] = {}
-        for op in convert_variables_to_constants_v2(self.concrete_function()).graph.get_operations():
-            if op.type not in plumbing:
-                counts[op.type] = counts.get(op.type, 0) + 1
-        return counts
-
-
-def load_saved_model(path: str | Path) -> SavedModelReference:
-    """Open a SavedModel directory (``path`` or its ``saved_model.pb``) by its serving signature."""
-    path = Path(path)
-    if path.name == SAVED_MODEL_FILE and path.is_file():
-        path = path.parent
-    return SavedModelReference(path)

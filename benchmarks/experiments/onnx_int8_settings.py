@@ -1,6 +1,7 @@
 """Is ONNX int8 faster than ONNX fp32 on this CPU, and under which quantization settings?
 
-    python -m edgecv.benchmarks.onnx_int8_settings RUN [--threads 1,2] [--repeats 5] [--json PATH]
+    python -m edgecv.benchmarks.experiments.onnx_int8_settings RUN [--threads 1,2] [--repeats 5] \
+        [--json PATH]
 
 Quantizes the run's model with onnxruntime.quantization under each setting (QDQ vs QOperator,
 per-channel vs per-tensor, int8 vs uint8 activations, 8-bit vs 7-bit (reduce_range) weights),
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import onnx
 
     from edgecv.timing import time_backend
-    from edgecv.converters.convert import load_run
+    from edgecv.converters.load import load_run
     from edgecv.converters.onnx import to_onnx, to_onnx_int8
     from edgecv.runtime.onnxruntime import OnnxRuntimeBackend
 

@@ -1,7 +1,8 @@
 """Frames per second of ``edgecv camera --headless`` on a 640x480 video, and what it costs over
 decoding and classifying the same frames in a bare loop.
 
-    python -m edgecv.benchmarks.camera_fps [MODEL] [--frames 600] [--repeats 3] [--out PATH]
+    python -m edgecv.benchmarks.experiments.camera_fps [MODEL] [--frames 600] [--repeats 3] \
+        [--out PATH]
 
 MODEL defaults to the Quick start run's int8 model (runs/digits-resnet8/export/
 model_int8.tflite, written by `edgecv pipeline`). The video is written once (MJPG .avi, digits of the test split beside the
@@ -33,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecv.benchmarks.experiments import RESULTS_DIR
+from edgecv.rundir import ExportDir
 from edgecv.timing import Stopwatch
 
 DEFAULT_MODEL = "runs/digits-resnet8/export/model_int8.tflite"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "camera_fps.json"
+DEFAULT_OUT = RESULTS_DIR / "camera_fps.json"
 WIDTH, HEIGHT = 640, 480
 GOAL_FPS = 250
 
@@ -45,7 +48,7 @@ def write_video(path: Path, model: Path, frames: int) -> Path:
     """``frames`` 640x480 MJPG frames: the test split's digits centred on black (or noise)."""
     import cv2
 
-    testset = model.parent / "testset.npz"
+    testset = ExportDir(model.parent).testset
     if testset.is_file():
         from edgecv.testset import load_testset
 

@@ -1,6 +1,6 @@
 """The bench issue's performance goals, measured on one run's artifacts, in one process.
 
-    python -m edgecv.benchmarks.goals RUN [--repeats 5] [--json PATH] [--zoo]
+    python -m edgecv.benchmarks.experiments.goals RUN [--repeats 5] [--json PATH] [--zoo]
 
 Every figure is a ratio of p50 latencies at batch 1 measured with the shared timing loop;
 each pair is measured ``--repeats`` times interleaved (A, B, A, B, ...) so that machine drift
@@ -86,17 +86,19 @@ def overhead(name: str, backend, batch: np.ndarray, repeats: int) -> dict:
 def run_goals(run: Path, repeats: int) -> list[dict]:
     from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
     from edgecv.runtime import open_backend
+    from edgecv.rundir import RunDir
     from edgecv.testset import load_testset
 
-    export = run / "export"
-    testset = load_testset(export / "testset.npz")
+    files = RunDir(run)
+    export = files.export.path
+    testset = load_testset(files.export.testset)
     results = []
     backends = {}
 
     def backend(name, threads=1):
         key = (name, threads)
         if key not in backends:
-            backends[key] = open_backend(export / name if name != "model.keras" else run / name,
+            backends[key] = open_backend(export / name if name != files.model.name else files.model,
                                          threads=threads)
         return backends[key]
 
@@ -126,7 +128,7 @@ def run_goals(run: Path, repeats: int) -> list[dict]:
     fp32_over_int8("TFLite", "model_fp32.tflite", "model_int8.tflite")
 
     print("Keras vs deployed int8 TFLite, batch 1 (Keras p50 / int8 p50; goal >= 20)")
-    keras = backend("model.keras")
+    keras = backend(RunDir(run).model.name)
     int8 = backend("model_int8.tflite")
     model = keras.model
     import tensorflow as tf

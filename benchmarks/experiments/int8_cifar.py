@@ -1,9 +1,11 @@
 """int8 on CIFAR-10 photos: per model, fp32 / int8 TFLite / ONNX int8 accuracy, drop, agreement,
 worst class and --recover when used.
 
-    python -m edgecv.benchmarks.int8_cifar --runs RUN [RUN ...] [--qat]    # existing run dirs
-    python -m edgecv.benchmarks.int8_cifar --data /path/to/cifar --models ds_cnn resnet8 \
-        --per-class 600 --epochs 8                                         # train briefly here
+    # existing run dirs:
+    python -m edgecv.benchmarks.experiments.int8_cifar --runs RUN [RUN ...] [--qat]
+    # train briefly here:
+    python -m edgecv.benchmarks.experiments.int8_cifar --data /path/to/cifar \
+        --models ds_cnn resnet8 --per-class 600 --epochs 8
 
 Each run is converted by ``edgecv convert RUN --int8 --onnx --recover --max-drop 0.5`` (the same
 code, :func:`edgecv.converters.convert.convert_run`), so calibration is a stratified sample of
@@ -24,7 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "int8_cifar.json"
+from edgecv.benchmarks.experiments import RESULTS_DIR
+from edgecv.rundir import ExportDir, RunDir
+
+RESULTS = RESULTS_DIR / "int8_cifar.json"
 GOAL = {"max_drop_pp": 0.5, "min_agreement": 0.985, "min_test_images": 2000}
 QAT_GOAL = {"max_drop_pp": 0.2, "min_agreement": 0.99, "min_test_images": 2000}
 
@@ -72,7 +77,8 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None) -> dict:
     the row for results."""
     import json
 
-    from edgecv.converters.convert import AccuracyDropError, convert_run
+    from edgecv.converters.convert import convert_run
+    from edgecv.errors import AccuracyDropError
 
     start = time.perf_counter()
     try:
@@ -81,9 +87,9 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None) -> dict:
                              out_dir=out, recover=True, max_drop=GOAL["max_drop_pp"],
                              qat_epochs=qat_epochs, log=log)
     except AccuracyDropError:
-        report = json.loads((out / "conversion.json").read_text())
+        report = json.loads(ExportDir(out).conversion.read_text())
     rows = {r["format"]: r for r in report["artifacts"]}
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads(RunDir(run).config.read_text())
     record = {"run": str(run), "model": config.get("train", {}).get("model"), "test_images": report["test_images"],
               "calibration": {k: report["calibration"].get(k) for k in ("source", "split",
                                                                           "count", "per_class")},
@@ -125,7 +131,8 @@ def recover_agreement(run: Path, kind: str, row: dict, out: Path, log) -> dict:
     agreement, then the mixed model's accuracy measured on the same labelled test split."""
     import onnx
 
-    from edgecv.converters.convert import load_run, score_drops, verify_artifact
+    from edgecv.converters.load import load_run
+    from edgecv.converters.verify import score_drops, verify_artifact
     from edgecv.converters.recover import recover
 
     loaded = load_run(run)
@@ -178,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                                   qat_epochs=args.qat or None))
     result = {"benchmark": "int8_cifar", "goal": GOAL, "qat_goal": QAT_GOAL,
               "machine": machine_info(),
-              "command": " ".join(["python -m edgecv.benchmarks.int8_cifar", *sys.argv[1:]]),
+              "command": " ".join(["python -m edgecv.benchmarks.experiments.int8_cifar",
+                                   *sys.argv[1:]]),
               "models": models}
     write_json_atomic(Path(args.out), result)
     log(f"wrote {args.out}")

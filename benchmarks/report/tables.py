@@ -1,0 +1,203 @@
+"""The report's table: its columns and display cells (shared by the terminal, Markdown and HTML
+tables), the terminal table and the Markdown report.
+
+A row that is not "ok" shows its status and reason, and "-" in every measurement cell.
+"""
+
+from __future__ import annotations
+
+from edgecv.benchmarks.report.schema import validate_report
+from edgecv.io import write_text_atomic
+
+# The columns of the terminal, Markdown and HTML tables (README, `edgecv bench`); the JSON
+# report has every field, std/min/max and the per-run samples included.
+TABLE_COLUMNS = ("artifact", "format", "target", "threads", "status", "size MB", "accuracy",
+                 "init ms", "first ms", "mean ms", "p50 ms", "p50 CI ms", "p90 ms", "p99 ms", "FPS",
+                 "preprocess ms", "peak RSS MB", "RSS delta MB", "speedup vs fp32")
+# Cells that hold a measurement: always "-" for a row that is not "ok".
+MEASUREMENT_COLUMNS = TABLE_COLUMNS[5:]
+
+
+def table_cells(row: dict) -> list[str]:
+    """The row as display strings, one per TABLE_COLUMNS entry (shared by Markdown and HTML).
+
+    A row that is not "ok" shows "STATUS: REASON" in the status cell and "-" in every
+    measurement cell; a missing measurement of an ok row is "-" too. Sizes are in MB (10^6
+    bytes), accuracy in percent with 2 decimals, the p50 interval as "low-high" (90%, over the
+    interleaved rounds), FPS is ``throughput_per_s``, RSS in MB (the delta signed).
+    """
+    status = row["status"]
+    ok = status == "ok"
+    threads = row.get("threads")
+    cells = [str(row["artifact"]), str(row.get("format") or "-"), str(row["target"]),
+             "-" if threads is None else str(threads)]
+    cells.append("ok" if ok else f"{status}: {row.get('reason') or '(no reason given)'}")
+
+    def measured(key, fmt):
+        value = row.get(key)
+        return fmt(value) if ok and value is not None else "-"
+
+    cells += [measured("size_bytes", lambda b: f"{b / 1e6:.3f}"),
+              measured("accuracy", lambda a: f"{100 * a:.2f}%"),
+              *(measured(key, _format_ms) for key in ("init_ms", "first_ms", "mean_ms", "p50_ms")),
+              measured("p50_ci_ms", lambda ci: f"{_format_ms(ci[0])}-{_format_ms(ci[1])}"),
+              *(measured(key, _format_ms) for key in ("p90_ms", "p99_ms")),
+              measured("throughput_per_s", lambda f: f"{f:.0f}" if f >= 100 else f"{f:.1f}"),
+              measured("preprocess_ms", _format_ms),
+              measured("peak_rss_mb", lambda m: f"{m:.1f}"),
+              measured("rss_delta_mb", lambda m: f"{m:+.1f}"),
+              measured("speedup_vs_fp32", lambda s: f"{s:.2f}x")]
+    return cells
+
+
+def _format_ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:.1f}"
+    if value >= 10:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def answer_lines(report: dict) -> list[str]:
+    """What the report opens with: per target, "deploy ... on ... with N threads: p50, FPS,
+    accuracy, size" and why (:mod:`edgecv.benchmarks.recommend`)."""
+    from edgecv.benchmarks.recommend import sentence
+
+    lines = []
+    for choice in report.get("recommendations") or []:
+        lines += [sentence(choice), f"  why: {choice['reason']} (budget from "
+                                    f"{choice.get('max_drop_from', '--max-drop')})"]
+    return lines
+
+
+def int8_lines(report: dict) -> list[str]:
+    """What int8 can gain on this CPU (machine record), when the report has an int8 row."""
+    if not any("int8" in str(row.get("format") or "") and row["status"] == "ok"
+               for row in report["rows"]):
+        return []
+    int8 = (report.get("machine") or {}).get("int8") or {}
+    features = ", ".join(int8.get("features") or []) or "none known"
+    fused = {}
+    for row in report["rows"]:
+        kernels = row.get("integer_kernels")
+        if kernels and row["artifact"] not in fused:
+            fused[row["artifact"]] = (
+                f"- {row['artifact']}: ONNX Runtime runs {kernels['integer']} of its "
+                f"{kernels['quantized']} quantized convolutions / matrix products as integer "
+                "kernels" + (f"; {kernels['float']} fall back to dequantize -> float -> quantize"
+                             if kernels["float"] else " (all fused)"))
+    return [f"int8 on this CPU (int8-relevant features: {features}):",
+            *(f"- {line}" for line in int8.get("outlook") or []), *fused.values()]
+
+
+def _machine_summary(machine: dict) -> str:
+    parts = [str(machine.get("cpu") or "unknown CPU")]
+    if machine.get("cores") is not None:
+        parts.append(f"{machine['cores']} cores")
+    parts.append(f"governor {machine.get('governor') or 'unknown'}")
+    if machine.get("platform"):
+        parts.append(str(machine["platform"]))
+    if machine.get("python"):
+        parts.append(f"Python {machine['python']}")
+    versions = machine.get("versions") or {}
+    line = ", ".join(parts)
+    if versions:
+        line += "; " + ", ".join(f"{name} {version or '-'}" for name, version in versions.items())
+    return line
+
+
+def _settings_summary(settings: dict) -> str:
+    return ", ".join(f"{key} {plain_value(value)}" for key, value in settings.items())
+
+
+def plain_value(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain_value(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {plain_value(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def markdown_table(report: dict) -> str:
+    """The whole Markdown report: a heading, the machine line, settings, warnings as a bullet
+    list, then one results table (columns: TABLE_COLUMNS)."""
+    validate_report(report)
+    lines = ["# edgecv benchmark", ""]
+    for line in answer_lines(report):
+        lines += [f"**{_md_escape(line)}**" if not line.startswith(" ") else _md_escape(line), ""]
+    stamp = ", ".join(filter(None, [f"edgecv {report['edgecv_version']}"
+                                    if report.get("edgecv_version") else "",
+                                    str(report.get("created") or "")]))
+    if stamp:
+        lines += [stamp, ""]
+    lines += [f"**Machine:** {_md_escape(_machine_summary(report.get('machine') or {}))}", ""]
+    if report.get("settings"):
+        lines += [f"**Settings:** {_md_escape(_settings_summary(report['settings']))}", ""]
+    if report.get("warnings"):
+        lines += ["**Warnings:**", ""]
+        lines += [f"- {_md_escape(str(warning))}" for warning in report["warnings"]]
+        lines.append("")
+    lines.append("| " + " | ".join(TABLE_COLUMNS) + " |")
+    lines.append("|" + "|".join("---" if c in TABLE_COLUMNS[:5] else "---:"
+                                for c in TABLE_COLUMNS) + "|")
+    for row in report["rows"]:
+        lines.append("| " + " | ".join(_md_escape(cell) for cell in table_cells(row)) + " |")
+    int8 = int8_lines(report)
+    if int8:
+        lines += ["", _md_escape(int8[0]), "", *(f"- {_md_escape(line[2:])}" for line in int8[1:])]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(report: dict, path) -> None:
+    """Write ``markdown_table(report)`` to ``path``, atomically."""
+    write_text_atomic(path, markdown_table(report))
+
+
+def _md_escape(text: str) -> str:
+    # A pipe would split the cell, a newline the row; "<" would let a renderer eat "<script>".
+    text = " ".join(str(text).split())
+    for char in ("\\", "|", "<", "*", "`"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+
+def print_table(report: dict, console=None) -> None:
+    """Print the rows as a terminal table (the cells of the Markdown/HTML report) to ``console``
+    (default: stdout, 200 columns wide when piped); the reasons of rows that did not run become
+    numbered notes under it."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    status_column = TABLE_COLUMNS.index("status")
+    # 19 columns: one word per header line and one space between columns keep it about 155
+    # characters wide; cells never wrap (a number split over two lines misreads).
+    table = Table(title="edgecv bench", box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    for column in TABLE_COLUMNS:
+        table.add_column("\n".join(column.split()), no_wrap=column != "status",
+                         justify="right" if column in MEASUREMENT_COLUMNS else "left")
+    notes: list[str] = []
+    for row in report["rows"]:
+        cells = table_cells(row)
+        if row["status"] != "ok":
+            if row["reason"] not in notes:
+                notes.append(row["reason"])
+            cells[status_column] = f"{row['status']} [{notes.index(row['reason']) + 1}]"
+        table.add_row(*cells)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
+            console = Console(width=200)
+    for line in answer_lines(report):
+        console.print(line, highlight=False, markup=False, style=None if line.startswith(" ")
+                      else "bold")
+    console.print(table)
+    for number, note in enumerate(notes, 1):
+        console.print(f"[{number}] {note}", highlight=False, markup=False)
+    for line in int8_lines(report):
+        console.print(line, highlight=False, markup=False)

@@ -1,0 +1,56 @@
+"""The typed row `edgecv bench` measures: one (artifact, target, threads), fields in bench.json
+order. :mod:`edgecv.benchmarks.suite` creates and fills it; the report reads its dict form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(kw_only=True)
+class BenchRow:
+    """One (artifact, target, threads) row of a benchmark report, fields in bench.json order.
+
+    Every measurement is None (``samples_ms`` empty) until the row is measured, and stays so for
+    a row whose ``status`` is not ``ok``. ``warnings`` (the backend's) go to the report's
+    warnings list, not into the row's JSON.
+    """
+
+    artifact: str
+    path: str
+    format: str | None
+    runtime: str | None = None
+    target: str
+    threads: int | None
+    status: str
+    reason: str | None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    accuracy: float | None = None
+    test_images: int | None = None
+    init_ms: float | None = None
+    first_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    p50_ms: float | None = None
+    p50_ci_ms: list[float] | None = None  # [low, high]: the interval of p50 over the rounds
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    throughput_per_s: float | None = None
+    runs: int | None = None
+    rounds: int | None = None
+    preprocess_ms: float | None = None
+    rss_delta_mb: float | None = None
+    peak_rss_mb: float | None = None
+    speedup_vs_fp32: float | None = None
+    baseline: str | None = None
+    integer_kernels: dict | None = None  # ONNX int8: quantized convs ORT runs as integer kernels
+    tied_with_best: bool | None = None  # p50 interval overlaps the fastest row within budget's
+    samples_ms: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The row as bench.json stores it: every field but ``warnings``, in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "warnings"}

@@ -1,0 +1,319 @@
+"""The table of artifact formats: for each, its name, its file, how it is built (with its model
+card) and how it is verified. :func:`edgecv.converters.convert.convert_run` loops over it.
+
+A format's special cases live in the functions its row points to: ``int8_qat`` checks its
+settings before anything loads (:func:`edgecv.converters.qat.check_settings`); the float TFLite
+formats may use Flex ops with ``--select-tf-ops`` and are then recorded as not verified when
+ai-edge-litert cannot run them (:func:`verify_allowing_flex`); ``edgetpu`` writes its
+compatibility report and is not verified here once compiled (:func:`verify_edgetpu`); the ONNX
+formats share one fp32 conversion (:meth:`Conversion.onnx_fp32_proto`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecv.card import read_tflite_card
+from edgecv.converters import edgetpu, qat, verify
+from edgecv.converters.cards import with_onnx_card, with_tflite_card
+from edgecv.converters.rundata import RunData
+from edgecv.errors import ConversionError, EdgecvError, UsageError, unknown_name
+from edgecv.io import write_json_atomic
+
+ONNX_CALIBRATION = ("auto", "minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the artifacts are built (``edgecv convert``'s flags): int8 I/O type, ONNX opset,
+    Flex ops allowed, ONNX calibration method, QAT epochs and learning rate (None: its
+    defaults)."""
+
+    io: str = "int8"
+    opset: int = 17
+    select_tf_ops: bool = False
+    onnx_calibration: str = "auto"
+    qat_epochs: int | None = None
+    qat_lr: float | None = None
+
+
+@dataclass
+class Conversion:
+    """What the format steps of one conversion share: the loaded source, the settings, where
+    files go, the reference model's test scores (and accuracy, None without labels)."""
+
+    run: RunData
+    settings: Settings
+    out: Path
+    keras_scores: np.ndarray
+    keras_accuracy: float | None
+    log: Callable[[str], None] = print
+    onnx_fp32: object | None = None  # the fp32 ONNX proto, made once (onnx, onnx_int8, --recover)
+
+    def onnx_fp32_proto(self):
+        """The fp32 ONNX model of ``run.model``, converted on first use."""
+        if self.onnx_fp32 is None:
+            from edgecv.converters.onnx import to_onnx
+
+            self.onnx_fp32 = to_onnx(self.run.model, self.settings.opset)
+        return self.onnx_fp32
+
+
+# (conversion, notes for the row) -> the file's bytes, its card embedded
+Build = Callable[[Conversion, dict], bytes]
+# (conversion, the row, the written file) -> None once verified (figures in the row), else the
+# log line's reason (the row says why in "verified")
+Verify = Callable[[Conversion, dict, Path], "str | None"]
+
+
+def verify_in_runtime(conversion: Conversion, row: dict, path: Path) -> str | None:
+    """Run the file in its runtime on the test split; its figures and drops go into ``row``."""
+    row.update(verify.verify_artifact(path, conversion.run, conversion.keras_scores))
+    verify.score_drops(row, conversion.keras_accuracy)
+    return None
+
+
+@dataclass(frozen=True)
+class Format:
+    """One artifact format: ``name`` (the CLI flag, ``conversion.json``'s ``format``), ``file``
+    (in the output directory), ``build`` and ``verify``; ``check`` refuses bad settings before
+    anything loads; ``flex``: may use Flex ops with ``--select-tf-ops``."""
+
+    name: str
+    file: str
+    build: Build
+    verify: Verify = verify_in_runtime
+    check: Callable[[Settings], None] | None = None
+    flex: bool = False
+
+
+# --- building -------------------------------------------------------------------------------------
+
+def _integer_only(data: bytes, io: str) -> bytes:
+    from edgecv.converters.tflite import integer_only_violations
+
+    problems = integer_only_violations(data, io=io)
+    if problems:
+        raise ConversionError(f"the int8 model is not integer-only: {'; '.join(problems[:5])}.")
+    return data
+
+
+def _float_tflite(conversion: Conversion, name: str, data: bytes) -> bytes:
+    """fp32 / fp16 / dynamic: with ``--select-tf-ops`` the card says whether Flex ops made the
+    file undeployable."""
+    from edgecv.converters.tflite import FLEX_REASON, flex_ops
+
+    extra = {}
+    if conversion.settings.select_tf_ops:
+        flex = flex_ops(data)
+        extra = {"select_tf_ops": True, "deployable": not flex, "flex_ops": flex}
+        if flex:
+            extra["reason"] = FLEX_REASON
+    return with_tflite_card(data, conversion.run, f"tflite_{name}", extra)
+
+
+def build_fp32(conversion: Conversion, notes: dict) -> bytes:
+    from edgecv.converters.tflite import to_tflite_fp32
+
+    select = conversion.settings.select_tf_ops
+    return _float_tflite(conversion, "fp32", to_tflite_fp32(conversion.run.model,
+                                                            select_tf_ops=select))
+
+
+def build_fp16(conversion: Conversion, notes: dict) -> bytes:
+    from edgecv.converters.tflite import to_tflite_fp16
+
+    select = conversion.settings.select_tf_ops
+    return _float_tflite(conversion, "fp16", to_tflite_fp16(conversion.run.model,
+                                                            select_tf_ops=select))
+
+
+def build_dynamic(conversion: Conversion, notes: dict) -> bytes:
+    from edgecv.converters.tflite import to_tflite_dynamic
+
+    select = conversion.settings.select_tf_ops
+    return _float_tflite(conversion, "dynamic", to_tflite_dynamic(conversion.run.model,
+                                                                  select_tf_ops=select))
+
+
+def build_int8(conversion: Conversion, notes: dict) -> bytes:
+    from edgecv.converters.tflite import to_tflite_int8
+
+    run, io = conversion.run, conversion.settings.io
+    data = _integer_only(to_tflite_int8(run.model, run.calibration, io=io), io)
+    return with_tflite_card(data, run, "tflite_int8")
+
+
+def build_int8_qat(conversion: Conversion, notes: dict) -> bytes:
+    """Quantization-aware fine-tuning first (:func:`edgecv.converters.qat.build_qat_int8`); its
+    record goes into ``notes["qat"]``."""
+    settings = conversion.settings
+    chosen = {k: v for k, v in (("epochs", settings.qat_epochs), ("lr", settings.qat_lr))
+              if v is not None}
+    data, notes["qat"] = qat.build_qat_int8(conversion.run, io=settings.io, log=conversion.log,
+                                            **chosen)
+    return with_tflite_card(_integer_only(data, settings.io), conversion.run, "tflite_int8_qat")
+
+
+def build_int16x8(conversion: Conversion, notes: dict) -> bytes:
+    from edgecv.converters.tflite import to_tflite_int16x8
+
+    run = conversion.run
+    return with_tflite_card(to_tflite_int16x8(run.model, run.calibration), run, "tflite_int16x8")
+
+
+def build_onnx(conversion: Conversion, notes: dict) -> bytes:
+    return with_onnx_card(conversion.onnx_fp32_proto(), conversion.run, "onnx")
+
+
+def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
+    """ONNX int8 calibrated as ``--onnx-calibration`` says (:func:`choose_onnx_int8`); the choice
+    goes into ``notes["onnx_calibration"]``."""
+    proto, chosen = choose_onnx_int8(conversion.run, conversion.onnx_fp32_proto(),
+                                     conversion.settings.onnx_calibration)
+    notes["onnx_calibration"] = chosen
+    data = with_onnx_card(proto, conversion.run, "onnx_int8")
+    conversion.log(f"onnx_int8  calibration {chosen['method']}, {chosen['types']} "
+                   f"({chosen['chosen_by']}"
+                   f"{': ' + str(chosen['agreement']) if 'agreement' in chosen else ''})")
+    return data
+
+
+def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto"):
+    """ONNX int8 with ``method`` (minmax, entropy, percentile; U8S8 with 7-bit weights, the
+    fast x86 setting) or, for ``auto``, with whichever calibration method and integer types
+    (:data:`edgecv.converters.onnx.INTEGER_TYPES`) agree best with the reference model on
+    :func:`edgecv.converters.verify.check_slice`. Returns (proto, record)."""
+    from edgecv.converters import onnx as onnx_converter
+
+    if method not in ONNX_CALIBRATION:
+        raise unknown_name("--onnx-calibration value", method, ONNX_CALIBRATION)
+    if method != "auto":
+        return onnx_converter.to_onnx_int8(fp32_proto, run.calibration, method=method), {
+            "method": method, "types": "u8s8", "chosen_by": "--onnx-calibration"}
+    x, where = verify.check_slice(run)
+    reference = run.model.predict(x, batch_size=256, verbose=0)
+    proto, record = onnx_converter.to_onnx_int8_best(fp32_proto, run.calibration, x, reference)
+    return proto, {**record, "chosen_by": f"best top-1 agreement on the {where}"}
+
+
+def build_edgetpu(conversion: Conversion, notes: dict) -> bytes:
+    """A uint8-I/O full-int8 model, compiled by ``edgetpu_compiler`` when it is on PATH.
+
+    The static compatibility report and the compiler's verdict go into the card's ``extra``
+    (and ``edgetpu_report.json``, :func:`verify_edgetpu`)."""
+    from edgecv.converters.tflite import to_tflite_int8
+
+    run = conversion.run
+    data = uncompiled = _integer_only(to_tflite_int8(run.model, run.calibration, io="uint8",
+                                                     static_batch=True), "uint8")
+    report = {"static": edgetpu.static_report(data)}
+    compiler = edgetpu.find_compiler()
+    if compiler is None:
+        report["compiler"] = {"status": "absent",
+                              "reason": "edgetpu_compiler not found on PATH; the file is the "
+                                        "uncompiled uint8 model, the static report stands"}
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            source = Path(workdir) / "model.tflite"
+            source.write_bytes(data)
+            compiled, parsed, _log = edgetpu.compile_for_edgetpu(source, Path(workdir), compiler)
+            data = compiled.read_bytes()
+        report["compiler"] = {"status": "compiled", "path": compiler, **parsed}
+    return with_tflite_card(data, run, "tflite_edgetpu",
+                            {"edgetpu_compiled": compiler is not None, "edgetpu": report},
+                            io_from=uncompiled)
+
+
+# --- verifying ------------------------------------------------------------------------------------
+
+def verify_allowing_flex(conversion: Conversion, row: dict, path: Path) -> str | None:
+    """fp32 / fp16 / dynamic: with ``--select-tf-ops`` the row says whether the file is
+    deployable, and a file that needs Flex ops is recorded as not verified when ai-edge-litert
+    (which has no Flex delegate) cannot run it."""
+    from edgecv.converters.tflite import FLEX_REASON
+
+    if not conversion.settings.select_tf_ops:
+        return verify_in_runtime(conversion, row, path)
+    extra = read_tflite_card(path.read_bytes()).extra
+    flex = extra["flex_ops"]
+    row.update(deployable=extra["deployable"], flex_ops=flex,
+               deployable_reason=extra.get("reason"))
+    try:
+        return verify_in_runtime(conversion, row, path)
+    except (EdgecvError, RuntimeError, ValueError) as exc:
+        if not flex:
+            raise
+        first = " ".join(str(exc).split())[:160]
+        row["verified"] = f"no: {FLEX_REASON} (ai-edge-litert: {first})"
+        return (f"not verified: needs Flex ops {', '.join(flex)}; not deployable on "
+                "tflite-runtime/ai-edge-litert or the Edge TPU")
+
+
+def verify_edgetpu(conversion: Conversion, row: dict, path: Path) -> str | None:
+    """Write the compatibility report (``edgetpu_report.json``, a summary in the row); a
+    compiled model runs only on an Edge TPU, so it is verified by ``edgecv bench`` there."""
+    report = read_tflite_card(path.read_bytes()).extra["edgetpu"]
+    write_json_atomic(conversion.out / "edgetpu_report.json", report)
+    row["edgetpu"] = {"static": report["static"]["summary"],
+                      "compiler": report["compiler"]["status"]}
+    conversion.log(f"edgetpu    {report['static']['summary']}; compiler: "
+                   f"{report['compiler'].get('reason', report['compiler']['status'])}")
+    if row["edgetpu"]["compiler"] == "compiled":
+        row["verified"] = "no: a compiled Edge TPU model runs only on an Edge TPU (edgecv bench)"
+        return f"not verified here: {row['verified']}"
+    return verify_in_runtime(conversion, row, path)
+
+
+def _check_qat(settings: Settings) -> None:
+    qat.check_settings(settings.qat_epochs, settings.qat_lr)
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+# In the order they are written; fp32 is always written: it is the reference for sizes.
+FORMAT_TABLE: dict[str, Format] = {f.name: f for f in (
+    Format("fp32", "model_fp32.tflite", build_fp32, verify_allowing_flex, flex=True),
+    Format("fp16", "model_fp16.tflite", build_fp16, verify_allowing_flex, flex=True),
+    Format("dynamic", "model_dynamic.tflite", build_dynamic, verify_allowing_flex, flex=True),
+    Format("int8", "model_int8.tflite", build_int8),
+    Format("int8_qat", "model_int8_qat.tflite", build_int8_qat, check=_check_qat),
+    Format("int16x8", "model_int16x8.tflite", build_int16x8),
+    Format("onnx", "model.onnx", build_onnx),
+    Format("onnx_int8", "model_int8.onnx", build_onnx_int8),
+    Format("edgetpu", "model_edgetpu.tflite", build_edgetpu, verify_edgetpu),
+)}
+# format name -> output file name
+FORMATS = {name: spec.file for name, spec in FORMAT_TABLE.items()}
+# --select-tf-ops (Flex) is allowed for these only: a full-integer model needs builtin int8
+# kernels, and the Edge TPU runs no TensorFlow op.
+SELECT_TF_OPS_FORMATS = tuple(name for name, spec in FORMAT_TABLE.items() if spec.flex)
+
+
+def selected_formats(formats: list[str], settings: Settings) -> list[Format]:
+    """The formats to write, in table order, fp32 first; refuses an unknown name, Flex ops for
+    a format that cannot have them, bad ``--onnx-calibration`` and each format's own settings
+    (``check``), all before anything loads."""
+    for name in formats:
+        if name not in FORMAT_TABLE:
+            raise unknown_name("format", name, FORMAT_TABLE)
+    refused = [name for name in formats
+               if FORMAT_TABLE[name].file.endswith(".tflite") and not FORMAT_TABLE[name].flex]
+    if settings.select_tf_ops and refused:
+        raise UsageError(
+            f"--select-tf-ops applies to the fp32, fp16 and dynamic TFLite models only; "
+            f"{', '.join(refused)} cannot use Flex ops (a full-integer model needs builtin int8 "
+            f"kernels, the Edge TPU runs no TensorFlow op): drop "
+            f"{', '.join('--' + f for f in refused)} (or --all).")
+    chosen = [spec for name, spec in FORMAT_TABLE.items() if name == "fp32" or name in formats]
+    for spec in chosen:
+        if spec.check is not None:
+            spec.check(settings)
+    if settings.onnx_calibration not in ONNX_CALIBRATION:
+        raise unknown_name("--onnx-calibration value", settings.onnx_calibration, ONNX_CALIBRATION)
+    return chosen
