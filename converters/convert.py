@@ -59,7 +59,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     if max_drop < 0:
         raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
     settings = Settings(io=io, opset=opset, select_tf_ops=select_tf_ops,
-                        onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr)
+                        onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr,
+                        max_drop=max_drop)
     chosen = selected_formats(formats, settings)  # before minutes of loading
     run = _load(source, calib_samples, options, log, calib_data)
     info = _calibration_info(run, log)

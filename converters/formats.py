@@ -40,6 +40,7 @@ class Settings:
     onnx_calibration: str = "auto"
     qat_epochs: int | None = None
     qat_lr: float | None = None
+    max_drop: float = 1.0  # the budget ONNX int8's recipe must meet on the check slice
 
 
 @dataclass
@@ -175,20 +176,23 @@ def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
     """ONNX int8 calibrated as ``--onnx-calibration`` says (:func:`choose_onnx_int8`); the choice
     goes into ``notes["onnx_calibration"]``."""
     proto, chosen = choose_onnx_int8(conversion.run, conversion.onnx_fp32_proto(),
-                                     conversion.settings.onnx_calibration)
+                                     conversion.settings.onnx_calibration,
+                                     conversion.settings.max_drop)
     notes["onnx_calibration"] = chosen
     data = with_onnx_card(proto, conversion.run, "onnx_int8")
-    conversion.log(f"onnx_int8  calibration {chosen['method']}, {chosen['types']} "
+    conversion.log(f"onnx_int8  {chosen['types']}, calibration {chosen['method']} "
                    f"({chosen['chosen_by']}"
-                   f"{': ' + str(chosen['agreement']) if 'agreement' in chosen else ''})")
+                   + (f"; drop pp {chosen['drop_pp']}, p50 ms {chosen['p50_ms']}"
+                      if "drop_pp" in chosen else "") + ")")
     return data
 
 
-def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto"):
+def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto", max_drop: float = 1.0):
     """ONNX int8 with ``method`` (minmax, entropy, percentile; U8S8 with 7-bit weights, the
-    fast x86 setting) or, for ``auto``, with whichever calibration method and integer types
-    (:data:`edgecv.converters.onnx.INTEGER_TYPES`) agree best with the reference model on
-    :func:`edgecv.converters.verify.check_slice`. Returns (proto, record)."""
+    fast x86 setting) or, for ``auto``, the recipe of
+    :func:`edgecv.converters.onnx.to_onnx_int8_best`: the fastest integer-type recipe within
+    ``max_drop`` on :func:`edgecv.converters.verify.check_data`, then its best calibration
+    method. Returns (proto, record)."""
     from edgecv.converters import onnx as onnx_converter
 
     if method not in ONNX_CALIBRATION:
@@ -196,10 +200,11 @@ def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto"):
     if method != "auto":
         return onnx_converter.to_onnx_int8(fp32_proto, run.calibration, method=method), {
             "method": method, "types": "u8s8", "chosen_by": "--onnx-calibration"}
-    x, where = verify.check_slice(run)
+    x, y, where = verify.check_data(run)
     reference = run.model.predict(x, batch_size=256, verbose=0)
-    proto, record = onnx_converter.to_onnx_int8_best(fp32_proto, run.calibration, x, reference)
-    return proto, {**record, "chosen_by": f"best top-1 agreement on the {where}"}
+    proto, record = onnx_converter.to_onnx_int8_best(fp32_proto, run.calibration, x, reference,
+                                                     check_y=y, max_drop=max_drop)
+    return proto, {**record, "chosen_by": f"{record.pop('why')}, measured on the {where}"}
 
 
 def build_edgetpu(conversion: Conversion, notes: dict) -> bytes:

@@ -80,28 +80,48 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # U8S8 with 7-bit weights (reduce_range) is the default and the fastest on x86.
 INTEGER_TYPES = {
     "u8s8": {"activation_type": "uint8", "weight_type": "int8"},
+    # 8-bit weights everywhere but the stem, which stays float: see to_onnx_int8
+    "u8s8+float-stem": {"activation_type": "uint8", "weight_type": "int8", "reduce_range": False,
+                        "float_stem": True},
     "s8s8": {"activation_type": "int8", "weight_type": "int8"},
     "u8u8": {"activation_type": "uint8", "weight_type": "uint8"},
 }
+# Layout-only ops between the model input and its first convolution.
+_LAYOUT_OPS = ("Transpose", "Reshape", "Cast", "Identity")
+
+
+def stem_nodes(prepared) -> list[str]:
+    """The first convolution / matrix product fed (through layout ops only) by the graph input:
+    the layer whose input is the image itself, the one whose u8 x s8 pair sums saturate."""
+    current = {i.name for i in prepared.graph.input}
+    for node in prepared.graph.node:  # topologically sorted
+        if not set(node.input) & current:
+            continue
+        if node.op_type in _LAYOUT_OPS:
+            current |= set(node.output)
+        elif node.op_type in ("Conv", "Gemm", "MatMul"):
+            return [node.name]
+    return []
 
 
 def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = True,
                  activation_type: str = "uint8", weight_type: str = "int8", quant_format: str = "QDQ",
                  reduce_range: bool | None = None, method: str = "minmax",
-                 nodes_to_exclude: list[str] | None = None):
+                 nodes_to_exclude: list[str] | None = None, float_stem: bool = False):
     """Static int8 quantization of an fp32 ONNX ModelProto; returns the quantized ModelProto.
 
     ``method``: how activation ranges come from the calibration data: ``minmax`` (default),
     ``entropy`` (KL-divergence threshold) or ``percentile`` (99.999th percentile of |x|);
     :func:`to_onnx_int8_best` measures them. ``nodes_to_exclude``: names of nodes (of the
-    graph after ``quant_pre_process``, see :func:`prepared_model`) that stay in float.
+    graph after ``quant_pre_process``, see :func:`prepared_model`) that stay in float;
+    ``float_stem`` adds the first convolution (:func:`stem_nodes`) to them.
 
     Runs ``quant_pre_process`` (shape inference + graph optimisation) first, as ONNX Runtime
     recommends. Defaults: QDQ format, per-channel int8 weights, uint8 activations (U8S8), and
     for U8S8 ``reduce_range`` (weights in 7 bits, see below; ``None`` = on for U8S8 only).
     U8S8 because it is what is fast on x86 CPUs: on the 2-core test machine (resnet8, batch 1)
     the S8S8 file ran at 0.68x (1 thread) / 0.42x (2 threads) the speed of fp32, U8S8 at 1.27x /
-    1.18x (python -m edgecv.benchmarks.onnx_int8_settings; benchmarks/results/). U8S8 with 7-bit
+    1.18x (python -m edgecv.benchmarks.experiments.onnx_int8_settings; benchmarks/results/). U8S8 with 7-bit
     weights has the same kernels: 1.30x / 1.26x in the committed run on a shared machine
     (1.30-1.53x / 1.23-1.26x over 3 runs), U8U8 0.91x / 0.91x.
     """
@@ -138,7 +158,9 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
         reader.batch_size = 1
     with tempfile.TemporaryDirectory() as workdir:
         prepared, output = Path(workdir) / "prepared.onnx", Path(workdir) / "int8.onnx"
-        onnx.save(prepared_model(fp32_model), prepared)
+        prepared_proto = prepared_model(fp32_model)
+        onnx.save(prepared_proto, prepared)
+        exclude = list(nodes_to_exclude or []) + (stem_nodes(prepared_proto) if float_stem else [])
         try:
             with captured_output():
                 quantize_static(str(prepared), str(output), reader,
@@ -146,7 +168,7 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
                                 activation_type=types[activation_type],
                                 weight_type=types[weight_type], reduce_range=reduce_range,
                                 calibrate_method=methods[method],
-                                nodes_to_exclude=list(nodes_to_exclude or []))
+                                nodes_to_exclude=exclude)
         except Exception as exc:
             raise ConversionError(f"ONNX int8 quantization failed: {exc}"[:300]) from exc
         return onnx.load(output)
@@ -184,35 +206,98 @@ def run_onnx(proto, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
-                      reference_scores: np.ndarray, methods=CALIBRATION_METHODS,
+                      reference_scores: np.ndarray, check_y: np.ndarray | None = None,
+                      max_drop: float = 1.0, methods=CALIBRATION_METHODS,
                       types=INTEGER_TYPES, **kwargs) -> tuple[object, dict]:
-    """Quantize with every integer-type setting of ``types`` (names of :data:`INTEGER_TYPES`)
-    and every calibration ``method``, and keep the model that agrees best (top-1) with
-    ``reference_scores`` on ``check_x`` (a validation slice, never the test split). Ties go to
-    the earlier candidate: U8S8 first (the fast kernels on x86), MinMax first (the cheapest).
-    Returns the ModelProto and {"method", "types", "agreement": {"types/method": value}}.
+    """The ONNX int8 model to ship: quantize with every recipe of ``types`` (names of
+    :data:`INTEGER_TYPES`, MinMax ranges), score each on ``check_x`` (a validation slice, never
+    the test split) against ``reference_scores`` (accuracy drop in pp with ``check_y``, else
+    100 x (1 - top-1 agreement)), count the convolutions ONNX Runtime fuses into integer kernels
+    and time each one (interleaved rounds, one image, 1 thread, on this machine). Among the
+    recipes within ``max_drop``, the fastest wins; recipes whose p50 intervals overlap it are
+    tied and the one that agrees best with the reference wins the tie. When none is within
+    budget, the one that agrees best (``--recover`` may follow). Then the calibration
+    ``methods`` are tried for the winning recipe and the best-agreeing kept.
+    Returns the ModelProto and a record of every figure.
 
-    Why the types are searched, not fixed (benchmarks/results/int8_cifar.json, 1,000 stratified
-    validation images): on the CIFAR-10 resnet8, U8S8 with 7-bit weights agreed 96.3-97.1% with
-    Keras, S8S8 98.8-99.3%, U8U8 98.4-98.8%; on the CIFAR-10 ds_cnn, S8S8 fell to 65.7% while
-    U8U8 agreed 97.7-97.8%; on digits U8S8 loses nothing and runs fastest. (U8S8 with 8-bit
-    weights saturates on AVX2, see :func:`to_onnx_int8`.) S8S8 is the setting ONNX
-    Runtime recommends for ARM CPUs; on x86 without VNNI it runs slower than fp32."""
+    Why (benchmarks/results/onnx_int8_cifar.json): on this AVX2 CPU without VNNI, choosing by
+    agreement alone picked S8S8 for the CIFAR-10 resnet8, of whose 10 quantized convolutions
+    ONNX Runtime fuses only 4 (0.65x the speed of fp32), and U8U8 for ds_cnn (0.73x); U8S8
+    with 8-bit weights saturates the int16 pair sums of VPMADDUBSW in the stem, whose input is
+    the image (fused vs unfused agreement 98.7% on resnet8's stem alone), and with 7-bit weights
+    everywhere loses 0.75 pp; keeping only the stem in float ("u8s8+float-stem") matched the
+    unfused 8-bit model's agreement (99.2%) at U8S8 speed."""
     from edgecv.converters.verify import agreement
+    from edgecv.timing import time_rounds
 
-    tried, best = {}, None
+    def drop(scores) -> float:
+        if check_y is not None:
+            keras_accuracy = float((reference_scores.argmax(1) == check_y).mean())
+            return round((keras_accuracy - float((scores.argmax(1) == check_y).mean())) * 100, 3)
+        return round((1 - agreement(scores, reference_scores)) * 100, 3)
+
     for name in types:
         if name not in INTEGER_TYPES:
             raise UsageError(f"ONNX integer types must be among {', '.join(INTEGER_TYPES)}, "
                              f"received '{name}'.")
-        for method in methods:
-            proto = to_onnx_int8(fp32_model, calibration, method=method,
-                                 **INTEGER_TYPES[name], **kwargs)
-            key = f"{name}/{method}"
-            tried[key] = round(agreement(run_onnx(proto, check_x), reference_scores), 5)
-            if best is None or tried[key] > tried[best[0]]:
-                best = (key, proto)
-    types_name, method = best[0].split("/")
-    return best[1], {"method": method, "types": types_name, "agreement": tried}
+    protos, record = {}, {"agreement": {}, "drop_pp": {}, "integer_kernels": {}, "p50_ms": {}}
+    for name in types:
+        protos[name] = to_onnx_int8(fp32_model, calibration, method=methods[0],
+                                    **INTEGER_TYPES[name], **kwargs)
+        scores = run_onnx(protos[name], check_x)
+        key = f"{name}/{methods[0]}"
+        record["agreement"][key] = round(agreement(scores, reference_scores), 5)
+        record["drop_pp"][name] = drop(scores)
+        record["integer_kernels"][name] = _integer_kernels(protos[name])
+    sessions = {name: _session(proto) for name, proto in protos.items()}
+    sample = {INPUT_NAME: check_x[:1]}
+    timings = dict(zip(sessions, time_rounds(
+        [lambda s=s: s.run(None, sample) for s in sessions.values()], rounds=5, runs=100,
+        min_time_s=0.25, warmup=10)))
+    for name, timing in timings.items():
+        record["p50_ms"][name] = [round(v, 4) for v in (timing.stats.p50_ms,
+                                                         *timing.p50_interval())]
+    within = [n for n in types if record["drop_pp"][n] <= max_drop]
+    by_agreement = lambda n: record["agreement"][f"{n}/{methods[0]}"]  # noqa: E731
+    if within:
+        fastest = min(within, key=lambda n: record["p50_ms"][n][0])
+        low, high = record["p50_ms"][fastest][1:]
+        tied = [n for n in within if record["p50_ms"][n][1] <= high and low <= record["p50_ms"][n][2]]
+        chosen = max(tied, key=by_agreement)
+        why = (f"the fastest within {max_drop} pp on the check slice"
+               + (f" (tied with {', '.join(t for t in tied if t != chosen)}: best agreement)"
+                  if len(tied) > 1 else ""))
+    else:
+        chosen = max(types, key=by_agreement)
+        why = f"none within {max_drop} pp: the best agreement"
+    best = (methods[0], protos[chosen])
+    for method in methods[1:]:
+        proto = to_onnx_int8(fp32_model, calibration, method=method, **INTEGER_TYPES[chosen],
+                             **kwargs)
+        key = f"{chosen}/{method}"
+        record["agreement"][key] = round(agreement(run_onnx(proto, check_x), reference_scores), 5)
+        if record["agreement"][key] > record["agreement"][f"{chosen}/{best[0]}"]:
+            best = (method, proto)
+    return best[1], {"method": best[0], "types": chosen, "why": why, **record}
 
 
+def _session(proto):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(proto.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _integer_kernels(proto) -> dict | None:
+    """:func:`edgecv.benchmarks.ort_kernels.integer_kernel_report` of an in-memory model."""
+    from edgecv.benchmarks.ort_kernels import integer_kernel_report
+    import onnx
+
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(workdir) / "int8.onnx"
+        onnx.save(proto, path)
+        report = integer_kernel_report(path)
+    return None if report is None else {k: report[k] for k in ("quantized", "integer", "float")}

@@ -135,20 +135,35 @@ def test_recover_keeps_the_crushed_tensor_in_float_and_really_recovers(outlier_r
 
 @pytest.mark.tf
 @pytest.mark.slow
-def test_onnx_calibration_auto_measures_every_method_on_the_validation_split(outlier_run):
+def test_onnx_int8_auto_takes_the_fastest_recipe_within_budget(outlier_run):
+    """Every recipe is measured on the validation split (drop, integer kernels, interleaved
+    p50); within budget the fastest wins (a tie to the best agreement), over budget the best
+    agreement; then the calibration methods are tried for the winner."""
     from edgecv.converters.formats import choose_onnx_int8
-    from edgecv.converters.onnx import run_onnx, to_onnx
+    from edgecv.converters.onnx import INTEGER_TYPES, run_onnx, to_onnx
 
     fp32 = to_onnx(outlier_run.model)
-    proto, record = choose_onnx_int8(outlier_run, fp32, "auto")
-    assert set(record["agreement"]) == {f"{types}/{method}" for types in ("u8s8", "s8s8", "u8u8")
-                                        for method in ("minmax", "entropy", "percentile")}
-    chosen = f"{record['types']}/{record['method']}"
-    assert record["agreement"][chosen] == max(record["agreement"].values())
-    assert record["chosen_by"].startswith("best top-1 agreement on the validation split")
+    proto, record = choose_onnx_int8(outlier_run, fp32, "auto", max_drop=100.0)
+    assert set(record["drop_pp"]) == set(record["p50_ms"]) == set(INTEGER_TYPES)
+    assert all(k["integer"] + k["float"] == k["quantized"] for k in record["integer_kernels"].values())
+    assert record["integer_kernels"]["u8s8+float-stem"]["quantized"] == \
+        record["integer_kernels"]["u8s8"]["quantized"] - 1  # the stem stays float
+    fastest = min(record["p50_ms"], key=lambda n: record["p50_ms"][n][0])
+    chosen = record["types"]
+    assert record["p50_ms"][chosen][1] <= record["p50_ms"][fastest][2]  # tied with the fastest
+    assert {f"{chosen}/{m}" for m in ("minmax", "entropy", "percentile")} <= set(record["agreement"])
+    assert record["chosen_by"].startswith("the fastest within 100.0 pp")
+    key = f"{chosen}/{record['method']}"
     reference = outlier_run.model.predict(outlier_run.val_x[:1000], verbose=0).argmax(1)
     measured = (run_onnx(proto, outlier_run.val_x[:1000]).argmax(1) == reference).mean()
-    assert measured == pytest.approx(record["agreement"][chosen], abs=1e-4)
+    assert measured == pytest.approx(record["agreement"][key], abs=1e-4)
+
+    # int8 loses far more than 0.5 pp of agreement on this model: the best agreement wins
+    _proto, strict = choose_onnx_int8(outlier_run, fp32, "auto", max_drop=0.5)
+    assert min(strict["drop_pp"].values()) > 0.5
+    by_minmax = {n: strict["agreement"][f"{n}/minmax"] for n in INTEGER_TYPES}
+    assert strict["types"] == max(by_minmax, key=by_minmax.get)
+    assert strict["chosen_by"].startswith("none within 0.5 pp")
 
 
 def test_per_class_rows_show_the_class_that_lost_most():
