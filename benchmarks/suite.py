@@ -12,8 +12,9 @@ round runs every row for a slice of its runs, so a noisy minute on a shared mach
 rows alike and a ranking does not flip with it. Each row reports its p50 and a 90% interval of
 it (``p50_ci_ms``, from the round medians); :mod:`edgecv.benchmarks.recommend` reads them.
 
-The timed input is a real test image through :func:`edgecv.preprocessing.prepare_image`, the
-path predict and camera use; accuracy runs the whole test set the same way.
+The timed input is a real test image through :class:`edgecv.classify.Classifier` (its
+``prepare`` and ``infer``), the path predict and camera use; accuracy runs the whole test set
+the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from edgecv.errors import BackendUnavailable, EdgecvError, ModelFileError, Usage
 from edgecv.modelfile.kinds import (KERAS_SUFFIXES, is_saved_model, model_export_dir,
                                    runtime_for)
 from edgecv.rundir import ExportDir, RunDir
-from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
+from edgecv.classify import Classifier
+from edgecv.preprocessing import model_pixels_to_bgr
 from edgecv.runtime import open_backend
 from edgecv.runtime.integrity import CHECKSUM_POLICIES
 from edgecv.runtime.targets import TARGETS, not_applicable, probe
@@ -201,9 +203,8 @@ def _inputs(backend, testset: TestSet | None) -> tuple[list[np.ndarray], object]
     return [model_pixels_to_bgr(image) for image in testset.x], pre
 
 
-def _accuracy(backend, prepared: np.ndarray, labels: np.ndarray, batch: int = 64) -> float:
-    scores = np.concatenate([backend.run(prepared[i:i + batch])
-                             for i in range(0, len(prepared), batch)])
+def _accuracy(infer, prepared: np.ndarray, labels: np.ndarray, batch: int = 64) -> float:
+    scores = np.concatenate([infer(prepared[i:i + batch]) for i in range(0, len(prepared), batch)])
     return float((scores.argmax(1) == labels).mean())
 
 
@@ -213,13 +214,14 @@ class _Opened:
 
     row: BenchRow
     backend: object
+    infer: Callable[[np.ndarray], np.ndarray]  # the Classifier's: what predict and camera call
     batch: np.ndarray
     error: EdgecvError | None = None
 
     def run(self) -> None:
         if self.error is None:
             try:
-                self.backend.run(self.batch)
+                self.infer(self.batch)
             except EdgecvError as exc:  # reported as this row's failure, the others go on
                 self.error = exc
 
@@ -260,13 +262,14 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
         row.warnings = list(backend.warnings)
         try:
             images, pre = _inputs(backend, testset)
-            batch = prepare_image(images[0], pre)[None]
-            _, first_ms = timed(backend.run, batch)  # before anything else runs on it
+            classifier = Classifier(backend, preprocessing=pre)
+            batch = classifier.prepare(images[0])
+            _, first_ms = timed(classifier.infer, batch)  # before anything else runs on it
             if testset is not None and accuracy is None:
-                prepared = np.stack([prepare_image(image, pre) for image in images])
-                accuracy = _accuracy(backend, prepared, testset.y)
+                prepared = np.concatenate([classifier.prepare(image) for image in images])
+                accuracy = _accuracy(classifier.infer, prepared, testset.y)
             if preprocess_ms is None:
-                pre_stats, _ = time_call(lambda: prepare_image(images[0], pre),
+                pre_stats, _ = time_call(lambda: classifier.prepare(images[0]),
                                          runs=settings.runs, min_time_s=0, warmup=3)
                 preprocess_ms = pre_stats.p50_ms
         except EdgecvError as exc:
@@ -278,7 +281,7 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
             row, init_ms=init_ms, first_ms=first_ms, accuracy=accuracy,
             test_images=None if testset is None else len(testset), preprocess_ms=preprocess_ms,
             rss_delta_mb=None if rss_before is None or rss_after is None
-            else round(rss_after - rss_before, 1)), backend, batch))
+            else round(rss_after - rss_before, 1)), backend, classifier.infer, batch))
     return done, opened
 
 

@@ -1,7 +1,11 @@
 """Image in, labels out: the deployed classification path shared by ``predict`` and ``camera``.
 
 A :class:`Classifier` wraps one runtime backend (:func:`edgecv.runtime.open_backend`) with the
-model card's preprocessing (:func:`edgecv.preprocessing.prepare_image`) and top-k decoding.
+model card's preprocessing (fit, colour and resize, then one lookup in the pixel table of
+:meth:`~edgecv.preprocessing.Preprocessing.pixel_table`: the values of
+:func:`edgecv.preprocessing.prepare_image`, quantized for a model with integer input), its
+inference call (:attr:`Classifier.infer`) and top-k decoding. Bench, predict and camera all go
+through it.
 numpy + OpenCV only.
 """
 
@@ -12,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgecv.errors import UsageError
-from edgecv.preprocessing import FIT_MODES, Preprocessing, prepare_image
-from edgecv.runtime.base import Backend
+from edgecv.preprocessing import FIT_MODES, Preprocessing, apply_pixel_table, prepare_pixels
+from edgecv.runtime.base import Backend, quantize
 
 
 @dataclass
@@ -74,10 +78,23 @@ class Classifier:
         self.fit = fit
         self.k = k
         self.threshold = threshold
+        # Normalising a uint8 pixel (and quantizing it, for a model that takes integers) is a
+        # map of 256 values: the batch is one table lookup, already in the model's own type,
+        # and finite by construction, so the backend skips the NaN scan and the quantization.
+        quantization = backend.input_quantization
+        self._table = preprocessing.pixel_table(
+            None if quantization is None else lambda x: quantize(x, *quantization))
+        if self._table.dtype.kind == "f" and not np.isfinite(self._table).all():
+            raise UsageError(f"the preprocessing of '{backend.path.name}' turns some pixel "
+                             "values into NaN or inf; check its mean/std.")
+        self.infer = backend.run_prepared
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """One decoded image -> a (1, H, W, C) float32 batch."""
-        return prepare_image(image, self.preprocessing, self.fit)[None]
+        """One decoded image -> a (1, H, W, C) batch of what :attr:`infer` takes: float32, or
+        the model's integers for a model with integer input (the same values as
+        :func:`~edgecv.preprocessing.prepare_image`, then the backend's quantization)."""
+        return apply_pixel_table(prepare_pixels(image, self.preprocessing, self.fit),
+                                 self._table)[None]
 
     def decode(self, scores: np.ndarray, ms: float | None = None) -> Prediction:
         """One score vector -> a Prediction (label/score None if nothing passes the threshold)."""
@@ -89,5 +106,5 @@ class Classifier:
         """Prepare, run (timed) and decode one image."""
         from edgecv.timing import timed
 
-        scores, ms = timed(self.backend.run, self.prepare(image))
+        scores, ms = timed(self.infer, self.prepare(image))
         return self.decode(scores[0], ms)

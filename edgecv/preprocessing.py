@@ -75,6 +75,17 @@ class Preprocessing:
         x = images.astype(np.float32) * np.float32(self.scale)
         return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 
+    def pixel_table(self, quantize=None) -> np.ndarray:
+        """What :meth:`normalize` (then ``quantize``, a float array -> integer array function)
+        makes of each of the 256 pixel values, per channel: shape (channels, 256). A uint8
+        image then becomes model input with one gather (:func:`apply_pixel_table`) instead of
+        a multiply, a subtract, a divide and a quantization per pixel."""
+        values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], self.channels, axis=1)
+        x = (values.astype(np.float32) * np.float32(self.scale)
+             - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        table = x if quantize is None else quantize(x)
+        return np.ascontiguousarray(table.T)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["mean"] = list(self.mean)
@@ -205,9 +216,23 @@ def prepare_image(image: np.ndarray, preprocessing: Preprocessing, fit: str = "c
     Steps: :func:`fit_to_aspect` (``fit``, default centre crop), then :func:`to_model_image`
     (colour conversion, resize), then :meth:`Preprocessing.normalize`.
     """
+    return preprocessing.normalize(prepare_pixels(image, preprocessing, fit))
+
+
+def apply_pixel_table(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """uint8 pixels (H, W, C) through a (C, 256) :meth:`Preprocessing.pixel_table`: one gather."""
+    channels = table.shape[0]
+    if channels == 1:
+        return table[0][pixels]
+    offsets = np.arange(channels, dtype=np.intp) * 256
+    return table.reshape(-1)[pixels.astype(np.intp) + offsets]
+
+
+def prepare_pixels(image: np.ndarray, preprocessing: Preprocessing, fit: str = "crop") -> np.ndarray:
+    """:func:`prepare_image` up to the model's uint8 pixels (fit, colour, resize), before
+    normalisation: what :func:`apply_pixel_table` takes."""
     fitted = fit_to_aspect(image, preprocessing.height, preprocessing.width, fit)
-    pixels = to_model_image(fitted, preprocessing.height, preprocessing.width, preprocessing.channels)
-    return preprocessing.normalize(pixels)
+    return to_model_image(fitted, preprocessing.height, preprocessing.width, preprocessing.channels)
 
 
 def model_pixels_to_bgr(pixels: np.ndarray) -> np.ndarray:

@@ -264,6 +264,38 @@ def test_predict_on_a_run_deploys_what_its_bench_recommends(tiny_run, tmp_path):
     assert missing.returncode == 2 and "no bench.json" in missing.stderr
 
 
+def test_an_int8_model_gets_its_integers_from_one_table_lookup(tiny_run):
+    """Normalise-then-quantize of a uint8 pixel is one affine map of 256 values: the deployed
+    path builds the int8 batch with a table and skips the float step, with identical scores."""
+    from edgecv.classify import Classifier
+    from edgecv.errors import DataError
+    from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
+    from edgecv.runtime import open_backend
+    from edgecv.testset import load_testset
+
+    testset = load_testset(tiny_run / "export" / "testset.npz")
+    with open_backend(tiny_run / "export" / "model_int8.tflite") as backend:
+        classifier = Classifier(backend)
+        assert backend.input_quantization is not None and classifier.infer == backend.run_prepared
+        for pixels in testset.x[:20]:
+            image = model_pixels_to_bgr(pixels)
+            batch = classifier.prepare(image)
+            assert batch.dtype == np.int8
+            float_path = backend.run(prepare_image(image, classifier.preprocessing)[None])
+            assert np.array_equal(classifier.infer(batch), float_path)
+        with pytest.raises(DataError, match="expected"):
+            backend.run_prepared(batch.astype(np.float32))
+    with open_backend(tiny_run / "export" / "model_fp32.tflite") as backend:
+        classifier = Classifier(backend)
+        assert backend.input_quantization is None
+        image = model_pixels_to_bgr(testset.x[0])
+        batch = classifier.prepare(image)
+        assert np.array_equal(batch, prepare_image(image, classifier.preprocessing)[None])
+        assert np.array_equal(classifier.infer(batch), backend.run(batch))
+        with pytest.raises(DataError, match="expected"):
+            backend.run_prepared(batch.astype(np.float64))
+
+
 def test_predict_table_mode_and_errors(tiny_run, tmp_path):
     model = tiny_run / "export" / "model.onnx"
     image = tmp_path / "a.png"

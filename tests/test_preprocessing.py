@@ -148,3 +148,23 @@ def test_prepare_image_bgr_frame_to_gray_model():
     out = prepare_image(frame, pre)
     assert out.shape == (8, 8, 1) and out.dtype == np.float32
     np.testing.assert_allclose(out, 76 / 255, atol=1 / 255)
+
+
+@pytest.mark.parametrize("pre", [
+    Preprocessing(8, 8, 3, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    Preprocessing(8, 8, 1),
+    Preprocessing(8, 8, 3, scale=1.0, mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5)),
+])
+def test_the_pixel_table_equals_normalise_then_quantize(pre):
+    from edgecv.preprocessing import apply_pixel_table
+    from edgecv.runtime.base import quantize
+
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, pre.channels), dtype=np.uint8)
+    pixels[0, 0] = 0
+    pixels[0, 1] = 255
+    for scale, zero_point, dtype in ((0.0187, -3, np.int8), (0.0391, 128, np.uint8)):
+        table = pre.pixel_table(lambda x: quantize(x, scale, zero_point, dtype))
+        assert table.shape == (pre.channels, 256) and table.dtype == dtype
+        expected = quantize(pre.normalize(pixels), scale, zero_point, dtype)
+        assert np.array_equal(apply_pixel_table(pixels, table), expected)
+    assert np.array_equal(apply_pixel_table(pixels, pre.pixel_table()), pre.normalize(pixels))

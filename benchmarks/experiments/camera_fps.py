@@ -78,7 +78,7 @@ def loop_fps(video: Path, classifier=None) -> tuple[float, int]:
 
     work = None
     if classifier is not None:
-        run, prepare, decode = classifier.backend.run, classifier.prepare, classifier.decode
+        run, prepare, decode = classifier.infer, classifier.prepare, classifier.decode
         work = lambda frame: decode(run(prepare(frame))[0])  # noqa: E731 (kept local and small)
 
     capture = cv2.VideoCapture(str(video))

@@ -6,8 +6,9 @@ Every figure is a ratio of p50 latencies at batch 1 measured with the shared tim
 each pair is measured ``--repeats`` times interleaved (A, B, A, B, ...) so that machine drift
 hits both sides, and the median ratio is reported with its spread (min..max).
 
-- harness overhead: ``backend.run`` (the call bench and camera time: input checks,
-  quantization, set_tensor, invoke, get_tensor, dequantization, output checks) vs a bare
+- harness overhead: ``Classifier.infer`` (the call bench, predict and camera time: input
+  checks, set_tensor, invoke, get_tensor, dequantization, output checks; an int8 model gets its
+  integers from the pixel table in ``prepare``, outside this call) vs a bare
   ``interpreter.invoke()`` on the same interpreter, the two calls alternating (so that the
   machine's drift hits both). Goal: within 5%. And the timing loop alone: ``time_call`` on
   ``invoke`` vs a hand-written ``perf_counter_ns`` loop.
@@ -72,20 +73,24 @@ def paired(name: str, slow, fast, repeats: int) -> dict:
     return summarise(name, slow_ms, fast_ms)
 
 
-def overhead(name: str, backend, batch: np.ndarray, repeats: int) -> dict:
-    """p50 of ``backend.run(batch)`` (what bench times) over p50 of a bare ``invoke()`` on the
+def overhead(name: str, classifier, batch: np.ndarray, repeats: int) -> dict:
+    """p50 of ``classifier.infer(batch)`` (what bench, predict and camera time: for an int8
+    model the pre-quantized batch of the pixel table) over p50 of a bare ``invoke()`` on the
     same interpreter, the two calls alternating within each repeat."""
     harness_ms, bare_ms = [], []
+    infer, invoke = classifier.infer, classifier.backend.interpreter.invoke
     for _ in range(repeats):
-        harness, bare = time_interleaved(lambda: backend.run(batch), backend.interpreter.invoke)
+        harness, bare = time_interleaved(lambda: infer(batch), invoke)
         harness_ms.append(float(np.median(harness)) / 1e6)
         bare_ms.append(float(np.median(bare)) / 1e6)
     return summarise(name, harness_ms, bare_ms)
 
 
 def run_goals(run: Path, repeats: int) -> list[dict]:
+    from edgecv.classify import Classifier
     from edgecv.preprocessing import model_pixels_to_bgr, prepare_image
     from edgecv.runtime import open_backend
+    from edgecv.runtime.base import quantize
     from edgecv.rundir import RunDir
     from edgecv.testset import load_testset
 
@@ -107,9 +112,20 @@ def run_goals(run: Path, repeats: int) -> list[dict]:
 
     print("harness overhead (harness p50 / bare invoke p50, calls interleaved; goal <= 1.05)")
     for name in ("model_fp32.tflite", "model_int8.tflite"):
-        b = backend(name)
-        b.run(batch)  # sets the input tensor once, so the bare loop invokes on a real image
-        results.append(overhead(f"{name} 1 thread: harness / bare invoke", b, batch, repeats))
+        classifier = Classifier(backend(name))
+        prepared = classifier.prepare(model_pixels_to_bgr(testset.x[0]))
+        classifier.infer(prepared)  # sets the input tensor, so the bare loop invokes on an image
+        results.append(overhead(f"{name} 1 thread: harness / bare invoke", classifier, prepared,
+                                repeats))
+
+    print("int8 input path (hand-written float normalise + quantize p50 / edgecv's pixel table "
+          "p50, one test image; goal > 1)")
+    int8 = Classifier(backend("model_int8.tflite"))
+    quantization = int8.backend.input_quantization
+    image = model_pixels_to_bgr(testset.x[0])
+    results.append(paired("int8 input: normalise + quantize / pixel table",
+                          lambda: _p50(lambda: quantize(prepare_image(image, pre), *quantization)),
+                          lambda: _p50(lambda: int8.prepare(image)), repeats))
 
     print("timing loop itself (time_call p50 / hand-written perf_counter_ns loop p50, invoke only)")
     for name in ("model_fp32.tflite", "model_int8.tflite"):

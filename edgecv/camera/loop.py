@@ -152,7 +152,7 @@ def run_camera(classifier: Classifier, settings: CameraSettings, *,
 
     stopwatch = Stopwatch()
     queue = FrameQueue(drop_stale=spec.live)
-    run = classifier.backend.run
+    run = classifier.infer
     prepare, decode = classifier.prepare, classifier.decode
     # Files and folders: preprocess in the capture thread too (every frame is used, so the
     # work overlaps inference); live sources: only the frame that is not dropped is prepared.

@@ -101,11 +101,37 @@ class Backend(ABC):
                             "an int8 model, a plausible wrong answer.")
         return batch.astype(np.float32, copy=False)
 
+    @property
+    def input_quantization(self) -> tuple[float, int, np.dtype] | None:
+        """(scale, zero point, dtype) when the model takes integers (a full-int8 TFLite model),
+        else None. A caller with uint8 pixels can then build the model's integers itself, with
+        one table lookup (:meth:`edgecv.preprocessing.Preprocessing.pixel_table`), and hand
+        them to :meth:`run_prepared`."""
+        return None
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 NHWC model input -> float32 scores (N, classes); refuses non-finite input
         and output."""
         self.check_open()
-        batch = self.check_input(batch)
+        return self._checked_run(self.check_input(batch))
+
+    def run_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """Input already in the model's own type -> float32 scores: the integers of
+        :attr:`input_quantization` for a model that takes integers, else float32 built from a
+        finite pixel table (:meth:`edgecv.preprocessing.Preprocessing.pixel_table`). :meth:`run`
+        without the NaN scan and the quantization, which the table made unnecessary: the path
+        of :class:`edgecv.classify.Classifier`. Shape and type are still checked."""
+        self.check_open()
+        quantization = self.input_quantization
+        dtype = np.dtype(np.float32 if quantization is None else quantization[2])
+        expected = self.input_shape[1:]
+        if batch.dtype != dtype or batch.ndim != 4 or batch.shape[1:] != expected:
+            raise DataError(f"prepared input batch has shape {tuple(batch.shape)} and type "
+                            f"{batch.dtype}, expected (N, {', '.join(str(d) for d in expected)}) "
+                            f"{dtype.name}.")
+        return self._checked_run(batch)
+
+    def _checked_run(self, batch: np.ndarray) -> np.ndarray:
         try:
             scores = self._run(batch)
         except EdgecvError:

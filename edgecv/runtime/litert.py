@@ -153,8 +153,13 @@ class LiteRTBackend(Backend):
         self._resize(len(batch))
         return self._invoke(batch)
 
+    @property
+    def input_quantization(self) -> tuple[float, int, np.dtype] | None:
+        self.check_open()
+        return self._in_quant
+
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_quant is not None:
+        if self._in_quant is not None and batch.dtype != self._in_quant[2]:  # not pre-quantized
             batch = quantize(batch, *self._in_quant)
         self.interpreter.set_tensor(self._in_index, batch)
         self.interpreter.invoke()
