@@ -22,6 +22,7 @@ class BenchRow:
     runtime: str | None = None
     target: str
     threads: int | None
+    batch: int | None = None  # images per call (None: the row did not run)
     status: str
     reason: str | None
     size_bytes: int | None = None

@@ -1,7 +1,7 @@
 """``edgecv bench``: every artifact on every target, through the runtime backends and the one
 timing loop (:mod:`edgecv.timing`), joined with size and accuracy.
 
-One row per (artifact, target, threads). A row's ``status`` is ``ok`` (measured), ``unavailable``
+One row per (artifact, target, threads, batch). A row's ``status`` is ``ok`` (measured), ``unavailable``
 (the target or runtime is missing here: the reason says what), ``n/a`` (this artifact can never
 run on that target) or ``failed`` (it should have run and did not: the reason is the error).
 A target that nothing can run on here is one row with every reason, not one row per artifact.
@@ -61,6 +61,7 @@ class BenchSettings:
 
     targets: list[str] = field(default_factory=lambda: list(TARGETS))
     threads: list[int] = field(default_factory=lambda: [1])
+    batches: list[int] = field(default_factory=lambda: [1])  # images per call (--batch)
     runs: int = 100
     min_time_s: float = 1.0
     warmup: int = 10
@@ -86,6 +87,8 @@ class BenchSettings:
                              f"received '{self.checksum}'.")
         if not self.threads or any(t < 1 for t in self.threads):
             raise UsageError(f"--threads must list counts of at least 1, received {self.threads}.")
+        if not self.batches or any(b < 1 for b in self.batches):
+            raise UsageError(f"--batch must list sizes of at least 1, received {self.batches}.")
 
 
 def parse_threads(text: str) -> list[int]:
@@ -102,6 +105,17 @@ def parse_threads(text: str) -> list[int]:
             values.append(int(part))
         except ValueError as exc:
             raise UsageError(f"--threads takes counts like 1,2,4 (or max), received '{text}'.") from exc
+    return list(dict.fromkeys(values))
+
+
+def parse_counts(text: str, flag: str) -> list[int]:
+    """``"1,8,32"`` -> [1, 8, 32] (each at least 1, duplicates dropped)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UsageError(f"{flag} takes counts like 1,8,32, received '{text}'.") from exc
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{flag} takes counts of at least 1 like 1,8,32, received '{text}'.")
     return list(dict.fromkeys(values))
 
 
@@ -241,8 +255,9 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
         from edgecv.benchmarks.ort_kernels import integer_kernel_report
 
         kernels = integer_kernel_report(path)
-    for count in threads:
+    for count, batch_size in ((c, b) for c in threads for b in settings.batches):
         row = _new_row(path, target, count, "ok", None)
+        row.batch = batch_size
         row.runtime, row.size_bytes, row.sha256 = runtime_for(path), size, sha256
         row.integer_kernels = kernels
         rss_before = current_rss_mb()
@@ -263,7 +278,8 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
         try:
             images, pre = _inputs(backend, testset)
             classifier = Classifier(backend, preprocessing=pre)
-            batch = classifier.prepare(images[0])
+            batch = np.concatenate([classifier.prepare(images[i % len(images)])
+                                    for i in range(batch_size)])
             _, first_ms = timed(classifier.infer, batch)  # before anything else runs on it
             if testset is not None and accuracy is None:
                 prepared = np.concatenate([classifier.prepare(image) for image in images])
@@ -307,7 +323,8 @@ def time_opened(opened: list[_Opened], settings: BenchSettings) -> list[BenchRow
         samples = timing.samples_ns / 1e6
         if len(samples) > SAMPLES_KEPT:  # evenly spaced in time, so drift stays visible
             samples = samples[np.linspace(0, len(samples) - 1, SAMPLES_KEPT).astype(int)]
-        stats = {**timing.stats.to_dict(), "first_ms": o.row.first_ms}
+        stats = {**timing.stats.to_dict(), "first_ms": o.row.first_ms,
+                 "throughput_per_s": o.row.batch * 1000.0 / timing.stats.mean_ms}
         low, high = timing.p50_interval(CI_CONFIDENCE)
         rows.append(replace(o.row, **stats, rounds=settings.rounds,
                             p50_ci_ms=[round(low, 5), round(high, 5)],
@@ -331,12 +348,12 @@ def add_speedups(rows: list[BenchRow]) -> None:
     """``speedup_vs_fp32`` = p50 of the same family's fp32 artifact (TFLite fp32 for TFLite
     formats, ONNX fp32 for ONNX int8) on the same target and thread count / this row's p50."""
     reference = {"tflite": "tflite_fp32", "onnx": "onnx"}
-    by_key = {(r.format, r.target, r.threads): r for r in rows if r.status == "ok"}
+    by_key = {(r.format, r.target, r.threads, r.batch): r for r in rows if r.status == "ok"}
     for row in rows:
         if row.status != "ok" or not row.format:
             continue
         family = "onnx" if row.format.startswith("onnx") else row.format.split("_")[0]
-        base = by_key.get((reference.get(family), row.target, row.threads))
+        base = by_key.get((reference.get(family), row.target, row.threads, row.batch))
         if base is not None and base.p50_ms:
             row.speedup_vs_fp32 = round(base.p50_ms / row.p50_ms, 3)
             row.baseline = base.artifact
@@ -397,7 +414,7 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
         rows.extend(target_rows)
     order = {name: i for i, name in enumerate(FORMAT_ORDER)}
     rows.sort(key=lambda r: (TARGETS.index(r.target), order.get(r.format, len(order)),
-                             r.artifact, r.threads or 0))
+                             r.artifact, r.threads or 0, r.batch or 0))
     add_speedups(rows)
     for row in rows:
         warnings.extend(w for w in row.warnings if w not in warnings)
@@ -410,12 +427,15 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
         "settings": {"runs": settings.runs, "min_time_s": settings.min_time_s,
                      "warmup": settings.warmup, "rounds": settings.rounds,
                      "ci_confidence": CI_CONFIDENCE, "threads": settings.threads,
-                     "targets": settings.targets, "batch": 1, "checksum": settings.checksum,
+                     "batches": settings.batches,
+                     "targets": settings.targets, "checksum": settings.checksum,
                      "testset": str(testset_path) if testset_path else None,
                      "input": "test images" if testset else "synthetic image (no test set)"},
         "warnings": warnings,
-        "recommendations": [{**choice, "max_drop_from": budget_from}
-                            for choice in recommend(row_dicts, max_drop)],
+        # what to deploy for one image at a time: the batch-1 rows (larger batches are
+        # throughput figures for multi-camera boxes and offline labelling)
+        "recommendations": [{**choice, "max_drop_from": budget_from} for choice in recommend(
+            [r for r in row_dicts if r["batch"] in (1, None)], max_drop)],
         "rows": row_dicts,
     }
 

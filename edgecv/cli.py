@@ -411,6 +411,9 @@ def bench_command(
     runs: int = typer.Option(100, help="Timed runs per row (at least)."),
     min_time: float = typer.Option(1.0, help="Seconds of timed runs per row (at least)."),
     warmup: int = typer.Option(10, help="Untimed runs before timing."),
+    batch: str = typer.Option("1", help="Images per call to sweep, e.g. 1,8,32: throughput "
+                              "(images/s) for multi-camera boxes and offline labelling; the "
+                              "recommendation uses batch 1."),
     rounds: int = typer.Option(9, help="Interleaved rounds: each round runs every row for a "
                                "share of its runs, so machine noise hits all rows alike."),
     max_drop: Optional[float] = typer.Option(None, help="Accuracy budget (percentage points "
@@ -438,10 +441,12 @@ def bench_command(
     from pathlib import Path
 
     from edgecv.benchmarks.report import write_reports
-    from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, parse_threads
+    from edgecv.benchmarks.suite import (BenchSettings, discover, find_testset, parse_counts,
+                                         parse_threads)
     from edgecv.runtime.targets import parse_targets
 
     settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
+                             batches=parse_counts(batch, "--batch"),
                              runs=runs, min_time_s=min_time, warmup=warmup, rounds=rounds,
                              max_drop=max_drop, checksum=checksum,
                              custom_objects=custom_objects, weights=weights)

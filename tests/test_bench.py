@@ -122,6 +122,27 @@ def test_a_tight_budget_excludes_what_lost_accuracy(tiny_run):
     assert all(f"{name} x" in choice["reason"] for name in lost if name != "model.keras")
 
 
+def test_batch_rows_report_images_per_second(tiny_run):
+    from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, run_benchmark
+
+    artifacts = [p for p in discover([tiny_run], include_keras=False)
+                 if p.name in ("model_int8.tflite", "model.onnx")]
+    settings = BenchSettings(targets=["cpu"], batches=[1, 4], runs=10, min_time_s=0, warmup=1,
+                             rounds=3)
+    report = run_benchmark(artifacts, settings, find_testset(artifacts))
+    rows = {(r["artifact"], r["batch"]): r for r in report["rows"]}
+    assert set(rows) == {(a.name, b) for a in artifacts for b in (1, 4)}
+    for artifact in artifacts:
+        one, four = rows[artifact.name, 1], rows[artifact.name, 4]
+        assert four["p50_ms"] > one["p50_ms"]  # four images take longer than one
+        assert four["throughput_per_s"] == pytest.approx(4000 / four["mean_ms"])
+        assert four["accuracy"] == one["accuracy"]
+    (choice,) = report["recommendations"]
+    assert rows[choice["artifact"], 1]["tied_with_best"] is True  # chosen among batch-1 rows
+    assert all(rows[a.name, 4]["tied_with_best"] is None for a in artifacts)
+    assert report["settings"]["batches"] == [1, 4]
+
+
 def test_onnx_int8_rows_say_how_many_convolutions_run_in_integers(bench_report):
     rows = {r["format"]: r for r in bench_report["rows"] if r["target"] == "cpu"}
     kernels = rows["onnx_int8"]["integer_kernels"]
@@ -150,7 +171,7 @@ def test_cli_writes_every_report_format(tiny_run, tmp_path):
     assert result.stdout.startswith("deploy ") and "\n  why: the fastest within" in result.stdout
     assert "int8 on this CPU" in result.stdout
     assert out["md"].read_text().startswith("# edgecv benchmark\n\n**deploy ")
-    assert "| model_int8.tflite | tflite_int8 | cpu | 1 | ok |" in out["md"].read_text()
+    assert "| model_int8.tflite | tflite_int8 | cpu | 1 | 1 | ok |" in out["md"].read_text()
     html = out["html"].read_text()
     assert html.count("data:image/png;base64,") >= 2 and "unavailable" in html
 
@@ -192,6 +213,10 @@ def test_a_changed_artifact_warns_or_is_refused(tiny_run, tmp_path):
     (["--threads", "0"], "--threads must list counts of at least 1"),
     (["--runs", "0"], "--runs must be at least 1"),
     (["--checksum", "maybe"], "--checksum must be one of warn, refuse, off"),
+    (["--batch", "0,8"], "--batch takes counts of at least 1"),
+    (["--batch", "8,x"], "--batch takes counts like 1,8,32"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
+    (["--max-drop", "-1"], "--max-drop must be 0 or more"),
 ])
 def test_bench_usage_errors_are_one_line_exit_2(tiny_run, args, fragment):
     result = run_cli("bench", tiny_run, *args)

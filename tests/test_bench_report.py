@@ -127,6 +127,7 @@ def test_markdown_ok_row_formats_accuracy_fps_and_speedup():
     cells = dict(zip(table[0], table[2]))  # model_int8.tflite, 1 thread
     row = report["rows"][1]
     assert cells["artifact"] == "model_int8.tflite" and cells["threads"] == "1"
+    assert cells["batch"] == ("-" if row.get("batch") is None else str(row["batch"]))
     assert cells["status"] == "ok"
     assert cells["accuracy"] == "99.63%"
     assert cells["size MB"] == "0.098"
@@ -191,12 +192,12 @@ def test_markdown_cell_with_pipe_and_newline_stays_one_cell():
     report["rows"] = [not_ok_row("a|b.tflite", "tflite_fp32", "cpu", "failed", "line one\nx | y")]
     table = markdown_rows(markdown_table(report))
     assert len(table) == 2 and len(table[1]) == len(TABLE_COLUMNS)
-    assert table[1][4] == r"failed: line one x \| y"
+    assert table[1][TABLE_COLUMNS.index("status")] == r"failed: line one x \| y"
 
 
 def test_non_ok_row_without_reason_says_so():
     cells = table_cells(not_ok_row("m.onnx", "onnx", "gpu", "unavailable", None))
-    assert cells[4] == "unavailable: (no reason given)"
+    assert cells[TABLE_COLUMNS.index("status")] == "unavailable: (no reason given)"
 
 
 # ---------------------------------------------------------------------------------------------

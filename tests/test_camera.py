@@ -294,6 +294,29 @@ def test_json_lines_and_recording_are_sinks_of_one_interface(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.avi", "out.jsonl"]
 
 
+def test_a_full_recording_queue_waits_and_counts_never_drops(tmp_path):
+    """The writer thread encodes behind a bounded queue; a producer faster than the encoder
+    waits (counted) and every frame is in the verified file, in order."""
+    from edgecv.camera import Frame, RecordingSink, summarize
+    from edgecv.classify import Prediction
+
+    sink = RecordingSink(tmp_path / "out.avi", queue_frames=1)
+    sink.open(30.0)
+    prediction = Prediction("a", 0.9, [{"label": "a", "score": 0.9}], 1.0)
+    rng = np.random.default_rng(0)
+    for index in range(40):  # noise encodes slowly: the queue of one fills
+        image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        image[:8, :8] = 6 * index  # a marker to check the order
+        sink.write(Frame(index, index / 30, image), prediction, image)
+    summary = summarize([1.0] * 40, duration_s=1.0, source="file 'x'", ended="end of video")
+    sink.close(summary)
+    assert summary.recorded_frames == 40 and summary.failure is None
+    assert summary.recording_waits >= 1 and summary.recording_wait_s > 0
+    frames = read_all_frames(tmp_path / "out.avi")
+    markers = [int(frame[2:6, 2:6].mean()) for frame in frames]
+    assert all(abs(m - 6 * i) <= 6 for i, m in enumerate(markers)), markers
+
+
 def test_corrupt_frames_of_a_file_are_counted_and_skipped(tmp_path):
     from edgecv.camera import FrameGrabber, FrameQueue, open_source, parse_source
     from edgecv.timing import Stopwatch
@@ -446,7 +469,8 @@ def test_video_file_predictions_recording_and_summary(model, tmp_path):
     assert summary["recorded_frames"] == n and summary["failure"] is None
     assert len(read_all_frames(out)) == n
     assert [p.name for p in out.parent.iterdir()] == ["annotated.mp4"]
-    assert "summary: 90 frames" in result.stdout and "(90 frames, verified)" in result.stdout
+    assert "summary: 90 frames" in result.stdout and "(90 frames, verified" in result.stdout
+    assert summary["recording_waits"] >= 0 and summary["recording_wait_s"] >= 0
     assert "Traceback" not in result.stderr
 
 

@@ -109,7 +109,7 @@ def _results_table(rows: list[dict]) -> str:
             elif column == "status":
                 kind = row["status"].replace("/", "")
                 cells.append(f'<td class="status-{_esc(kind)}">{_esc(cell)}</td>')
-            elif column in MEASUREMENT_COLUMNS or column == "threads":
+            elif column in MEASUREMENT_COLUMNS or column in ("threads", "batch"):
                 cells.append(f'<td class="num">{_esc(cell)}</td>')
             else:
                 cells.append(f"<td>{_esc(cell)}</td>")
@@ -123,7 +123,8 @@ def _plots_html(rows: list[dict]) -> str:
     except ImportError:
         return f'<p class="note">{_esc(MATPLOTLIB_NOTE)}</p>'
     skipped = len(rows) - len(ok_rows(rows))
-    only_ok = (f" Only rows with status ok are plotted ({skipped} other row(s) left out)."
+    only_ok = (f" Only rows with status ok and one image per call are plotted ({skipped} other "
+               "row(s) left out)."
                if skipped else "")
     parts = []
     plots = [

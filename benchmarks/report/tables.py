@@ -11,11 +11,11 @@ from edgecv.io import write_text_atomic
 
 # The columns of the terminal, Markdown and HTML tables (README, `edgecv bench`); the JSON
 # report has every field, std/min/max and the per-run samples included.
-TABLE_COLUMNS = ("artifact", "format", "target", "threads", "status", "size MB", "accuracy",
+TABLE_COLUMNS = ("artifact", "format", "target", "threads", "batch", "status", "size MB", "accuracy",
                  "init ms", "first ms", "mean ms", "p50 ms", "p50 CI ms", "p90 ms", "p99 ms", "FPS",
                  "preprocess ms", "peak RSS MB", "RSS delta MB", "speedup vs fp32")
 # Cells that hold a measurement: always "-" for a row that is not "ok".
-MEASUREMENT_COLUMNS = TABLE_COLUMNS[5:]
+MEASUREMENT_COLUMNS = TABLE_COLUMNS[6:]
 
 
 def table_cells(row: dict) -> list[str]:
@@ -29,8 +29,9 @@ def table_cells(row: dict) -> list[str]:
     status = row["status"]
     ok = status == "ok"
     threads = row.get("threads")
+    batch = row.get("batch")
     cells = [str(row["artifact"]), str(row.get("format") or "-"), str(row["target"]),
-             "-" if threads is None else str(threads)]
+             "-" if threads is None else str(threads), "-" if batch is None else str(batch)]
     cells.append("ok" if ok else f"{status}: {row.get('reason') or '(no reason given)'}")
 
     def measured(key, fmt):
@@ -142,7 +143,7 @@ def markdown_table(report: dict) -> str:
         lines += [f"- {_md_escape(str(warning))}" for warning in report["warnings"]]
         lines.append("")
     lines.append("| " + " | ".join(TABLE_COLUMNS) + " |")
-    lines.append("|" + "|".join("---" if c in TABLE_COLUMNS[:5] else "---:"
+    lines.append("|" + "|".join("---" if c in TABLE_COLUMNS[:6] else "---:"
                                 for c in TABLE_COLUMNS) + "|")
     for row in report["rows"]:
         lines.append("| " + " | ".join(_md_escape(cell) for cell in table_cells(row)) + " |")
@@ -175,7 +176,7 @@ def print_table(report: dict, console=None) -> None:
     from rich.table import Table
 
     status_column = TABLE_COLUMNS.index("status")
-    # 19 columns: one word per header line and one space between columns keep it about 155
+    # 20 columns: one word per header line and one space between columns keep it about 155
     # characters wide; cells never wrap (a number split over two lines misreads).
     table = Table(title="edgecv bench", box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     for column in TABLE_COLUMNS:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -111,30 +114,74 @@ class JsonLinesSink:
 
 class RecordingSink:
     """The annotated video (``--record``) at the source's frame rate: a :class:`VideoRecorder`
-    opened with the source. ``close`` verifies and renames it and puts the result into the
-    summary (``recording``, ``recorded_frames``, or ``failure`` for a bad recording)."""
+    opened with the source, fed by a writer thread through a bounded queue (``queue_frames``,
+    default 32), so encoding overlaps the next frame's inference. When the queue is full the loop
+    waits for it: no frame is dropped from the recording, and each wait is counted
+    (``recording_waits``, ``recording_wait_s`` in the summary). ``close`` drains the queue,
+    verifies and renames the file, and puts the result into the summary (``recording``,
+    ``recorded_frames``, or ``failure`` for a bad recording)."""
 
     wants_overlay = True
+    QUEUE_FRAMES = 32
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, queue_frames: int = QUEUE_FRAMES):
         self.path = path
+        self.queue_frames = queue_frames
         self.recorder: VideoRecorder | None = None
+        self.waits, self.wait_s = 0, 0.0
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def open(self, source_fps: float | None = None) -> None:
         self.recorder = VideoRecorder(self.path, source_fps)
+        self._queue = queue.Queue(maxsize=self.queue_frames)
+        self._thread = threading.Thread(target=self._drain, name="edgecv-recorder", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            image = self._queue.get()
+            if image is None:
+                return
+            if self._error is None:
+                try:
+                    self.recorder.write(image)
+                except BaseException as exc:  # reported by the loop's next write, or close
+                    self._error = exc
 
     def write(self, frame: Frame, prediction: Prediction,
               annotated: np.ndarray | None) -> None:
-        self.recorder.write(annotated)
+        if self._error is not None:
+            raise self._error
+        try:
+            self._queue.put_nowait(annotated)  # the overlay's own frame: nothing reuses it
+        except queue.Full:
+            start = time.perf_counter()
+            self._queue.put(annotated)
+            self.waits += 1
+            self.wait_s += time.perf_counter() - start
 
     def flush(self) -> None:
         pass
 
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
     def close(self, summary: CameraSummary | None = None) -> None:
+        self._stop()
         if summary is None:
             self.recorder.abort()
             return
         summary.recording = str(self.recorder.path)
+        summary.recording_waits, summary.recording_wait_s = self.waits, round(self.wait_s, 3)
+        if self._error is not None:
+            self.recorder.abort()
+            summary.failure = f"recording failed: {self._error}"
+            return
         try:
             summary.recorded_frames = self.recorder.finish()
         except RecordingError as exc:

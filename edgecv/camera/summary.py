@@ -26,6 +26,9 @@ class CameraSummary:
     ended: str
     recording: str | None = None
     recorded_frames: int | None = None
+    # times the recording's writer queue was full and the loop waited for it (never dropped)
+    recording_waits: int | None = None
+    recording_wait_s: float | None = None
     failure: str | None = None
 
     def to_dict(self) -> dict:
@@ -44,7 +47,10 @@ class CameraSummary:
             f"reconnects {self.reconnects}",
         ]
         if self.recording and self.recorded_frames:
-            lines.append(f"recording: {self.recording} ({self.recorded_frames} frames, verified)")
+            waits = (f"; the writer fell behind {self.recording_waits} time(s), "
+                     f"{self.recording_wait_s:.2f} s waited" if self.recording_waits else "")
+            lines.append(f"recording: {self.recording} ({self.recorded_frames} frames, verified"
+                         f"{waits})")
         elif self.recording:
             lines.append(f"recording: {self.recording} not written"
                          + (" (no frame was processed)" if self.recorded_frames == 0 else ""))
