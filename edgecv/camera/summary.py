@@ -10,7 +10,7 @@ import numpy as np
 @dataclass
 class CameraSummary:
     """The run in numbers. ``fps`` is end to end: processed frames / seconds from the start of
-    capture to the last processed frame. ``*_ms`` are the inference times (``Backend.run``).
+    capture to the last processed frame. ``*_ms`` are the inference times (``Classifier.infer``).
     ``failure`` is set when the run did not end normally (stream lost, bad recording)."""
 
     source: str
