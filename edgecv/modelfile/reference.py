@@ -10,12 +10,13 @@ converters never switch on the model's type. TensorFlow is imported inside the m
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from edgecv.errors import ModelFileError
 
 
-class ModelReference:
+class ModelReference(ABC):
     """What conversion asks of a loaded model. ``path`` names it in error messages."""
 
     path: Path | str
@@ -40,22 +41,22 @@ class ModelReference:
                                  "more classes.")
         return int(shape[1])
 
+    @abstractmethod
     def with_image_shape(self, shape: tuple[int, int, int]):
         """The model to convert, taking exactly ``shape`` (H, W, C) images."""
-        raise NotImplementedError
 
+    @abstractmethod
     def concrete_function(self, batch: int | None = None):
         """The model as a TensorFlow concrete function over float32 NHWC input with batch
         ``batch`` (None = dynamic)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tflite_converter(self, static_batch: bool = False):
         """A ``tf.lite.TFLiteConverter`` for the model; ``static_batch`` fixes the batch to 1."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tf2onnx_proto(self, input_signature: list, opset: int, output_name: str):
         """The ONNX ModelProto tf2onnx makes of the model, its output named ``output_name``."""
-        raise NotImplementedError
 
 
 class KerasReference(ModelReference):
