@@ -28,17 +28,22 @@ def quantized_weighted_ops(graph) -> int:
                and node.input[1] in dequantized)
 
 
-def integer_kernel_report(path: str | Path) -> dict | None:
+def integer_kernel_report(model) -> dict | None:
     """``{"quantized": N, "integer": M, "float": N - M, "ops": {op: count}}`` for a quantized
-    ONNX file on ONNX Runtime's CPU provider at its default (full) optimisation level; None for a
-    float model or a file onnx cannot read."""
-    import onnx
+    ONNX model (a file path or a ModelProto) on ONNX Runtime's CPU provider at its default (full)
+    optimisation level; None for a float model, a file onnx cannot read, or a device without the
+    ``onnx`` package (it comes with the [train] extra; the runtime needs only onnxruntime)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
     import onnxruntime as ort
 
-    try:
-        model = onnx.load(str(path))
-    except Exception:  # a corrupt file fails with its own reason when it is opened
-        return None
+    if not isinstance(model, onnx.ModelProto):
+        try:
+            model = onnx.load(str(model))
+        except Exception:  # a corrupt file fails with its own reason when it is opened
+            return None
     quantized = quantized_weighted_ops(model.graph)
     if not quantized:
         return None
@@ -47,7 +52,8 @@ def integer_kernel_report(path: str | Path) -> dict | None:
         options.log_severity_level = 3
         options.optimized_model_filepath = str(Path(workdir) / "optimized.onnx")
         try:
-            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            ort.InferenceSession(model.SerializeToString(), options,
+                                 providers=["CPUExecutionProvider"])
             optimized = onnx.load(options.optimized_model_filepath)
         except Exception:
             return None

@@ -27,19 +27,26 @@ def reference_accuracy(rows: list[dict]) -> tuple[float | None, str | None]:
     return None, None
 
 
+def within_budget(measured: list[dict], max_drop: float
+                  ) -> tuple[list[dict], list[dict], float | None, str | None]:
+    """(rows within ``max_drop`` pp of the reference accuracy, rows over it, the reference
+    accuracy and artifact). Without a measured reference every row is within."""
+    reference, reference_artifact = reference_accuracy(measured)
+    if reference is None:
+        return measured, [], None, None
+    eligible = [r for r in measured if r["accuracy"] is not None
+                and (reference - r["accuracy"]) * 100 <= max_drop + 1e-9]
+    excluded = [r for r in measured if r not in eligible]  # never the reference itself
+    return eligible, excluded, reference, reference_artifact
+
+
 def recommend_target(rows: list[dict], max_drop: float) -> dict | None:
     """The recommendation for one target's rows (None when no row was measured). Marks each
     measured row's ``tied_with_best``."""
     measured = [r for r in rows if r["status"] == "ok" and r.get("p50_ci_ms")]
     if not measured:
         return None
-    reference, reference_artifact = reference_accuracy(measured)
-    if reference is None:
-        eligible, excluded = measured, []
-    else:
-        eligible = [r for r in measured if r["accuracy"] is not None
-                    and (reference - r["accuracy"]) * 100 <= max_drop + 1e-9]
-        excluded = [r for r in measured if r not in eligible]  # never the reference itself
+    eligible, excluded, reference, reference_artifact = within_budget(measured, max_drop)
     for row in measured:
         row["tied_with_best"] = False
     fastest = min(eligible, key=lambda r: r["p50_ms"])

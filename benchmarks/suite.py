@@ -95,27 +95,21 @@ def parse_threads(text: str) -> list[int]:
     """``"1,2,4"`` -> [1, 2, 4]; ``max`` stands for every usable core."""
     import os
 
-    values = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        if part == "max":
-            values.append(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                          else os.cpu_count() or 1)
-            continue
-        try:
-            values.append(int(part))
-        except ValueError as exc:
-            raise UsageError(f"--threads takes counts like 1,2,4 (or max), received '{text}'.") from exc
-    return list(dict.fromkeys(values))
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    parts = [str(cores) if p.strip() == "max" else p for p in text.split(",")]
+    return parse_counts(",".join(parts), "--threads", "1,2,4 (or max)", received=text)
 
 
-def parse_counts(text: str, flag: str) -> list[int]:
-    """``"1,8,32"`` -> [1, 8, 32] (each at least 1, duplicates dropped)."""
+def parse_counts(text: str, flag: str, example: str = "1,8,32",
+                 received: str | None = None) -> list[int]:
+    """``"1,8,32"`` -> [1, 8, 32], duplicates dropped (:class:`BenchSettings` checks they are at
+    least 1)."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
-        raise UsageError(f"{flag} takes counts like 1,8,32, received '{text}'.") from exc
-    if not values or any(v < 1 for v in values):
-        raise UsageError(f"{flag} takes counts of at least 1 like 1,8,32, received '{text}'.")
+        raise UsageError(f"{flag} takes counts like {example}, received "
+                         f"'{text if received is None else received}'.") from exc
     return list(dict.fromkeys(values))
 
 

@@ -107,14 +107,17 @@ def stem_nodes(prepared) -> list[str]:
 def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = True,
                  activation_type: str = "uint8", weight_type: str = "int8", quant_format: str = "QDQ",
                  reduce_range: bool | None = None, method: str = "minmax",
-                 nodes_to_exclude: list[str] | None = None, float_stem: bool = False):
+                 nodes_to_exclude: list[str] | None = None, float_stem: bool = False,
+                 prepared=None):
     """Static int8 quantization of an fp32 ONNX ModelProto; returns the quantized ModelProto.
 
     ``method``: how activation ranges come from the calibration data: ``minmax`` (default),
     ``entropy`` (KL-divergence threshold) or ``percentile`` (99.999th percentile of |x|);
     :func:`to_onnx_int8_best` measures them. ``nodes_to_exclude``: names of nodes (of the
     graph after ``quant_pre_process``, see :func:`prepared_model`) that stay in float;
-    ``float_stem`` adds the first convolution (:func:`stem_nodes`) to them.
+    ``float_stem`` adds the first convolution (:func:`stem_nodes`) to them. ``prepared``: the
+    :func:`prepared_model` of ``fp32_model`` when the caller already made it (it is the same for
+    every quantization of one model; made here otherwise).
 
     Runs ``quant_pre_process`` (shape inference + graph optimisation) first, as ONNX Runtime
     recommends. Defaults: QDQ format, per-channel int8 weights, uint8 activations (U8S8), and
@@ -157,13 +160,14 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
     if method != "minmax":  # the histogram calibrators stack per-run outputs: equal batches only
         reader.batch_size = 1
     with tempfile.TemporaryDirectory() as workdir:
-        prepared, output = Path(workdir) / "prepared.onnx", Path(workdir) / "int8.onnx"
-        prepared_proto = prepared_model(fp32_model)
-        onnx.save(prepared_proto, prepared)
-        exclude = list(nodes_to_exclude or []) + (stem_nodes(prepared_proto) if float_stem else [])
+        if prepared is None:
+            prepared = prepared_model(fp32_model)
+        source, output = Path(workdir) / "prepared.onnx", Path(workdir) / "int8.onnx"
+        onnx.save(prepared, source)
+        exclude = list(nodes_to_exclude or []) + (stem_nodes(prepared) if float_stem else [])
         try:
             with captured_output():
-                quantize_static(str(prepared), str(output), reader,
+                quantize_static(str(source), str(output), reader,
                                 quant_format=formats[quant_format], per_channel=per_channel,
                                 activation_type=types[activation_type],
                                 weight_type=types[weight_type], reduce_range=reduce_range,
@@ -194,12 +198,7 @@ def prepared_model(fp32_model):
 
 def run_onnx(proto, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """Scores of an ONNX ModelProto on ``x`` in onnxruntime (CPU)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = _session(proto)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[i:i + batch]})[0]
                            for i in range(0, len(x), batch)])
@@ -240,6 +239,7 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
         if name not in INTEGER_TYPES:
             raise UsageError(f"ONNX integer types must be among {', '.join(INTEGER_TYPES)}, "
                              f"received '{name}'.")
+    kwargs.setdefault("prepared", prepared_model(fp32_model))  # once, not once per candidate
     protos, record = {}, {"agreement": {}, "drop_pp": {}, "integer_kernels": {}, "p50_ms": {}}
     for name in types:
         protos[name] = to_onnx_int8(fp32_model, calibration, method=methods[0],
@@ -249,7 +249,7 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
         record["agreement"][key] = round(agreement(scores, reference_scores), 5)
         record["drop_pp"][name] = drop(scores)
         record["integer_kernels"][name] = _integer_kernels(protos[name])
-    sessions = {name: _session(proto) for name, proto in protos.items()}
+    sessions = {name: _session(proto, threads=1) for name, proto in protos.items()}
     sample = {INPUT_NAME: check_x[:1]}
     timings = dict(zip(sessions, time_rounds(
         [lambda s=s: s.run(None, sample) for s in sessions.values()], rounds=5, runs=100,
@@ -281,23 +281,22 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
     return best[1], {"method": best[0], "types": chosen, "why": why, **record}
 
 
-def _session(proto):
+def _session(proto, threads: int | None = None):
+    """An ONNX Runtime CPU session on a ModelProto (``threads`` intra-op threads; None: its
+    default)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.intra_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
     return ort.InferenceSession(proto.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])
 
 
 def _integer_kernels(proto) -> dict | None:
-    """:func:`edgecv.benchmarks.ort_kernels.integer_kernel_report` of an in-memory model."""
+    """:func:`edgecv.benchmarks.ort_kernels.integer_kernel_report` without the op list."""
     from edgecv.benchmarks.ort_kernels import integer_kernel_report
-    import onnx
 
-    with tempfile.TemporaryDirectory() as workdir:
-        path = Path(workdir) / "int8.onnx"
-        onnx.save(proto, path)
-        report = integer_kernel_report(path)
+    report = integer_kernel_report(proto)
     return None if report is None else {k: report[k] for k in ("quantized", "integer", "float")}

@@ -228,8 +228,8 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         else:
             nodes = onnx_float_nodes(prepared, tensors)
             proto = to_onnx_int8(onnx_fp32, run.calibration, method=onnx_method,
-                                 **INTEGER_TYPES[onnx_types],
-                                 nodes_to_exclude=nodes)
+                                 **INTEGER_TYPES[onnx_types], nodes_to_exclude=nodes,
+                                 prepared=prepared)
             data = with_onnx_card(proto, run, "onnx_int8_mixed")
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)

@@ -72,7 +72,11 @@ class Preprocessing:
                 f"image batch has shape {tuple(images.shape)}, expected (..., "
                 f"{self.height}, {self.width}, {self.channels})."
             )
-        x = images.astype(np.float32) * np.float32(self.scale)
+        return self._affine(images)
+
+    def _affine(self, pixels: np.ndarray) -> np.ndarray:
+        """pixel * scale, minus mean, over std, per channel (last axis), in float32."""
+        x = pixels.astype(np.float32) * np.float32(self.scale)
         return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 
     def pixel_table(self, quantize=None) -> np.ndarray:
@@ -81,8 +85,7 @@ class Preprocessing:
         image then becomes model input with one gather (:func:`apply_pixel_table`) instead of
         a multiply, a subtract, a divide and a quantization per pixel."""
         values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], self.channels, axis=1)
-        x = (values.astype(np.float32) * np.float32(self.scale)
-             - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        x = self._affine(values)
         table = x if quantize is None else quantize(x)
         return np.ascontiguousarray(table.T)
 

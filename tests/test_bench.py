@@ -213,7 +213,7 @@ def test_a_changed_artifact_warns_or_is_refused(tiny_run, tmp_path):
     (["--threads", "0"], "--threads must list counts of at least 1"),
     (["--runs", "0"], "--runs must be at least 1"),
     (["--checksum", "maybe"], "--checksum must be one of warn, refuse, off"),
-    (["--batch", "0,8"], "--batch takes counts of at least 1"),
+    (["--batch", "0,8"], "--batch must list sizes of at least 1"),
     (["--batch", "8,x"], "--batch takes counts like 1,8,32"),
     (["--rounds", "0"], "--rounds must be at least 1"),
     (["--max-drop", "-1"], "--max-drop must be 0 or more"),
