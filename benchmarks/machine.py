@@ -62,12 +62,10 @@ def versions() -> dict[str, str]:
 
 def machine_info() -> dict:
     """The machine record stored in every benchmark report."""
+    from edgecv.runtime import usable_cores
+
     found = governors()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
             "governor": governor_summary(found), "platform": platform.platform(),
             "machine": platform.machine(), "python": sys.version.split()[0],
             "versions": versions(), "int8": int8_features(cpu_flags())}

@@ -93,11 +93,9 @@ class BenchSettings:
 
 def parse_threads(text: str) -> list[int]:
     """``"1,2,4"`` -> [1, 2, 4]; ``max`` stands for every usable core."""
-    import os
+    from edgecv.runtime import usable_cores
 
-    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-             else os.cpu_count() or 1)
-    parts = [str(cores) if p.strip() == "max" else p for p in text.split(",")]
+    parts = [str(usable_cores()) if p.strip() == "max" else p for p in text.split(",")]
     return parse_counts(",".join(parts), "--threads", "1,2,4 (or max)", received=text)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +37,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
                 opset: int = 17, max_drop: float = 1.0, recover: bool = False,
                 select_tf_ops: bool = False, options=None, calib_data: str | None = None,
                 onnx_calibration: str = "auto", qat_epochs: int | None = None,
-                qat_lr: float | None = None, log: Callable[[str], None] = print) -> dict:
+                qat_lr: float | None = None, log: Callable[[str], None] = print,
+                progress: Callable[[str], None] | None = None) -> dict:
     """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
     (read with ``options``, see :func:`edgecv.converters.load.load_source`) or an already loaded :class:`RunData`;
     return the report.
@@ -55,6 +57,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     calibrates instead; ``onnx_calibration`` (default ``auto``, see :func:`edgecv.converters.formats.choose_onnx_int8`).
     ``int8_qat`` (quantization-aware fine-tuning, minutes of training) is written only when
     asked for by name; ``qat_epochs`` / ``qat_lr`` set its fine-tuning (default 2 and 1e-4).
+    ``log`` gets one line per artifact, in table order; ``progress`` (default none) what is
+    being built and verified now, for a status display.
     """
     if max_drop < 0:
         raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
@@ -66,9 +70,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     info = _calibration_info(run, log)
     out = _output_dir(out_dir, run)
     conversion = Conversion(run, settings, out, *_reference_scores(run, log), log=log)
-    rows: list[dict] = []
-    for spec in chosen:
-        rows.append(_write_and_verify(spec, conversion, rows[0]["size_bytes"] if rows else None))
+    rows = _build_and_verify(chosen, conversion, progress)
     if recover:
         _recover_over_budget(rows, conversion, max_drop)
     _write_testset(run, out, log)
@@ -134,8 +136,45 @@ def _reference_scores(run: RunData, log: Callable[[str], None]):
     return keras_scores, keras_accuracy
 
 
-def _write_and_verify(spec: Format, conversion: Conversion, fp32_size: int | None) -> dict:
-    """Build one format, write it atomically, verify it; its conversion.json row."""
+def _build_and_verify(chosen: list[Format], conversion: Conversion,
+                      progress: Callable[[str], None] | None) -> list[dict]:
+    """Build the formats in table order on this thread while one more thread verifies those
+    already written, each on every core (:func:`edgecv.converters.verify.artifact_scores`); a
+    format whose build times candidates (``Format.quiet``) waits until the machine is quiet.
+    Returns the rows in table order; their log lines come in that order too."""
+    rows: list[dict] = []
+    pending: list[tuple[Format, dict, Future]] = []
+    status = progress or (lambda _text: None)
+
+    def report(block: bool) -> None:
+        while pending and (block or pending[0][2].done()):
+            spec, row, verified = pending[0]
+            if not verified.done():
+                status(f"verifying {spec.name} on {len(conversion.run.test_x)} images")
+            not_verified = verified.result()
+            pending.pop(0)
+            seconds = row["convert_s"]
+            conversion.log(f"{spec.name:<10} {row['size_bytes'] / 1024:8.1f} KiB  "
+                           f"{not_verified or f'{figures(row)}  {seconds:.1f}s'}")
+            rows.append(row)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="edgecv-verify") as verifier:
+        fp32_size = None
+        for number, spec in enumerate(chosen, 1):
+            if spec.quiet:
+                report(block=True)
+            status(f"building {spec.name} ({number} of {len(chosen)})"
+                   + (f"; verifying {pending[0][0].name}" if pending else ""))
+            row, path = _write(spec, conversion, fp32_size)
+            fp32_size = fp32_size or row["size_bytes"]
+            pending.append((spec, row, verifier.submit(_verify, spec, conversion, row, path)))
+            report(block=False)
+        report(block=True)
+    return rows
+
+
+def _write(spec: Format, conversion: Conversion, fp32_size: int | None) -> tuple[dict, Path]:
+    """Build one format and write it atomically; its conversion.json row (figures to come)."""
     start = time.perf_counter()
     notes: dict = {}
     data = spec.build(conversion, notes)
@@ -151,10 +190,16 @@ def _write_and_verify(spec: Format, conversion: Conversion, fp32_size: int | Non
            "size_ratio_vs_fp32": round(len(data) / fp32_size, 4),
            "sha256": hashlib.sha256(data).hexdigest(), "convert_s": round(seconds, 2),
            **notes}
-    not_verified = spec.verify(conversion, row, path)
-    conversion.log(f"{spec.name:<10} {len(data) / 1024:8.1f} KiB  "
-                   f"{not_verified or f'{figures(row)}  {seconds:.1f}s'}")
-    return row
+    return row, path
+
+
+def _verify(spec: Format, conversion: Conversion, row: dict, path: Path) -> str | None:
+    """``spec.verify`` (figures into ``row``), timed as ``verify_s``."""
+    start = time.perf_counter()
+    try:
+        return spec.verify(conversion, row, path)
+    finally:
+        row["verify_s"] = round(time.perf_counter() - start, 2)
 
 
 def _recover_over_budget(rows: list[dict], conversion: Conversion, max_drop: float) -> None:

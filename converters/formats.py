@@ -24,6 +24,7 @@ from edgecv.converters.cards import with_onnx_card, with_tflite_card
 from edgecv.converters.rundata import RunData
 from edgecv.errors import ConversionError, EdgecvError, UsageError, unknown_name
 from edgecv.io import write_json_atomic
+from edgecv.modelfile.reference import reference_of
 
 ONNX_CALIBRATION = ("auto", "minmax", "entropy", "percentile")
 
@@ -56,6 +57,10 @@ class Conversion:
     log: Callable[[str], None] = print
     onnx_fp32: object | None = None  # the fp32 ONNX proto, made once (onnx, onnx_int8, --recover)
 
+    def __post_init__(self):
+        # One reference for every TFLite build: its frozen graph is made once and reused.
+        self.reference = reference_of(self.run.model)
+
     def onnx_fp32_proto(self):
         """The fp32 ONNX model of ``run.model``, converted on first use."""
         if self.onnx_fp32 is None:
@@ -83,7 +88,9 @@ def verify_in_runtime(conversion: Conversion, row: dict, path: Path) -> str | No
 class Format:
     """One artifact format: ``name`` (the CLI flag, ``conversion.json``'s ``format``), ``file``
     (in the output directory), ``build`` and ``verify``; ``check`` refuses bad settings before
-    anything loads; ``flex``: may use Flex ops with ``--select-tf-ops``."""
+    anything loads; ``flex``: may use Flex ops with ``--select-tf-ops``; ``quiet``: its build
+    times candidates, so it starts once the verifications before it are done (they run on
+    another thread while the next formats build)."""
 
     name: str
     file: str
@@ -91,6 +98,7 @@ class Format:
     verify: Verify = verify_in_runtime
     check: Callable[[Settings], None] | None = None
     flex: bool = False
+    quiet: bool = False
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -122,7 +130,7 @@ def build_fp32(conversion: Conversion, notes: dict) -> bytes:
     from edgecv.converters.tflite import to_tflite_fp32
 
     select = conversion.settings.select_tf_ops
-    return _float_tflite(conversion, "fp32", to_tflite_fp32(conversion.run.model,
+    return _float_tflite(conversion, "fp32", to_tflite_fp32(conversion.reference,
                                                             select_tf_ops=select))
 
 
@@ -130,7 +138,7 @@ def build_fp16(conversion: Conversion, notes: dict) -> bytes:
     from edgecv.converters.tflite import to_tflite_fp16
 
     select = conversion.settings.select_tf_ops
-    return _float_tflite(conversion, "fp16", to_tflite_fp16(conversion.run.model,
+    return _float_tflite(conversion, "fp16", to_tflite_fp16(conversion.reference,
                                                             select_tf_ops=select))
 
 
@@ -138,7 +146,7 @@ def build_dynamic(conversion: Conversion, notes: dict) -> bytes:
     from edgecv.converters.tflite import to_tflite_dynamic
 
     select = conversion.settings.select_tf_ops
-    return _float_tflite(conversion, "dynamic", to_tflite_dynamic(conversion.run.model,
+    return _float_tflite(conversion, "dynamic", to_tflite_dynamic(conversion.reference,
                                                                   select_tf_ops=select))
 
 
@@ -146,7 +154,7 @@ def build_int8(conversion: Conversion, notes: dict) -> bytes:
     from edgecv.converters.tflite import to_tflite_int8
 
     run, io = conversion.run, conversion.settings.io
-    data = _integer_only(to_tflite_int8(run.model, run.calibration, io=io), io)
+    data = _integer_only(to_tflite_int8(conversion.reference, run.calibration, io=io), io)
     return with_tflite_card(data, run, "tflite_int8")
 
 
@@ -165,7 +173,8 @@ def build_int16x8(conversion: Conversion, notes: dict) -> bytes:
     from edgecv.converters.tflite import to_tflite_int16x8
 
     run = conversion.run
-    return with_tflite_card(to_tflite_int16x8(run.model, run.calibration), run, "tflite_int16x8")
+    return with_tflite_card(to_tflite_int16x8(conversion.reference, run.calibration), run,
+                            "tflite_int16x8")
 
 
 def build_onnx(conversion: Conversion, notes: dict) -> bytes:
@@ -215,8 +224,8 @@ def build_edgetpu(conversion: Conversion, notes: dict) -> bytes:
     from edgecv.converters.tflite import to_tflite_int8
 
     run = conversion.run
-    data = uncompiled = _integer_only(to_tflite_int8(run.model, run.calibration, io="uint8",
-                                                     static_batch=True), "uint8")
+    data = uncompiled = _integer_only(to_tflite_int8(conversion.reference, run.calibration,
+                                                     io="uint8", static_batch=True), "uint8")
     report = {"static": edgetpu.static_report(data)}
     compiler = edgetpu.find_compiler()
     if compiler is None:
@@ -290,7 +299,7 @@ FORMAT_TABLE: dict[str, Format] = {f.name: f for f in (
     Format("int8_qat", "model_int8_qat.tflite", build_int8_qat, check=_check_qat),
     Format("int16x8", "model_int16x8.tflite", build_int16x8),
     Format("onnx", "model.onnx", build_onnx),
-    Format("onnx_int8", "model_int8.onnx", build_onnx_int8),
+    Format("onnx_int8", "model_int8.onnx", build_onnx_int8, quiet=True),
     Format("edgetpu", "model_edgetpu.tflite", build_edgetpu, verify_edgetpu),
 )}
 # format name -> output file name

@@ -44,7 +44,7 @@ def _convert(model, configure=None, *, static_batch: bool = False,
         configure(tf, converter)
     try:
         with captured_output(replay_on_error=False):  # the error below says what matters
-            return bytes(converter.convert())
+            return with_serving_signature(bytes(converter.convert()))
     except Exception as exc:  # the converter raises ConverterError / ValueError / RuntimeError
         text = str(exc)
         unsupported = _unsupported_ops(text)
@@ -63,6 +63,40 @@ def _convert(model, configure=None, *, static_batch: bool = False,
         raise ConversionError(f"TFLite conversion of '{model.name}' failed: {first}") from exc
 
 
+def with_serving_signature(data: bytes) -> bytes:
+    """``data`` with the SignatureDef TF's SavedModel path writes (``serving_default``: input
+    ``input``, output ``output_0``) and those names on its input and output tensors, unless it
+    has a signature already. The frozen-graph conversion (:meth:`ModelReference.tflite_converter`)
+    writes none, and LiteRT's ``get_signature_runner()`` and the Android / iOS APIs look the
+    model's tensors up by signature."""
+    import flatbuffers
+
+    from edgecv.card import TFLITE_IDENTIFIER
+    from edgecv.tflite_schema import tflite_schema
+
+    schema = tflite_schema()
+    tree = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    if tree.signatureDefs or len(tree.subgraphs) != 1:
+        return data
+    graph = tree.subgraphs[0]
+    signature = schema.SignatureDefT()
+    signature.signatureKey = "serving_default"
+    signature.subgraphIndex = 0
+    signature.inputs, signature.outputs = [], []
+    for indices, names, side in ((graph.inputs, ["input"], signature.inputs),
+                                 (graph.outputs, ["output_0"], signature.outputs)):
+        names = names if len(indices) == 1 else [f"{names[0]}_{i}" for i in range(len(indices))]
+        for index, name in zip(indices, names):
+            graph.tensors[index].name = name
+            entry = schema.TensorMapT()
+            entry.name, entry.tensorIndex = name, int(index)
+            side.append(entry)
+    tree.signatureDefs = [signature]
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(tree.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
 def _unsupported_ops(text: str) -> list[tuple[str, str | None]]:
     """(``tf.Op``, Keras layer name or None) for each op the converter could not lower."""
     found: dict[str, str | None] = {}
@@ -79,14 +113,10 @@ def _name_layers(model, unsupported: list[tuple[str, str | None]]) -> list[tuple
     """Find the layer of each op the converter's message did not place (its locations name
     Python lines, not nodes, for concrete functions), from the op's node name in the model's
     frozen graph (``.../<layer>_1/<Op>``)."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
     from edgecv.modelfile.reference import reference_of
 
     try:
-        function = reference_of(model).concrete_function()
-        with captured_output(replay_on_error=False):
-            operations = convert_variables_to_constants_v2(function).graph.get_operations()
+        operations = reference_of(model).frozen_function().graph.get_operations()
     except Exception:  # only the error message's detail is at stake: keep the op names alone
         return unsupported
     nodes = {}

@@ -11,6 +11,7 @@ figures ``conversion.json`` records and ``--max-drop`` judges.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +73,28 @@ def check_slice(run: RunData, limit: int = 1000) -> tuple[np.ndarray, str]:
     return x, where
 
 
-def artifact_scores(path: Path, x: np.ndarray) -> np.ndarray:
-    """Scores of the artifact at ``path`` on ``x``, in its runtime, 64 images per call."""
-    from edgecv.runtime import open_backend
+def artifact_scores(path: Path, x: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """Scores of the artifact at ``path`` on ``x``, in its runtime, 64 images per call.
 
-    with open_backend(path, checksum="off") as backend:  # just written: conversion.json is older
-        return np.concatenate([backend.run(x[i:i + 64]) for i in range(0, len(x), 64)])
+    ``x`` is cut into ``workers`` (default: every usable core) contiguous shards, each run by a
+    session of its own with 1 thread, in a thread of its own: LiteRT and ONNX Runtime release
+    the GIL while they compute, and kernels without a multi-threaded path (LiteRT's int16x8
+    reference kernels, the slowest of all to verify) get every core that way. Each image's
+    scores do not depend on the shard it ran in."""
+    from edgecv.runtime import open_backend, usable_cores
+
+    workers = max(1, min(workers or usable_cores(), len(x) // 64))
+
+    def score(part: np.ndarray, threads: int | None) -> np.ndarray:
+        # just written: conversion.json is older, so no checksum to check against
+        with open_backend(path, checksum="off", threads=threads) as backend:
+            return np.concatenate([backend.run(part[i:i + 64]) for i in range(0, len(part), 64)])
+
+    if workers == 1:
+        return score(x, None)
+    with ThreadPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(score, np.array_split(x, workers),
+                                            [1] * workers)))
 
 
 def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextlib import contextmanager
 from typing import Optional
 
 import typer
@@ -261,51 +262,102 @@ def convert_command(
             parse_scale(scale) if scale is not None else None,
             parse_floats(mean, "--mean") if mean is not None else None,
             parse_floats(std, "--std") if std is not None else None)
-    report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
-                         opset=opset, max_drop=max_drop, recover=recover,
-                         select_tf_ops=select_tf_ops, options=options, calib_data=calib_data,
-                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs,
-                         qat_lr=qat_lr, log=log)
+    with _status_line() as progress:
+        report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
+                             opset=opset, max_drop=max_drop, recover=recover,
+                             select_tf_ops=select_tf_ops, options=options,
+                             calib_data=calib_data, onnx_calibration=onnx_calibration,
+                             qat_epochs=qat_epochs, qat_lr=qat_lr, log=log, progress=progress)
     if json_out:
         typer.echo(json_module.dumps(report, indent=2))
+
+
+@contextmanager
+def _status_line():
+    """A transient spinner on stderr saying what a long command does now (rich), when stderr
+    is a terminal; yields the function that updates its text (a no-op otherwise)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _text: None
+        return
+    with console.status("starting") as status:
+        yield lambda text: status.update(text)
 
 
 @app.command("inspect")
 @user_errors
 def inspect_command(
-    run: str = typer.Argument(..., help="Run directory written by `edgecv train`."),
-    quant: bool = typer.Option(False, "--quant", help="Per-layer int8 quantization error "
-                               "(tf.lite QuantizationDebugger)."),
-    top: int = typer.Option(10, help="How many of the worst layers to print."),
+    source: str = typer.Argument(..., help="A run directory, a model file (.keras, .h5, a "
+                                 "SavedModel, a .json config with --weights) or a float .tflite."),
+    quant: bool = typer.Option(False, "--quant", help="Per-layer quantization error: the TF "
+                               "QuantizationDebugger and the AI Edge Quantizer's validation."),
+    top: int = typer.Option(10, help="How many of the worst layers to print per view."),
     samples: int = typer.Option(64, help="Calibration images used as debug samples."),
-    out: Optional[str] = typer.Option(None, help="Where quant_debug.csv goes.",
-                                      show_default="RUN/export"),
+    activations: int = typer.Option(8, help="Activation bits for the AI Edge Quantizer's "
+                                    "recipe: 8 (int8) or 16 (int16x8)."),
+    data: Optional[str] = typer.Option(None, help="Images for a model file or a .tflite (digits, "
+                                       "a folder, an archive, an .npz)."),
+    scale: Optional[str] = typer.Option(None, help="Normalisation of a model file without a "
+                                        "card, e.g. 1/255."),
+    mean: Optional[str] = typer.Option(None, help="Per-channel mean, e.g. 0.485,0.456,0.406."),
+    std: Optional[str] = typer.Option(None, help="Per-channel std."),
+    weights: Optional[str] = typer.Option(None, help="Weights file for a JSON config."),
+    custom_objects: Optional[str] = typer.Option(None, help="FILE.py[:Class1,Class2] defining "
+                                                 "the model's custom layers/models."),
+    out: Optional[str] = typer.Option(None, help="Where the CSV files go.",
+                                      show_default="RUN/export, or beside the model"),
 ) -> None:
-    """Inspect a run: --quant ranks the layers that lose most in int8.
+    """Inspect a model: --quant ranks the layers that lose most when quantized.
 
-    RMSE/scale and SQNR per layer, worst first, as a table and in quant_debug.csv."""
-    from pathlib import Path
-
+    Two views, worst first, as tables and CSV files: quant_debug.csv (TF QuantizationDebugger:
+    RMSE in quantization steps, SQNR; needs the TensorFlow model) and quant_validate.csv (AI
+    Edge Quantizer: SNR, cosine similarity, MSE per tensor; works on any float .tflite)."""
     from rich.console import Console
     from rich.table import Table
 
-    from edgecv.converters.load import load_run
-    from edgecv.converters.quant_debug import layer_errors, write_csv
-    from edgecv.rundir import RunDir
+    from edgecv.converters.inspect_quant import inspect_quant
+    from edgecv.converters.quant_debug import write_csv
+    from edgecv.converters.sources import ModelOptions
 
     if not quant:
-        raise UsageError("say what to inspect: edgecv inspect --quant RUN.")
-    loaded = load_run(run, calib_samples=max(samples, 100))
-    rows = layer_errors(loaded.model, loaded.calibration, loaded.calibration[:samples])
-    path = Path(out) if out else RunDir(run).export.path
-    write_csv(rows, path / "quant_debug.csv")
-    table = Table("op", "tensor", "RMSE/scale", "SQNR dB", title=f"worst {min(top, len(rows))} "
-                  f"of {len(rows)} quantized layers")
-    for row in rows[:top]:
-        table.add_row(row["op"], row["tensor"].split(";")[0][-50:], f"{row['rmse_over_scale']:.3f}",
-                      "-" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}")
-    Console().print(table)
-    typer.echo(f"wrote {path / 'quant_debug.csv'}")
+        raise UsageError("say what to inspect: edgecv inspect --quant SOURCE.")
+    if activations not in (8, 16):
+        raise UsageError(f"--activations must be 8 or 16, received {activations}.")
+    options = ModelOptions(data=data, scale=scale, mean=mean, std=std, weights=weights,
+                           custom_objects=custom_objects)
+    result = inspect_quant(source, options, samples=samples, activation_bits=activations,
+                           out_dir=out, log=lambda line: typer.echo(line, err=True))
+    console = Console()
+    result.out_dir.mkdir(parents=True, exist_ok=True)
+    if result.debugger is not None:
+        rows = result.debugger
+        write_csv(rows, result.out_dir / "quant_debug.csv")
+        table = Table("op", "tensor", "RMSE/scale", "SQNR dB",
+                      title=f"TF QuantizationDebugger: worst {min(top, len(rows))} of "
+                            f"{len(rows)} quantized layers (int8)")
+        for row in rows[:top]:
+            table.add_row(row["op"], row["tensor"].split(";")[0][-50:],
+                          f"{row['rmse_over_scale']:.3f}",
+                          "-" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}")
+        console.print(table)
+        typer.echo(f"wrote {result.out_dir / 'quant_debug.csv'}")
+    if result.quantizer is not None:
+        rows = result.quantizer
+        write_csv(rows, result.out_dir / "quant_validate.csv")
+        kind = "int8" if activations == 8 else "int16 activations, int8 weights"
+        table = Table("op", "tensor", "SNR dB", "cosine", "MSE",
+                      title=f"AI Edge Quantizer: worst {min(top, len(rows))} of {len(rows)} "
+                            f"tensors ({kind})")
+        for row in rows[:top]:
+            table.add_row(row["op"], row["tensor"].split(";")[0][-50:],
+                          "-" if row["snr_db"] is None else f"{row['snr_db']:.1f}",
+                          f"{row['cosine']:.4f}", f"{row['mse']:.3g}")
+        console.print(table)
+        typer.echo(f"wrote {result.out_dir / 'quant_validate.csv'}")
+    for view, reason in result.skipped.items():
+        typer.echo(f"{view} view skipped: {reason}", err=True)
 
 
 @app.command("info")

@@ -61,6 +61,81 @@ def test_artifacts_match_the_keras_model(converted):
     assert report["keras_accuracy"] > 0.5  # a real, trained model (10 classes)
 
 
+def test_tflite_files_carry_the_serving_signature(converted):
+    """The frozen-graph conversion writes no SignatureDef; every TFLite file gets TF's
+    ``serving_default`` back, and a signature runner gives the verified scores."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, _ = converted
+    for name in ("model_fp32.tflite", "model_int8.tflite", "model_int16x8.tflite"):
+        interpreter = Interpreter(model_path=str(out / name))
+        assert interpreter.get_signature_list() == {
+            "serving_default": {"inputs": ["input"], "outputs": ["output_0"]}}, name
+        assert interpreter.get_input_details()[0]["name"] == "input"
+    interpreter = Interpreter(model_path=str(out / "model_fp32.tflite"))
+    shape = interpreter.get_input_details()[0]["shape"]
+    images = np.random.default_rng(0).random((1, *shape[1:]), dtype=np.float32)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    expected = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    scores = interpreter.get_signature_runner()(input=images)["output_0"]
+    assert scores.shape == (1, 10) and np.array_equal(scores, expected)
+
+
+def test_frozen_graph_is_made_once_per_conversion(tmp_path, monkeypatch):
+    """Every TFLite build of one conversion reuses one frozen graph (tracing and freezing once
+    is what keeps `--all` near the cost of its slowest artifact)."""
+    from edgecv.converters.tflite import to_tflite_dynamic, to_tflite_fp16, to_tflite_fp32
+    from edgecv.models import create_model
+    from edgecv.modelfile.reference import KerasReference
+
+    traced = []
+    original = KerasReference.concrete_function
+
+    def counting(self, batch=None):
+        traced.append(batch)
+        return original(self, batch)
+
+    monkeypatch.setattr(KerasReference, "concrete_function", counting)
+    reference = KerasReference(create_model("seed_cnn", input_shape=(16, 16, 1)))
+    sizes = [len(build(reference)) for build in (to_tflite_fp32, to_tflite_fp16,
+                                                  to_tflite_dynamic)]
+    assert traced == [None] and sizes[0] > sizes[1] > sizes[2]
+
+
+def test_sharded_verification_gives_the_scores_of_one_session(converted, trained_run):
+    """Verification splits the test images over one session per core; each image's scores are
+    the ones a single session gives (LiteRT, including the int16x8 reference kernels, and ORT)."""
+    from edgecv.converters.load import load_run
+    from edgecv.converters.verify import artifact_scores
+
+    out, _ = converted
+    x = load_run(trained_run, calib_samples=10).test_x[:200]
+    for name in ("model_fp32.tflite", "model_int16x8.tflite", "model_int8.onnx"):
+        single = artifact_scores(out / name, x, workers=1)
+        assert np.array_equal(artifact_scores(out / name, x, workers=3), single), name
+
+
+def test_conversion_reports_progress_and_keeps_table_order(trained_run, tmp_path):
+    """Builds go on while earlier artifacts are verified on another thread; the progress
+    callback says what is being built and verified, and the rows and log lines keep table
+    order."""
+    from edgecv.converters.convert import convert_run
+
+    lines, status = [], []
+    report = convert_run(trained_run, ["int16x8", "onnx", "fp16"], out_dir=tmp_path,
+                         calib_samples=20, max_drop=100, log=lines.append,
+                         progress=status.append)
+    order = ["fp32", "fp16", "int16x8", "onnx"]
+    assert [row["format"] for row in report["artifacts"]] == order
+    logged = [line.split()[0] for line in lines if line.split()[0] in order]
+    assert logged == order
+    assert [text.split()[1] for text in status if text.startswith("building")] == order
+    assert status[0] == "building fp32 (1 of 4)"
+    assert all(row["verify_s"] > 0 and row["agreement"] > 0.9 for row in report["artifacts"])
+
+
 def test_int8_model_is_integer_only_with_int8_io(converted):
     from edgecv.converters.tflite import integer_only_violations
     from edgecv.runtime import open_backend

@@ -94,11 +94,6 @@ class SavedModelReference(ModelReference):
         spec = tf.TensorSpec((batch, *self.input_shape[1:]), tf.float32, name="input")
         return tf.function(self.call, input_signature=[spec]).get_concrete_function()
 
-    def tflite_converter(self, static_batch: bool = False):
-        function = self.concrete_function(1 if static_batch else None)
-        return sys.modules["tensorflow"].lite.TFLiteConverter.from_concrete_functions(
-            [function], self.trackable)
-
     def tf2onnx_proto(self, input_signature: list, opset: int, output_name: str):
         import tf2onnx
 

@@ -10,6 +10,7 @@ the model's own tensor parameters. ``bench``, ``predict`` and ``camera`` all go 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from edgecv.card import ModelCard, read_tflite_card
@@ -18,7 +19,15 @@ from edgecv.modelfile.kinds import is_saved_model, runtime_for
 from edgecv.runtime.base import Backend
 from edgecv.runtime.targets import TARGETS
 
-__all__ = ["Backend", "TARGETS", "open_backend", "read_card"]
+__all__ = ["Backend", "TARGETS", "open_backend", "read_card", "usable_cores"]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask on Linux), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None = None,

@@ -1,0 +1,113 @@
+"""Per-tensor int8 (or int16-activation) error of any float .tflite, with Google's AI Edge
+Quantizer (``ai-edge-quantizer``; the ``quantizer`` extra, also in ``train``).
+
+The TF converter's ``QuantizationDebugger`` (:mod:`edgecv.converters.quant_debug`) needs the
+TensorFlow model; the AI Edge Quantizer works on the .tflite file itself: it calibrates the
+float model in LiteRT, quantizes it with a recipe (``static_wi8_ai8``: int8 weights per channel,
+int8 activations; ``static_wi8_ai16``: 16-bit activations) and runs float and quantized side by
+side on sample images, comparing every tensor. So `edgecv inspect --quant` can rank the layers
+of a model edgecv never saw as TensorFlow, and of every run, from a second, independent
+quantizer.
+
+Needs no TensorFlow. The file must carry a SignatureDef (the quantizer feeds signatures); one is
+added when it has none (:func:`edgecv.converters.tflite.with_serving_signature`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgecv.errors import EdgecvError
+from edgecv.io import captured_output
+from edgecv.tflite_schema import tflite_schema
+
+INSTALL = "pip install 'edgecv[quantizer]' (ai-edge-quantizer)"
+
+
+def _quantizer():
+    try:
+        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer.utils import validation_utils
+    except ImportError as exc:
+        raise EdgecvError(f"the AI Edge Quantizer is not installed: {INSTALL}.") from exc
+    return quantizer, recipe, validation_utils
+
+
+def _signature(model: bytes) -> tuple[bytes, str, str]:
+    """The model (with a serving signature added if it had none), its signature key and its
+    one input's name in that signature."""
+    from edgecv.converters.tflite import with_serving_signature
+    from edgecv.runtime.targets import load_interpreter_class
+
+    model = with_serving_signature(model)
+    signatures = load_interpreter_class()(model_content=model).get_signature_list()
+    key, entry = next(iter(signatures.items()))
+    if len(entry["inputs"]) != 1:
+        raise EdgecvError(f"the model's signature '{key}' has {len(entry['inputs'])} inputs; "
+                          "edgecv inspects image classifiers with one input.")
+    return model, key, entry["inputs"][0]
+
+
+def _feed(key: str, name: str, x: np.ndarray) -> dict:
+    return {key: [{name: x[i:i + 1].astype(np.float32)} for i in range(len(x))]}
+
+
+def producing_ops(model: bytes) -> dict[str, str]:
+    """Tensor name -> the name of the builtin op that writes it, for subgraph 0."""
+    schema = tflite_schema()
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    root = schema.Model.GetRootAs(model, 0)
+    graph = root.Subgraphs(0)
+    found = {}
+    for o in range(graph.OperatorsLength()):
+        op = graph.Operators(o)
+        code = root.OperatorCodes(op.OpcodeIndex())
+        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        for index in op.OutputsAsNumpy().tolist() if op.OutputsLength() else []:
+            found[graph.Tensors(index).Name().decode()] = name
+    return found
+
+
+def quantize(model: bytes, calibration: np.ndarray, activation_bits: int = 8):
+    """(the quantizer, its quantized model bytes) for the float ``model`` calibrated on
+    ``calibration`` (float32 NHWC, already normalised), with int8 weights per channel and
+    ``activation_bits`` (8 or 16) activations on every op the quantizer supports."""
+    quantizer, recipe, _ = _quantizer()
+    if activation_bits not in (8, 16):
+        raise EdgecvError(f"activation bits must be 8 or 16, received {activation_bits}.")
+    model, key, name = _signature(model)
+    chosen = recipe.static_wi8_ai8() if activation_bits == 8 else recipe.static_wi8_ai16()
+    engine = quantizer.Quantizer(bytearray(model), chosen)
+    with captured_output(replay_on_error=False):
+        ranges = engine.calibrate(_feed(key, name, calibration), num_threads=1)
+        result = engine.quantize(ranges, enable_progress_report=False)
+    return engine, bytes(result.quantized_model)
+
+
+def tensor_errors(model: bytes, calibration: np.ndarray, samples: np.ndarray,
+                  activation_bits: int = 8) -> list[dict]:
+    """Per tensor of the quantized model that the float one also has (activations and the
+    output; weights left out): the op that writes it, SNR in dB (signal power over the power
+    of the quantized-minus-float difference; higher is better, under about 20 dB a layer loses
+    visibly), cosine similarity and mean squared error, on ``samples``. Worst SNR first."""
+    _, _, validation = _quantizer()
+    engine, quantized = quantize(model, calibration, activation_bits)
+    model, key, name = _signature(model)
+    metrics = [validation.ValidationErrorMetric.SNR,
+               validation.ValidationErrorMetric.COSINE_SIMILARITY,
+               validation.ValidationErrorMetric.MSE]
+    with captured_output(replay_on_error=False):
+        result = engine.validate(_feed(key, name, samples), error_metrics=metrics, num_threads=1)
+    found = result.get_signature_comparison_result(key)
+    ops = producing_ops(model)
+    rows = []
+    for tensors in (found.intermediate_tensors, found.output_tensors):
+        for tensor, values in tensors.items():
+            snr = float(values["snr"])
+            rows.append({"op": ops.get(tensor, "?"), "tensor": tensor,
+                         "snr_db": round(10 * math.log10(snr), 2) if snr > 0 else None,
+                         "cosine": round(float(values["cosine_similarity"]), 5),
+                         "mse": float(values["mse"])})
+    return sorted(rows, key=lambda r: -math.inf if r["snr_db"] is None else r["snr_db"])

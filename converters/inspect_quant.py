@@ -1,0 +1,123 @@
+"""``edgecv inspect --quant SOURCE``: which layers lose most when the model is quantized.
+
+SOURCE is a run directory, a model file (``.keras``, ``.h5``, a SavedModel, a JSON config with
+``--weights``; read like ``edgecv convert`` reads it) or a float ``.tflite`` file. Two
+independent views, each ranked worst first and written to a CSV beside the other artifacts:
+
+- the TF converter's ``QuantizationDebugger`` (:mod:`edgecv.converters.quant_debug`: RMSE in
+  quantization steps, SQNR), which needs the TensorFlow model, so not for a bare ``.tflite``;
+- Google's AI Edge Quantizer (:mod:`edgecv.converters.aeq`: SNR, cosine similarity, MSE per
+  tensor), which works on the ``.tflite`` itself: the model's fp32 TFLite conversion, or the
+  given file. Skipped, with the install line, when ``ai-edge-quantizer`` is not installed.
+
+Images: the source's calibration split (a run's TRAIN split; ``--data`` for a model file). For
+a ``.tflite``: its model card fixes the preprocessing (an edgecv artifact) and its source run
+gives the images unless ``--data`` is given; a file without a card needs ``--data`` and the
+normalisation flags, as a Keras model file does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecv.converters import aeq
+from edgecv.converters.sources import ModelOptions, load_model_data, resolve_contract
+from edgecv.errors import EdgecvError, ModelFileError, UsageError
+
+
+@dataclass
+class QuantInspection:
+    """The rows of each view (None when that view could not run; ``skipped`` says why)."""
+
+    source: str
+    images: str  # where the calibration / sample images came from
+    out_dir: Path
+    debugger: list[dict] | None = None
+    quantizer: list[dict] | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def inspect_quant(source: str | Path, options: ModelOptions | None = None, samples: int = 64,
+                  activation_bits: int = 8, out_dir: str | Path | None = None,
+                  log: Callable[[str], None] = print) -> QuantInspection:
+    """Both views for ``source`` with ``samples`` sample images (at least 100 calibrate)."""
+    options = options or ModelOptions()
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, received {samples}.")
+    calib_samples = max(samples, 100)
+    if str(source).lower().endswith(".tflite"):
+        model, calibration, images = _tflite_source(Path(source), options, calib_samples, log)
+        result = QuantInspection(str(source), images,
+                                 Path(out_dir) if out_dir else Path(source).resolve().parent)
+        result.skipped["debugger"] = ("the TF QuantizationDebugger needs the TensorFlow model; "
+                                      "pass the run or the model file for it")
+    else:
+        from edgecv.converters.load import load_source
+        from edgecv.converters.quant_debug import layer_errors
+        from edgecv.converters.tflite import to_tflite_fp32
+        from edgecv.rundir import RunDir
+
+        run = load_source(source, calib_samples, options, log)
+        calibration = run.calibration
+        default_out = run.default_out or RunDir(run.run_dir).export.path
+        result = QuantInspection(str(source), (run.calibration_info or {}).get(
+            "source", "the source's calibration split"), Path(out_dir or default_out))
+        result.debugger = layer_errors(run.model, calibration, calibration[:samples])
+        model = to_tflite_fp32(run.model)
+    try:
+        result.quantizer = aeq.tensor_errors(model, calibration, calibration[:samples],
+                                             activation_bits)
+    except EdgecvError as exc:
+        if "not installed" not in str(exc):
+            raise
+        result.skipped["quantizer"] = str(exc)
+    return result
+
+
+def _tflite_source(path: Path, options: ModelOptions, calib_samples: int,
+                   log: Callable[[str], None]) -> tuple[bytes, np.ndarray, str]:
+    """A float .tflite file, and calibration images normalised as it expects."""
+    from edgecv.card import read_tflite_card
+    from edgecv.rundir import RunDir
+    from edgecv.runtime.targets import load_interpreter_class
+
+    if not path.is_file():
+        raise ModelFileError(f"model file '{path}' does not exist.")
+    model = path.read_bytes()
+    card = read_tflite_card(model)
+    interpreter = load_interpreter_class()(model_content=model)
+    detail, output = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    if np.dtype(detail["dtype"]) != np.float32 or any(
+            t["quantization"][0] for t in interpreter.get_tensor_details()
+            if np.dtype(t["dtype"]) in (np.int8, np.uint8, np.int16)):
+        raise UsageError(f"'{path}' is already quantized; inspect --quant quantizes the float "
+                         "model: pass its fp32 .tflite (edgecv convert writes "
+                         "model_fp32.tflite), the run or the model file.")
+    if len(detail["shape"]) != 4:
+        raise UsageError(f"'{path}' takes input of shape {tuple(detail['shape'])}; edgecv "
+                         "inspects image classifiers with one (N, H, W, C) input.")
+    if card is not None:
+        given = [f for f in ("--scale", "--mean", "--std", "--img-size", "--channels")
+                 if f in options.given()]
+        if given:
+            raise UsageError(f"'{path}' carries an edgecv model card, which fixes the "
+                             f"preprocessing: drop {', '.join(given)}.")
+        pre = card.preprocessing
+        if options.data is None and card.source_run and RunDir(card.source_run).is_run():
+            from edgecv.converters.load import load_run
+
+            run = load_run(card.source_run, calib_samples)
+            return model, run.calibration, f"its source run {card.source_run} (train split)"
+    else:
+        pre = resolve_contract(path, tuple(int(d) for d in detail["shape"][1:]), options)
+    if options.data is None:
+        raise UsageError(f"'{path}' names no run whose images could calibrate it: pass --data "
+                         "SOURCE (digits, an image folder, an archive or an .npz).")
+    data = load_model_data(options.data, pre, int(output["shape"][-1]), calib_samples,
+                           options.seed)
+    log(f"images: {data.description}")
+    return model, data.calibration, str(options.data)
