@@ -86,6 +86,35 @@ def quantize(model: bytes, calibration: np.ndarray, activation_bits: int = 8):
     return engine, bytes(result.quantized_model)
 
 
+def available() -> bool:
+    """Whether ``ai-edge-quantizer`` is installed."""
+    try:
+        _quantizer()
+    except EdgecvError:
+        return False
+    return True
+
+
+def quantize_mixed(model: bytes, calibration: np.ndarray, int16_ops: list[str]) -> bytes:
+    """Full int8 (int8 weights per channel, int8 activations) except the ops writing the tensors
+    named in ``int16_ops``, which get 16-bit activations (int16x8 kernels; the quantizer puts
+    the requantizing ops between them). An op's recipe scope is its output tensor names, each
+    followed by ``;``."""
+    import re
+
+    quantizer, recipe, _ = _quantizer()
+    from ai_edge_quantizer import qtyping
+
+    model, key, name = _signature(model)
+    engine = quantizer.Quantizer(bytearray(model), recipe.static_wi8_ai8())
+    for op in int16_ops:
+        engine.add_static_config("^" + re.escape(op + ";"),
+                                 qtyping.TFLOperationName.ALL_SUPPORTED, 16, 8)
+    with captured_output(replay_on_error=False):
+        ranges = engine.calibrate(_feed(key, name, calibration), num_threads=1)
+        return bytes(engine.quantize(ranges, enable_progress_report=False).quantized_model)
+
+
 def tensor_errors(model: bytes, calibration: np.ndarray, samples: np.ndarray,
                   activation_bits: int = 8) -> list[dict]:
     """Per tensor of the quantized model that the float one also has (activations and the

@@ -26,7 +26,7 @@ from edgecv.converters.formats import Conversion, Format, Settings, selected_for
 from edgecv.converters.load import load_source
 from edgecv.converters.rundata import RunData
 from edgecv.converters.verify import budget_drop, figures
-from edgecv.errors import AccuracyDropError, UsageError
+from edgecv.errors import AccuracyDropError, UsageError, unknown_name
 from edgecv.io import atomic_path, write_json_atomic
 from edgecv.rundir import ExportDir, RunDir
 from edgecv.testset import save_testset
@@ -38,7 +38,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
                 select_tf_ops: bool = False, options=None, calib_data: str | None = None,
                 onnx_calibration: str = "auto", qat_epochs: int | None = None,
                 qat_lr: float | None = None, log: Callable[[str], None] = print,
-                progress: Callable[[str], None] | None = None) -> dict:
+                progress: Callable[[str], None] | None = None,
+                recover_mix: str = "auto") -> dict:
     """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
     (read with ``options``, see :func:`edgecv.converters.load.load_source`) or an already loaded :class:`RunData`;
     return the report.
@@ -49,7 +50,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     Raises AccuracyDropError after writing ``conversion.json`` if an artifact drops too much.
     With ``recover``, an int8 TFLite or ONNX model over budget is followed by a mixed
     int8/float one (:func:`edgecv.converters.recover.recover`); if that one fits the budget, the
-    int8 drop no longer fails the run.
+    int8 drop no longer fails the run; ``recover_mix`` (``--recover-mix``: auto, int16, float)
+    says what the worst TFLite tensors get (:func:`edgecv.converters.recover.recover`).
     ``select_tf_ops`` allows Flex ops in fp32/fp16/dynamic (refused with int8, int16x8, edgetpu);
     a file that needs them is marked ``deployable: false`` and, since ai-edge-litert has no
     Flex delegate, recorded as not verified instead of failing.
@@ -62,6 +64,10 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     """
     if max_drop < 0:
         raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
+    from edgecv.converters.recover import RECOVER_MIXES
+
+    if recover_mix not in RECOVER_MIXES:
+        raise unknown_name("--recover-mix value", recover_mix, RECOVER_MIXES)
     settings = Settings(io=io, opset=opset, select_tf_ops=select_tf_ops,
                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr,
                         max_drop=max_drop)
@@ -72,7 +78,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     conversion = Conversion(run, settings, out, *_reference_scores(run, log), log=log)
     rows = _build_and_verify(chosen, conversion, progress)
     if recover:
-        _recover_over_budget(rows, conversion, max_drop)
+        _recover_over_budget(rows, conversion, max_drop, recover_mix)
     _write_testset(run, out, log)
     report = {"run": str(run.run_dir), "keras_accuracy": conversion.keras_accuracy,
               "test_images": int(len(run.test_x)), "calibration_samples": int(len(run.calibration)),
@@ -202,7 +208,8 @@ def _verify(spec: Format, conversion: Conversion, row: dict, path: Path) -> str 
         row["verify_s"] = round(time.perf_counter() - start, 2)
 
 
-def _recover_over_budget(rows: list[dict], conversion: Conversion, max_drop: float) -> None:
+def _recover_over_budget(rows: list[dict], conversion: Conversion, max_drop: float,
+                         mix: str = "auto") -> None:
     """Follow each int8 row (TFLite, ONNX) over budget with its mixed int8/float row; an int8
     row whose mixed one fits the budget is marked ``recovered_by``."""
     from edgecv.converters.recover import recover as recover_mixed
@@ -218,7 +225,7 @@ def _recover_over_budget(rows: list[dict], conversion: Conversion, max_drop: flo
                               conversion.keras_accuracy, max_drop, conversion.out, conversion.log,
                               onnx_fp32=conversion.onnx_fp32,
                               onnx_method=chosen.get("method", "minmax"),
-                              onnx_types=chosen.get("types", "u8s8"))
+                              onnx_types=chosen.get("types", "u8s8"), mix=mix)
         mixed["size_ratio_vs_fp32"] = round(mixed["size_bytes"] / fp32_size, 4)
         rows.append(mixed)
         if mixed["within_budget"]:

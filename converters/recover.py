@@ -18,17 +18,23 @@ neither of those alone finds it.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from edgecv.converters import aeq
 from edgecv.converters.cards import with_onnx_card, with_tflite_card
 from edgecv.converters.quant_debug import crushed_share
 from edgecv.converters.verify import (artifact_scores, budget_drop, check_data, figures,
                                       score_drops, verify_artifact)
+from edgecv.errors import EdgecvError
 
 # a tensor counts as crushed when at least this share of its live channels is under one step
 CRUSHED_SHARE = 0.25
+# --recover-mix: what the worst tensors of a TFLite int8 model get (see recover)
+RECOVER_MIXES = ("auto", "int16", "float")
 
 
 def rank_tensors(rows: list[dict]) -> list[dict]:
@@ -173,8 +179,13 @@ def _slice_row(path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
 
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,
             max_drop: float, out, log, onnx_fp32=None, onnx_method: str = "minmax",
-            onnx_types: str = "u8s8") -> dict:
-    """Keep the worst tensors (:func:`rank_tensors`; 1, 2, 4, ... of them, each with its
+            onnx_types: str = "u8s8", mix: str = "auto") -> dict:
+    """The cheapest mixed model within ``max_drop``. For TFLite (``mix``, ``--recover-mix``):
+    ``int16`` gives the worst tensors 16-bit activations (:func:`_int16_first`, the AI Edge
+    Quantizer's per-layer recipe: int16x8 kernels, no float; its ``steps``), falling back to
+    float when that does not fit; ``float`` keeps them in float (below); ``auto`` (default)
+    makes both and ships the faster one within budget (:func:`_faster_mix`; int16 alone needs
+    the quantizer installed). ONNX: float. Keep the worst tensors (:func:`rank_tensors`; 1, 2, 4, ... of them, each with its
     producer and consumers) in float until the drop (``budget_drop``) is within ``max_drop``.
     ``kind``: ``tflite`` (denylisted nodes of the QuantizationDebugger, from
     ``model_int8.tflite``) or ``onnx`` (``nodes_to_exclude``, from ``model_int8.onnx`` quantized
@@ -198,7 +209,22 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         full = out / "model_int8.tflite"
         ranking = rank_tensors(layer_errors(run.model, run.calibration, debug))
         consumers = tflite_consumers(full.read_bytes())
-    else:
+    if mix not in RECOVER_MIXES:
+        from edgecv.errors import unknown_name
+
+        raise unknown_name("--recover-mix value", mix, RECOVER_MIXES)
+    int16_row = int16_data = int16_steps = None
+    if kind == "tflite" and mix in ("auto", "int16"):
+        if not aeq.available():
+            if mix == "int16":
+                raise EdgecvError(f"--recover-mix int16 needs the AI Edge Quantizer: "
+                                  f"{aeq.INSTALL}.")
+        else:
+            int16_row, int16_data, int16_steps = _int16_first(run, debug, max_drop, log)
+            if int16_row is not None and mix == "int16":
+                return _finish(int16_row, int16_data, run, full, out / "model_int8_mixed.tflite",
+                               keras_scores, keras_accuracy, max_drop, log)
+    if kind == "onnx":
         import onnx
 
         from edgecv.converters.onnx import INTEGER_TYPES, prepared_model, to_onnx_int8
@@ -233,7 +259,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
             data = with_onnx_card(proto, run, "onnx_int8_mixed")
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
-        row = {"format": fmt, "file": path.name, "size_bytes": len(data),
+        row = {"format": fmt, "file": path.name, "mix": "int8, float", "size_bytes": len(data),
                "sha256": hashlib.sha256(data).hexdigest(), "float_tensors": tensors,
                "float_layers": nodes}
         check = _slice_row(path, check_x, check_y, check_reference, check_keras)
@@ -244,15 +270,113 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
             break
         count = min(2 * count, len(ranking))
     row.update(chosen_on=where, check_agreement=round(check["agreement"], 5),
-               check_drop_pp=budget_drop(check),
-               **verify_artifact(path, run, keras_scores))
+               check_drop_pp=budget_drop(check))
+    data = None
+    if int16_row is not None:  # both mixes were made: the faster one within budget
+        row, data = _faster_mix(row, budget_drop(check) <= max_drop, int16_row, int16_data,
+                                path, run.test_x[:1], log)
+    elif int16_steps:
+        row["int16_steps"] = int16_steps  # tried, did not fit
+    return _finish(row, data, run, full, path, keras_scores, keras_accuracy, max_drop, log)
+
+
+def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: bytes,
+                path, sample: np.ndarray, log) -> tuple[dict, bytes | None]:
+    """Both mixed models were made: the int16 one (within budget on the check slice) and the
+    float one at ``path``. The faster one on this machine (1 thread) wins if the float one is
+    within budget too, else the int16 one; the other is summarised as ``alternative``. (LiteRT
+    runs int16x8 with reference kernels on CPU, so there float is usually faster; on a target
+    without float kernels int16 is the only mix.)"""
+    summary = {"float": {"mix": "int8, float", "float_layers": len(float_row["float_layers"]),
+                         "check_drop_pp": float_row["check_drop_pp"]},
+               "int16": {"mix": int16_row["mix"], "int16_layers": len(int16_row["int16_layers"]),
+                         "check_drop_pp": int16_row["check_drop_pp"]}}
+    if not float_fits:
+        int16_row["alternative"] = {**summary["float"], "within_budget_on_check": False}
+        return int16_row, int16_data
+    with tempfile.TemporaryDirectory() as workdir:
+        candidate = Path(workdir) / "int16.tflite"
+        candidate.write_bytes(int16_data)
+        timings = {"float": p50_ms(path, sample), "int16": p50_ms(candidate, sample)}
+    chosen = min(timings, key=timings.get)
+    other = "int16" if chosen == "float" else "float"
+    log(f"recover    both mixes fit: float {timings['float']:.3f} ms, int16 "
+        f"{timings['int16']:.3f} ms (1 thread): {chosen}")
+    row, data = (float_row, None) if chosen == "float" else (int16_row, int16_data)
+    row["alternative"] = {**summary[other], "p50_ms_1_thread": round(timings[other], 4)}
+    return row, data
+
+
+def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_accuracy,
+            max_drop: float, log) -> dict:
+    """Write ``data`` (when given; else it is at ``path`` already), verify the chosen mixed
+    artifact on the test split and time it against full int8 (1 thread)."""
+    import hashlib
+
+    from edgecv.io import atomic_path
+
+    if data is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        row.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    row.update(verify_artifact(path, run, keras_scores))
     score_drops(row, keras_accuracy)
-    log(f"recover    {fmt} on the test split: {figures(row)}")
+    log(f"recover    {row['format']} on the test split: {figures(row)}")
     sample = run.test_x[:1]
     full_ms, mixed_ms = p50_ms(full, sample), p50_ms(path, sample)
     row["p50_ms_1_thread"] = round(mixed_ms, 4)
     row["latency_cost_vs_int8"] = round(mixed_ms / full_ms, 3)
     row["within_budget"] = budget_drop(row) <= max_drop
-    log(f"recover    {len(row['float_layers'])} float op(s); p50 {mixed_ms:.3f} ms vs "
+    log(f"recover    {len(row['float_layers'])} float op(s), "
+        f"{len(row.get('int16_layers', []))} int16 op(s); p50 {mixed_ms:.3f} ms vs "
         f"{full_ms:.3f} ms for full int8 ({row['latency_cost_vs_int8']}x)")
     return row
+
+
+def _int16_first(run, debug: np.ndarray, max_drop: float,
+                 log) -> tuple[dict | None, bytes | None, list[dict]]:
+    """The cheaper mix before any float: 16-bit activations (int16x8 kernels) for the worst
+    tensors by the AI Edge Quantizer's SNR (1, 2, 4, ... of them, each with its producer and
+    consumers), the rest int8, until the drop on the check slice fits ``max_drop``. Returns
+    (row, file bytes, steps), or (None, None, steps) when even every ranked tensor in int16
+    does not fit (then ``--recover`` keeps tensors in float instead)."""
+    from edgecv.converters.tflite import to_tflite_fp32
+
+    fp32 = to_tflite_fp32(run.model)
+    ranking = [r["tensor"] for r in aeq.tensor_errors(fp32, run.calibration, debug)
+               if r["snr_db"] is not None]
+    consumers = tflite_consumers(fp32)
+    check_x, check_y, where = check_data(run)
+    reference = run.model.predict(check_x, batch_size=256, verbose=0)
+    reference_accuracy = (None if check_y is None
+                          else float((reference.argmax(1) == check_y).mean()))
+    steps, count = [], 1
+    with tempfile.TemporaryDirectory() as workdir:
+        candidate = Path(workdir) / "mixed.tflite"
+        while ranking:
+            tensors = ranking[:count]
+            ops = tflite_float_nodes(tensors, consumers)
+            data = with_tflite_card(aeq.quantize_mixed(fp32, run.calibration, ops), run,
+                                    "tflite_int8_mixed", {"int16_layers": ops,
+                                                          "float_layers": []})
+            candidate.write_bytes(data)
+            check = _slice_row(candidate, check_x, check_y, reference, reference_accuracy)
+            steps.append({"int16_tensors": len(tensors), "int16_ops": len(ops),
+                          "check_drop_pp": budget_drop(check),
+                          "check_agreement": round(check["agreement"], 5)})
+            log(f"recover    int8_mixed: {len(tensors)} tensor(s), {len(ops)} op(s) with int16 "
+                f"activations (AI Edge Quantizer): on the {where}: agreement "
+                f"{check['agreement']:.4f}, drop {budget_drop(check):+.2f} pp")
+            if budget_drop(check) <= max_drop:
+                row = {"format": "int8_mixed", "file": "model_int8_mixed.tflite",
+                       "mix": "int8, int16 activations", "quantizer": "ai-edge-quantizer",
+                       "int16_tensors": tensors, "int16_layers": ops, "float_tensors": [],
+                       "float_layers": [], "steps": steps, "chosen_on": where,
+                       "check_agreement": round(check["agreement"], 5),
+                       "check_drop_pp": budget_drop(check)}
+                return row, data, steps
+            if count >= len(ranking):
+                break
+            count = min(2 * count, len(ranking))
+    log("recover    int16 activations on every ranked tensor do not fit the budget: float next")
+    return None, None, steps

@@ -189,6 +189,9 @@ def convert_command(
                                    "percentage points, vs the reference model."),
     recover: bool = typer.Option(False, help="If int8 drops more than --max-drop, keep its worst "
                                  "layers in float until it fits (model_int8_mixed.tflite)."),
+    recover_mix: str = typer.Option("auto", help="--recover for TFLite: what the worst layers "
+                                    "get: float, int16 (16-bit activations, AI Edge Quantizer) "
+                                    "or auto (both made, the faster within budget shipped)."),
     qat: bool = typer.Option(False, "--qat", help="Also quantization-aware fine-tune a "
                              "fake-quantized copy on the training split, distilling from the "
                              "model, then write full int8 with its learned ranges "
@@ -267,7 +270,8 @@ def convert_command(
                              opset=opset, max_drop=max_drop, recover=recover,
                              select_tf_ops=select_tf_ops, options=options,
                              calib_data=calib_data, onnx_calibration=onnx_calibration,
-                             qat_epochs=qat_epochs, qat_lr=qat_lr, log=log, progress=progress)
+                             qat_epochs=qat_epochs, qat_lr=qat_lr, log=log, progress=progress,
+                             recover_mix=recover_mix)
     if json_out:
         typer.echo(json_module.dumps(report, indent=2))
 
