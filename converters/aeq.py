@@ -70,6 +70,16 @@ def producing_ops(model: bytes) -> dict[str, str]:
     return found
 
 
+def weight_only(model: bytes) -> bytes:
+    """``model`` with int8 weights (per channel) and float activations: the quantizer's
+    ``weight_only_wi8_afp32`` recipe, no calibration."""
+    quantizer, recipe, _ = _quantizer()
+    model, _key, _name = _signature(model)
+    engine = quantizer.Quantizer(bytearray(model), recipe.weight_only_wi8_afp32())
+    with captured_output(replay_on_error=False):
+        return bytes(engine.quantize(enable_progress_report=False).quantized_model)
+
+
 def quantize(model: bytes, calibration: np.ndarray, activation_bits: int = 8):
     """(the quantizer, its quantized model bytes) for the float ``model`` calibrated on
     ``calibration`` (float32 NHWC, already normalised), with int8 weights per channel and

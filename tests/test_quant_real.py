@@ -150,6 +150,7 @@ def test_recover_tries_int16_activations_before_float(outlier_run, tmp_path):
     op; each step is recorded, and the file really has int16 and int8 tensors and no float32
     one. With auto, both mixes are made and the faster one within budget ships."""
     from edgecv.converters.convert import convert_run
+    from edgecv.errors import UsageError
     from edgecv.tflite_schema import operator_types
 
     report = convert_run(outlier_run, ["int8"], out_dir=tmp_path, max_drop=20.0, recover=True,
@@ -165,6 +166,9 @@ def test_recover_tries_int16_activations_before_float(outlier_run, tmp_path):
               for d in types}
     assert {"int16", "int8"} <= dtypes and "float32" not in dtypes
 
+    with pytest.raises(UsageError, match="--recover-mix value 'fast'"):
+        convert_run(outlier_run, ["int8"], out_dir=tmp_path / "x", recover=True,
+                    recover_mix="fast", log=lambda _: None)
     # auto: both mixes fit 20 pp; the faster one on this machine ships, the other is summarised
     auto = convert_run(outlier_run, ["int8"], out_dir=tmp_path / "auto", max_drop=20.0,
                        recover=True, log=lambda _: None)["artifacts"][-1]

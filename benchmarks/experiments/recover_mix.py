@@ -41,14 +41,10 @@ def quantizer_baselines(run: Path) -> dict:
     x, _y, where = check_data(loaded)
     reference = loaded.model.predict(x, batch_size=256, verbose=0)
     fp32 = to_tflite_fp32(loaded.model)
-    quantizer, recipe, _ = aeq._quantizer()
-    model, _key, _name = aeq._signature(fp32)
-    weight_only = quantizer.Quantizer(bytearray(model), recipe.weight_only_wi8_afp32())
     candidates = {"tf_int8": to_tflite_int8(loaded.model, loaded.calibration),
                   "quantizer_int8": aeq.quantize(fp32, loaded.calibration, 8)[1],
                   "quantizer_int16_activations": aeq.quantize(fp32, loaded.calibration, 16)[1],
-                  "quantizer_int8_weights_only": bytes(weight_only.quantize(
-                      enable_progress_report=False).quantized_model)}
+                  "quantizer_int8_weights_only": aeq.weight_only(fp32)}
     found = {"on": where}
     with tempfile.TemporaryDirectory() as workdir:
         for name, data in candidates.items():
