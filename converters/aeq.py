@@ -54,6 +54,21 @@ def _feed(key: str, name: str, x: np.ndarray) -> dict:
     return {key: [{name: x[i:i + 1].astype(np.float32)} for i in range(len(x))]}
 
 
+def _calibration_feed(model: bytes, key: str, name: str, x: np.ndarray) -> dict:
+    """The calibration images as ONE batch. The quantizer's calibrator keeps a moving average
+    (factor 0.95) of each tensor's per-step min/max, which narrows the ranges of tensors whose
+    extremes are rare (the logits) and clips them; over one batch it is the plain min/max of
+    every image, what TF's converter calibrates. A model whose batch is fixed gets one image
+    per step (the moving average) instead."""
+    from edgecv.runtime.targets import load_interpreter_class
+
+    detail = load_interpreter_class()(model_content=model).get_input_details()[0]
+    signature = detail.get("shape_signature")
+    if signature is None or len(signature) == 0 or int(signature[0]) != -1:
+        return _feed(key, name, x)
+    return {key: [{name: x.astype(np.float32)}]}
+
+
 def producing_ops(model: bytes) -> dict[str, str]:
     """Tensor name -> the name of the builtin op that writes it, for subgraph 0."""
     schema = tflite_schema()
@@ -80,18 +95,23 @@ def weight_only(model: bytes) -> bytes:
         return bytes(engine.quantize(enable_progress_report=False).quantized_model)
 
 
-def quantize(model: bytes, calibration: np.ndarray, activation_bits: int = 8):
+def quantize(model: bytes, calibration: np.ndarray, activation_bits: int = 8,
+             per_image: bool = False):
     """(the quantizer, its quantized model bytes) for the float ``model`` calibrated on
     ``calibration`` (float32 NHWC, already normalised), with int8 weights per channel and
-    ``activation_bits`` (8 or 16) activations on every op the quantizer supports."""
+    ``activation_bits`` (8 or 16) activations on every op the quantizer supports.
+    ``per_image`` feeds the calibrator one image per step (its moving-average ranges, kept
+    for comparison; see :func:`_calibration_feed`)."""
     quantizer, recipe, _ = _quantizer()
     if activation_bits not in (8, 16):
         raise EdgecvError(f"activation bits must be 8 or 16, received {activation_bits}.")
     model, key, name = _signature(model)
     chosen = recipe.static_wi8_ai8() if activation_bits == 8 else recipe.static_wi8_ai16()
     engine = quantizer.Quantizer(bytearray(model), chosen)
+    feed = (_feed(key, name, calibration) if per_image
+            else _calibration_feed(model, key, name, calibration))
     with captured_output(replay_on_error=False):
-        ranges = engine.calibrate(_feed(key, name, calibration), num_threads=1)
+        ranges = engine.calibrate(feed, num_threads=1)
         result = engine.quantize(ranges, enable_progress_report=False)
     return engine, bytes(result.quantized_model)
 
@@ -121,7 +141,8 @@ def quantize_mixed(model: bytes, calibration: np.ndarray, int16_ops: list[str]) 
         engine.add_static_config("^" + re.escape(op + ";"),
                                  qtyping.TFLOperationName.ALL_SUPPORTED, 16, 8)
     with captured_output(replay_on_error=False):
-        ranges = engine.calibrate(_feed(key, name, calibration), num_threads=1)
+        ranges = engine.calibrate(_calibration_feed(model, key, name, calibration),
+                                  num_threads=1)
         return bytes(engine.quantize(ranges, enable_progress_report=False).quantized_model)
 
 

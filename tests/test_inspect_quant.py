@@ -20,7 +20,7 @@ def test_quantizer_view_sees_the_outlier_and_int16_activations_recover_it(outlie
     """On a model built to quantize badly (one channel 300x the others: per-tensor int8 crushes
     the rest), the quantizer's SNR ranks the layers after the outlier worst and the one before
     it best; the int16-activation recipe raises them by a measured margin (on this fixture:
-    conv2 23 -> 32 dB, the worst tensor 21 -> 29 dB)."""
+    conv2 19 -> 35 dB, the worst tensor 17 -> 33 dB)."""
     from edgecv.converters.aeq import tensor_errors
     from edgecv.converters.tflite import to_tflite_fp32
 
@@ -37,8 +37,8 @@ def test_quantizer_view_sees_the_outlier_and_int16_activations_recover_it(outlie
 
     assert "/conv1_" in int8[-1]["tensor"].split(";")[0]  # the layer before the outlier: best
     assert snr(int8, "conv1") > 35 and snr(int8, "conv2") < 25
-    assert snr(int16, "conv2") > snr(int8, "conv2") + 5
-    assert int16[0]["snr_db"] > int8[0]["snr_db"] + 5
+    assert snr(int16, "conv2") > snr(int8, "conv2") + 10
+    assert int16[0]["snr_db"] > int8[0]["snr_db"] + 10
 
 
 def test_inspect_any_float_tflite_and_the_run(tiny_run, tmp_path):

@@ -28,9 +28,10 @@ KEYS = ("mix", "accuracy_drop_pp", "agreement", "within_budget", "p50_ms_1_threa
 
 def quantizer_baselines(run: Path) -> dict:
     """Top-1 agreement with Keras on the validation slice that ``--recover`` decides on, of the
-    TF converter's full int8 and of the AI Edge Quantizer's recipes: full int8, int16
-    activations everywhere, int8 weights alone (float activations). Where the quantizer's own
-    int8 already loses more than TF's, no int16 mix of it can recover to TF's level."""
+    TF converter's full int8 and of the AI Edge Quantizer's recipes: full int8 (calibrated on
+    one batch, as edgecv does, and one image per step, the quantizer's moving-average ranges),
+    int16 activations everywhere, int8 weights alone (float activations). Where the quantizer's
+    own int8 loses more than TF's, no int16 mix of it can recover to TF's level."""
     from edgecv.converters import aeq
     from edgecv.converters.cards import with_tflite_card
     from edgecv.converters.load import load_run
@@ -43,6 +44,8 @@ def quantizer_baselines(run: Path) -> dict:
     fp32 = to_tflite_fp32(loaded.model)
     candidates = {"tf_int8": to_tflite_int8(loaded.model, loaded.calibration),
                   "quantizer_int8": aeq.quantize(fp32, loaded.calibration, 8)[1],
+                  "quantizer_int8_per_image_calibration": aeq.quantize(
+                      fp32, loaded.calibration, 8, per_image=True)[1],
                   "quantizer_int16_activations": aeq.quantize(fp32, loaded.calibration, 16)[1],
                   "quantizer_int8_weights_only": aeq.weight_only(fp32)}
     found = {"on": where}
