@@ -242,7 +242,11 @@ def test_cli_json_output_is_clean_and_errors_are_one_line(trained_run, tmp_path)
     blocker.write_text("")
     no_dir = run_cli("convert", trained_run, "--out", blocker / "sub")
     assert no_dir.returncode == 2 and "cannot write to output directory" in no_dir.stderr
-    for result in (missing, bad_io, no_dir):
+    bad_mix = run_cli("convert", trained_run, "--int8", "--recover", "--recover-mix", "fast",
+                      "--out", tmp_path / "z")
+    assert bad_mix.returncode == 2 and "--recover-mix value 'fast'" in bad_mix.stderr
+    assert not (tmp_path / "z").exists()  # refused before anything loads or is written
+    for result in (missing, bad_io, no_dir, bad_mix):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
