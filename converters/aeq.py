@@ -21,7 +21,7 @@ import numpy as np
 
 from edgecv.errors import EdgecvError
 from edgecv.io import captured_output
-from edgecv.tflite_schema import tflite_schema
+from edgecv.tflite_schema import builtin_op_names, tflite_schema
 
 INSTALL = "pip install 'edgecv[quantizer]' (ai-edge-quantizer)"
 
@@ -35,45 +35,42 @@ def _quantizer():
     return quantizer, recipe, validation_utils
 
 
-def _signature(model: bytes) -> tuple[bytes, str, str]:
-    """The model (with a serving signature added if it had none), its signature key and its
-    one input's name in that signature."""
+def _signature(model: bytes) -> tuple[bytes, str, str, bool]:
+    """The model (with a serving signature added if it had none), its signature key, its one
+    input's name in that signature, and whether its batch dimension is dynamic."""
     from edgecv.converters.tflite import with_serving_signature
     from edgecv.runtime.targets import load_interpreter_class
 
     model = with_serving_signature(model)
-    signatures = load_interpreter_class()(model_content=model).get_signature_list()
-    key, entry = next(iter(signatures.items()))
+    interpreter = load_interpreter_class()(model_content=model)
+    key, entry = next(iter(interpreter.get_signature_list().items()))
     if len(entry["inputs"]) != 1:
         raise EdgecvError(f"the model's signature '{key}' has {len(entry['inputs'])} inputs; "
                           "edgecv inspects image classifiers with one input.")
-    return model, key, entry["inputs"][0]
+    batch = interpreter.get_input_details()[0].get("shape_signature")
+    dynamic = batch is not None and len(batch) > 0 and int(batch[0]) == -1
+    return model, key, entry["inputs"][0], dynamic
 
 
 def _feed(key: str, name: str, x: np.ndarray) -> dict:
     return {key: [{name: x[i:i + 1].astype(np.float32)} for i in range(len(x))]}
 
 
-def _calibration_feed(model: bytes, key: str, name: str, x: np.ndarray) -> dict:
+def _calibration_feed(key: str, name: str, x: np.ndarray, dynamic_batch: bool) -> dict:
     """The calibration images as ONE batch. The quantizer's calibrator keeps a moving average
     (factor 0.95) of each tensor's per-step min/max, which narrows the ranges of tensors whose
     extremes are rare (the logits) and clips them; over one batch it is the plain min/max of
     every image, what TF's converter calibrates. A model whose batch is fixed gets one image
     per step (the moving average) instead."""
-    from edgecv.runtime.targets import load_interpreter_class
-
-    detail = load_interpreter_class()(model_content=model).get_input_details()[0]
-    signature = detail.get("shape_signature")
-    if signature is None or len(signature) == 0 or int(signature[0]) != -1:
+    if not dynamic_batch:
         return _feed(key, name, x)
     return {key: [{name: x.astype(np.float32)}]}
 
 
 def producing_ops(model: bytes) -> dict[str, str]:
     """Tensor name -> the name of the builtin op that writes it, for subgraph 0."""
-    schema = tflite_schema()
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    root = schema.Model.GetRootAs(model, 0)
+    op_names = builtin_op_names()
+    root = tflite_schema().Model.GetRootAs(model, 0)
     graph = root.Subgraphs(0)
     found = {}
     for o in range(graph.OperatorsLength()):
@@ -89,7 +86,7 @@ def weight_only(model: bytes) -> bytes:
     """``model`` with int8 weights (per channel) and float activations: the quantizer's
     ``weight_only_wi8_afp32`` recipe, no calibration."""
     quantizer, recipe, _ = _quantizer()
-    model, _key, _name = _signature(model)
+    model = _signature(model)[0]
     engine = quantizer.Quantizer(bytearray(model), recipe.weight_only_wi8_afp32())
     with captured_output(replay_on_error=False):
         return bytes(engine.quantize(enable_progress_report=False).quantized_model)
@@ -105,11 +102,11 @@ def quantize(model: bytes, calibration: np.ndarray, activation_bits: int = 8,
     quantizer, recipe, _ = _quantizer()
     if activation_bits not in (8, 16):
         raise EdgecvError(f"activation bits must be 8 or 16, received {activation_bits}.")
-    model, key, name = _signature(model)
+    model, key, name, dynamic = _signature(model)
     chosen = recipe.static_wi8_ai8() if activation_bits == 8 else recipe.static_wi8_ai16()
     engine = quantizer.Quantizer(bytearray(model), chosen)
     feed = (_feed(key, name, calibration) if per_image
-            else _calibration_feed(model, key, name, calibration))
+            else _calibration_feed(key, name, calibration, dynamic))
     with captured_output(replay_on_error=False):
         ranges = engine.calibrate(feed, num_threads=1)
         result = engine.quantize(ranges, enable_progress_report=False)
@@ -135,13 +132,13 @@ def quantize_mixed(model: bytes, calibration: np.ndarray, int16_ops: list[str]) 
     quantizer, recipe, _ = _quantizer()
     from ai_edge_quantizer import qtyping
 
-    model, key, name = _signature(model)
+    model, key, name, dynamic = _signature(model)
     engine = quantizer.Quantizer(bytearray(model), recipe.static_wi8_ai8())
     for op in int16_ops:
         engine.add_static_config("^" + re.escape(op + ";"),
                                  qtyping.TFLOperationName.ALL_SUPPORTED, 16, 8)
     with captured_output(replay_on_error=False):
-        ranges = engine.calibrate(_calibration_feed(model, key, name, calibration),
+        ranges = engine.calibrate(_calibration_feed(key, name, calibration, dynamic),
                                   num_threads=1)
         return bytes(engine.quantize(ranges, enable_progress_report=False).quantized_model)
 
@@ -153,8 +150,8 @@ def tensor_errors(model: bytes, calibration: np.ndarray, samples: np.ndarray,
     of the quantized-minus-float difference; higher is better, under about 20 dB a layer loses
     visibly), cosine similarity and mean squared error, on ``samples``. Worst SNR first."""
     _, _, validation = _quantizer()
-    engine, quantized = quantize(model, calibration, activation_bits)
-    model, key, name = _signature(model)
+    model, key, name, _dynamic = _signature(model)
+    engine, _quantized = quantize(model, calibration, activation_bits)
     metrics = [validation.ValidationErrorMetric.SNR,
                validation.ValidationErrorMetric.COSINE_SIMILARITY,
                validation.ValidationErrorMetric.MSE]

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from edgecv.errors import ConversionError
-from edgecv.tflite_schema import tflite_schema
+from edgecv.tflite_schema import builtin_op_names, tflite_schema
 
 # The supported-operations table of the Coral documentation (Edge TPU compiler 16), as TFLite
 # builtin operator names.
@@ -54,7 +54,7 @@ def static_report(model: bytes) -> dict:
     "first_unsupported": index | None, "ops_on_edgetpu": n, "ops_on_cpu": n, "summary": str}``.
     """
     schema = tflite_schema()
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    op_names = builtin_op_names()
     type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     root = schema.Model.GetRootAs(model, 0)
     codes = [op_names.get(max(root.OperatorCodes(i).BuiltinCode(),

@@ -13,10 +13,16 @@ def tflite_schema():
         raise EdgecvError("reading TFLite files needs ai-edge-litert: pip install ai-edge-litert") from exc
     return schema
 
+def builtin_op_names() -> dict[int, str]:
+    """Builtin operator code -> its name (``CONV_2D``, ...)."""
+    schema = tflite_schema()
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
 def operator_types(model: bytes) -> list[tuple[str, list[str]]]:
     """(operator name, dtypes of its input/output tensors) for every op stored in the file."""
     schema = tflite_schema()
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    op_names = builtin_op_names()
     type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     root = schema.Model.GetRootAs(model, 0)
     codes = []
