@@ -26,7 +26,7 @@ from edgecv.converters.formats import Conversion, Format, Settings, selected_for
 from edgecv.converters.load import load_source
 from edgecv.converters.rundata import RunData
 from edgecv.converters.verify import budget_drop, figures
-from edgecv.errors import AccuracyDropError, UsageError, unknown_name
+from edgecv.errors import AccuracyDropError, UsageError
 from edgecv.io import atomic_path, write_json_atomic
 from edgecv.rundir import ExportDir, RunDir
 from edgecv.testset import save_testset
@@ -64,10 +64,9 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     """
     if max_drop < 0:
         raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
-    from edgecv.converters.recover import RECOVER_MIXES
+    from edgecv.converters.recover import check_recover_mix
 
-    if recover_mix not in RECOVER_MIXES:
-        raise unknown_name("--recover-mix value", recover_mix, RECOVER_MIXES)
+    check_recover_mix(recover_mix)  # before minutes of loading
     settings = Settings(io=io, opset=opset, select_tf_ops=select_tf_ops,
                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr,
                         max_drop=max_drop)

@@ -37,6 +37,14 @@ CRUSHED_SHARE = 0.25
 RECOVER_MIXES = ("auto", "int16", "float")
 
 
+def check_recover_mix(mix: str) -> None:
+    """Refuse an unknown ``--recover-mix`` value (UsageError naming the choices)."""
+    if mix not in RECOVER_MIXES:
+        from edgecv.errors import unknown_name
+
+        raise unknown_name("--recover-mix value", mix, RECOVER_MIXES)
+
+
 def rank_tensors(rows: list[dict]) -> list[dict]:
     """Crushed tensors first (most crushed first), then the lowest SQNR (RMSE/scale breaks
     ties); ``rows`` from :func:`edgecv.converters.quant_debug.layer_errors`.
@@ -185,8 +193,9 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     Quantizer's per-layer recipe: int16x8 kernels, no float; its ``steps``), falling back to
     float when that does not fit; ``float`` keeps them in float (below); ``auto`` (default)
     makes both and ships the faster one within budget (:func:`_faster_mix`; int16 alone needs
-    the quantizer installed). ONNX: float. Keep the worst tensors (:func:`rank_tensors`; 1, 2, 4, ... of them, each with its
-    producer and consumers) in float until the drop (``budget_drop``) is within ``max_drop``.
+    the quantizer installed). ONNX: float. Keep the worst tensors (:func:`rank_tensors`; 1, 2,
+    4, ... of them, each with its producer and consumers) in float until the drop
+    (``budget_drop``) is within ``max_drop``.
     ``kind``: ``tflite`` (denylisted nodes of the QuantizationDebugger, from
     ``model_int8.tflite``) or ``onnx`` (``nodes_to_exclude``, from ``model_int8.onnx`` quantized
     with ``onnx_method`` and ``onnx_types``; needs ``onnx_fp32``). Writes the best attempt as
@@ -202,17 +211,15 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     from edgecv.converters.quant_debug import layer_errors, selectively_quantized
     from edgecv.io import atomic_path
 
+    check_recover_mix(mix)
     # Every k-th calibration image, not the first 64: the calibration sample is in split order,
     # which for a class-folder source is class order (the first 64 were 2 classes of 10).
     debug = run.calibration[::max(1, len(run.calibration) // 64)][:64]
-    if kind == "tflite":
-        full = out / "model_int8.tflite"
-        ranking = rank_tensors(layer_errors(run.model, run.calibration, debug))
-        consumers = tflite_consumers(full.read_bytes())
-    if mix not in RECOVER_MIXES:
-        from edgecv.errors import unknown_name
-
-        raise unknown_name("--recover-mix value", mix, RECOVER_MIXES)
+    check_x, check_y, where = check_data(run)
+    check_reference = run.model.predict(check_x, batch_size=256, verbose=0)
+    check_keras = (None if keras_accuracy is None or check_y is None
+                   else float((check_reference.argmax(1) == check_y).mean()))
+    check = (check_x, check_y, where, check_reference, check_keras)
     int16_row = int16_data = int16_steps = None
     if kind == "tflite" and mix in ("auto", "int16"):
         if not aeq.available():
@@ -220,11 +227,18 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
                 raise EdgecvError(f"--recover-mix int16 needs the AI Edge Quantizer: "
                                   f"{aeq.INSTALL}.")
         else:
-            int16_row, int16_data, int16_steps = _int16_first(run, debug, max_drop, log)
+            fp32 = (out / "model_fp32.tflite").read_bytes()  # always written, before int8
+            int16_row, int16_data, int16_steps = _int16_first(run, fp32, debug, check,
+                                                              max_drop, log)
             if int16_row is not None and mix == "int16":
-                return _finish(int16_row, int16_data, run, full, out / "model_int8_mixed.tflite",
-                               keras_scores, keras_accuracy, max_drop, log)
-    if kind == "onnx":
+                return _finish(int16_row, int16_data, run, out / "model_int8.tflite",
+                               out / "model_int8_mixed.tflite", keras_scores, keras_accuracy,
+                               max_drop, log)
+    if kind == "tflite":
+        full = out / "model_int8.tflite"
+        ranking = rank_tensors(layer_errors(run.model, run.calibration, debug))
+        consumers = tflite_consumers(full.read_bytes())
+    else:
         import onnx
 
         from edgecv.converters.onnx import INTEGER_TYPES, prepared_model, to_onnx_int8
@@ -232,10 +246,6 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         full = out / "model_int8.onnx"
         prepared = prepared_model(onnx_fp32)
         ranking = onnx_ranking(prepared, onnx.load(full), debug)
-    check_x, check_y, where = check_data(run)
-    check_reference = run.model.predict(check_x, batch_size=256, verbose=0)
-    check_keras = (None if keras_accuracy is None or check_y is None
-                   else float((check_reference.argmax(1) == check_y).mean()))
     path = out / f"model_int8_mixed{full.suffix}"
     fmt = "int8_mixed" if kind == "tflite" else "onnx_int8_mixed"
     count, row = 1, None
@@ -333,23 +343,19 @@ def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_
     return row
 
 
-def _int16_first(run, debug: np.ndarray, max_drop: float,
+def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, max_drop: float,
                  log) -> tuple[dict | None, bytes | None, list[dict]]:
     """The cheaper mix before any float: 16-bit activations (int16x8 kernels) for the worst
     tensors by the AI Edge Quantizer's SNR (1, 2, 4, ... of them, each with its producer and
     consumers), the rest int8, until the drop on the check slice fits ``max_drop``. Returns
     (row, file bytes, steps), or (None, None, steps) when even every ranked tensor in int16
-    does not fit (then ``--recover`` keeps tensors in float instead)."""
-    from edgecv.converters.tflite import to_tflite_fp32
-
-    fp32 = to_tflite_fp32(run.model)
+    does not fit (then ``--recover`` keeps tensors in float instead). ``fp32``: the float
+    TFLite file; ``check``: the check slice (x, y, where, reference scores, reference
+    accuracy) that :func:`recover` made."""
     ranking = [r["tensor"] for r in aeq.tensor_errors(fp32, run.calibration, debug)
                if r["snr_db"] is not None]
     consumers = tflite_consumers(fp32)
-    check_x, check_y, where = check_data(run)
-    reference = run.model.predict(check_x, batch_size=256, verbose=0)
-    reference_accuracy = (None if check_y is None
-                          else float((reference.argmax(1) == check_y).mean()))
+    check_x, check_y, where, reference, reference_accuracy = check
     steps, count = [], 1
     with tempfile.TemporaryDirectory() as workdir:
         candidate = Path(workdir) / "mixed.tflite"
@@ -360,20 +366,20 @@ def _int16_first(run, debug: np.ndarray, max_drop: float,
                                     "tflite_int8_mixed", {"int16_layers": ops,
                                                           "float_layers": []})
             candidate.write_bytes(data)
-            check = _slice_row(candidate, check_x, check_y, reference, reference_accuracy)
+            found = _slice_row(candidate, check_x, check_y, reference, reference_accuracy)
             steps.append({"int16_tensors": len(tensors), "int16_ops": len(ops),
-                          "check_drop_pp": budget_drop(check),
-                          "check_agreement": round(check["agreement"], 5)})
+                          "check_drop_pp": budget_drop(found),
+                          "check_agreement": round(found["agreement"], 5)})
             log(f"recover    int8_mixed: {len(tensors)} tensor(s), {len(ops)} op(s) with int16 "
                 f"activations (AI Edge Quantizer): on the {where}: agreement "
-                f"{check['agreement']:.4f}, drop {budget_drop(check):+.2f} pp")
-            if budget_drop(check) <= max_drop:
+                f"{found['agreement']:.4f}, drop {budget_drop(found):+.2f} pp")
+            if budget_drop(found) <= max_drop:
                 row = {"format": "int8_mixed", "file": "model_int8_mixed.tflite",
                        "mix": "int8, int16 activations", "quantizer": "ai-edge-quantizer",
                        "int16_tensors": tensors, "int16_layers": ops, "float_tensors": [],
                        "float_layers": [], "steps": steps, "chosen_on": where,
-                       "check_agreement": round(check["agreement"], 5),
-                       "check_drop_pp": budget_drop(check)}
+                       "check_agreement": round(found["agreement"], 5),
+                       "check_drop_pp": budget_drop(found)}
                 return row, data, steps
             if count >= len(ranking):
                 break

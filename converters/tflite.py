@@ -69,10 +69,7 @@ def with_serving_signature(data: bytes) -> bytes:
     has a signature already. The frozen-graph conversion (:meth:`ModelReference.tflite_converter`)
     writes none, and LiteRT's ``get_signature_runner()`` and the Android / iOS APIs look the
     model's tensors up by signature."""
-    import flatbuffers
-
-    from edgecv.card import TFLITE_IDENTIFIER
-    from edgecv.tflite_schema import tflite_schema
+    from edgecv.tflite_schema import pack_model, tflite_schema
 
     schema = tflite_schema()
     tree = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -92,9 +89,7 @@ def with_serving_signature(data: bytes) -> bytes:
             entry.name, entry.tensorIndex = name, int(index)
             side.append(entry)
     tree.signatureDefs = [signature]
-    builder = flatbuffers.Builder(len(data) + 1024)
-    builder.Finish(tree.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    return pack_model(tree, len(data) + 1024)
 
 
 def _unsupported_ops(text: str) -> list[tuple[str, str | None]]:

@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, field
 from edgecv import __version__
 from edgecv.errors import EdgecvError, ModelFileError
 from edgecv.preprocessing import Preprocessing
-from edgecv.tflite_schema import tflite_schema
+from edgecv.tflite_schema import TFLITE_IDENTIFIER, pack_model, tflite_schema
 
 CARD_KEY = "edgecv_card"
-TFLITE_IDENTIFIER = b"TFL3"
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,6 @@ class ModelCard:
 def embed_tflite_card(model: bytes, card: ModelCard) -> bytes:
     """Return the TFLite flatbuffer ``model`` with ``card`` stored as metadata ``edgecv_card``
     (an existing card is replaced)."""
-    import flatbuffers
-
     schema = tflite_schema()
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     tree.metadata = [m for m in (tree.metadata or [])
@@ -103,9 +100,7 @@ def embed_tflite_card(model: bytes, card: ModelCard) -> bytes:
     entry.name = CARD_KEY
     entry.buffer = len(tree.buffers) - 1
     tree.metadata.append(entry)
-    builder = flatbuffers.Builder(len(model) + 4096)
-    builder.Finish(tree.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    return pack_model(tree, len(model) + 4096)
 
 
 def read_tflite_card(model: bytes) -> ModelCard | None:

@@ -13,6 +13,19 @@ def tflite_schema():
         raise EdgecvError("reading TFLite files needs ai-edge-litert: pip install ai-edge-litert") from exc
     return schema
 
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier
+
+
+def pack_model(tree, size_hint: int) -> bytes:
+    """Serialize a ``schema.ModelT`` (the object API, after editing it) back to TFLite bytes;
+    ``size_hint``: the expected size (the builder grows past it)."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint)
+    builder.Finish(tree.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
 def builtin_op_names() -> dict[int, str]:
     """Builtin operator code -> its name (``CONV_2D``, ...)."""
     schema = tflite_schema()

@@ -16,7 +16,6 @@ Goal (issue 12): ``--all`` no slower than 2x the slowest single artifact convert
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from edgecv.benchmarks.experiments import run_label, runs_parser
 from edgecv.rundir import ExportDir, RunDir
 
 GOAL = 2.0
@@ -59,7 +58,7 @@ def measure(run: Path, formats: list[str]) -> dict:
     slowest = max(alone, key=alone.get)
     rows = {row["format"]: row for row in report["artifacts"]}
     config = json.loads(RunDir(run).config.read_text())
-    record = {"run": f"RUNS/{run.name}", "model": config.get("train", {}).get("model"),
+    record = {"run": run_label(run), "model": config.get("train", {}).get("model"),
               "test_images": report["test_images"], "formats": formats,
               "all_wall_s": round(wall_all, 1), "alone_wall_s": alone,
               "slowest_alone": slowest,
@@ -74,9 +73,7 @@ def measure(run: Path, formats: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", type=Path, required=True)
-    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "convert_time.json")
+    parser = runs_parser(__doc__, "convert_time.json")
     args = parser.parse_args(argv)
 
     from edgecv.benchmarks.machine import machine_info
@@ -85,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     formats = [f for f in FORMATS if f not in ("int8_qat", "edgetpu")]
     results = [measure(run, formats) for run in args.runs]
     output = {"command": "python -m edgecv.benchmarks.experiments.convert_time --runs "
-                         + " ".join(f"RUNS/{r.name}" for r in args.runs),
+                         + " ".join(run_label(r) for r in args.runs),
               "goal": f"--all wall time <= {GOAL}x the wall time of converting the slowest "
                       "single format alone (fresh processes, same run and data)",
               "machine": machine_info(), "runs": results}

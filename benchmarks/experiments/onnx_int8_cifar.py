@@ -15,22 +15,19 @@ within the convert budget.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from edgecv.benchmarks.experiments import run_label, runs_parser
 from edgecv.rundir import ExportDir, RunDir
 
 GOAL = {"speedup_vs_onnx_fp32": 1.3, "max_drop_pp": 1.0}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", type=Path, required=True)
+    parser = runs_parser(__doc__, "onnx_int8_cifar.json")
     parser.add_argument("--min-time", type=float, default=4.0)
-    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "onnx_int8_cifar.json")
     args = parser.parse_args(argv)
 
     from edgecv.benchmarks.machine import machine_info
@@ -75,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{ratio:.2f}x fp32, drop {record['onnx_int8_accuracy_drop_pp']:+.2f} pp "
               f"({record['goal']})", flush=True)
     output = {"command": "python -m edgecv.benchmarks.experiments.onnx_int8_cifar --runs "
-                         + " ".join(f"RUNS/{Path(r).name}" for r in args.runs),
+                         + " ".join(run_label(r) for r in args.runs),
               "goal": GOAL, "machine": machine_info(), "runs": results}
     args.json.write_text(json.dumps(output, indent=2) + "\n")
     return output

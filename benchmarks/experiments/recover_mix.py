@@ -15,12 +15,11 @@ AI Edge Quantizer's int8, int16-activation and weight-only recipes
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from edgecv.benchmarks.experiments import run_label, runs_parser
 
 KEYS = ("mix", "accuracy_drop_pp", "agreement", "within_budget", "p50_ms_1_thread",
         "latency_cost_vs_int8", "check_drop_pp")
@@ -58,10 +57,8 @@ def quantizer_baselines(run: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", type=Path, required=True)
+    parser = runs_parser(__doc__, "recover_mix.json")
     parser.add_argument("--max-drop", type=float, default=0.05)
-    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "recover_mix.json")
     args = parser.parse_args(argv)
 
     from edgecv.benchmarks.machine import machine_info
@@ -70,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = []
     for run in args.runs:
-        record = {"run": f"RUNS/{run.name}", "max_drop_pp": args.max_drop, "mixes": {}}
+        record = {"run": run_label(run), "max_drop_pp": args.max_drop, "mixes": {}}
         for mix in ("int16", "float"):
             with tempfile.TemporaryDirectory() as workdir:
                 try:
@@ -97,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{run.name}: {record['agreement_on_check']}", flush=True)
         results.append(record)
     output = {"command": "python -m edgecv.benchmarks.experiments.recover_mix --runs "
-                         + " ".join(f"RUNS/{r.name}" for r in args.runs)
+                         + " ".join(run_label(r) for r in args.runs)
                          + f" --max-drop {args.max_drop}",
               "machine": machine_info(), "runs": results}
     args.json.write_text(json.dumps(output, indent=2) + "\n")
