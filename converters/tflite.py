@@ -69,10 +69,10 @@ def with_serving_signature(data: bytes) -> bytes:
     has a signature already. The frozen-graph conversion (:meth:`ModelReference.tflite_converter`)
     writes none, and LiteRT's ``get_signature_runner()`` and the Android / iOS APIs look the
     model's tensors up by signature."""
-    from edgecv.tflite_schema import pack_model, tflite_schema
+    from edgecv.tflite_schema import pack_model, tflite_schema, unpack_model
 
     schema = tflite_schema()
-    tree = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    tree = unpack_model(data)
     if tree.signatureDefs or len(tree.subgraphs) != 1:
         return data
     graph = tree.subgraphs[0]

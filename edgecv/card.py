@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from edgecv import __version__
 from edgecv.errors import EdgecvError, ModelFileError
 from edgecv.preprocessing import Preprocessing
-from edgecv.tflite_schema import TFLITE_IDENTIFIER, pack_model, tflite_schema
+from edgecv.tflite_schema import TFLITE_IDENTIFIER, pack_model, tflite_schema, unpack_model
 
 CARD_KEY = "edgecv_card"
 
@@ -90,7 +90,7 @@ def embed_tflite_card(model: bytes, card: ModelCard) -> bytes:
     """Return the TFLite flatbuffer ``model`` with ``card`` stored as metadata ``edgecv_card``
     (an existing card is replaced)."""
     schema = tflite_schema()
-    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    tree = unpack_model(model)
     tree.metadata = [m for m in (tree.metadata or [])
                      if (m.name.decode() if isinstance(m.name, bytes) else m.name) != CARD_KEY]
     buffer = schema.BufferT()

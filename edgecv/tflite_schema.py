@@ -16,6 +16,22 @@ def tflite_schema():
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier
 
 
+def unpack_model(model: bytes):
+    """``model`` as a ``schema.ModelT`` (the object API, to edit and :func:`pack_model`).
+
+    Buffers stored after the flatbuffer (``offset``/``size``, as the AI Edge Quantizer writes
+    them) are read back into the tree: packing writes only the flatbuffer, so those offsets
+    would point past the end of the new file."""
+    import numpy as np
+
+    tree = tflite_schema().ModelT.InitFromPackedBuf(bytearray(model), 0)
+    for buffer in tree.buffers or []:
+        if buffer.offset > 1:  # 0 and 1 mean "no external data"
+            buffer.data = np.frombuffer(model, np.uint8, count=buffer.size, offset=buffer.offset)
+            buffer.offset = buffer.size = 0
+    return tree
+
+
 def pack_model(tree, size_hint: int) -> bytes:
     """Serialize a ``schema.ModelT`` (the object API, after editing it) back to TFLite bytes;
     ``size_hint``: the expected size (the builder grows past it)."""

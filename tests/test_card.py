@@ -62,6 +62,44 @@ def test_tflite_card_round_trip_keeps_the_model_working(tmp_path):
 
 
 @pytest.mark.tf
+def test_card_on_a_model_whose_buffers_lie_after_the_flatbuffer(tmp_path):
+    """The AI Edge Quantizer stores constant buffers after the flatbuffer (offset/size). Adding
+    a card repacks the flatbuffer, so those buffers must come along, or the offsets point past
+    the end of the new file and LiteRT refuses it (seen on a quantized mobilenet_v2)."""
+    import flatbuffers
+
+    from edgecv.runtime import open_backend
+    from edgecv.tflite_schema import tflite_schema
+    from tiny_tflite import tiny_tflite
+
+    tree = tflite_schema().ModelT.InitFromPackedBuf(bytearray(tiny_tflite(constant=0.25)), 0)
+    const = next(b for b in tree.buffers if b.data is not None and len(b.data))
+    payload = bytes(bytearray(const.data))
+    const.data, const.size = None, len(payload)
+
+    def pack(offset):
+        const.offset = offset
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    length = len(pack(1 << 40))  # the offset field's width does not depend on its value
+    offset = (length + 15) // 16 * 16
+    external = pack(offset).ljust(offset, b"\0") + payload
+    x = np.random.default_rng(0).normal(size=(1, 8, 8, 1)).astype(np.float32)
+    plain = tmp_path / "external.tflite"
+    plain.write_bytes(external)
+    with open_backend(plain, checksum="off") as backend:  # LiteRT reads external buffers
+        np.testing.assert_allclose(backend.run(x), x + 0.25)
+    card = sample_card("tflite_int8_mixed")
+    card.preprocessing = Preprocessing(8, 8, 1)
+    path = tmp_path / "with_card.tflite"
+    path.write_bytes(embed_tflite_card(external, card))
+    with open_backend(path) as backend:
+        assert backend.card == card
+        np.testing.assert_allclose(backend.run(x), x + 0.25)
+
+
 def test_onnx_card_round_trip(tmp_path):
     import onnx
     from onnx import TensorProto, helper
