@@ -122,21 +122,26 @@ def available() -> bool:
     return True
 
 
-def quantize_mixed(model: bytes, calibration: np.ndarray, int16_ops: list[str]) -> bytes:
+def quantize_mixed(model: bytes, calibration: np.ndarray, int16_ops: list[str],
+                   float_ops: list[str] = ()) -> bytes:
     """Full int8 (int8 weights per channel, int8 activations) except the ops writing the tensors
-    named in ``int16_ops``, which get 16-bit activations (int16x8 kernels; the quantizer puts
-    the requantizing ops between them). An op's recipe scope is its output tensor names, each
-    followed by ``;``."""
+    named in ``int16_ops``, which get 16-bit activations (int16x8 kernels), and those named in
+    ``float_ops``, which stay float (the quantizer's ``no_quantize``); the quantizer puts the
+    requantizing and (de)quantizing ops between them. An op's recipe scope is its output tensor
+    names, each followed by ``;``."""
     import re
 
     quantizer, recipe, _ = _quantizer()
-    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer import algorithm_manager, qtyping
 
     model, key, name, dynamic = _signature(model)
     engine = quantizer.Quantizer(bytearray(model), recipe.static_wi8_ai8())
+    every_op = qtyping.TFLOperationName.ALL_SUPPORTED
     for op in int16_ops:
-        engine.add_static_config("^" + re.escape(op + ";"),
-                                 qtyping.TFLOperationName.ALL_SUPPORTED, 16, 8)
+        engine.add_static_config("^" + re.escape(op + ";"), every_op, 16, 8)
+    for op in float_ops:
+        engine.update_quantization_recipe("^" + re.escape(op + ";"), every_op,
+                                          algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
     with captured_output(replay_on_error=False):
         ranges = engine.calibrate(_calibration_feed(key, name, calibration, dynamic),
                                   num_threads=1)

@@ -190,8 +190,9 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
             onnx_types: str = "u8s8", mix: str = "auto") -> dict:
     """The cheapest mixed model within ``max_drop``. For TFLite (``mix``, ``--recover-mix``):
     ``int16`` gives the worst tensors 16-bit activations (:func:`_int16_first`, the AI Edge
-    Quantizer's per-layer recipe: int16x8 kernels, no float; its ``steps``), falling back to
-    float when that does not fit; ``float`` keeps them in float (below); ``auto`` (default)
+    Quantizer's per-layer recipes: int16x8 kernels; its ``steps``), then, if int16 alone does
+    not fit, one mix of int16 and float layers, falling back to the TF converter's float mix
+    when none fits; ``float`` keeps them in float (below); ``auto`` (default)
     makes both and ships the faster one within budget (:func:`_faster_mix`; int16 alone needs
     the quantizer installed). ONNX: float. Keep the worst tensors (:func:`rank_tensors`; 1, 2,
     4, ... of them, each with its producer and consumers) in float until the drop
@@ -300,6 +301,7 @@ def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: 
     summary = {"float": {"mix": "int8, float", "float_layers": len(float_row["float_layers"]),
                          "check_drop_pp": float_row["check_drop_pp"]},
                "int16": {"mix": int16_row["mix"], "int16_layers": len(int16_row["int16_layers"]),
+                         "float_layers": len(int16_row["float_layers"]),
                          "check_drop_pp": int16_row["check_drop_pp"]}}
     if not float_fits:
         int16_row["alternative"] = {**summary["float"], "within_budget_on_check": False}
@@ -343,46 +345,64 @@ def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_
     return row
 
 
+def _doubling(n: int) -> list[int]:
+    """1, 2, 4, ... up to and including ``n``."""
+    counts, count = [], 1
+    while n and count < n:
+        counts.append(count)
+        count *= 2
+    return counts + [n] if n else []
+
+
 def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, max_drop: float,
                  log) -> tuple[dict | None, bytes | None, list[dict]]:
-    """The cheaper mix before any float: 16-bit activations (int16x8 kernels) for the worst
-    tensors by the AI Edge Quantizer's SNR (1, 2, 4, ... of them, each with its producer and
-    consumers), the rest int8, until the drop on the check slice fits ``max_drop``. Returns
-    (row, file bytes, steps), or (None, None, steps) when even every ranked tensor in int16
-    does not fit (then ``--recover`` keeps tensors in float instead). ``fp32``: the float
-    TFLite file; ``check``: the check slice (x, y, where, reference scores, reference
-    accuracy) that :func:`recover` made."""
+    """The cheaper mixes before the TF converter's float one, all made by the AI Edge
+    Quantizer's per-layer recipes and ranked by its SNR: first 16-bit activations (int16x8
+    kernels) for the worst tensors (1, 2, 4, ... of them, each with its producer and
+    consumers), the rest int8; if even every ranked tensor in int16 misses ``max_drop`` on the
+    check slice, one mix of the three: the worst 1, 2, 4, ... tensors in float and the other
+    ranked ones in int16. The first attempt within budget wins. Returns (row, file bytes,
+    steps), or (None, None, steps) when no attempt fits. ``fp32``: the float TFLite file;
+    ``check``: the check slice (x, y, where, reference scores, reference accuracy) that
+    :func:`recover` made."""
     ranking = [r["tensor"] for r in aeq.tensor_errors(fp32, run.calibration, debug)
                if r["snr_db"] is not None]
     consumers = tflite_consumers(fp32)
     check_x, check_y, where, reference, reference_accuracy = check
-    steps, count = [], 1
+    plans = ([(ranking[:count], []) for count in _doubling(len(ranking))]
+             + [(ranking[count:], ranking[:count]) for count in _doubling(len(ranking))])
+    steps = []
     with tempfile.TemporaryDirectory() as workdir:
         candidate = Path(workdir) / "mixed.tflite"
-        while ranking:
-            tensors = ranking[:count]
-            ops = tflite_float_nodes(tensors, consumers)
-            data = with_tflite_card(aeq.quantize_mixed(fp32, run.calibration, ops), run,
-                                    "tflite_int8_mixed", {"int16_layers": ops,
-                                                          "float_layers": []})
+        for int16_tensors, float_tensors in plans:
+            float_ops = tflite_float_nodes(float_tensors, consumers) if float_tensors else []
+            int16_ops = [op for op in tflite_float_nodes(int16_tensors, consumers)
+                         if op not in float_ops] if int16_tensors else []
+            data = with_tflite_card(aeq.quantize_mixed(fp32, run.calibration, int16_ops, float_ops),
+                                    run, "tflite_int8_mixed", {"int16_layers": int16_ops,
+                                                               "float_layers": float_ops})
             candidate.write_bytes(data)
             found = _slice_row(candidate, check_x, check_y, reference, reference_accuracy)
-            steps.append({"int16_tensors": len(tensors), "int16_ops": len(ops),
+            steps.append({"int16_tensors": len(int16_tensors), "int16_ops": len(int16_ops),
+                          "float_tensors": len(float_tensors), "float_ops": len(float_ops),
                           "check_drop_pp": budget_drop(found),
                           "check_agreement": round(found["agreement"], 5)})
-            log(f"recover    int8_mixed: {len(tensors)} tensor(s), {len(ops)} op(s) with int16 "
-                f"activations (AI Edge Quantizer): on the {where}: agreement "
+            log(f"recover    int8_mixed: {len(int16_ops)} op(s) with int16 activations, "
+                f"{len(float_ops)} in float (AI Edge Quantizer): on the {where}: agreement "
                 f"{found['agreement']:.4f}, drop {budget_drop(found):+.2f} pp")
             if budget_drop(found) <= max_drop:
-                row = {"format": "int8_mixed", "file": "model_int8_mixed.tflite",
-                       "mix": "int8, int16 activations", "quantizer": "ai-edge-quantizer",
-                       "int16_tensors": tensors, "int16_layers": ops, "float_tensors": [],
-                       "float_layers": [], "steps": steps, "chosen_on": where,
+                mix = ", ".join(["int8"] + (["int16 activations"] if int16_ops else [])
+                                + (["float"] if float_ops else []))
+                row = {"format": "int8_mixed", "file": "model_int8_mixed.tflite", "mix": mix,
+                       "quantizer": "ai-edge-quantizer",
+                       "int16_tensors": int16_tensors, "int16_layers": int16_ops,
+                       "float_tensors": float_tensors, "float_layers": float_ops,
+                       "steps": steps, "chosen_on": where,
                        "check_agreement": round(found["agreement"], 5),
                        "check_drop_pp": budget_drop(found)}
                 return row, data, steps
-            if count >= len(ranking):
-                break
-            count = min(2 * count, len(ranking))
-    log("recover    int16 activations on every ranked tensor do not fit the budget: float next")
+            if int16_tensors == ranking and not float_tensors:
+                log("recover    int16 activations on every ranked tensor do not fit the "
+                    "budget: the worst in float next, the others int16")
+    log("recover    no mix of the AI Edge Quantizer fits the budget: the TF converter's float mix")
     return None, None, steps

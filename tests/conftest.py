@@ -69,3 +69,38 @@ def outlier_run():
     check_x = pre.normalize(np.concatenate([data.val.x, data.test.x]))
     return RunData(Path("outlier-model"), model, list(data.labels), pre, train_x[:200],
                    check_x, None, val_x=train_x[200:], train=data.train)
+
+
+@pytest.fixture(scope="module")
+def weight_outlier_run():
+    """A small CNN trained briefly on the CIFAR fixture, then given one 300.0 weight per output
+    channel of conv2, on an input channel that conv1 no longer feeds (its kernel and bias 0,
+    so ReLU gives exactly 0): the float model computes the same, but int8 weights are per
+    channel, so every other weight of conv2 rounds to 0. 16-bit activations keep int8 weights
+    and cannot help; only float for conv2 can."""
+    import keras
+
+    from edgecv.converters.rundata import RunData
+    from edgecv.data import load_dataset
+    from edgecv.preprocessing import Preprocessing
+
+    pre = Preprocessing(32, 32, 3)
+    data = load_dataset(str(Path(__file__).parent / "data" / "cifar10_mini"), 32, 32, 3, seed=0)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inputs)
+    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu", name="conv2")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(h))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    train_x = pre.normalize(data.train.x)
+    model.fit(train_x, data.train.y, epochs=5, batch_size=32, verbose=0)
+    kernel, bias = model.get_layer("conv1").get_weights()
+    kernel[..., 0], bias[0] = 0.0, 0.0
+    model.get_layer("conv1").set_weights([kernel, bias])
+    kernel, bias = model.get_layer("conv2").get_weights()
+    kernel[1, 1, 0, :] = 300.0
+    model.get_layer("conv2").set_weights([kernel, bias])
+    check_x = pre.normalize(np.concatenate([data.val.x, data.test.x]))
+    return RunData(Path("weight-outlier-model"), model, list(data.labels), pre, train_x[:200],
+                   check_x, None, val_x=train_x[200:], train=data.train)
