@@ -7,26 +7,16 @@ on a Raspberry Pi 5 or a VNNI server.
 from __future__ import annotations
 
 import platform
-from pathlib import Path
+
+from edgecv.runtime import cpu_flags
+
+__all__ = ["cpu_flags", "int8_features", "int8_outlook"]
 
 # /proc/cpuinfo flag -> what it is, for the int8 story only.
 X86_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI",
              "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8"}
 ARM_FLAGS = {"asimd": "NEON", "asimddp": "dot-product (SDOT/UDOT)", "i8mm": "int8 matrix multiply (I8MM)",
              "sve": "SVE"}
-
-
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The feature flags of the first CPU (x86 ``flags``, ARM ``Features``); empty if unknown."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            return set(value.split())
-    return set()
 
 
 def int8_features(flags: set[str], machine: str | None = None) -> dict:

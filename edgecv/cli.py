@@ -108,7 +108,7 @@ def train_command(
     channels: Optional[int] = CHANNELS_OPTION,
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping may end "
                                          "sooner); with --resume, raises the run's epoch count.",
-                                         show_default="20"),
+                                         show_default="20; 50 from 10,000 training images"),
     batch_size: Optional[int] = typer.Option(
         None, help="Global batch size.", show_default="32; 64 from 10,000 training images"),
     lr: float = typer.Option(3e-3, help="Initial learning rate."),
@@ -127,6 +127,9 @@ def train_command(
     seed: int = SEED_OPTION,
     deterministic: bool = typer.Option(True, help="Deterministic TF ops: the same seed gives the "
                                        "same losses on CPU (measured 0-10% slower)."),
+    precision: str = typer.Option("auto", help="float32, or bfloat16 (mixed: float32 weights, "
+                                  "bfloat16 compute; the saved model is float32); auto: bfloat16 "
+                                  "on CPUs with AMX-BF16/AVX512-BF16 and on TPUs."),
     patience: int = typer.Option(8, help="Early-stopping patience in epochs (on val_loss)."),
     strategy: str = typer.Option("default", help="default, mirrored, multiworker (TF_CONFIG) or tpu."),
     weights: Optional[str] = typer.Option(None, help="imagenet or a local weights file for the "
@@ -145,10 +148,9 @@ def train_command(
     run_out = _run_out(name, out)
     config = TrainConfig(
         data=data, model=model, img_size=img_size, channels=channels,
-        epochs=TrainConfig.epochs if epochs is None else epochs,
-        batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
         warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
-        deterministic=deterministic,
+        deterministic=deterministic, precision=precision,
         patience=patience, strategy=strategy, weights=weights, fine_tune_epochs=fine_tune_epochs,
         fine_tune_layers=fine_tune_layers, tensorboard=tensorboard,
         out=run_out,
@@ -525,7 +527,7 @@ def pipeline_command(
     model: str = MODEL_OPTION,
     img_size: Optional[int] = IMG_SIZE_OPTION,
     channels: Optional[int] = CHANNELS_OPTION,
-    epochs: Optional[int] = typer.Option(None, help="Maximum epochs.", show_default="20"),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs.", show_default="20; 50 from 10,000 training images"),
     seed: int = SEED_OPTION,
     name: Optional[str] = NAME_OPTION,
     out: Optional[str] = OUT_OPTION,
@@ -551,7 +553,7 @@ def pipeline_command(
     settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
                              min_time_s=min_time)
     config = TrainConfig(data=data, model=model, img_size=img_size, channels=channels,
-                         epochs=TrainConfig.epochs if epochs is None else epochs, seed=seed,
+                         epochs=epochs, seed=seed,
                          tensorboard=False, out=run_out)
     run_dir, report, drop_error = run_pipeline(config, bench_settings=settings,
                                                overwrite=overwrite, max_drop=max_drop,

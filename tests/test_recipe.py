@@ -29,10 +29,12 @@ def test_unknown_augmentation_echoes_the_value():
         resolve(TrainConfig(augment="mixup"))
 
 
-def test_batch_size_default_follows_the_training_set_size():
-    assert resolve_for_data(TrainConfig(), 1_200).batch_size == 32
-    assert resolve_for_data(TrainConfig(), 35_000).batch_size == 64
-    assert resolve_for_data(TrainConfig(batch_size=16), 35_000).batch_size == 16
+def test_batch_size_and_epochs_defaults_follow_the_training_set_size():
+    small, large = resolve_for_data(TrainConfig(), 1_200), resolve_for_data(TrainConfig(), 35_000)
+    assert (small.batch_size, small.epochs) == (32, 20)
+    assert (large.batch_size, large.epochs) == (64, 50)  # the CIFAR-10 recipe
+    chosen = resolve_for_data(TrainConfig(batch_size=16, epochs=3), 35_000)
+    assert (chosen.batch_size, chosen.epochs) == (16, 3)
 
 
 def test_runs_written_with_a_boolean_augment_still_load():
@@ -142,3 +144,63 @@ def test_photos_train_with_crop_flip_and_the_streamed_path(tmp_path, monkeypatch
                                                               abs=0.02)
     epoch_lines = [line for line in lines if line.startswith("epoch")]
     assert "eta" in epoch_lines[0] and "eta" not in epoch_lines[1]
+
+
+def test_auto_precision_is_bfloat16_only_where_the_hardware_has_it():
+    from edgecv.training.precision import resolve_precision
+
+    amx = {"avx2", "avx512f", "amx_bf16", "amx_tile"}
+    avx2 = {"avx2", "fma"}
+    assert resolve_precision("auto", flags=amx, gpus=0, strategy="default")[0] == "bfloat16"
+    assert resolve_precision("auto", flags={"avx512_bf16"}, gpus=0, strategy="default")[0] == "bfloat16"
+    precision, reason = resolve_precision("auto", flags=avx2, gpus=0, strategy="default")
+    assert precision == "float32" and "no native bfloat16" in reason
+    assert resolve_precision("auto", flags=amx, gpus=1, strategy="default")[0] == "float32"
+    assert resolve_precision("auto", flags=avx2, gpus=0, strategy="tpu")[0] == "bfloat16"
+    # What the user asks for is kept, whatever the machine.
+    assert resolve_precision("bfloat16", flags=avx2, gpus=0, strategy="default")[0] == "bfloat16"
+    assert resolve_precision("float32", flags=amx, gpus=0, strategy="default")[0] == "float32"
+
+
+def test_unknown_precision_is_one_line_exit_2(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("train", "--precision", "fp8", "--out", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'fp8'" in result.stderr and "bfloat16" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_bfloat16_training_computes_in_bfloat16_and_saves_a_float32_model(tmp_path):
+    """Mixed bfloat16 changes the arithmetic of training (other losses than float32 from the
+    same seed), and what is saved, tested and converted is a float32 model."""
+    import keras
+
+    from edgecv.modelfile.keras_file import load_keras_model
+    from edgecv.preprocessing import Preprocessing
+    from edgecv.data import load_dataset
+    from edgecv.training import train
+
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        runs[precision] = train(TrainConfig(data=str(FIXTURE), model="resnet8", epochs=1,
+                                            precision=precision, tensorboard=False,
+                                            out=str(tmp_path / precision)), log=lambda _: None)
+    losses = {}
+    for precision, result in runs.items():
+        config = json.loads((result.run_dir / "config.json").read_text())
+        assert config["train"]["precision"] == precision
+        losses[precision] = (result.run_dir / "history.csv").read_text().splitlines()[1]
+        model = load_keras_model(result.run_dir / "model.keras")
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+        assert keras.mixed_precision.global_policy().name == "float32"  # restored
+        pre = Preprocessing.from_dict(config["preprocessing"])
+        data = load_dataset(str(FIXTURE), 32, 32, 3, seed=0)
+        scores = model.predict(pre.normalize(data.test.x), verbose=0)
+        assert scores.dtype == np.float32
+        # metrics.json's test accuracy is the saved float32 model's.
+        assert float((scores.argmax(1) == data.test.y).mean()) == pytest.approx(
+            result.metrics["test_accuracy"], abs=1e-9)
+    assert losses["float32"] != losses["bfloat16"]

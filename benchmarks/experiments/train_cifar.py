@@ -3,15 +3,16 @@
     python -m edgecv.benchmarks.experiments.train_cifar \\
         --data ../shared/data/cifar10_train.tar.xz
         [--model resnet8 --model ds_cnn ...] [--epochs N] [--target 0.85] [--json PATH]
-        [--update] [--keep DIR] [--extra EDGECV_TRAIN_OPTIONS...]
+        [--update] [--label NAME] [--keep DIR] [--extra EDGECV_TRAIN_OPTIONS...]
 
-    # the committed benchmarks/results/train_cifar.json: resnet8 with the defaults, then
-    # ds_cnn and mobilenet_v2 (at CIFAR's 32x32) with fewer epochs, added to the same file:
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz
+    # the committed benchmarks/results/train_cifar.json (the Intel AMX rows; the AMD rows are
+    # from earlier versions of this script, each row has its command and machine):
     python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
-        --update --model ds_cnn --epochs 15
+        --update --model resnet8 --epochs 50
     python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
-        --update --model mobilenet_v2 --epochs 10 --extra --img-size 32
+        --update --model resnet8 --epochs 50 --label sgd --extra --optimizer sgd --lr 0.05
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+        --update --model mobilenet_v2 --epochs 7 --label 96px
 
 Each model is trained by the real CLI in a fresh process (``edgecv train --data ARCHIVE --model
 M``, plus ``--epochs`` / ``--img-size`` / ``--extra`` when given), on edgecv's seeded split of the
@@ -56,7 +57,7 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
     """Train ``model`` once through the CLI and collect its figures."""
     from edgecv.training.report import read_history
 
-    run_dir = workdir / model
+    run_dir = workdir / (model if args.label == "default" else f"{model}-{args.label}")
     command = ["edgecv", "train", "--data", data, "--model", model, "--out", str(run_dir),
                "--no-tensorboard", *(["--epochs", str(args.epochs)] if args.epochs else []),
                *args.extra]
@@ -77,7 +78,8 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
         "command": " ".join(command),
         "recipe": {key: config["train"][key] for key in (
             "img_size", "channels", "epochs", "batch_size", "optimizer", "lr", "lr_schedule",
-            "warmup_epochs", "augment", "flip", "deterministic")},
+            "warmup_epochs", "augment", "flip", "deterministic", "precision", "patience")
+            if key in config["train"]},
         "split": config["data"]["sizes"],
         "test_accuracy": metrics["test_accuracy"],
         "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
@@ -89,6 +91,7 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
         "macs": metrics["macs"],
         **time_to_accuracy(history, args.target),
         **load,
+        "machine": machine_info(),  # rows added with --update may come from another machine
     }
 
 
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "train_cifar.json")
     parser.add_argument("--update", action="store_true", help="keep the other models' rows of "
                         "an existing --json (each row carries its own command and load)")
+    parser.add_argument("--label", default="default",
+                        help="the recipe's name in the file (rows are keyed by model and label, "
+                        "so --update with another label adds a row beside the default one)")
     parser.add_argument("--keep", type=Path, help="write the run directories here (default: a "
                         "temporary folder, deleted) so that int8_cifar can convert them")
     args = parser.parse_args(argv)
@@ -115,13 +121,16 @@ def main(argv: list[str] | None = None) -> dict:
               "warnings": machine_warnings(machine), "load_average_at_start": os.getloadavg(),
               "models": []}
     if args.update and args.json.exists():
-        rerun = set(args.model or ["resnet8"])
-        kept = json.loads(args.json.read_text()).get("models", [])
-        result["models"] = [row for row in kept if row["model"] not in rerun]
+        rerun = {(model, args.label) for model in args.model or ["resnet8"]}
+        earlier = json.loads(args.json.read_text())
+        # rows from before the per-row machine record ran on the file's machine
+        result["models"] = [{**row, "machine": row.get("machine", earlier.get("machine"))}
+                            for row in earlier.get("models", [])
+                            if (row["model"], row.get("label", "default")) not in rerun]
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.keep or Path(scratch)
         for model in args.model or ["resnet8"]:
-            row = run_model(args.data, model, args, workdir)
+            row = {"label": args.label, **run_model(args.data, model, args, workdir)}
             result["models"].append(row)
             if "failed" in row:
                 print(f"{model}: failed: {row['failed']}", flush=True)

@@ -29,6 +29,9 @@ Variants:
   for photos).
 - ``edgecv_default_no_onednn``: as shipped but ``TF_ENABLE_ONEDNN_OPTS=0``: what the oneDNN
   default is worth inside edgecv.
+- ``edgecv_float32``: as shipped but ``--precision float32``: with ``edgecv_default`` it
+  isolates what mixed bfloat16 (``--precision auto`` on CPUs with AMX-BF16 / AVX512-BF16) is
+  worth; on other CPUs the two are the same.
 
 images/s = training images x epochs / wall time of the fit call (edgecv: as in metrics.json).
 """
@@ -47,7 +50,8 @@ from pathlib import Path
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 
 VARIANTS = ("plain_fit", "plain_fit_onednn", "plain_fit_deterministic", "edgecv_like_for_like",
-            "edgecv_nondeterministic", "edgecv_default", "edgecv_default_no_onednn")
+            "edgecv_nondeterministic", "edgecv_default", "edgecv_default_no_onednn",
+            "edgecv_float32")
 # TF_ENABLE_ONEDNN_OPTS per variant (None: unset, TensorFlow's own choice for the CPU; the other
 # variants get edgecv's default through edgecv.tf_import, "1" on x86-64).
 ONEDNN_ENV = {"plain_fit": None, "plain_fit_deterministic": None, "plain_fit_onednn": "1",
@@ -98,13 +102,23 @@ def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: i
     from edgecv.training import TrainConfig, train
 
     like_for_like = variant == "edgecv_like_for_like"
-    deterministic = variant in ("edgecv_default", "edgecv_default_no_onednn")
+    deterministic = variant in ("edgecv_default", "edgecv_default_no_onednn", "edgecv_float32")
     with tempfile.TemporaryDirectory() as workdir:
         config = TrainConfig(data=data, model=model_name, epochs=epochs, batch_size=batch_size,
                              seed=seed, augment="none" if like_for_like else "auto",
                              deterministic=deterministic, patience=10_000,
+                             precision="float32" if variant == "edgecv_float32" else "auto",
                              tensorboard=False, out=str(Path(workdir) / "run"))
         return float(train(config, log=lambda _line: None).metrics["images_per_s"])
+
+
+def _auto_precision() -> dict:
+    """What ``--precision auto`` trains in on this machine's CPU (no GPU is used here)."""
+    from edgecv.runtime import cpu_flags
+    from edgecv.training.precision import resolve_precision
+
+    precision, reason = resolve_precision("auto", flags=cpu_flags(), gpus=0, strategy="default")
+    return {"precision": precision, "reason": reason}
 
 
 def default_batch_size(data: str, model: str) -> int:
@@ -163,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine_info(),
         "warnings": machine_warnings(machine_info()),
     }
+    result["precision_auto"] = _auto_precision()
     print(f"model {args.model}, {args.epochs} epochs, batch {args.batch_size}, "
           f"median of {args.repeats}, each in a fresh process")
     for name in variants:

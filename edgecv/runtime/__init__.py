@@ -19,7 +19,20 @@ from edgecv.modelfile.kinds import is_saved_model, runtime_for
 from edgecv.runtime.base import Backend
 from edgecv.runtime.targets import TARGETS
 
-__all__ = ["Backend", "TARGETS", "open_backend", "read_card", "usable_cores"]
+__all__ = ["Backend", "TARGETS", "cpu_flags", "open_backend", "read_card", "usable_cores"]
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The feature flags of the first CPU (x86 ``flags``, ARM ``Features``); empty if unknown."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return set(value.split())
+    return set()
 
 
 def usable_cores() -> int:

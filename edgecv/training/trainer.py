@@ -198,9 +198,15 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     from edgecv.models import count_macs, create_model
     from edgecv.training.report import (classification_metrics, plot_confusion_matrix,
                                         plot_training_curves, read_history)
+    from edgecv.runtime import cpu_flags
+    from edgecv.training.precision import as_float32, build_in_precision, resolve_precision
     from edgecv.training.strategy import make_strategy
 
     strategy, strategy_text = make_strategy(config.strategy)  # before any other TF device use
+    precision, precision_reason = resolve_precision(
+        config.precision, flags=cpu_flags(), gpus=len(tf.config.list_physical_devices("GPU")),
+        strategy=config.strategy)
+    config = replace(config, precision=precision)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:  # same seed -> same losses on CPU; costs some speed (README)
         tf.config.experimental.enable_op_determinism()
@@ -237,16 +243,20 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         write_json_atomic(run.split, dataset.split_ids())
         write_text_atomic(run.labels, "\n".join(dataset.labels) + "\n")
 
+    def build(**overrides):
+        return create_model(config.model, preprocessing.input_shape, dataset.num_classes,
+                            **overrides)
+
     with strategy.scope():
         overrides = {"weights": config.weights} if config.weights else {}
-        model = create_model(config.model, preprocessing.input_shape, dataset.num_classes,
-                             **overrides)
+        model = build_in_precision(lambda: build(**overrides), precision)
         if config.weights:
             model.get_layer("base").trainable = False
         model.compile(optimizer=make_optimizer(config.optimizer,
                                                learning_rate(config, steps_per_epoch)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}")
+    log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}; "
+        f"precision: {precision} ({precision_reason.removeprefix('auto: ')})")
 
     augmenter = build_augmenter(config)
     train_ds = make_tf_dataset(dataset.train, preprocessing, config.batch_size, training=True,
@@ -288,6 +298,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
 
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
+    model = as_float32(model, build)  # what is tested, saved and converted computes in float32
 
     test_x = preprocessing.normalize(dataset.test.x) if len(dataset.test) else None
     metrics: dict = {}
