@@ -249,8 +249,8 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         ranking = onnx_ranking(prepared, onnx.load(full), debug)
     path = out / f"model_int8_mixed{full.suffix}"
     fmt = "int8_mixed" if kind == "tflite" else "onnx_int8_mixed"
-    count, row = 1, None
-    while True:
+    row = None
+    for count in _doubling(len(ranking)):
         tensors = [r["tensor"] for r in ranking[:count]]
         if kind == "tflite":
             nodes = tflite_float_nodes(tensors, consumers)
@@ -277,9 +277,8 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         log(f"recover    {fmt}: {len(tensors)} tensor(s), {len(nodes)} op(s) in float: on the "
             f"{where}: agreement {check['agreement']:.4f}, drop "
             f"{budget_drop(check):+.2f} pp")
-        if budget_drop(check) <= max_drop or count >= len(ranking):
+        if budget_drop(check) <= max_drop:
             break
-        count = min(2 * count, len(ranking))
     row.update(chosen_on=where, check_agreement=round(check["agreement"], 5),
                check_drop_pp=budget_drop(check))
     data = None
