@@ -39,12 +39,11 @@ def tiny_run(tmp_path_factory):
 
 # --- a model built to quantize badly (tests/test_quant_real.py, tests/test_qat.py) -----------------
 
-@pytest.fixture(scope="module")
-def outlier_run():
-    """A small CNN trained briefly on the CIFAR fixture with one activation whose channel 0 is
-    300x the others (a fixed 1x1 depthwise gain): int8 quantizes activations per tensor, so
-    channels 1..15 fall under one step and read as 0. Returned as a RunData whose verification
-    data has no labels: --max-drop then judges agreement, the figure that moves most."""
+def _small_cnn_run(name: str, *, gain_outlier: bool = False, after_training=None):
+    """conv1 -> (with ``gain_outlier``: a fixed 1x1 depthwise gain, channel 0 x300) -> conv2 ->
+    global pooling -> softmax head, trained 5 epochs on the CIFAR fixture, then edited by
+    ``after_training(model)``. Returned as a RunData whose verification data has no labels:
+    --max-drop then judges agreement, the figure that moves most."""
     import keras
 
     from edgecv.converters.rundata import RunData
@@ -56,51 +55,46 @@ def outlier_run():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
     h = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inputs)
-    h = keras.layers.DepthwiseConv2D(1, use_bias=False, trainable=False, name="outlier")(h)
+    if gain_outlier:
+        h = keras.layers.DepthwiseConv2D(1, use_bias=False, trainable=False, name="outlier")(h)
     h = keras.layers.Conv2D(32, 3, strides=2, activation="relu", name="conv2")(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(h))
-    gain = np.ones((1, 1, 16, 1), np.float32)
-    gain[0, 0, 0, 0] = 300.0
-    model.get_layer("outlier").set_weights([gain])
+    if gain_outlier:
+        gain = np.ones((1, 1, 16, 1), np.float32)
+        gain[0, 0, 0, 0] = 300.0
+        model.get_layer("outlier").set_weights([gain])
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     train_x = pre.normalize(data.train.x)
     model.fit(train_x, data.train.y, epochs=5, batch_size=32, verbose=0)
+    if after_training is not None:
+        after_training(model)
     check_x = pre.normalize(np.concatenate([data.val.x, data.test.x]))
-    return RunData(Path("outlier-model"), model, list(data.labels), pre, train_x[:200],
+    return RunData(Path(name), model, list(data.labels), pre, train_x[:200],
                    check_x, None, val_x=train_x[200:], train=data.train)
+
+
+@pytest.fixture(scope="module")
+def outlier_run():
+    """A small CNN with one activation whose channel 0 is 300x the others (a fixed 1x1
+    depthwise gain): int8 quantizes activations per tensor, so channels 1..15 fall under one
+    step and read as 0."""
+    return _small_cnn_run("outlier-model", gain_outlier=True)
 
 
 @pytest.fixture(scope="module")
 def weight_outlier_run():
-    """A small CNN trained briefly on the CIFAR fixture, then given one 300.0 weight per output
-    channel of conv2, on an input channel that conv1 no longer feeds (its kernel and bias 0,
-    so ReLU gives exactly 0): the float model computes the same, but int8 weights are per
-    channel, so every other weight of conv2 rounds to 0. 16-bit activations keep int8 weights
-    and cannot help; only float for conv2 can."""
-    import keras
+    """A small CNN given, after training, one 300.0 weight per output channel of conv2, on an
+    input channel that conv1 no longer feeds (its kernel and bias 0, so ReLU gives exactly 0):
+    the float model computes the same, but int8 weights are per channel, so every other weight
+    of conv2 rounds to 0. 16-bit activations keep int8 weights and cannot help; only float for
+    conv2 can."""
+    def plant_weight_outlier(model):
+        kernel, bias = model.get_layer("conv1").get_weights()
+        kernel[..., 0], bias[0] = 0.0, 0.0
+        model.get_layer("conv1").set_weights([kernel, bias])
+        kernel, bias = model.get_layer("conv2").get_weights()
+        kernel[1, 1, 0, :] = 300.0
+        model.get_layer("conv2").set_weights([kernel, bias])
 
-    from edgecv.converters.rundata import RunData
-    from edgecv.data import load_dataset
-    from edgecv.preprocessing import Preprocessing
-
-    pre = Preprocessing(32, 32, 3)
-    data = load_dataset(str(Path(__file__).parent / "data" / "cifar10_mini"), 32, 32, 3, seed=0)
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3))
-    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inputs)
-    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu", name="conv2")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(h))
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    train_x = pre.normalize(data.train.x)
-    model.fit(train_x, data.train.y, epochs=5, batch_size=32, verbose=0)
-    kernel, bias = model.get_layer("conv1").get_weights()
-    kernel[..., 0], bias[0] = 0.0, 0.0
-    model.get_layer("conv1").set_weights([kernel, bias])
-    kernel, bias = model.get_layer("conv2").get_weights()
-    kernel[1, 1, 0, :] = 300.0
-    model.get_layer("conv2").set_weights([kernel, bias])
-    check_x = pre.normalize(np.concatenate([data.val.x, data.test.x]))
-    return RunData(Path("weight-outlier-model"), model, list(data.labels), pre, train_x[:200],
-                   check_x, None, val_x=train_x[200:], train=data.train)
+    return _small_cnn_run("weight-outlier-model", after_training=plant_weight_outlier)

@@ -183,6 +183,7 @@ def test_bfloat16_training_computes_in_bfloat16_and_saves_a_float32_model(tmp_pa
     from edgecv.data import load_dataset
     from edgecv.training import train
 
+    data = load_dataset(str(FIXTURE), 32, 32, 3, seed=0)
     runs = {}
     for precision in ("float32", "bfloat16"):
         runs[precision] = train(TrainConfig(data=str(FIXTURE), model="resnet8", epochs=1,
@@ -197,7 +198,6 @@ def test_bfloat16_training_computes_in_bfloat16_and_saves_a_float32_model(tmp_pa
         assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
         assert keras.mixed_precision.global_policy().name == "float32"  # restored
         pre = Preprocessing.from_dict(config["preprocessing"])
-        data = load_dataset(str(FIXTURE), 32, 32, 3, seed=0)
         scores = model.predict(pre.normalize(data.test.x), verbose=0)
         assert scores.dtype == np.float32
         # metrics.json's test accuracy is the saved float32 model's.
