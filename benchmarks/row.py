@@ -16,6 +16,7 @@ class BenchRow:
     warnings list, not into the row's JSON.
     """
 
+    device: str | None = None  # the --on device that measured it (None: this machine, no --on)
     artifact: str
     path: str
     format: str | None

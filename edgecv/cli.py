@@ -490,12 +490,23 @@ def bench_command(
     md_path: Optional[str] = typer.Option(None, "--md", help="Write the report as Markdown."),
     html_path: Optional[str] = typer.Option(None, "--html", help="Write the report as HTML "
                                             "with plots."),
+    on: Optional[list[str]] = typer.Option(
+        None, "--on", help="Bench on a device: ssh://[user@]host[:port] (your ssh keys and "
+        "~/.ssh/config aliases; ?python=PATH for its Python, ?dir=PATH for its file cache), "
+        "local (this machine) or local:PYTHON (another environment here). Repeat for several: "
+        "they run in parallel, one report with every device's rows.",
+        show_default="this machine only"),
+    ssh_config: Optional[str] = typer.Option(None, "--ssh-config", help="ssh client config "
+                                             "file for --on (ssh -F).",
+                                             show_default="~/.ssh/config"),
 ) -> None:
     """Latency, memory, size and accuracy of every artifact on every target, and which to deploy.
 
     Init, first, p50 (with its interval over interleaved rounds)/p90/p99 and throughput per
     (artifact, target, threads); a target that is absent here is a row saying why. Opens with
-    the recommendation: the fastest row within the accuracy budget, ties to the smaller file."""
+    the recommendation: the fastest row within the accuracy budget, ties to the smaller file.
+    With --on, the same on each device (files copied once, checked by SHA-256), rows and
+    recommendation per device."""
     from pathlib import Path
 
     from edgecv.benchmarks.report import write_reports
@@ -510,12 +521,20 @@ def bench_command(
                              custom_objects=custom_objects, weights=weights)
     artifacts = discover(models, include_keras=keras)
     testset = Path(data) if data else find_testset(artifacts)
-    report = _run_bench(artifacts, settings, testset)
+    interrupted = False
+    if on:
+        report, interrupted = _bench_on_devices(on, ssh_config, artifacts, settings, testset,
+                                                threads=threads, batch=batch)
+    else:
+        report = _run_bench(artifacts, settings, testset)
     write_reports(report, json_path, md_path, html_path,
                   log=lambda message: typer.echo(message, err=True))
+    if interrupted:
+        _fail("interrupted: the report keeps the devices that finished", 130)
     failed = [row for row in report["rows"] if row["status"] == "failed"]
     if failed:
-        typer.echo(f"error: {len(failed)} row(s) failed: {failed[0]['artifact']} on "
+        where = f"{failed[0]['device']}: " if failed[0].get("device") else ""
+        typer.echo(f"error: {len(failed)} row(s) failed: {where}{failed[0]['artifact']} on "
                    f"{failed[0]['target']}: {failed[0]['reason']}", err=True)
         raise typer.Exit(1)
 
@@ -587,6 +606,51 @@ def _run_bench(artifacts, settings, testset) -> dict:
     if testset is None:
         typer.echo("note: no test set found, accuracy not measured (give --data)", err=True)
     return report
+
+
+def _bench_on_devices(specs, ssh_config, artifacts, settings, testset, *, threads: str,
+                      batch: str) -> tuple[dict, bool]:
+    """``bench --on``: every device in parallel, each device's answer printed when known."""
+    import dataclasses
+    from pathlib import Path
+
+    from edgecv.benchmarks.recommend import sentence
+    from edgecv.benchmarks.remote import bench_on_devices, parse_devices
+    from edgecv.benchmarks.report import print_table
+    from edgecv.benchmarks.suite import accuracy_budget, run_benchmark
+
+    devices = parse_devices(specs)
+    if ssh_config and not Path(ssh_config).is_file():
+        raise UsageError(f"--ssh-config '{ssh_config}' is not a file; give an ssh client "
+                         "config (the format of ~/.ssh/config).")
+    max_drop, budget_from = accuracy_budget(settings, artifacts)
+    settings = dataclasses.replace(settings, max_drop=max_drop)
+    device_settings = {"targets": ",".join(settings.targets), "threads": threads, "batch": batch,
+                       "runs": settings.runs, "min_time_s": settings.min_time_s,
+                       "warmup": settings.warmup, "rounds": settings.rounds,
+                       "max_drop": max_drop, "checksum": settings.checksum}
+
+    def log(line: str) -> None:
+        typer.echo(line, err=True)
+
+    def done(run) -> None:
+        if run.error:
+            log(f"{run.device.name}: failed: {run.error}")
+            return
+        for choice in run.report.get("recommendations") or []:
+            log(f"{run.device.name}: {sentence(choice)}")
+        log(f"{run.device.name}: done in {run.seconds:.0f} s")
+
+    report, interrupted = bench_on_devices(
+        devices, artifacts, testset, lambda paths: run_benchmark(paths, settings, testset),
+        device_settings, {**device_settings, "devices": [d.name for d in devices],
+                          "testset": str(testset) if testset else None},
+        ssh_config=ssh_config, log=log, on_done=done)
+    for choice in report["recommendations"]:
+        choice["max_drop_from"] = budget_from
+    _warn(report["warnings"])
+    print_table(report)
+    return report, interrupted
 
 
 @app.command("camera")

@@ -45,8 +45,12 @@ def resolve(model: str | Path, target: str = "cpu", threads: int | None = None) 
         report = json.loads(files[0].read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {files[0]}: {exc}; rerun edgecv bench.") from exc
-    choices = {c.get("target"): c for c in report.get("recommendations") or []
-               if c.get("artifact")}
+    recommendations = [c for c in report.get("recommendations") or [] if c.get("artifact")]
+    # a report of `bench --on` devices: this machine's ("local") answers, else the first device's
+    here = [c for c in recommendations if c.get("device") in (None, "local")]
+    first = recommendations[0].get("device") if recommendations else None
+    choices = {c.get("target"): c for c in (
+        here or [c for c in recommendations if c.get("device") == first])}
     if target not in choices:
         found = ", ".join(sorted(choices)) or "none"
         raise UsageError(f"{files[0]} recommends nothing for target '{target}' (it has: {found}); "

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sshd import sshd  # noqa: F401  (the fixture: a real OpenSSH server on 127.0.0.1)
+
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """Run `python -m edgecv ARGS` (the console script's code path) and capture its output."""

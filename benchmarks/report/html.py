@@ -17,9 +17,8 @@ from edgecv.benchmarks.report.plots import (MATPLOTLIB_NOTE, figure_png, ok_rows
                                             plot_latency_distribution, plot_latency_vs_accuracy,
                                             plot_thread_scaling)
 from edgecv.benchmarks.report.schema import is_number, validate_report
-from edgecv.benchmarks.report.tables import (MEASUREMENT_COLUMNS, TABLE_COLUMNS, answer_lines,
-                                             int8_lines, plain_value,
-                                             table_cells)
+from edgecv.benchmarks.report.tables import (MEASUREMENT_COLUMNS, answer_lines, columns,
+                                             int8_lines, plain_value, row_cells)
 from edgecv.io import write_text_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -97,11 +96,12 @@ def _key_value_table(mapping: dict) -> str:
 def _results_table(rows: list[dict]) -> str:
     if not rows:
         return '<p class="note">The report has no rows.</p>'
-    head = "".join(f"<th>{_esc(column)}</th>" for column in TABLE_COLUMNS)
+    shown = columns(rows)
+    head = "".join(f"<th>{_esc(column)}</th>" for column in shown)
     body = []
     for row in rows:
         cells = []
-        for column, cell in zip(TABLE_COLUMNS, table_cells(row)):
+        for column, cell in zip(shown, row_cells(row, shown)):
             if column == "artifact":
                 detail = " | ".join(str(row[k]) for k in ("path", "sha256") if row.get(k))
                 title = f' title="{_esc(detail)}"' if detail else ""
@@ -208,6 +208,10 @@ def write_html(report: dict, path, sections: Sequence[Section] = ()) -> None:
              *(f'<p class="answer">{_esc(line)}</p>' if not line.startswith(" ")
                else f'<p class="why">{_esc(line.strip())}</p>' for line in answer_lines(report)),
              "<h2>Machine</h2>", _key_value_table(report.get("machine") or {})]
+    for device in report.get("devices") or []:
+        parts += [f"<h3>Device {_esc(device['name'])}</h3>", _key_value_table(
+            {key: value for key, value in device.items() if key != "machine"}
+            | (device.get("machine") or {}))]
     if report.get("settings"):
         parts += ["<h2>Settings</h2>", _key_value_table(report["settings"])]
     if report.get("warnings"):

@@ -57,6 +57,8 @@ def ok_rows(rows: list[dict]) -> list[dict]:
 
 def _row_label(row: dict, with_threads: bool = True) -> str:
     parts = [str(row["artifact"]), str(row["target"])]
+    if row.get("device"):
+        parts.insert(0, str(row["device"]))
     if with_threads and row.get("threads") is not None:
         parts.append(f"{row['threads']} thr")
     return " · ".join(parts)

@@ -16,6 +16,18 @@ TABLE_COLUMNS = ("artifact", "format", "target", "threads", "batch", "status", "
                  "preprocess ms", "peak RSS MB", "RSS delta MB", "speedup vs fp32")
 # Cells that hold a measurement: always "-" for a row that is not "ok".
 MEASUREMENT_COLUMNS = TABLE_COLUMNS[6:]
+DEVICE_COLUMN = "device"  # first, when the rows come from `edgecv bench --on` devices
+
+
+def columns(rows: list[dict]) -> tuple[str, ...]:
+    """TABLE_COLUMNS, led by ``device`` when a row names the device that measured it."""
+    return (DEVICE_COLUMN, *TABLE_COLUMNS) if any(r.get("device") for r in rows) else TABLE_COLUMNS
+
+
+def row_cells(row: dict, shown: tuple[str, ...]) -> list[str]:
+    """:func:`table_cells` for the ``shown`` columns (:func:`columns`)."""
+    cells = table_cells(row)
+    return [str(row.get("device") or "-"), *cells] if shown[0] == DEVICE_COLUMN else cells
 
 
 def table_cells(row: dict) -> list[str]:
@@ -66,13 +78,23 @@ def answer_lines(report: dict) -> list[str]:
 
     lines = []
     for choice in report.get("recommendations") or []:
-        lines += [sentence(choice), f"  why: {choice['reason']} (budget from "
+        device = f"on {choice['device']}: " if choice.get("device") else ""
+        lines += [device + sentence(choice), f"  why: {choice['reason']} (budget from "
                                     f"{choice.get('max_drop_from', '--max-drop')})"]
     return lines
 
 
 def int8_lines(report: dict) -> list[str]:
-    """What int8 can gain on this CPU (machine record), when the report has an int8 row."""
+    """What int8 can gain on this CPU (machine record), when the report has an int8 row; with
+    ``--on`` devices, on each device's CPU."""
+    if report.get("devices"):
+        lines = []
+        for device in report["devices"]:
+            rows = [row for row in report["rows"] if row.get("device") == device["name"]]
+            part = int8_lines({"machine": device.get("machine") or {}, "rows": rows})
+            if part:
+                lines += [part[0].replace("on this CPU", f"on {device['name']}"), *part[1:]]
+        return lines
     if not any("int8" in str(row.get("format") or "") and row["status"] == "ok"
                for row in report["rows"]):
         return []
@@ -107,6 +129,24 @@ def _machine_summary(machine: dict) -> str:
     return line
 
 
+def machine_lines(report: dict) -> list[tuple[str, str]]:
+    """(label, one-line machine record): "Machine" for a one-machine report; with ``--on``
+    devices, one per device (its record, or why it has none) after the machine that ran the
+    command."""
+    lines = [("Machine", _machine_summary(report.get("machine") or {}))]
+    for device in report.get("devices") or []:
+        if device.get("machine"):
+            summary = _machine_summary(device["machine"])
+            transfer = device.get("transfer")
+            if transfer:
+                summary += (f"; copied {transfer['copied']} file(s), "
+                            f"{transfer['copied_bytes'] / 1e6:.2f} MB, {transfer['reused']} reused")
+        else:
+            summary = f"no record ({device.get('reason') or 'not measured'})"
+        lines.append((f"Device {device['name']}", summary))
+    return lines
+
+
 def _settings_summary(settings: dict) -> str:
     return ", ".join(f"{key} {plain_value(value)}" for key, value in settings.items())
 
@@ -135,18 +175,20 @@ def markdown_table(report: dict) -> str:
                                     str(report.get("created") or "")]))
     if stamp:
         lines += [stamp, ""]
-    lines += [f"**Machine:** {_md_escape(_machine_summary(report.get('machine') or {}))}", ""]
+    lines += [f"**{label}:** {_md_escape(summary)}" for label, summary in machine_lines(report)]
+    lines.append("")
     if report.get("settings"):
         lines += [f"**Settings:** {_md_escape(_settings_summary(report['settings']))}", ""]
     if report.get("warnings"):
         lines += ["**Warnings:**", ""]
         lines += [f"- {_md_escape(str(warning))}" for warning in report["warnings"]]
         lines.append("")
-    lines.append("| " + " | ".join(TABLE_COLUMNS) + " |")
-    lines.append("|" + "|".join("---" if c in TABLE_COLUMNS[:6] else "---:"
-                                for c in TABLE_COLUMNS) + "|")
+    shown = columns(report["rows"])
+    lines.append("| " + " | ".join(shown) + " |")
+    lines.append("|" + "|".join("---:" if c in MEASUREMENT_COLUMNS else "---"
+                                for c in shown) + "|")
     for row in report["rows"]:
-        lines.append("| " + " | ".join(_md_escape(cell) for cell in table_cells(row)) + " |")
+        lines.append("| " + " | ".join(_md_escape(cell) for cell in row_cells(row, shown)) + " |")
     int8 = int8_lines(report)
     if int8:
         lines += ["", _md_escape(int8[0]), "", *(f"- {_md_escape(line[2:])}" for line in int8[1:])]
@@ -175,16 +217,17 @@ def print_table(report: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    status_column = TABLE_COLUMNS.index("status")
+    shown = columns(report["rows"])
+    status_column = shown.index("status")
     # 20 columns: one word per header line and one space between columns keep it about 155
     # characters wide; cells never wrap (a number split over two lines misreads).
     table = Table(title="edgecv bench", box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
-    for column in TABLE_COLUMNS:
+    for column in shown:
         table.add_column("\n".join(column.split()), no_wrap=column != "status",
                          justify="right" if column in MEASUREMENT_COLUMNS else "left")
     notes: list[str] = []
     for row in report["rows"]:
-        cells = table_cells(row)
+        cells = row_cells(row, shown)
         if row["status"] != "ok":
             if row["reason"] not in notes:
                 notes.append(row["reason"])
