@@ -10,7 +10,8 @@ ONNX artifacts. This module is the orchestration only; each step has a module of
 3. with ``--recover``, follow an int8 model over budget with a mixed int8/float one
    (:mod:`edgecv.converters.recover`);
 4. record the figures and the SHA-256 of each file in ``conversion.json``, then fail
-   (:class:`~edgecv.errors.AccuracyDropError`) if an artifact lost more than ``--max-drop``.
+   (:class:`~edgecv.errors.AccuracyDropError`) if an artifact is over budget (``--max-drop``,
+   ``--min-agreement``: :class:`~edgecv.converters.verify.Budget`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Callable
 from edgecv.converters.formats import Conversion, Format, Settings, selected_formats
 from edgecv.converters.load import load_source
 from edgecv.converters.rundata import RunData
-from edgecv.converters.verify import budget_drop, figures
+from edgecv.converters.verify import Budget, budget_drop, figures
 from edgecv.errors import AccuracyDropError, UsageError
 from edgecv.io import atomic_path, write_json_atomic
 from edgecv.rundir import ExportDir, RunDir
@@ -39,7 +40,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
                 onnx_calibration: str = "auto", qat_epochs: int | None = None,
                 qat_lr: float | None = None, log: Callable[[str], None] = print,
                 progress: Callable[[str], None] | None = None,
-                recover_mix: str = "auto") -> dict:
+                recover_mix: str = "auto", min_agreement: float | None = None) -> dict:
     """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
     (read with ``options``, see :func:`edgecv.converters.load.load_source`) or an already loaded :class:`RunData`;
     return the report.
@@ -47,7 +48,9 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     Defaults: int8 I/O for the int8 model, 300 calibration samples, opset 17, max drop 1.0 pp
     (of accuracy; of agreement with the reference when the data has no labels), no Flex ops.
     Output: ``out_dir``, else ``RUN/export`` or, for a model file, ``<stem>_export`` beside it.
-    Raises AccuracyDropError after writing ``conversion.json`` if an artifact drops too much.
+    ``min_agreement`` (``--min-agreement``, percent, default none) also holds every artifact to
+    that top-1 agreement with the reference (:class:`~edgecv.converters.verify.Budget`).
+    Raises AccuracyDropError after writing ``conversion.json`` if an artifact is over budget.
     With ``recover``, an int8 TFLite or ONNX model over budget is followed by a mixed
     int8/float one (:func:`edgecv.converters.recover.recover`); if that one fits the budget, the
     int8 drop no longer fails the run; ``recover_mix`` (``--recover-mix``: auto, int16, float)
@@ -62,14 +65,13 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     ``log`` gets one line per artifact, in table order; ``progress`` (default none) what is
     being built and verified now, for a status display.
     """
-    if max_drop < 0:
-        raise UsageError(f"--max-drop must be 0 or more, received {max_drop}.")
+    budget = Budget(max_drop, min_agreement)
     from edgecv.converters.recover import check_recover_mix
 
     check_recover_mix(recover_mix)  # before minutes of loading
     settings = Settings(io=io, opset=opset, select_tf_ops=select_tf_ops,
                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr,
-                        max_drop=max_drop)
+                        budget=budget)
     chosen = selected_formats(formats, settings)  # before minutes of loading
     run = _load(source, calib_samples, options, log, calib_data)
     info = _calibration_info(run, log)
@@ -77,13 +79,15 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     conversion = Conversion(run, settings, out, *_reference_scores(run, log), log=log)
     rows = _build_and_verify(chosen, conversion, progress)
     if recover:
-        _recover_over_budget(rows, conversion, max_drop, recover_mix)
+        _recover_over_budget(rows, conversion, budget, recover_mix)
     _write_testset(run, out, log)
     report = {"run": str(run.run_dir), "keras_accuracy": conversion.keras_accuracy,
               "test_images": int(len(run.test_x)), "calibration_samples": int(len(run.calibration)),
               "calibration": info,
               "int8_io": io, "opset": opset, "max_drop_pp": max_drop,
               "max_drop_applies_to": "accuracy" if run.test_y is not None else "agreement"}
+    if min_agreement is not None:
+        report["min_agreement_pct"] = min_agreement
     if run.notes:
         report["source"] = run.notes
     if select_tf_ops:
@@ -91,7 +95,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     report["artifacts"] = rows
     write_json_atomic(ExportDir(out).conversion, report)
     log(f"wrote {len(rows)} artifact(s) and conversion.json to {out}")
-    _check_budget(rows, max_drop, out)
+    _check_budget(rows, budget, out)
     return report
 
 
@@ -207,7 +211,7 @@ def _verify(spec: Format, conversion: Conversion, row: dict, path: Path) -> str 
         row["verify_s"] = round(time.perf_counter() - start, 2)
 
 
-def _recover_over_budget(rows: list[dict], conversion: Conversion, max_drop: float,
+def _recover_over_budget(rows: list[dict], conversion: Conversion, budget: Budget,
                          mix: str = "auto") -> None:
     """Follow each int8 row (TFLite, ONNX) over budget with its mixed int8/float row; an int8
     row whose mixed one fits the budget is marked ``recovered_by``."""
@@ -216,12 +220,11 @@ def _recover_over_budget(rows: list[dict], conversion: Conversion, max_drop: flo
     fp32_size = rows[0]["size_bytes"]
     for fmt, kind in (("int8", "tflite"), ("onnx_int8", "onnx")):
         int8_row = next((r for r in rows if r["format"] == fmt), None)
-        if not (int8_row and budget_drop(int8_row) is not None
-                and budget_drop(int8_row) > max_drop):
+        if not (int8_row and budget.misses(int8_row)):
             continue
         chosen = int8_row.get("onnx_calibration", {})
         mixed = recover_mixed(conversion.run, kind, conversion.keras_scores,
-                              conversion.keras_accuracy, max_drop, conversion.out, conversion.log,
+                              conversion.keras_accuracy, budget, conversion.out, conversion.log,
                               onnx_fp32=conversion.onnx_fp32,
                               onnx_method=chosen.get("method", "minmax"),
                               onnx_types=chosen.get("types", "u8s8"), mix=mix)
@@ -240,12 +243,11 @@ def _write_testset(run: RunData, out: Path, log: Callable[[str], None]) -> None:
         log(f"{ExportDir(out).testset.name} not written: the test images have no labels")
 
 
-def _check_budget(rows: list[dict], max_drop: float, out: Path) -> None:
-    too_much = [r for r in rows if budget_drop(r) is not None and budget_drop(r) > max_drop
-                and "recovered_by" not in r]
-    if too_much:
-        worst = max(too_much, key=budget_drop)
-        what = "accuracy" if worst["accuracy_drop_pp"] is not None else "agreement"
-        raise AccuracyDropError(
-            f"{worst['file']} lost {budget_drop(worst):.2f} pp of {what} vs the reference, more "
-            f"than --max-drop {max_drop}; see {out / 'conversion.json'}.")
+def _check_budget(rows: list[dict], budget: Budget, out: Path) -> None:
+    over = [r for r in rows if budget.misses(r) and "recovered_by" not in r]
+    if over:
+        # the largest drop over --max-drop, else the lowest agreement
+        worst = max(over, key=lambda r: (budget_drop(r) > budget.max_drop, budget_drop(r),
+                                         -r["agreement"]))
+        raise AccuracyDropError(f"{worst['file']} {budget.misses(worst)}; see "
+                                f"{out / 'conversion.json'}.")

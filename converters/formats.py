@@ -22,6 +22,7 @@ from edgecv.card import read_tflite_card
 from edgecv.converters import edgetpu, qat, verify
 from edgecv.converters.cards import with_onnx_card, with_tflite_card
 from edgecv.converters.rundata import RunData
+from edgecv.converters.verify import Budget
 from edgecv.errors import ConversionError, EdgecvError, UsageError, unknown_name
 from edgecv.io import write_json_atomic
 from edgecv.modelfile.reference import reference_of
@@ -41,7 +42,7 @@ class Settings:
     onnx_calibration: str = "auto"
     qat_epochs: int | None = None
     qat_lr: float | None = None
-    max_drop: float = 1.0  # the budget ONNX int8's recipe must meet on the check slice
+    budget: Budget = Budget()  # what ONNX int8's recipe must meet on the check slice
 
 
 @dataclass
@@ -186,7 +187,8 @@ def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
     goes into ``notes["onnx_calibration"]``."""
     proto, chosen = choose_onnx_int8(conversion.run, conversion.onnx_fp32_proto(),
                                      conversion.settings.onnx_calibration,
-                                     conversion.settings.max_drop)
+                                     conversion.settings.budget.max_drop,
+                                     conversion.settings.budget.min_agreement)
     notes["onnx_calibration"] = chosen
     data = with_onnx_card(proto, conversion.run, "onnx_int8")
     conversion.log(f"onnx_int8  {chosen['types']}, calibration {chosen['method']} "
@@ -196,11 +198,13 @@ def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
     return data
 
 
-def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto", max_drop: float = 1.0):
+def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto", max_drop: float = 1.0,
+                     min_agreement: float | None = None):
     """ONNX int8 with ``method`` (minmax, entropy, percentile; U8S8 with 7-bit weights, the
     fast x86 setting) or, for ``auto``, the recipe of
     :func:`edgecv.converters.onnx.to_onnx_int8_best`: the fastest integer-type recipe within
-    ``max_drop`` on :func:`edgecv.converters.verify.check_data`, then its best calibration
+    ``max_drop`` (and ``min_agreement``, percent, when given) on
+    :func:`edgecv.converters.verify.check_data`, then its best calibration
     method. Returns (proto, record)."""
     from edgecv.converters import onnx as onnx_converter
 
@@ -212,7 +216,8 @@ def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto", max_drop: f
     x, y, where = verify.check_data(run)
     reference = run.model.predict(x, batch_size=256, verbose=0)
     proto, record = onnx_converter.to_onnx_int8_best(fp32_proto, run.calibration, x, reference,
-                                                     check_y=y, max_drop=max_drop)
+                                                     check_y=y, max_drop=max_drop,
+                                                     min_agreement=min_agreement)
     return proto, {**record, "chosen_by": f"{record.pop('why')}, measured on the {where}"}
 
 

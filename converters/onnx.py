@@ -206,14 +206,16 @@ def run_onnx(proto, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
                       reference_scores: np.ndarray, check_y: np.ndarray | None = None,
-                      max_drop: float = 1.0, methods=CALIBRATION_METHODS,
+                      max_drop: float = 1.0, min_agreement: float | None = None,
+                      methods=CALIBRATION_METHODS,
                       types=INTEGER_TYPES, **kwargs) -> tuple[object, dict]:
     """The ONNX int8 model to ship: quantize with every recipe of ``types`` (names of
     :data:`INTEGER_TYPES`, MinMax ranges), score each on ``check_x`` (a validation slice, never
     the test split) against ``reference_scores`` (accuracy drop in pp with ``check_y``, else
     100 x (1 - top-1 agreement)), count the convolutions ONNX Runtime fuses into integer kernels
     and time each one (interleaved rounds, one image, 1 thread, on this machine). Among the
-    recipes within ``max_drop``, the fastest wins; recipes whose p50 intervals overlap it are
+    recipes within ``max_drop`` (and, when given, at least ``min_agreement`` percent top-1
+    agreement), the fastest wins; recipes whose p50 intervals overlap it are
     tied and the one that agrees best with the reference wins the tie. When none is within
     budget, the one that agrees best (``--recover`` may follow). Then the calibration
     ``methods`` are tried for the winning recipe and the best-agreeing kept.
@@ -257,19 +259,21 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
     for name, timing in timings.items():
         record["p50_ms"][name] = [round(v, 4) for v in (timing.stats.p50_ms,
                                                          *timing.p50_interval())]
-    within = [n for n in types if record["drop_pp"][n] <= max_drop]
     by_agreement = lambda n: record["agreement"][f"{n}/{methods[0]}"]  # noqa: E731
+    within = [n for n in types if record["drop_pp"][n] <= max_drop
+              and (min_agreement is None or 100 * by_agreement(n) >= min_agreement)]
+    limit = f"{max_drop} pp" + (f" and {min_agreement}% agreement" if min_agreement else "")
     if within:
         fastest = min(within, key=lambda n: record["p50_ms"][n][0])
         low, high = record["p50_ms"][fastest][1:]
         tied = [n for n in within if record["p50_ms"][n][1] <= high and low <= record["p50_ms"][n][2]]
         chosen = max(tied, key=by_agreement)
-        why = (f"the fastest within {max_drop} pp on the check slice"
+        why = (f"the fastest within {limit} on the check slice"
                + (f" (tied with {', '.join(t for t in tied if t != chosen)}: best agreement)"
                   if len(tied) > 1 else ""))
     else:
         chosen = max(types, key=by_agreement)
-        why = f"none within {max_drop} pp: the best agreement"
+        why = f"none within {limit}: the best agreement"
     best = (methods[0], protos[chosen])
     for method in methods[1:]:
         proto = to_onnx_int8(fp32_model, calibration, method=method, **INTEGER_TYPES[chosen],

@@ -27,8 +27,8 @@ import numpy as np
 from edgecv.converters import aeq
 from edgecv.converters.cards import with_onnx_card, with_tflite_card
 from edgecv.converters.quant_debug import crushed_share
-from edgecv.converters.verify import (artifact_scores, budget_drop, check_data, figures,
-                                      score_drops, verify_artifact)
+from edgecv.converters.verify import (Budget, artifact_scores, budget_drop, check_data,
+                                      figures, score_drops, verify_artifact)
 from edgecv.errors import EdgecvError
 
 # a tensor counts as crushed when at least this share of its live channels is under one step
@@ -186,17 +186,16 @@ def _slice_row(path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
 
 
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,
-            max_drop: float, out, log, onnx_fp32=None, onnx_method: str = "minmax",
+            budget: Budget, out, log, onnx_fp32=None, onnx_method: str = "minmax",
             onnx_types: str = "u8s8", mix: str = "auto") -> dict:
-    """The cheapest mixed model within ``max_drop``. For TFLite (``mix``, ``--recover-mix``):
+    """The cheapest mixed model within ``budget`` (``--max-drop``, ``--min-agreement``). For TFLite (``mix``, ``--recover-mix``):
     ``int16`` gives the worst tensors 16-bit activations (:func:`_int16_first`, the AI Edge
     Quantizer's per-layer recipes: int16x8 kernels; its ``steps``), then, if int16 alone does
     not fit, one mix of int16 and float layers, falling back to the TF converter's float mix
     when none fits; ``float`` keeps them in float (below); ``auto`` (default)
     makes both and ships the faster one within budget (:func:`_faster_mix`; int16 alone needs
     the quantizer installed). ONNX: float. Keep the worst tensors (:func:`rank_tensors`; 1, 2,
-    4, ... of them, each with its producer and consumers) in float until the drop
-    (``budget_drop``) is within ``max_drop``.
+    4, ... of them, each with its producer and consumers) in float until it fits the budget.
     ``kind``: ``tflite`` (denylisted nodes of the QuantizationDebugger, from
     ``model_int8.tflite``) or ``onnx`` (``nodes_to_exclude``, from ``model_int8.onnx`` quantized
     with ``onnx_method`` and ``onnx_types``; needs ``onnx_fp32``). Writes the best attempt as
@@ -230,11 +229,11 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         else:
             fp32 = (out / "model_fp32.tflite").read_bytes()  # always written, before int8
             int16_row, int16_data, int16_steps = _int16_first(run, fp32, debug, check,
-                                                              max_drop, log)
+                                                              budget, log)
             if int16_row is not None and mix == "int16":
                 return _finish(int16_row, int16_data, run, out / "model_int8.tflite",
                                out / "model_int8_mixed.tflite", keras_scores, keras_accuracy,
-                               max_drop, log)
+                               budget, log)
     if kind == "tflite":
         full = out / "model_int8.tflite"
         ranking = rank_tensors(layer_errors(run.model, run.calibration, debug))
@@ -277,17 +276,17 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         log(f"recover    {fmt}: {len(tensors)} tensor(s), {len(nodes)} op(s) in float: on the "
             f"{where}: agreement {check['agreement']:.4f}, drop "
             f"{budget_drop(check):+.2f} pp")
-        if budget_drop(check) <= max_drop:
+        if budget.fits(check):
             break
     row.update(chosen_on=where, check_agreement=round(check["agreement"], 5),
                check_drop_pp=budget_drop(check))
     data = None
     if int16_row is not None:  # both mixes were made: the faster one within budget
-        row, data = _faster_mix(row, budget_drop(check) <= max_drop, int16_row, int16_data,
+        row, data = _faster_mix(row, budget.fits(check), int16_row, int16_data,
                                 path, run.test_x[:1], log)
     elif int16_steps:
         row["int16_steps"] = int16_steps  # tried, did not fit
-    return _finish(row, data, run, full, path, keras_scores, keras_accuracy, max_drop, log)
+    return _finish(row, data, run, full, path, keras_scores, keras_accuracy, budget, log)
 
 
 def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: bytes,
@@ -319,7 +318,7 @@ def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: 
 
 
 def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_accuracy,
-            max_drop: float, log) -> dict:
+            budget: Budget, log) -> dict:
     """Write ``data`` (when given; else it is at ``path`` already), verify the chosen mixed
     artifact on the test split and time it against full int8 (1 thread)."""
     import hashlib
@@ -337,7 +336,7 @@ def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_
     full_ms, mixed_ms = p50_ms(full, sample), p50_ms(path, sample)
     row["p50_ms_1_thread"] = round(mixed_ms, 4)
     row["latency_cost_vs_int8"] = round(mixed_ms / full_ms, 3)
-    row["within_budget"] = budget_drop(row) <= max_drop
+    row["within_budget"] = budget.fits(row)
     log(f"recover    {len(row['float_layers'])} float op(s), "
         f"{len(row.get('int16_layers', []))} int16 op(s); p50 {mixed_ms:.3f} ms vs "
         f"{full_ms:.3f} ms for full int8 ({row['latency_cost_vs_int8']}x)")
@@ -353,12 +352,12 @@ def _doubling(n: int) -> list[int]:
     return counts + [n] if n else []
 
 
-def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, max_drop: float,
+def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, budget: Budget,
                  log) -> tuple[dict | None, bytes | None, list[dict]]:
     """The cheaper mixes before the TF converter's float one, all made by the AI Edge
     Quantizer's per-layer recipes and ranked by its SNR: first 16-bit activations (int16x8
     kernels) for the worst tensors (1, 2, 4, ... of them, each with its producer and
-    consumers), the rest int8; if even every ranked tensor in int16 misses ``max_drop`` on the
+    consumers), the rest int8; if even every ranked tensor in int16 misses ``budget`` on the
     check slice, one mix of the three: the worst 1, 2, 4, ... tensors in float and the other
     ranked ones in int16. The first attempt within budget wins. Returns (row, file bytes,
     steps), or (None, None, steps) when no attempt fits. ``fp32``: the float TFLite file;
@@ -389,7 +388,7 @@ def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, max_drop: fl
             log(f"recover    int8_mixed: {len(int16_ops)} op(s) with int16 activations, "
                 f"{len(float_ops)} in float (AI Edge Quantizer): on the {where}: agreement "
                 f"{found['agreement']:.4f}, drop {budget_drop(found):+.2f} pp")
-            if budget_drop(found) <= max_drop:
+            if budget.fits(found):
                 mix = ", ".join(["int8"] + (["int16 activations"] if int16_ops else [])
                                 + (["float"] if float_ops else []))
                 row = {"format": "int8_mixed", "file": "model_int8_mixed.tflite", "mix": mix,

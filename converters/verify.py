@@ -3,8 +3,8 @@ figures ``conversion.json`` records and ``--max-drop`` judges.
 
 - :func:`verify_artifact`: accuracy, top-1 agreement, output difference and per-class rows on
   the test split (:func:`per_class_rows`: an average drop of 0.3 pp can hide a class that lost 5);
-- :func:`score_drops` / :func:`budget_drop`: the drops in percentage points, and the one the
-  budget applies to;
+- :func:`score_drops` / :func:`budget_drop`: the drops in percentage points, and the one
+  ``--max-drop`` applies to; :class:`Budget`: ``--max-drop`` and ``--min-agreement`` together;
 - :func:`check_data`: the held-out slice (never the test split) that choices between
   quantization settings and ``--recover`` are made on.
 """
@@ -12,12 +12,14 @@ figures ``conversion.json`` records and ``--max-drop`` judges.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgecv.converters.calibration import stratified_indices
 from edgecv.converters.rundata import RunData
+from edgecv.errors import UsageError
 
 
 def per_class_rows(predicted: np.ndarray, reference: np.ndarray, y: np.ndarray,
@@ -131,6 +133,49 @@ def budget_drop(row: dict) -> float | None:
     if row.get("accuracy_drop_pp") is not None:
         return row["accuracy_drop_pp"]
     return row.get("agreement_drop_pp")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What an artifact may lose against the reference model: ``max_drop`` (``--max-drop``,
+    percentage points of accuracy; of agreement when the data has no labels) and, optionally,
+    ``min_agreement`` (``--min-agreement``, the share of images, in percent, on which its top-1
+    must match the reference's). The second exists because the first cannot see churn: an int8
+    model can keep its accuracy while changing its answer on 2% of the images, fixing as many as
+    it breaks, and a user who swaps a deployed model wants the answers it gave."""
+    max_drop: float = 1.0
+    min_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.max_drop >= 0:
+            raise UsageError(f"--max-drop must be 0 or more, received {self.max_drop}.")
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 100:
+            raise UsageError(f"--min-agreement is a percentage in (0, 100], received "
+                             f"{self.min_agreement}.")
+
+    def misses(self, row: dict) -> str | None:
+        """Why a verified row is over budget, as the end of a sentence (``"lost 0.80 pp of
+        accuracy ..., more than --max-drop 0.5"``); None when it fits or was not verified."""
+        drop = budget_drop(row)
+        if drop is None:
+            return None
+        if drop > self.max_drop + 1e-9:
+            what = "accuracy" if row.get("accuracy_drop_pp") is not None else "agreement"
+            return (f"lost {drop:.2f} pp of {what} vs the reference, more than --max-drop "
+                    f"{self.max_drop}")
+        if self.min_agreement is not None and 100 * row["agreement"] < self.min_agreement - 1e-9:
+            return (f"agrees with the reference on {100 * row['agreement']:.2f}% of the images, "
+                    f"under --min-agreement {self.min_agreement}")
+        return None
+
+    def fits(self, row: dict) -> bool:
+        """A verified row within both limits."""
+        return budget_drop(row) is not None and self.misses(row) is None
+
+    def describe(self) -> str:
+        """The budget in words, for log lines."""
+        return f"{self.max_drop:g} pp" + (f" and {self.min_agreement:g}% agreement"
+                                          if self.min_agreement is not None else "")
 
 
 def figures(row: dict) -> str:

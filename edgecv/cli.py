@@ -189,8 +189,14 @@ def convert_command(
     max_drop: float = typer.Option(1.0, help="Fail (exit 1) if an artifact loses more accuracy "
                                    "(agreement, when the data has no labels) than this, in "
                                    "percentage points, vs the reference model."),
-    recover: bool = typer.Option(False, help="If int8 drops more than --max-drop, keep its worst "
-                                 "layers in float until it fits (model_int8_mixed.tflite)."),
+    min_agreement: Optional[float] = typer.Option(None, help="Also fail (exit 1) if an "
+                                                  "artifact's top-1 agrees with the reference "
+                                                  "model's on fewer than this percent of the "
+                                                  "test images, e.g. 99 (accuracy can hold while "
+                                                  "answers change).", show_default="no limit"),
+    recover: bool = typer.Option(False, help="If int8 is over budget (--max-drop, "
+                                 "--min-agreement), keep its worst layers in float or int16 "
+                                 "until it fits (model_int8_mixed.tflite / .onnx)."),
     recover_mix: str = typer.Option("auto", help="--recover for TFLite: what the worst layers "
                                     "get: float, int16 (16-bit activations, AI Edge Quantizer) "
                                     "or auto (both made, the faster within budget shipped)."),
@@ -269,7 +275,8 @@ def convert_command(
             parse_floats(std, "--std") if std is not None else None)
     with _status_line() as progress:
         report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
-                             opset=opset, max_drop=max_drop, recover=recover,
+                             opset=opset, max_drop=max_drop, min_agreement=min_agreement,
+                             recover=recover,
                              select_tf_ops=select_tf_ops, options=options,
                              calib_data=calib_data, onnx_calibration=onnx_calibration,
                              qat_epochs=qat_epochs, qat_lr=qat_lr, log=log, progress=progress,

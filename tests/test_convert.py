@@ -246,7 +246,12 @@ def test_cli_json_output_is_clean_and_errors_are_one_line(trained_run, tmp_path)
                       "--out", tmp_path / "z")
     assert bad_mix.returncode == 2 and "--recover-mix value 'fast'" in bad_mix.stderr
     assert not (tmp_path / "z").exists()  # refused before anything loads or is written
-    for result in (missing, bad_io, no_dir, bad_mix):
+    bad_agreement = run_cli("convert", trained_run, "--int8", "--min-agreement", "150",
+                            "--out", tmp_path / "w")
+    assert bad_agreement.returncode == 2
+    assert "--min-agreement is a percentage in (0, 100], received 150" in bad_agreement.stderr
+    assert not (tmp_path / "w").exists()
+    for result in (missing, bad_io, no_dir, bad_mix, bad_agreement):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

@@ -98,7 +98,72 @@ def test_calib_data_folder_uses_its_train_split_stratified():
     assert not any((np.abs(flat - t.reshape(1, -1)).max(1) == 0).any() for t in test)
 
 
+# --- the budget: --max-drop and --min-agreement (no TensorFlow) ------------------------------------
+
+def test_the_budget_judges_accuracy_and_agreement_apart():
+    """With labels, --max-drop judges accuracy, which an int8 model can keep while changing its
+    answer on many images (as many fixed as broken); --min-agreement catches that."""
+    from edgecv.converters.verify import Budget
+    from edgecv.errors import UsageError
+
+    churn = {"accuracy_drop_pp": 0.1, "agreement_drop_pp": 3.0, "agreement": 0.97}
+    assert Budget(0.5).fits(churn)
+    assert not Budget(0.5, 98.5).fits(churn)
+    assert Budget(0.5, 98.5).misses(churn) == ("agrees with the reference on 97.00% of the "
+                                               "images, under --min-agreement 98.5")
+    lost = {"accuracy_drop_pp": 0.8, "agreement_drop_pp": 0.5, "agreement": 0.995}
+    assert Budget(0.5, 98.5).misses(lost) == ("lost 0.80 pp of accuracy vs the reference, more "
+                                              "than --max-drop 0.5")
+    no_labels = {"accuracy_drop_pp": None, "agreement_drop_pp": 1.2, "agreement": 0.988}
+    assert "pp of agreement" in Budget(1.0).misses(no_labels)
+    assert Budget(1.5, 98.8).fits(no_labels)
+    assert not Budget().fits({"format": "onnx"})  # not verified: neither fits nor misses
+    assert Budget().misses({"format": "onnx"}) is None
+    for bad in ({"max_drop": -1}, {"min_agreement": 0}, {"min_agreement": 100.5}):
+        with pytest.raises(UsageError, match="--m"):
+            Budget(**bad)
+
+
 # --- a model built to quantize badly --------------------------------------------------------------
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outlier_run,
+                                                                           tmp_path):
+    """The outlier model with its test labels: --max-drop 100 (accuracy) lets plain int8 pass
+    and recovers nothing; --min-agreement 90 fails the same file (exit 1's error, after
+    conversion.json), and with --recover a mixed model that agrees follows it."""
+    import dataclasses
+
+    from edgecv.converters.convert import convert_run
+    from edgecv.data import load_dataset
+    from edgecv.errors import AccuracyDropError
+
+    data = load_dataset(str(MINI), 32, 32, 3, seed=0)  # the fixture's split, for its labels
+    labelled = dataclasses.replace(outlier_run, test_y=np.concatenate([data.val.y, data.test.y]),
+                                   val_y=data.train.y[200:])
+    quiet = lambda _: None  # noqa: E731
+    loose = convert_run(labelled, ["int8"], out_dir=tmp_path / "loose", max_drop=100.0,
+                        recover=True, log=quiet)
+    plain = loose["artifacts"][-1]
+    assert plain["format"] == "int8" and plain["accuracy_drop_pp"] is not None
+    assert plain["agreement"] < 0.85  # int8 really changes its answers
+    assert "min_agreement_pct" not in loose
+
+    with pytest.raises(AccuracyDropError, match=r"model_int8.tflite agrees with the reference "
+                       r"on \d+\.\d\d% of the images, under --min-agreement 90"):
+        convert_run(labelled, ["int8"], out_dir=tmp_path / "strict", max_drop=100.0,
+                    min_agreement=90.0, log=quiet)
+    written = json.loads((tmp_path / "strict" / "conversion.json").read_text())
+    assert written["min_agreement_pct"] == 90.0
+
+    report = convert_run(labelled, ["int8"], out_dir=tmp_path / "recovered", max_drop=100.0,
+                         min_agreement=90.0, recover=True, recover_mix="float", log=quiet)
+    rows = {r["format"]: r for r in report["artifacts"]}
+    mixed = rows["int8_mixed"]
+    assert mixed["check_agreement"] >= 0.9  # chosen on validation to meet the agreement
+    assert mixed["agreement"] - rows["int8"]["agreement"] >= 0.1
+    assert mixed["within_budget"] and rows["int8"]["recovered_by"] == mixed["file"]
 
 @pytest.mark.tf
 @pytest.mark.slow
