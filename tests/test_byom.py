@@ -443,7 +443,8 @@ def test_cli_converts_a_savedmodel_with_json_output(world, tmp_path):
     labels.write_text("zero\none\ntwo\n")
     path = model_path(world, "subclassed", "savedmodel")
     result = run_cli("convert", path, "--int8", "--io", "uint8", "--data", world["folder"],
-                     "--scale", "1/255", "--labels", labels, "--json", "--out", tmp_path / "out")
+                     "--scale", "1/255", "--labels", labels, "--json", "--out", tmp_path / "out",
+                     "--max-drop", "100")  # agreement is asserted below; one flip is > 1 pp
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)  # nothing but JSON on stdout
     assert report["source"]["reference"] == "SavedModel signature 'serving_default'"

@@ -228,8 +228,10 @@ def test_a_failing_write_leaves_nothing_behind(trained_run, tmp_path, monkeypatc
 
 
 def test_cli_json_output_is_clean_and_errors_are_one_line(trained_run, tmp_path):
+    # --max-drop 100: this test is about the output; on this small test split one image that
+    # int8 flips is over 1 pp (the default budget), which a retrained fixture can do
     result = run_cli("convert", trained_run, "--int8", "--json", "--out", tmp_path / "x",
-                     "--calib-samples", "50")
+                     "--calib-samples", "50", "--max-drop", "100")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)  # nothing but JSON on stdout
     assert [r["format"] for r in report["artifacts"]] == ["fp32", "int8"]
