@@ -75,7 +75,7 @@ def goal_met(row: dict, test_images: int, goal: dict = GOAL) -> bool:
 
 
 def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
-            budget: dict = GOAL) -> dict:
+            budget: dict = GOAL, recover_mix: str = "auto") -> dict:
     """Convert and verify one run (with ``qat_epochs``, quantization-aware fine-tuning too),
     ``--recover`` held to ``budget`` (``GOAL``, or ``QAT_GOAL`` with ``--strict``); the row
     for results."""
@@ -90,6 +90,7 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
                                                                    else []),
                              out_dir=out, recover=True, max_drop=budget["max_drop_pp"],
                              min_agreement=100 * budget["min_agreement"],
+                             recover_mix=recover_mix,
                              qat_epochs=qat_epochs, log=log)
     except AccuracyDropError:
         report = json.loads(ExportDir(out).conversion.read_text())
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         "quantization-aware fine-tuning for EPOCHS epochs (default 0: off)")
     parser.add_argument("--strict", action="store_true", help="hold --recover to the QAT goal "
                         "(0.2 pp, 99%% agreement) instead of the int8 goal (0.5 pp, 98.5%%)")
+    parser.add_argument("--recover-mix", default="auto", choices=("auto", "int16", "float"),
+                        help="convert's --recover-mix (float skips the int16 ladder, whose "
+                        "LiteRT reference kernels take most of the time on large inputs)")
     parser.add_argument("--out", default=str(RESULTS), help=f"default {RESULTS}")
     args = parser.parse_args(argv)
     if not args.runs and not args.data:
@@ -156,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"== {run}")
             models.append(measure(run, Path(workdir) / f"export-{run.name}", log,
                                   qat_epochs=args.qat or None,
-                                  budget=QAT_GOAL if args.strict else GOAL))
+                                  budget=QAT_GOAL if args.strict else GOAL,
+                                  recover_mix=args.recover_mix))
     result = {"benchmark": "int8_cifar", "goal": GOAL, "qat_goal": QAT_GOAL,
               "recover_budget": "qat_goal" if args.strict else "goal",
               "machine": machine_info(),
