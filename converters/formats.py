@@ -187,8 +187,7 @@ def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
     goes into ``notes["onnx_calibration"]``."""
     proto, chosen = choose_onnx_int8(conversion.run, conversion.onnx_fp32_proto(),
                                      conversion.settings.onnx_calibration,
-                                     conversion.settings.budget.max_drop,
-                                     conversion.settings.budget.min_agreement)
+                                     conversion.settings.budget)
     notes["onnx_calibration"] = chosen
     data = with_onnx_card(proto, conversion.run, "onnx_int8")
     conversion.log(f"onnx_int8  {chosen['types']}, calibration {chosen['method']} "
@@ -198,13 +197,12 @@ def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
     return data
 
 
-def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto", max_drop: float = 1.0,
-                     min_agreement: float | None = None):
+def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto",
+                     budget: Budget = Budget()):
     """ONNX int8 with ``method`` (minmax, entropy, percentile; U8S8 with 7-bit weights, the
     fast x86 setting) or, for ``auto``, the recipe of
     :func:`edgecv.converters.onnx.to_onnx_int8_best`: the fastest integer-type recipe within
-    ``max_drop`` (and ``min_agreement``, percent, when given) on
-    :func:`edgecv.converters.verify.check_data`, then its best calibration
+    ``budget`` on :func:`edgecv.converters.verify.check_data`, then its best calibration
     method. Returns (proto, record)."""
     from edgecv.converters import onnx as onnx_converter
 
@@ -216,8 +214,7 @@ def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto", max_drop: f
     x, y, where = verify.check_data(run)
     reference = run.model.predict(x, batch_size=256, verbose=0)
     proto, record = onnx_converter.to_onnx_int8_best(fp32_proto, run.calibration, x, reference,
-                                                     check_y=y, max_drop=max_drop,
-                                                     min_agreement=min_agreement)
+                                                     check_y=y, budget=budget)
     return proto, {**record, "chosen_by": f"{record.pop('why')}, measured on the {where}"}
 
 

@@ -206,16 +206,15 @@ def run_onnx(proto, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
                       reference_scores: np.ndarray, check_y: np.ndarray | None = None,
-                      max_drop: float = 1.0, min_agreement: float | None = None,
-                      methods=CALIBRATION_METHODS,
+                      budget=None, methods=CALIBRATION_METHODS,
                       types=INTEGER_TYPES, **kwargs) -> tuple[object, dict]:
     """The ONNX int8 model to ship: quantize with every recipe of ``types`` (names of
     :data:`INTEGER_TYPES`, MinMax ranges), score each on ``check_x`` (a validation slice, never
-    the test split) against ``reference_scores`` (accuracy drop in pp with ``check_y``, else
-    100 x (1 - top-1 agreement)), count the convolutions ONNX Runtime fuses into integer kernels
+    the test split) against ``reference_scores``
+    (:func:`edgecv.converters.verify.slice_row`), count the convolutions ONNX Runtime fuses into integer kernels
     and time each one (interleaved rounds, one image, 1 thread, on this machine). Among the
-    recipes within ``max_drop`` (and, when given, at least ``min_agreement`` percent top-1
-    agreement), the fastest wins; recipes whose p50 intervals overlap it are
+    recipes within ``budget`` (a :class:`~edgecv.converters.verify.Budget`, default 1.0 pp), the
+    fastest wins; recipes whose p50 intervals overlap it are
     tied and the one that agrees best with the reference wins the tie. When none is within
     budget, the one that agrees best (``--recover`` may follow). Then the calibration
     ``methods`` are tried for the winning recipe and the best-agreeing kept.
@@ -228,15 +227,11 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
     the image (fused vs unfused agreement 98.7% on resnet8's stem alone), and with 7-bit weights
     everywhere loses 0.75 pp; keeping only the stem in float ("u8s8+float-stem") matched the
     unfused 8-bit model's agreement (99.2%) at U8S8 speed."""
-    from edgecv.converters.verify import agreement
+    from edgecv.converters.verify import Budget, agreement, budget_drop, slice_row
     from edgecv.timing import time_rounds
 
-    def drop(scores) -> float:
-        if check_y is not None:
-            keras_accuracy = float((reference_scores.argmax(1) == check_y).mean())
-            return round((keras_accuracy - float((scores.argmax(1) == check_y).mean())) * 100, 3)
-        return round((1 - agreement(scores, reference_scores)) * 100, 3)
-
+    budget = budget or Budget()
+    checked = {}
     for name in types:
         if name not in INTEGER_TYPES:
             raise UsageError(f"ONNX integer types must be among {', '.join(INTEGER_TYPES)}, "
@@ -248,8 +243,9 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
                                     **INTEGER_TYPES[name], **kwargs)
         scores = run_onnx(protos[name], check_x)
         key = f"{name}/{methods[0]}"
-        record["agreement"][key] = round(agreement(scores, reference_scores), 5)
-        record["drop_pp"][name] = drop(scores)
+        checked[name] = slice_row(scores, check_y, reference_scores)
+        record["agreement"][key] = round(checked[name]["agreement"], 5)
+        record["drop_pp"][name] = budget_drop(checked[name])
         record["integer_kernels"][name] = _integer_kernels(protos[name])
     sessions = {name: _session(proto, threads=1) for name, proto in protos.items()}
     sample = {INPUT_NAME: check_x[:1]}
@@ -260,9 +256,8 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
         record["p50_ms"][name] = [round(v, 4) for v in (timing.stats.p50_ms,
                                                          *timing.p50_interval())]
     by_agreement = lambda n: record["agreement"][f"{n}/{methods[0]}"]  # noqa: E731
-    within = [n for n in types if record["drop_pp"][n] <= max_drop
-              and (min_agreement is None or 100 * by_agreement(n) >= min_agreement)]
-    limit = f"{max_drop} pp" + (f" and {min_agreement}% agreement" if min_agreement else "")
+    within = [n for n in types if budget.fits(checked[n])]
+    limit = budget.describe()
     if within:
         fastest = min(within, key=lambda n: record["p50_ms"][n][0])
         low, high = record["p50_ms"][fastest][1:]

@@ -28,7 +28,7 @@ from edgecv.converters import aeq
 from edgecv.converters.cards import with_onnx_card, with_tflite_card
 from edgecv.converters.quant_debug import crushed_share
 from edgecv.converters.verify import (Budget, artifact_scores, budget_drop, check_data,
-                                      figures, score_drops, verify_artifact)
+                                      figures, score_drops, slice_row, verify_artifact)
 from edgecv.errors import EdgecvError
 
 # a tensor counts as crushed when at least this share of its live channels is under one step
@@ -175,20 +175,16 @@ def p50_ms(path, sample: np.ndarray, runs: int = 200, min_time_s: float = 0.5) -
     return float(np.median(times) * 1000)
 
 
-def _slice_row(path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
-               reference_accuracy: float | None) -> dict:
-    """Agreement (and accuracy with labels) of the artifact at ``path`` on ``x`` vs
-    ``reference`` scores, with the drops ``budget_drop`` reads."""
-    predicted = artifact_scores(path, x).argmax(1)
-    row = {"accuracy": None if y is None else float((predicted == y).mean()),
-           "agreement": float((predicted == reference.argmax(1)).mean())}
-    return score_drops(row, reference_accuracy)
+def _slice_row(path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> dict:
+    """:func:`~edgecv.converters.verify.slice_row` of the artifact at ``path`` on ``x``."""
+    return slice_row(artifact_scores(path, x), y, reference)
 
 
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,
             budget: Budget, out, log, onnx_fp32=None, onnx_method: str = "minmax",
             onnx_types: str = "u8s8", mix: str = "auto") -> dict:
-    """The cheapest mixed model within ``budget`` (``--max-drop``, ``--min-agreement``). For TFLite (``mix``, ``--recover-mix``):
+    """The cheapest mixed model within ``budget`` (``--max-drop``, ``--min-agreement``). For
+    TFLite (``mix``, ``--recover-mix``):
     ``int16`` gives the worst tensors 16-bit activations (:func:`_int16_first`, the AI Edge
     Quantizer's per-layer recipes: int16x8 kernels; its ``steps``), then, if int16 alone does
     not fit, one mix of int16 and float layers, falling back to the TF converter's float mix
@@ -217,9 +213,9 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     debug = run.calibration[::max(1, len(run.calibration) // 64)][:64]
     check_x, check_y, where = check_data(run)
     check_reference = run.model.predict(check_x, batch_size=256, verbose=0)
-    check_keras = (None if keras_accuracy is None or check_y is None
-                   else float((check_reference.argmax(1) == check_y).mean()))
-    check = (check_x, check_y, where, check_reference, check_keras)
+    if keras_accuracy is None:  # the test split has no labels: the budget judges agreement
+        check_y = None
+    check = (check_x, check_y, where, check_reference)
     int16_row = int16_data = int16_steps = None
     if kind == "tflite" and mix in ("auto", "int16"):
         if not aeq.available():
@@ -272,7 +268,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         row = {"format": fmt, "file": path.name, "mix": "int8, float", "size_bytes": len(data),
                "sha256": hashlib.sha256(data).hexdigest(), "float_tensors": tensors,
                "float_layers": nodes}
-        check = _slice_row(path, check_x, check_y, check_reference, check_keras)
+        check = _slice_row(path, check_x, check_y, check_reference)
         log(f"recover    {fmt}: {len(tensors)} tensor(s), {len(nodes)} op(s) in float: on the "
             f"{where}: agreement {check['agreement']:.4f}, drop "
             f"{budget_drop(check):+.2f} pp")
@@ -361,12 +357,12 @@ def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, budget: Budg
     check slice, one mix of the three: the worst 1, 2, 4, ... tensors in float and the other
     ranked ones in int16. The first attempt within budget wins. Returns (row, file bytes,
     steps), or (None, None, steps) when no attempt fits. ``fp32``: the float TFLite file;
-    ``check``: the check slice (x, y, where, reference scores, reference accuracy) that
+    ``check``: the check slice (x, y or None, where, reference scores) that
     :func:`recover` made."""
     ranking = [r["tensor"] for r in aeq.tensor_errors(fp32, run.calibration, debug)
                if r["snr_db"] is not None]
     consumers = tflite_consumers(fp32)
-    check_x, check_y, where, reference, reference_accuracy = check
+    check_x, check_y, where, reference = check
     plans = ([(ranking[:count], []) for count in _doubling(len(ranking))]
              + [(ranking[count:], ranking[:count]) for count in _doubling(len(ranking))])
     steps = []
@@ -380,7 +376,7 @@ def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, budget: Budg
                                     run, "tflite_int8_mixed", {"int16_layers": int16_ops,
                                                                "float_layers": float_ops})
             candidate.write_bytes(data)
-            found = _slice_row(candidate, check_x, check_y, reference, reference_accuracy)
+            found = _slice_row(candidate, check_x, check_y, reference)
             steps.append({"int16_tensors": len(int16_tensors), "int16_ops": len(int16_ops),
                           "float_tensors": len(float_tensors), "float_ops": len(float_ops),
                           "check_drop_pp": budget_drop(found),

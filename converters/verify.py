@@ -127,6 +127,17 @@ def score_drops(row: dict, keras_accuracy: float | None) -> dict:
     return row
 
 
+def slice_row(scores: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> dict:
+    """Agreement (and accuracy with labels) of ``scores`` against the ``reference`` model's on
+    a slice (:func:`check_data`), with the drops :class:`Budget` judges: what the choices
+    between quantization settings and ``--recover``'s steps are made on."""
+    predicted = scores.argmax(1)
+    row = {"accuracy": None if y is None else float((predicted == y).mean()),
+           "agreement": float((predicted == reference.argmax(1)).mean())}
+    reference_accuracy = None if y is None else float((reference.argmax(1) == y).mean())
+    return score_drops(row, reference_accuracy)
+
+
 def budget_drop(row: dict) -> float | None:
     """The drop ``--max-drop`` judges: the accuracy drop when the data has labels, else the
     agreement drop; None for a row that was not verified."""
@@ -174,8 +185,8 @@ class Budget:
 
     def describe(self) -> str:
         """The budget in words, for log lines."""
-        return f"{self.max_drop:g} pp" + (f" and {self.min_agreement:g}% agreement"
-                                          if self.min_agreement is not None else "")
+        return f"{self.max_drop} pp" + (f" and {self.min_agreement}% agreement"
+                                        if self.min_agreement is not None else "")
 
 
 def figures(row: dict) -> str:

@@ -279,10 +279,11 @@ def test_onnx_int8_auto_takes_the_fastest_recipe_within_budget(outlier_run):
     p50); within budget the fastest wins (a tie to the best agreement), over budget the best
     agreement; then the calibration methods are tried for the winner."""
     from edgecv.converters.formats import choose_onnx_int8
+    from edgecv.converters.verify import Budget
     from edgecv.converters.onnx import INTEGER_TYPES, run_onnx, to_onnx
 
     fp32 = to_onnx(outlier_run.model)
-    proto, record = choose_onnx_int8(outlier_run, fp32, "auto", max_drop=100.0)
+    proto, record = choose_onnx_int8(outlier_run, fp32, "auto", Budget(100.0))
     assert set(record["drop_pp"]) == set(record["p50_ms"]) == set(INTEGER_TYPES)
     assert all(k["integer"] + k["float"] == k["quantized"] for k in record["integer_kernels"].values())
     assert record["integer_kernels"]["u8s8+float-stem"]["quantized"] == \
@@ -298,7 +299,7 @@ def test_onnx_int8_auto_takes_the_fastest_recipe_within_budget(outlier_run):
     assert measured == pytest.approx(record["agreement"][key], abs=1e-4)
 
     # int8 loses far more than 0.5 pp of agreement on this model: the best agreement wins
-    _proto, strict = choose_onnx_int8(outlier_run, fp32, "auto", max_drop=0.5)
+    _proto, strict = choose_onnx_int8(outlier_run, fp32, "auto", Budget(0.5))
     assert min(strict["drop_pp"].values()) > 0.5
     by_minmax = {n: strict["agreement"][f"{n}/minmax"] for n in INTEGER_TYPES}
     assert strict["types"] == max(by_minmax, key=by_minmax.get)
