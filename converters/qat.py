@@ -225,13 +225,15 @@ def fine_tune(qat_model, train_ds, *, epochs: int, steps_per_epoch: int, lr: flo
               val_ds=None, distill: bool = False, log=print) -> list[dict]:
     """Train the fake-quantized model for ``epochs`` at ``lr`` (cosine-decayed per step to 0):
     the float weights adapt to the int8 grid and the activation ranges settle. Returns one
-    record per epoch (loss, accuracy, val_accuracy, seconds)."""
+    record per epoch: loss, accuracy (``agreement`` when ``distill``: the targets are the float
+    model's scores), the same on ``val_ds`` when given, seconds."""
     tf_keras, _tfmot = import_tfmot()
     schedule = tf_keras.optimizers.schedules.CosineDecay(lr, max(1, epochs * steps_per_epoch))
     qat_model.compile(optimizer=tf_keras.optimizers.Adam(schedule),
                       loss="categorical_crossentropy" if distill else "sparse_categorical_crossentropy",
                       metrics=["categorical_accuracy" if distill else "accuracy"])
     history: list[dict] = []
+    name = "agreement" if distill else "accuracy"
 
     class Progress(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -240,14 +242,15 @@ def fine_tune(qat_model, train_ds, *, epochs: int, steps_per_epoch: int, lr: flo
         def on_epoch_end(self, epoch, logs=None):
             logs = {k.replace("categorical_accuracy", "accuracy"): v for k, v in (logs or {}).items()}
             record = {"epoch": epoch + 1, "loss": round(float(logs["loss"]), 5),
-                      "accuracy": round(float(logs["accuracy"]), 5),
+                      name: round(float(logs["accuracy"]), 5),
                       "seconds": round(time.perf_counter() - self.start, 1)}
             if "val_accuracy" in logs:
-                record["val_accuracy"] = round(float(logs["val_accuracy"]), 5)
+                record[f"val_{name}"] = round(float(logs["val_accuracy"]), 5)
             history.append(record)
-            val = f"  val_accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
-            log(f"qat epoch {epoch + 1}/{epochs}  loss {record['loss']:.4f}  accuracy "
-                f"{record['accuracy']:.4f}{val}  {record['seconds']:.0f}s")
+            val = (f"  val_{name} {record[f'val_{name}']:.4f}" if f"val_{name}" in record
+                   else "")
+            log(f"qat epoch {epoch + 1}/{epochs}  loss {record['loss']:.4f}  {name} "
+                f"{record[name]:.4f}{val}  {record['seconds']:.0f}s")
 
     qat_model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
                   validation_data=val_ds, callbacks=[Progress()], verbose=0)
@@ -311,6 +314,8 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     one, and the labels would instead keep training it (on an underfit model, agreement with
     the float model fell to 89% while accuracy rose). BatchNorm statistics are frozen.
     """
+    from edgecv.converters.verify import check_slice
+    from edgecv.tf_import import import_tensorflow
     from edgecv.training.recipe import make_tf_dataset
 
     check_settings(epochs, lr)
@@ -337,11 +342,17 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
                               augmenter=augmenter, seed=0)
     dataset = dataset.map(lambda x, _y: (x, teacher(x, training=False))).repeat()
     steps = max(1, len(run.train) // batch_size)
+    # each epoch's agreement of the fake-quantized model with the float one, on the slice that
+    # chooses settings (validation, never test): shows whether more epochs would still help
+    check_x, where = check_slice(run)
+    tf = import_tensorflow()
+    val_ds = tf.data.Dataset.from_tensor_slices(
+        (check_x, run.model.predict(check_x, batch_size=256, verbose=0))).batch(256)
     log(f"qat: {len(run.train)} training images, {epochs} epoch(s) of {steps} steps, lr {lr}, "
         f"distilling from the float model, {frozen} BatchNorm layers frozen, {ranges} "
-        "activation ranges calibrated")
+        f"activation ranges calibrated; agreement checked on the {where}")
     history = fine_tune(qat_model, dataset, epochs=epochs, steps_per_epoch=steps, lr=lr,
-                        distill=True, log=log)
+                        val_ds=val_ds, distill=True, log=log)
     data = to_tflite_int8_qat(qat_model, io=io)
     record = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "steps": steps * epochs,
               "train_images": len(run.train), "target": "the float model's scores (distillation)",
@@ -350,5 +361,8 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
               "ranges": f"{ranges} activation ranges started from calibration min/max "
                         f"({len(run.calibration)} images), then tfmot's moving average",
               "scheme": "tfmot default 8-bit (per-channel weights, per-tensor activations)",
-              "history": history, "seconds": round(time.perf_counter() - start, 1)}
+              "history": history,
+              "history_agreement": "top-1 agreement of the fake-quantized model with the float "
+                                   f"model: on the augmented training batches, and (val_) on "
+                                   f"the {where}", "seconds": round(time.perf_counter() - start, 1)}
     return data, record

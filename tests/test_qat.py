@@ -121,6 +121,11 @@ def test_qat_beats_plain_int8_on_a_model_that_quantizes_badly(outlier_run, tmp_p
     qat = rows["int8_qat"]["qat"]
     assert qat["epochs"] == 10 and qat["steps"] == 10 * (len(outlier_run.train) // 64)
     assert len(qat["history"]) == 10 and qat["target"].startswith("the float model's scores")
+    # each epoch's agreement of the fake-quantized model on the validation slice: by the end it
+    # is well above plain int8's (the float model's scores are the target, not the labels)
+    assert all(0 <= r["val_agreement"] <= 1 for r in qat["history"])
+    assert qat["history"][-1]["val_agreement"] >= rows["int8"]["agreement"] + 0.05, qat["history"]
+    assert "validation split" in qat["history_agreement"]
     assert "activation ranges started from calibration" in qat["ranges"]
     written = json.loads((tmp_path / "conversion.json").read_text())
     assert [r["format"] for r in written["artifacts"]] == ["fp32", "int8", "int8_qat"]
