@@ -130,6 +130,9 @@ def train_command(
     precision: str = typer.Option("auto", help="float32, or bfloat16 (mixed: float32 weights, "
                                   "bfloat16 compute; the saved model is float32); auto: bfloat16 "
                                   "on CPUs with AMX-BF16/AVX512-BF16 and on TPUs."),
+    xla: str = typer.Option("auto", help="XLA compilation of the training step (Keras' "
+                            "jit_compile): on, off; auto: Keras' choice (on for GPUs/TPUs, off "
+                            "on CPUs)."),
     patience: int = typer.Option(8, help="Early-stopping patience in epochs (on val_loss)."),
     strategy: str = typer.Option("default", help="default, mirrored, multiworker (TF_CONFIG) or tpu."),
     weights: Optional[str] = typer.Option(None, help="imagenet or a local weights file for the "
@@ -150,7 +153,7 @@ def train_command(
         data=data, model=model, img_size=img_size, channels=channels,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
         warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
-        deterministic=deterministic, precision=precision,
+        deterministic=deterministic, precision=precision, xla=xla,
         patience=patience, strategy=strategy, weights=weights, fine_tune_epochs=fine_tune_epochs,
         fine_tune_layers=fine_tune_layers, tensorboard=tensorboard,
         out=run_out,

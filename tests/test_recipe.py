@@ -204,3 +204,38 @@ def test_bfloat16_training_computes_in_bfloat16_and_saves_a_float32_model(tmp_pa
         assert float((scores.argmax(1) == data.test.y).mean()) == pytest.approx(
             result.metrics["test_accuracy"], abs=1e-9)
     assert losses["float32"] != losses["bfloat16"]
+
+
+def test_xla_on_with_op_determinism_is_refused_in_one_line(tmp_path):
+    """Keras silently drops jit_compile under TensorFlow's op determinism (edgecv's default);
+    edgecv says so instead of training without the XLA the user asked for."""
+    from conftest import run_cli
+
+    result = run_cli("train", "--xla", "on", "--out", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--no-deterministic" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+    result = run_cli("train", "--xla", "fast", "--out", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 2 and "'fast'" in result.stderr and "auto" in result.stderr
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_xla_on_compiles_the_training_step(tmp_path):
+    """--xla on (without op determinism) trains with Keras' jit_compile really on (Keras turns
+    it off, with a warning only, when the model or the settings do not allow it) and records it.
+    Op determinism is process-wide: a deterministic run earlier in the process (here, on
+    purpose) must not leak into this one."""
+    from edgecv.tf_import import import_tensorflow
+    from edgecv.training import train
+
+    import_tensorflow().config.experimental.enable_op_determinism()
+    lines = []
+    result = train(TrainConfig(data=str(FIXTURE), model="resnet8", epochs=1, xla="on",
+                               deterministic=False, tensorboard=False, out=str(tmp_path / "run")),
+                   log=lines.append)
+    model_line = next(line for line in lines if line.startswith("model:"))
+    assert "xla: on (--xla on)" in model_line, model_line
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["train"]["xla"] == "on"
+    assert np.isfinite(result.metrics["test_accuracy"])

@@ -32,6 +32,10 @@ Variants:
 - ``edgecv_float32``: as shipped but ``--precision float32``: with ``edgecv_default`` it
   isolates what mixed bfloat16 (``--precision auto`` on CPUs with AMX-BF16 / AVX512-BF16) is
   worth; on other CPUs the two are the same.
+- ``edgecv_xla``: ``--no-deterministic --xla on`` (Keras' ``jit_compile=True``; Keras turns
+  XLA off under op determinism, so edgecv refuses ``--xla on`` with it): with
+  ``edgecv_nondeterministic`` (``--xla auto``, which is off on a CPU-only machine) it isolates
+  what XLA compilation of the training step is worth on this CPU.
 
 images/s = training images x epochs / wall time of the fit call (edgecv: as in metrics.json).
 """
@@ -51,7 +55,7 @@ from edgecv.benchmarks.machine import machine_info, machine_warnings
 
 VARIANTS = ("plain_fit", "plain_fit_onednn", "plain_fit_deterministic", "edgecv_like_for_like",
             "edgecv_nondeterministic", "edgecv_default", "edgecv_default_no_onednn",
-            "edgecv_float32")
+            "edgecv_float32", "edgecv_xla")
 # TF_ENABLE_ONEDNN_OPTS per variant (None: unset, TensorFlow's own choice for the CPU; the other
 # variants get edgecv's default through edgecv.tf_import, "1" on x86-64).
 ONEDNN_ENV = {"plain_fit": None, "plain_fit_deterministic": None, "plain_fit_onednn": "1",
@@ -108,6 +112,7 @@ def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: i
                              seed=seed, augment="none" if like_for_like else "auto",
                              deterministic=deterministic, patience=10_000,
                              precision="float32" if variant == "edgecv_float32" else "auto",
+                             xla="on" if variant == "edgecv_xla" else "auto",
                              tensorboard=False, out=str(Path(workdir) / "run"))
         return float(train(config, log=lambda _line: None).metrics["images_per_s"])
 

@@ -19,6 +19,9 @@ LR_SCHEDULES = ("none", "cosine", "step")
 AUGMENT_POLICIES = ("auto", "none", "affine", "crop")
 # auto: bfloat16 where the CPU multiplies bfloat16 natively, float32 elsewhere (see precision.py).
 PRECISIONS = ("auto", "float32", "bfloat16")
+# XLA (Keras' jit_compile): auto is Keras' own choice (on for GPUs/TPUs when the model allows it,
+# off on CPU-only machines and under a distribution strategy); on / off force it.
+XLA_MODES = ("auto", "on", "off")
 # Below this many training images a run takes batch 32 (more updates per epoch on small sets)
 # and 20 epochs; at and above it, batch 64, which measured as fast per image on CIFAR-10 and
 # halves the steps, and 50 epochs: the CIFAR-10 recipe (train_cifar.json: resnet8 reached 78.4%
@@ -52,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True
     precision: str = "auto"
+    xla: str = "auto"
     patience: int = 8
     strategy: str = "default"
     weights: str | None = None
@@ -96,6 +100,12 @@ def validate(config: TrainConfig) -> None:
         raise unknown_name("augmentation", config.augment, AUGMENT_POLICIES)
     if config.precision not in PRECISIONS:
         raise unknown_name("precision", config.precision, PRECISIONS)
+    if config.xla not in XLA_MODES:
+        raise unknown_name("xla mode", config.xla, XLA_MODES)
+    if config.xla == "on" and config.deterministic:
+        # Keras would silently train without XLA: it turns jit_compile off under op determinism
+        raise UsageError("--xla on needs --no-deterministic: Keras does not compile with XLA "
+                         "while TensorFlow's op determinism is on.")
     checks = [
         (config.epochs is None or config.epochs >= 1,
          f"--epochs must be at least 1, received {config.epochs}."),

@@ -46,6 +46,10 @@ class TrainResult:
     metrics: dict
 
 
+# --xla -> Keras' compile(jit_compile=...)
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
 def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
                     resume_epochs: int | None = None) -> tuple[TrainConfig, Path]:
     """Pick the run directory and the config to use, refusing to clobber an existing run.
@@ -142,6 +146,21 @@ def _work_around_keras_multiworker(model, strategy, batch) -> None:
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
 
 
+def _set_op_determinism(tf, on: bool) -> None:
+    """TensorFlow's op determinism (same seed -> same losses on CPU; costs some speed, README)
+    is process-wide and has no public switch back: a --no-deterministic run after a
+    deterministic one in the same process (the Python API, a notebook) would otherwise stay
+    deterministic, and Keras would then refuse --xla on without saying so."""
+    if on:
+        tf.config.experimental.enable_op_determinism()
+        return
+    try:
+        from tensorflow.python.framework.config import disable_op_determinism
+    except ImportError:  # a TensorFlow without it: the setting stays what the process had
+        return
+    disable_op_determinism()
+
+
 def _versions() -> dict:
     import keras
     import tensorflow as tf
@@ -208,8 +227,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         strategy=config.strategy)
     config = replace(config, precision=precision)
     keras.utils.set_random_seed(config.seed)
-    if config.deterministic:  # same seed -> same losses on CPU; costs some speed (README)
-        tf.config.experimental.enable_op_determinism()
+    _set_op_determinism(tf, config.deterministic)
 
     preprocessing = Preprocessing(config.img_size, config.img_size, config.channels)
     dataset = load_dataset(config.data, config.img_size, config.img_size, config.channels,
@@ -254,9 +272,11 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
             model.get_layer("base").trainable = False
         model.compile(optimizer=make_optimizer(config.optimizer,
                                                learning_rate(config, steps_per_epoch)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=JIT_COMPILE[config.xla])
     log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}; "
-        f"precision: {precision} ({precision_reason.removeprefix('auto: ')})")
+        f"precision: {precision} ({precision_reason.removeprefix('auto: ')}); "
+        f"xla: {'on' if model.jit_compile else 'off'} (--xla {config.xla})")
 
     augmenter = build_augmenter(config)
     train_ds = make_tf_dataset(dataset.train, preprocessing, config.batch_size, training=True,
@@ -282,7 +302,8 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
                 rate = learning_rate(config, steps_per_epoch, base=config.lr / 10,
                                      epochs=config.fine_tune_epochs)
                 model.compile(optimizer=make_optimizer(config.optimizer, rate),
-                              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                              loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                              jit_compile=JIT_COMPILE[config.xla])
             log(f"fine-tuning the top {fine_tune_layers} layers of the base at lr {config.lr / 10:g}")
         callbacks = make_callbacks(config, run_dir, log, resuming=resuming,
                                    total_epochs=total_epochs)
