@@ -211,8 +211,7 @@ def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto",
     if method != "auto":
         return onnx_converter.to_onnx_int8(fp32_proto, run.calibration, method=method), {
             "method": method, "types": "u8s8", "chosen_by": "--onnx-calibration"}
-    x, y, where = verify.check_data(run)
-    reference = run.model.predict(x, batch_size=256, verbose=0)
+    x, y, where, reference = verify.check_data_scores(run)
     proto, record = onnx_converter.to_onnx_int8_best(fp32_proto, run.calibration, x, reference,
                                                      check_y=y, budget=budget)
     return proto, {**record, "chosen_by": f"{record.pop('why')}, measured on the {where}"}

@@ -314,7 +314,7 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     one, and the labels would instead keep training it (on an underfit model, agreement with
     the float model fell to 89% while accuracy rose). BatchNorm statistics are frozen.
     """
-    from edgecv.converters.verify import check_slice
+    from edgecv.converters.verify import check_data_scores
     from edgecv.tf_import import import_tensorflow
     from edgecv.training.recipe import make_tf_dataset
 
@@ -344,10 +344,8 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     steps = max(1, len(run.train) // batch_size)
     # each epoch's agreement of the fake-quantized model with the float one, on the slice that
     # chooses settings (validation, never test): shows whether more epochs would still help
-    check_x, where = check_slice(run)
-    tf = import_tensorflow()
-    val_ds = tf.data.Dataset.from_tensor_slices(
-        (check_x, run.model.predict(check_x, batch_size=256, verbose=0))).batch(256)
+    check_x, _y, where, check_scores = check_data_scores(run)
+    val_ds = import_tensorflow().data.Dataset.from_tensor_slices((check_x, check_scores)).batch(256)
     log(f"qat: {len(run.train)} training images, {epochs} epoch(s) of {steps} steps, lr {lr}, "
         f"distilling from the float model, {frozen} BatchNorm layers frozen, {ranges} "
         f"activation ranges calibrated; agreement checked on the {where}")

@@ -27,7 +27,7 @@ import numpy as np
 from edgecv.converters import aeq
 from edgecv.converters.cards import with_onnx_card, with_tflite_card
 from edgecv.converters.quant_debug import crushed_share
-from edgecv.converters.verify import (Budget, artifact_scores, budget_drop, check_data,
+from edgecv.converters.verify import (Budget, artifact_scores, budget_drop, check_data_scores,
                                       figures, score_drops, slice_row, verify_artifact)
 from edgecv.errors import EdgecvError
 
@@ -211,8 +211,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     # Every k-th calibration image, not the first 64: the calibration sample is in split order,
     # which for a class-folder source is class order (the first 64 were 2 classes of 10).
     debug = run.calibration[::max(1, len(run.calibration) // 64)][:64]
-    check_x, check_y, where = check_data(run)
-    check_reference = run.model.predict(check_x, batch_size=256, verbose=0)
+    check_x, check_y, where, check_reference = check_data_scores(run)
     if keras_accuracy is None:  # the test split has no labels: the budget judges agreement
         check_y = None
     check = (check_x, check_y, where, check_reference)

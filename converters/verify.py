@@ -69,6 +69,13 @@ def check_data(run: RunData, limit: int = 1000) -> tuple[np.ndarray, np.ndarray 
             f"calibration images ({count}; the source has no validation split)")
 
 
+def check_data_scores(run: RunData, limit: int = 1000):
+    """:func:`check_data` and the reference (Keras) model's scores on it: (x, y or None, where,
+    scores), what every choice made on the check slice compares against."""
+    x, y, where = check_data(run, limit)
+    return x, y, where, run.model.predict(x, batch_size=256, verbose=0)
+
+
 def check_slice(run: RunData, limit: int = 1000) -> tuple[np.ndarray, str]:
     """:func:`check_data` without the labels."""
     x, _y, where = check_data(run, limit)

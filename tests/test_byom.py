@@ -432,7 +432,9 @@ def test_mean_or_std_alone_converts_in_pixel_units(tmp_path, flags, expected):
                      "--json", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     fp32 = {r["format"]: r for r in json.loads(result.stdout)["artifacts"]}["fp32"]
-    assert fp32["agreement"] == 1.0
+    # the same scores as Keras (an untrained model's near-ties may flip on float round-off, so
+    # not top-1 agreement == 1: that failed once in a full run); wrong units would be far off
+    assert fp32["max_abs_diff"] < 1e-4 and fp32["agreement"] >= 0.98, fp32
     with open_backend(tmp_path / "out" / "model_fp32.tflite") as backend:
         pre = backend.card.preprocessing
         assert (pre.scale, pre.mean, pre.std) == expected

@@ -50,6 +50,14 @@ class TrainResult:
 JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
 
+def compile_model(model, config: TrainConfig, rate) -> None:
+    """Compile ``model`` for training with ``config``'s optimizer at ``rate`` (a float or a
+    schedule) and its --xla setting."""
+    model.compile(optimizer=make_optimizer(config.optimizer, rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=JIT_COMPILE[config.xla])
+
+
 def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
                     resume_epochs: int | None = None) -> tuple[TrainConfig, Path]:
     """Pick the run directory and the config to use, refusing to clobber an existing run.
@@ -270,10 +278,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         model = build_in_precision(lambda: build(**overrides), precision)
         if config.weights:
             model.get_layer("base").trainable = False
-        model.compile(optimizer=make_optimizer(config.optimizer,
-                                               learning_rate(config, steps_per_epoch)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=JIT_COMPILE[config.xla])
+        compile_model(model, config, learning_rate(config, steps_per_epoch))
     log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}; "
         f"precision: {precision} ({precision_reason.removeprefix('auto: ')}); "
         f"xla: {'on' if model.jit_compile else 'off'} (--xla {config.xla})")
@@ -301,9 +306,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
                 _set_fine_tune_trainable(model, fine_tune_layers)
                 rate = learning_rate(config, steps_per_epoch, base=config.lr / 10,
                                      epochs=config.fine_tune_epochs)
-                model.compile(optimizer=make_optimizer(config.optimizer, rate),
-                              loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                              jit_compile=JIT_COMPILE[config.xla])
+                compile_model(model, config, rate)
             log(f"fine-tuning the top {fine_tune_layers} layers of the base at lr {config.lr / 10:g}")
         callbacks = make_callbacks(config, run_dir, log, resuming=resuming,
                                    total_epochs=total_epochs)
