@@ -76,12 +76,6 @@ def check_data_scores(run: RunData, limit: int = 1000):
     return x, y, where, run.model.predict(x, batch_size=256, verbose=0)
 
 
-def check_slice(run: RunData, limit: int = 1000) -> tuple[np.ndarray, str]:
-    """:func:`check_data` without the labels."""
-    x, _y, where = check_data(run, limit)
-    return x, where
-
-
 def artifact_scores(path: Path, x: np.ndarray, workers: int | None = None) -> np.ndarray:
     """Scores of the artifact at ``path`` on ``x``, in its runtime, 64 images per call.
 
