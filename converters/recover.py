@@ -175,11 +175,6 @@ def p50_ms(path, sample: np.ndarray, runs: int = 200, min_time_s: float = 0.5) -
     return float(np.median(times) * 1000)
 
 
-def _slice_row(path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> dict:
-    """:func:`~edgecv.converters.verify.slice_row` of the artifact at ``path`` on ``x``."""
-    return slice_row(artifact_scores(path, x), y, reference)
-
-
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,
             budget: Budget, out, log, onnx_fp32=None, onnx_method: str = "minmax",
             onnx_types: str = "u8s8", mix: str = "auto") -> dict:
@@ -267,7 +262,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         row = {"format": fmt, "file": path.name, "mix": "int8, float", "size_bytes": len(data),
                "sha256": hashlib.sha256(data).hexdigest(), "float_tensors": tensors,
                "float_layers": nodes}
-        check = _slice_row(path, check_x, check_y, check_reference)
+        check = slice_row(artifact_scores(path, check_x), check_y, check_reference)
         log(f"recover    {fmt}: {len(tensors)} tensor(s), {len(nodes)} op(s) in float: on the "
             f"{where}: agreement {check['agreement']:.4f}, drop "
             f"{budget_drop(check):+.2f} pp")
@@ -375,7 +370,7 @@ def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, budget: Budg
                                     run, "tflite_int8_mixed", {"int16_layers": int16_ops,
                                                                "float_layers": float_ops})
             candidate.write_bytes(data)
-            found = _slice_row(candidate, check_x, check_y, reference)
+            found = slice_row(artifact_scores(candidate, check_x), check_y, reference)
             steps.append({"int16_tensors": len(int16_tensors), "int16_ops": len(int16_ops),
                           "float_tensors": len(float_tensors), "float_ops": len(float_ops),
                           "check_drop_pp": budget_drop(found),

@@ -67,11 +67,17 @@ def train_runs(data: str, models: list[str], per_class: int, epochs: int, workdi
     return runs
 
 
+def budget_of(goal: dict):
+    """``GOAL`` / ``QAT_GOAL`` as convert's :class:`~edgecv.converters.verify.Budget`."""
+    from edgecv.converters.verify import Budget
+
+    return Budget(goal["max_drop_pp"], 100 * goal["min_agreement"])
+
+
 def goal_met(row: dict, test_images: int, goal: dict = GOAL) -> bool:
-    """A goal (default ``GOAL``, else ``QAT_GOAL``) for one artifact row."""
-    return bool(test_images >= goal["min_test_images"]
-                and row["accuracy_drop_pp"] <= goal["max_drop_pp"]
-                and row["agreement"] >= goal["min_agreement"])
+    """A goal (default ``GOAL``, else ``QAT_GOAL``) for one artifact row: convert's own budget
+    check, on enough test images."""
+    return bool(test_images >= goal["min_test_images"] and budget_of(goal).fits(row))
 
 
 def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
@@ -88,8 +94,8 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
     try:
         report = convert_run(run, ["int8", "onnx", "onnx_int8"] + (["int8_qat"] if qat_epochs
                                                                    else []),
-                             out_dir=out, recover=True, max_drop=budget["max_drop_pp"],
-                             min_agreement=100 * budget["min_agreement"],
+                             out_dir=out, recover=True, max_drop=budget_of(budget).max_drop,
+                             min_agreement=budget_of(budget).min_agreement,
                              recover_mix=recover_mix,
                              qat_epochs=qat_epochs, log=log)
     except AccuracyDropError:
