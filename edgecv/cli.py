@@ -113,6 +113,11 @@ def train_command(
         None, help="Global batch size.", show_default="32; 64 from 10,000 training images"),
     lr: float = typer.Option(3e-3, help="Initial learning rate."),
     optimizer: str = typer.Option("adam", help="adam, adamw, sgd or rmsprop."),
+    weight_decay: Optional[float] = typer.Option(
+        None, help="Decoupled weight decay: each step scales the weights by 1 - lr x this.",
+        show_default="none; 0.004 for adamw"),
+    label_smoothing: float = typer.Option(0.0, help="Label smoothing of the cross-entropy "
+                                          "(0: none; 0.1 is usual)."),
     lr_schedule: str = typer.Option("cosine", help="cosine (to 0 over --epochs), step, or none "
                                      "(reduce on plateau)."),
     warmup_epochs: float = typer.Option(1.0, help="Linear learning-rate warm-up before the "
@@ -151,7 +156,8 @@ def train_command(
     run_out = _run_out(name, out)
     config = TrainConfig(
         data=data, model=model, img_size=img_size, channels=channels,
-        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+        label_smoothing=label_smoothing, lr_schedule=lr_schedule,
         warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
         deterministic=deterministic, precision=precision, xla=xla,
         patience=patience, strategy=strategy, weights=weights, fine_tune_epochs=fine_tune_epochs,

@@ -239,3 +239,41 @@ def test_xla_on_compiles_the_training_step(tmp_path):
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["train"]["xla"] == "on"
     assert np.isfinite(result.metrics["test_accuracy"])
+
+
+def test_bad_weight_decay_or_label_smoothing_is_one_line_exit_2(tmp_path):
+    from conftest import run_cli
+
+    for flag, value, words in (("--weight-decay", "-0.1", "0 or more"),
+                               ("--label-smoothing", "1", "[0, 1)")):
+        result = run_cli("train", flag, value, "--out", tmp_path / "run", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert flag in result.stderr and value in result.stderr and words in result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.tf
+def test_weight_decay_and_label_smoothing_reach_the_compiled_model():
+    """The options change the training arithmetic: the optimizer decays each weight by
+    lr x weight_decay per step (decoupled: also where the gradient is 0), and the loss is the
+    cross-entropy against smoothed one-hot targets."""
+    import keras
+
+    from edgecv.training.trainer import compile_model
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
+    compile_model(model, TrainConfig(optimizer="sgd", weight_decay=0.5, label_smoothing=0.2,
+                                     xla="off"), 0.1)
+    kernel = model.layers[0].kernel
+    before = keras.ops.convert_to_numpy(kernel).copy()
+    model.optimizer.apply_gradients([(keras.ops.zeros_like(kernel), kernel)])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), before * (1 - 0.1 * 0.5),
+                               rtol=1e-6)
+
+    scores = np.array([[0.7, 0.1, 0.1, 0.1]], dtype="float32")
+    target = np.full(4, 0.2 / 4) + np.eye(4)[0] * 0.8
+    expected = -(target * np.log(scores[0])).sum()
+    loss = model.loss(np.array([0]), scores)
+    assert keras.ops.convert_to_numpy(loss) == pytest.approx([expected], rel=1e-5)
+    compile_model(model, TrainConfig(xla="off"), 0.1)  # the defaults: no decay, no smoothing
+    assert model.optimizer.weight_decay is None and model.loss == "sparse_categorical_crossentropy"

@@ -3,7 +3,7 @@
     python -m edgecv.benchmarks.experiments.train_cifar \\
         --data ../shared/data/cifar10_train.tar.xz
         [--model resnet8 --model ds_cnn ...] [--epochs N] [--target 0.85] [--json PATH]
-        [--update] [--label NAME] [--keep DIR] [--extra EDGECV_TRAIN_OPTIONS...]
+        [--update] [--label NAME] [--keep DIR] [--adopt RUN] [--extra EDGECV_TRAIN_OPTIONS...]
 
     # the committed benchmarks/results/train_cifar.json (the Intel AMX rows; the AMD rows are
     # from earlier versions of this script, each row has its command and machine):
@@ -55,8 +55,6 @@ def time_to_accuracy(history: dict[str, list[float]], target: float) -> dict:
 
 def run_model(data: str, model: str, args, workdir: Path) -> dict:
     """Train ``model`` once through the CLI and collect its figures."""
-    from edgecv.training.report import read_history
-
     run_dir = workdir / (model if args.label == "default" else f"{model}-{args.label}")
     command = ["edgecv", "train", "--data", data, "--model", model, "--out", str(run_dir),
                "--no-tensorboard", *(["--epochs", str(args.epochs)] if args.epochs else []),
@@ -69,15 +67,40 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
         return {"model": model, "command": " ".join(command), "failed": tail, **load}
+    return run_row(run_dir, " ".join(command), wall, load, args.target)
+
+
+def adopted_row(run_dir: Path, target: float) -> dict:
+    """The row of a run already trained by ``edgecv train`` on this machine (``--adopt``): its
+    command is rebuilt from config.json, and the command's wall time and the load around it
+    are unknown (null); its epoch times are in the curve as for any other row."""
+    config = json.loads(RunDir(run_dir).config.read_text())
+    train = config["train"]
+    defaults = {"weight_decay": None, "label_smoothing": 0.0, "optimizer": "adam", "lr": 3e-3}
+    options = [f"--{key.replace('_', '-')} {train[key]}" for key in defaults
+               if key in train and train[key] != defaults[key]]
+    command = " ".join(["edgecv", "train", "--data", train["data"], "--model", train["model"],
+                        "--out", str(run_dir), "--no-tensorboard", "--epochs",
+                        str(train["epochs"]), *options])
+    return {**run_row(run_dir, command, None,
+                      {"load_average_at_start": None, "load_average_at_end": None}, target),
+            "adopted": True}
+
+
+def run_row(run_dir: Path, command: str, wall: float | None, load: dict, target: float) -> dict:
+    """The figures of one finished run directory."""
+    from edgecv.training.report import read_history
+
     files = RunDir(run_dir)
     metrics = json.loads(files.metrics.read_text())
     config = json.loads(files.config.read_text())
     history = read_history(files.history)
     return {
-        "model": model,
-        "command": " ".join(command),
+        "model": config["train"]["model"],
+        "command": command,
         "recipe": {key: config["train"][key] for key in (
-            "img_size", "channels", "epochs", "batch_size", "optimizer", "lr", "lr_schedule",
+            "img_size", "channels", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+            "label_smoothing", "lr_schedule",
             "warmup_epochs", "augment", "flip", "deterministic", "precision", "patience")
             if key in config["train"]},
         "split": config["data"]["sizes"],
@@ -85,11 +108,11 @@ def run_model(data: str, model: str, args, workdir: Path) -> dict:
         "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
         "epochs_run": metrics["epochs_run"],
         "training_time_s": metrics["training_time_s"],
-        "command_wall_s": round(wall, 1),
+        "command_wall_s": None if wall is None else round(wall, 1),
         "images_per_s": metrics["images_per_s"],
         "params": metrics["params"],
         "macs": metrics["macs"],
-        **time_to_accuracy(history, args.target),
+        **time_to_accuracy(history, target),
         **load,
         "machine": machine_info(),  # rows added with --update may come from another machine
     }
@@ -110,9 +133,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--label", default="default",
                         help="the recipe's name in the file (rows are keyed by model and label, "
                         "so --update with another label adds a row beside the default one)")
+    parser.add_argument("--adopt", type=Path, help="record a run directory already trained by "
+                        "`edgecv train` on this machine instead of training (its row has no "
+                        "command wall time or load record: `adopted`)")
     parser.add_argument("--keep", type=Path, help="write the run directories here (default: a "
                         "temporary folder, deleted) so that int8_cifar can convert them")
     args = parser.parse_args(argv)
+    if args.adopt:
+        if not RunDir(args.adopt).metrics.is_file():
+            parser.error(f"--adopt {args.adopt} is not a finished edgecv run (no metrics.json).")
+        args.model = [json.loads(RunDir(args.adopt).config.read_text())["train"]["model"]]
     if not Path(args.data).exists():
         parser.error(f"--data {args.data} does not exist; give the CIFAR-10 archive's path.")
 
@@ -130,7 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.keep or Path(scratch)
         for model in args.model or ["resnet8"]:
-            row = {"label": args.label, **run_model(args.data, model, args, workdir)}
+            row = {"label": args.label,
+                   **(adopted_row(args.adopt, args.target) if args.adopt
+                      else run_model(args.data, model, args, workdir))}
             result["models"].append(row)
             if "failed" in row:
                 print(f"{model}: failed: {row['failed']}", flush=True)

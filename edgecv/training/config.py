@@ -46,6 +46,8 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float = 3e-3
     optimizer: str = "adam"
+    weight_decay: float | None = None
+    label_smoothing: float = 0.0
     lr_schedule: str = "cosine"
     warmup_epochs: float = 1.0
     augment: str = "auto"
@@ -114,6 +116,10 @@ def validate(config: TrainConfig) -> None:
         (config.warmup_epochs >= 0,
          f"--warmup-epochs must be 0 or more, received {config.warmup_epochs}."),
         (config.lr > 0, f"--lr must be positive, received {config.lr}."),
+        (config.weight_decay is None or config.weight_decay >= 0,
+         f"--weight-decay must be 0 or more, received {config.weight_decay}."),
+        (0 <= config.label_smoothing < 1,
+         f"--label-smoothing must be in [0, 1), received {config.label_smoothing}."),
         (config.patience >= 1, f"--patience must be at least 1, received {config.patience}."),
         (config.fine_tune_epochs >= 0,
          f"--fine-tune-epochs must be 0 or more, received {config.fine_tune_epochs}."),

@@ -115,16 +115,37 @@ def make_tf_dataset(split, preprocessing: Preprocessing, batch_size: int, *, tra
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_optimizer(name: str, lr):
-    """Keras optimizer ``name`` with learning rate ``lr`` (a float or a schedule)."""
+def make_optimizer(name: str, lr, weight_decay: float | None = None):
+    """Keras optimizer ``name`` with learning rate ``lr`` (a float or a schedule) and decoupled
+    ``weight_decay`` (each step multiplies every weight by ``1 - lr * weight_decay``; ``None``:
+    the optimizer's own default, which is none but for AdamW's 0.004)."""
     import keras
 
+    decay = {} if weight_decay is None else {"weight_decay": weight_decay}
     return {
-        "adam": lambda: keras.optimizers.Adam(lr),
-        "adamw": lambda: keras.optimizers.AdamW(lr),
-        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
-        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+        "adam": lambda: keras.optimizers.Adam(lr, **decay),
+        "adamw": lambda: keras.optimizers.AdamW(lr, **decay),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **decay),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr, **decay),
     }[name]()
+
+
+def make_loss(label_smoothing: float = 0.0):
+    """Cross-entropy on integer labels; with ``label_smoothing`` > 0 the target of each image
+    is ``1 - label_smoothing`` on its class and the rest spread evenly over all classes
+    (Keras' sparse cross-entropy has no smoothing, so the labels are one-hot encoded here)."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    import keras
+    from keras import ops
+
+    def smoothed_crossentropy(y_true, y_pred):
+        classes = ops.shape(y_pred)[-1]
+        one_hot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred,
+                                                     label_smoothing=label_smoothing)
+
+    return smoothed_crossentropy
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int, *, base: float | None = None,

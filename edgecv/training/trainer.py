@@ -37,7 +37,7 @@ from edgecv.tf_import import import_tensorflow
 from edgecv.training.config import TrainConfig, default_run_dir, resolve, resolve_for_data
 from edgecv.training.strategy import multiworker_role
 from edgecv.training.recipe import (build_augmenter, learning_rate, make_callbacks,
-                                    make_optimizer, make_tf_dataset)
+                                    make_loss, make_optimizer, make_tf_dataset)
 
 
 @dataclass
@@ -52,9 +52,9 @@ JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
 def compile_model(model, config: TrainConfig, rate) -> None:
     """Compile ``model`` for training with ``config``'s optimizer at ``rate`` (a float or a
-    schedule) and its --xla setting."""
-    model.compile(optimizer=make_optimizer(config.optimizer, rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+    schedule), weight decay, label smoothing and --xla setting."""
+    model.compile(optimizer=make_optimizer(config.optimizer, rate, config.weight_decay),
+                  loss=make_loss(config.label_smoothing), metrics=["accuracy"],
                   jit_compile=JIT_COMPILE[config.xla])
 
 
