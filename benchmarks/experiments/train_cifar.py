@@ -12,6 +12,12 @@
     python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
         --update --model resnet8 --epochs 50 --label sgd --extra --optimizer sgd --lr 0.05
     python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+        --update --model resnet8 --epochs 100 --label 100-epochs --extra --patience 30
+    # trained by `edgecv train ... --optimizer sgd --lr 0.05 --weight-decay 5e-4
+    # --label-smoothing 0.1 --out RUN`, then recorded:
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+        --update --adopt RUN --label sgd-wd-ls
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
         --update --model mobilenet_v2 --epochs 7 --label 96px
 
 Each model is trained by the real CLI in a fresh process (``edgecv train --data ARCHIVE --model
