@@ -42,6 +42,7 @@ from pathlib import Path
 
 from edgecv.benchmarks.experiments import RESULTS_DIR
 from edgecv.rundir import RunDir
+from edgecv.training.config import TrainConfig
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 
 
@@ -82,9 +83,11 @@ def adopted_row(run_dir: Path, target: float) -> dict:
     are unknown (null); its epoch times are in the curve as for any other row."""
     config = json.loads(RunDir(run_dir).config.read_text())
     train = config["train"]
-    defaults = {"weight_decay": None, "label_smoothing": 0.0, "optimizer": "adam", "lr": 3e-3}
-    options = [f"--{key.replace('_', '-')} {train[key]}" for key in defaults
-               if key in train and train[key] != defaults[key]]
+    defaults = TrainConfig()
+    options = [f"--{key.replace('_', '-')} {train[key]}"
+               for key in ("weight_decay", "label_smoothing", "optimizer", "lr", "lr_schedule",
+                           "warmup_epochs", "patience")
+               if key in train and train[key] != getattr(defaults, key)]
     command = " ".join(["edgecv", "train", "--data", train["data"], "--model", train["model"],
                         "--out", str(run_dir), "--no-tensorboard", "--epochs",
                         str(train["epochs"]), *options])
