@@ -80,6 +80,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     rows = _build_and_verify(chosen, conversion, progress)
     if recover:
         _recover_over_budget(rows, conversion, budget, recover_mix)
+    _credit_qat(rows, budget)
     _write_testset(run, out, log)
     report = {"run": str(run.run_dir), "keras_accuracy": conversion.keras_accuracy,
               "test_images": int(len(run.test_x)), "calibration_samples": int(len(run.calibration)),
@@ -243,11 +244,43 @@ def _write_testset(run: RunData, out: Path, log: Callable[[str], None]) -> None:
         log(f"{ExportDir(out).testset.name} not written: the test images have no labels")
 
 
+def _credit_qat(rows: list[dict], budget: Budget) -> None:
+    """A post-training int8 TFLite row over budget whose quantization-aware twin fits it is
+    marked ``recovered_by`` that file, as by a mixed recovery: the conversion did deliver a
+    full-int8 TFLite model within budget, so it does not fail."""
+    int8_row = next((r for r in rows if r["format"] == "int8"), None)
+    qat_row = next((r for r in rows if r["format"] == "int8_qat"), None)
+    if (int8_row and qat_row and budget.misses(int8_row) and "recovered_by" not in int8_row
+            and not budget.misses(qat_row)):
+        int8_row["recovered_by"] = qat_row["file"]
+
+
+def way_out(fmt: str, tried: set[str]) -> str:
+    """What a user can do when the artifact of format ``fmt`` misses the budget, given the
+    formats this conversion already made (``tried``): the next step, not a list of options."""
+    mixed = {"int8": "int8_mixed", "onnx_int8": "onnx_int8_mixed"}
+    if fmt in mixed and mixed[fmt] not in tried:
+        more = ", or --qat to fine-tune it for int8" if fmt == "int8" and "int8_qat" not in tried else ""
+        return f"--recover keeps the layers that lose most in float{more}"
+    if fmt in ("int8", "int8_mixed") and "int8_qat" not in tried:
+        return "--qat fine-tunes the model for int8 (quantization-aware training)"
+    if fmt == "int8_qat":
+        return "more --qat-epochs, or --recover on the post-training int8"
+    if fmt in ("fp32", "onnx"):
+        return ("the float file differs from the Keras model, which no quantization explains: "
+                "compare max_abs_diff in conversion.json and the ops `edgecv info` lists")
+    if fmt in ("fp16", "dynamic"):
+        return f"ship fp32 (the {fmt} file rounds the weights), or a larger --max-drop"
+    return "a larger --max-drop (or a lower --min-agreement) accepts it"
+
+
 def _check_budget(rows: list[dict], budget: Budget, out: Path) -> None:
     over = [r for r in rows if budget.misses(r) and "recovered_by" not in r]
     if over:
         # the largest drop over --max-drop, else the lowest agreement
         worst = max(over, key=lambda r: (budget_drop(r) > budget.max_drop, budget_drop(r),
                                          -r["agreement"]))
+        tried = {row["format"] for row in rows}
         raise AccuracyDropError(f"{worst['file']} {budget.misses(worst)}; see "
-                                f"{out / 'conversion.json'}.")
+                                f"{out / 'conversion.json'}. Next: "
+                                f"{way_out(worst['format'], tried)}.")

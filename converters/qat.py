@@ -2,9 +2,10 @@
 Optimization Toolkit, and its conversion to a full-int8 TFLite model with the learned ranges.
 
 Keras 3 has no QAT for conv layers; ``tensorflow-model-optimization`` (tfmot) has, on Keras 2
-(the ``tf_keras`` package). :func:`to_tf_keras` rebuilds a Keras 3 functional model layer by
-layer in ``tf_keras`` (nested models flattened, weights copied, outputs checked equal), tfmot's
-``quantize_model`` inserts fake-quantization where TFLite's int8 kernels quantize (its default
+(the ``tf_keras`` package). :func:`to_tf_keras` rebuilds a Keras 3 functional or Sequential
+model layer by layer in ``tf_keras`` (nested models flattened, weights copied, outputs checked
+equal), tfmot's ``quantize_model`` inserts fake-quantization where TFLite's int8 kernels quantize
+(preprocessing layers get their output quantized; see :func:`quantize_model`) (its default
 8-bit scheme is the converter's: per-channel conv weights, per-tensor activations after
 conv+BN+ReLU and adds), :func:`fine_tune` trains it briefly at a low learning rate, and
 :func:`to_tflite_int8_qat` converts it, the ranges coming from the fake-quant nodes.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -54,7 +56,9 @@ def _legacy_object(value):
 
 # Keras 3 layer options that tf_keras lacks, dropped only at these (default) values.
 _DROPPABLE = {"quantization_config": (None,), "lora_rank": (None,), "lora_alpha": (None,),
-              "optional": (False,)}
+              "optional": (False,), "rms_scaling": (False,)}
+# Keras 3 options that tf_keras names otherwise: {layer class: {Keras 3 name: tf_keras name}}.
+_RENAMED = {"LeakyReLU": {"negative_slope": "alpha"}}
 
 
 def _tf_keras_layer(tf_keras, layer):
@@ -64,6 +68,9 @@ def _tf_keras_layer(tf_keras, layer):
         raise QatError(f"layer '{layer.name}' ({name}) has no tf_keras equivalent; "
                        "quantization-aware training needs standard Keras layers.")
     config = dict(layer.get_config())
+    for keras3_name, tf_keras_name in _RENAMED.get(name, {}).items():
+        if keras3_name in config:
+            config[tf_keras_name] = config.pop(keras3_name)
     if isinstance(config.get("dtype"), dict):
         config["dtype"] = config["dtype"].get("config", {}).get("name", "float32")
     accepted = set(inspect.signature(cls.__init__).parameters) | {"name", "dtype", "trainable"}
@@ -84,34 +91,65 @@ def _tf_keras_layer(tf_keras, layer):
                        f"{str(exc).splitlines()[0][:200]}") from exc
 
 
+def as_functional(model):
+    """``model`` as a Keras 3 functional graph: itself if functional, the same layers as one if
+    it is a built ``Sequential`` (what tf.keras 2 users saved most); None for anything else (a
+    subclassed model, a SavedModel signature), whose layers cannot be walked."""
+    import keras
+
+    if not isinstance(model, keras.Model):
+        return None
+    if hasattr(model, "_run_through_graph"):
+        return model
+    if isinstance(model, keras.Sequential):
+        try:
+            return keras.Model(model.inputs, model.outputs, name=model.name)
+        except (AttributeError, ValueError):  # never built with an input shape
+            return None
+    return None
+
+
+def _split_rescaling(tf_keras, layer):
+    """``Rescaling(scale, offset)`` as two layers, the multiply then the add, so that each of
+    the two ops the converter makes of it gets its own fake-quantized output; one range after
+    both would leave the multiply in float."""
+    scale = tf_keras.layers.Rescaling(layer.scale, name=layer.name)
+    offset = tf_keras.layers.Rescaling(1.0, offset=layer.offset, name=f"{layer.name}__offset")
+    return lambda inputs, *args, **kwargs: offset(scale(inputs))
+
+
 def to_tf_keras(model, check: np.ndarray | None = None):
-    """The Keras 3 functional ``model`` rebuilt in tf_keras (Keras 2) with the same weights;
-    nested functional models are flattened into one graph (tfmot quantizes flat models only).
+    """The Keras 3 functional (or Sequential) ``model`` rebuilt in tf_keras (Keras 2) with the
+    same weights; nested models are flattened into one graph (tfmot quantizes flat models only).
     With ``check`` (a few input images) the two models' outputs must agree to 1e-4."""
     import keras
 
     tf_keras, _tfmot = import_tfmot()
-    if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
-        raise QatError(f"'{getattr(model, 'name', model)}' is not a Keras functional model; "
-                       "quantization-aware training rebuilds functional models only.")
+    graph = as_functional(model)
+    if graph is None:
+        raise QatError(f"'{getattr(model, 'name', model)}' is not a Keras functional or "
+                       "Sequential model; quantization-aware training rebuilds those only.")
     copied: list[tuple] = []
 
     def operation_fn(operation):
         if isinstance(operation, keras.Model):
-            if not hasattr(operation, "_run_through_graph"):
-                raise QatError(f"nested model '{operation.name}' is not functional.")
+            inner = as_functional(operation)
+            if inner is None:
+                raise QatError(f"nested model '{operation.name}' is not functional or Sequential.")
 
             def nested(*args, **kwargs):
                 inputs = args[0] if len(args) == 1 else list(args)
-                return operation._run_through_graph(inputs, operation_fn=operation_fn)
+                return inner._run_through_graph(inputs, operation_fn=operation_fn)
             return nested
+        if type(operation).__name__ == "Rescaling" and operation.offset:
+            return _split_rescaling(tf_keras, operation)
         rebuilt = _tf_keras_layer(tf_keras, operation)
         copied.append((operation, rebuilt))
         return rebuilt
 
     inputs = [tf_keras.Input(shape=tuple(t.shape[1:]), name=t.name.split(":")[0] or None,
-                             dtype=str(t.dtype)) for t in model.inputs]
-    outputs = model._run_through_graph(inputs if len(inputs) > 1 else inputs[0],
+                             dtype=str(t.dtype)) for t in graph.inputs]
+    outputs = graph._run_through_graph(inputs if len(inputs) > 1 else inputs[0],
                                        operation_fn=operation_fn)
     rebuilt = tf_keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
     for source, target in copied:
@@ -119,8 +157,10 @@ def to_tf_keras(model, check: np.ndarray | None = None):
         if weights:
             target.set_weights(weights)
     if check is not None:
-        diff = float(np.abs(np.asarray(model(check, training=False))
-                            - rebuilt(check, training=False).numpy()).max())
+        with warnings.catch_warnings():  # Keras 3 on a Keras 2 file: "structure of inputs"
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            reference = np.asarray(model(check, training=False))
+        diff = float(np.abs(reference - rebuilt(check, training=False).numpy()).max())
         if diff > 1e-4:
             raise QatError(f"the tf_keras copy of '{model.name}' differs from it by {diff:.2g} "
                            "(more than 1e-4): a layer was not rebuilt faithfully.")
@@ -159,18 +199,76 @@ def leave_depthwise_weights_to_converter(qat_model) -> int:
     return changed
 
 
+_PREPROCESSING_LAYERS = ("Rescaling",)
+
+
+def _output_quantized_config(tfmot):
+    """A tfmot QuantizeConfig for the ``Rescaling`` layers models trained elsewhere carry (to
+    take 0..255 pixels), which tfmot's scheme refuses: no weights to fake-quantize, and the
+    output fake-quantized like any activation, as the converter quantizes the MUL it becomes
+    (an offset is a layer of its own, :func:`_split_rescaling`). ``Normalization`` is not
+    covered: its per-channel SUB and DIV came out of the converter in float."""
+    qk = tfmot.quantization.keras
+
+    class OutputQuantized(qk.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [qk.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False,
+                                                         symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return OutputQuantized
+
+
+def _unsupported_layer_message(model_name: str, exc: Exception) -> str:
+    """tfmot's "Layer x:<class '...Swish'> is not supported. You can quantize this layer by
+    passing a QuantizeConfig..." as something a CLI user can act on."""
+    import re
+
+    text = str(exc).splitlines()[0]
+    found = re.search(r"Layer (\S+?):<class '(?:[\w.]*\.)?(\w+)'> is not supported", text)
+    if found:
+        return (f"layer '{found.group(1)}' ({found.group(2)}) of '{model_name}' has no "
+                "quantization-aware version in tfmot; leave out --qat (post-training --int8, "
+                "and --recover for what it loses, still apply).")
+    return f"tfmot cannot quantize '{model_name}': {text[:240]}"
+
+
 def quantize_model(model, check: np.ndarray | None = None):
     """``model`` (Keras 3) rebuilt in tf_keras and wrapped by tfmot's default 8-bit QAT scheme,
-    depthwise kernels left to the converter (:func:`leave_depthwise_weights_to_converter`)."""
-    _tf_keras, tfmot = import_tfmot()
+    depthwise kernels left to the converter (:func:`leave_depthwise_weights_to_converter`),
+    preprocessing layers with their output quantized (:func:`_output_quantized_config`)."""
+    tf_keras, tfmot = import_tfmot()
+    qk = tfmot.quantization.keras
     flat = to_tf_keras(model, check)
+    config = _output_quantized_config(tfmot)
+
+    def annotate(layer):  # wraps the layer itself: its weights stay
+        if type(layer).__name__ in _PREPROCESSING_LAYERS:
+            return qk.quantize_annotate_layer(layer, quantize_config=config())
+        return layer
+
     try:
-        quantized = tfmot.quantization.keras.quantize_model(flat)
+        annotated = tf_keras.models.clone_model(flat, clone_function=annotate)
+        with qk.quantize_scope({"OutputQuantized": config}):
+            quantized = qk.quantize_apply(qk.quantize_annotate_model(annotated))
         leave_depthwise_weights_to_converter(quantized)
         return quantized
     except (ValueError, RuntimeError, TypeError) as exc:
-        raise QatError(f"tfmot cannot quantize '{model.name}': "
-                       f"{str(exc).splitlines()[0][:240]}") from exc
+        raise QatError(_unsupported_layer_message(model.name, exc)) from exc
 
 
 def init_ranges(qat_model, float_model, x: np.ndarray) -> int:
@@ -322,9 +420,10 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     if run.train is None or len(run.train) == 0:
         raise UsageError("quantization-aware training needs the training images: convert a run "
                          "directory, or give a model file --data with a train split.")
-    if not hasattr(run.model, "_run_through_graph"):
-        raise QatError("quantization-aware training needs a Keras functional model; a "
-                       "SavedModel signature cannot be fine-tuned (convert the Keras model).")
+    if as_functional(run.model) is None:
+        raise QatError("quantization-aware training needs a Keras functional or Sequential "
+                       "model; a SavedModel signature or a subclassed model cannot be "
+                       "fine-tuned (convert the Keras model, or leave out --qat).")
     start = time.perf_counter()
     qat_model = quantize_model(run.model, check=run.calibration[:8])
     teacher = to_tf_keras(run.model)

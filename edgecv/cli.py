@@ -88,6 +88,14 @@ NAME_OPTION = typer.Option(None, help="Run name: the run goes to runs/NAME.",
                            show_default="DATA-MODEL[-N]")
 OUT_OPTION = typer.Option(None, help="Run directory (instead of runs/NAME).")
 OVERWRITE_OPTION = typer.Option(False, help="Replace an existing run directory.")
+RECOVER_OPTION = typer.Option(False, help="If int8 is over budget (--max-drop, "
+                              "--min-agreement), keep its worst layers in float or int16 until "
+                              "it fits (model_int8_mixed.tflite / .onnx).")
+QAT_OPTION = typer.Option(False, "--qat", help="Also quantization-aware fine-tune a "
+                          "fake-quantized copy on the training split, distilling from the "
+                          "model, then write full int8 with its learned ranges "
+                          "(model_int8_qat.tflite; minutes of training; not part of --all).")
+QAT_EPOCHS_OPTION = typer.Option(2, help="--qat: fine-tuning epochs over the training split.")
 
 
 def _run_out(name: str | None, out: str | None) -> str | None:
@@ -203,17 +211,12 @@ def convert_command(
                                                   "model's on fewer than this percent of the "
                                                   "test images, e.g. 99 (accuracy can hold while "
                                                   "answers change).", show_default="no limit"),
-    recover: bool = typer.Option(False, help="If int8 is over budget (--max-drop, "
-                                 "--min-agreement), keep its worst layers in float or int16 "
-                                 "until it fits (model_int8_mixed.tflite / .onnx)."),
+    recover: bool = RECOVER_OPTION,
     recover_mix: str = typer.Option("auto", help="--recover for TFLite: what the worst layers "
                                     "get: float, int16 (16-bit activations, AI Edge Quantizer) "
                                     "or auto (both made, the faster within budget shipped)."),
-    qat: bool = typer.Option(False, "--qat", help="Also quantization-aware fine-tune a "
-                             "fake-quantized copy on the training split, distilling from the "
-                             "model, then write full int8 with its learned ranges "
-                             "(model_int8_qat.tflite; minutes of training; not part of --all)."),
-    qat_epochs: int = typer.Option(2, help="--qat: fine-tuning epochs over the training split."),
+    qat: bool = QAT_OPTION,
+    qat_epochs: int = QAT_EPOCHS_OPTION,
     qat_lr: float = typer.Option(1e-4, help="--qat: peak learning rate (Adam, cosine to 0)."),
     out: Optional[str] = typer.Option(None, help="Output directory.",
                                       show_default="RUN/export or MODEL-STEM_export"),
@@ -572,18 +575,26 @@ def pipeline_command(
     targets: str = typer.Option("all", help="Bench targets: cpu, gpu, tpu, edgetpu, or all."),
     threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2 or max."),
     min_time: float = typer.Option(1.0, help="Seconds of timed runs per bench row."),
+    recover: bool = RECOVER_OPTION,
+    qat: bool = QAT_OPTION,
+    qat_epochs: int = QAT_EPOCHS_OPTION,
 ) -> None:
     """Train, convert, verify and benchmark in one go, with one HTML report.
 
-    Converts to fp32, fp16, int8, ONNX and ONNX int8, verifies each on the test split,
-    benchmarks on every target and writes RUN/report.html with curves, conversion and latency
-    tables."""
+    Converts to fp32, fp16, int8, ONNX and ONNX int8 (and what --recover and --qat add),
+    verifies each on the test split, benchmarks on every target and writes RUN/report.html with
+    curves, conversion and latency tables."""
     from edgecv.benchmarks.report import print_table
     from edgecv.benchmarks.suite import BenchSettings, parse_threads
     from edgecv.pipeline import run_pipeline
     from edgecv.runtime.targets import parse_targets
     from edgecv.training import TrainConfig
 
+    if qat:  # before minutes of training: the settings, and the extra that QAT needs
+        from edgecv.converters.qat import check_settings, import_tfmot
+
+        check_settings(qat_epochs, None)
+        import_tfmot()
     run_out = _run_out(name, out)
     settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
                              min_time_s=min_time)
@@ -592,6 +603,8 @@ def pipeline_command(
                          tensorboard=False, out=run_out)
     run_dir, report, drop_error = run_pipeline(config, bench_settings=settings,
                                                overwrite=overwrite, max_drop=max_drop,
+                                               recover=recover,
+                                               qat_epochs=qat_epochs if qat else None,
                                                log=typer.echo)
     _warn(report["warnings"])
     print_table(report)

@@ -58,11 +58,14 @@ def training_section(run_dir: Path):
 
 
 def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
-                 max_drop: float = 1.0, log: Callable[[str], None] = print,
+                 max_drop: float = 1.0, recover: bool = False, qat_epochs: int | None = None,
+                 log: Callable[[str], None] = print,
                  progress: Callable[[dict], None] | None = None
                  ) -> tuple[Path, dict, EdgecvError | None]:
     """Run every step; return (run directory, bench report, the conversion's accuracy error or
-    None). ``progress`` is called with each bench row as it is measured."""
+    None). ``recover`` follows an int8 file over budget with a mixed one; ``qat_epochs`` (None:
+    no QAT) adds the quantization-aware int8 file. ``progress`` is called with each bench row as
+    it is measured."""
     from edgecv.benchmarks import report as writer
     from edgecv.benchmarks.suite import discover, find_testset, run_benchmark
     from edgecv.converters.convert import convert_run
@@ -72,10 +75,12 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
     result = train(train_config, overwrite=overwrite, log=log)
     run_dir = Path(result.run_dir)
     run = RunDir(run_dir)
-    log(f"converting {', '.join(PIPELINE_FORMATS)}")
+    formats = PIPELINE_FORMATS + (["int8_qat"] if qat_epochs else [])
+    log(f"converting {', '.join(formats)}" + (" (--recover)" if recover else ""))
     drop_error = None
     try:
-        conversion = convert_run(run_dir, PIPELINE_FORMATS, max_drop=max_drop, log=log)
+        conversion = convert_run(run_dir, formats, max_drop=max_drop, recover=recover,
+                                 qat_epochs=qat_epochs, log=log)
     except AccuracyDropError as exc:  # the report is written; show it, fail at the end
         drop_error = exc
         import json

@@ -343,15 +343,23 @@ def test_predict_table_mode_and_errors(tiny_run, tmp_path):
 # --- pipeline -----------------------------------------------------------------------------------
 
 def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
+    """With --qat, the quantization-aware int8 file sits beside the post-training one in the
+    conversion table, the bench and the report."""
     run = tmp_path / "run"
     result = run_cli("pipeline", "--model", "seed_cnn", "--img-size", "16", "--epochs", "2",
-                     "--out", run, "--targets", "cpu,gpu", "--min-time", "0", "--max-drop", "100")
+                     "--out", run, "--targets", "cpu,gpu", "--min-time", "0", "--max-drop", "100",
+                     "--qat", "--qat-epochs", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("model.keras", "export/model_int8.tflite", "export/model_int8.onnx",
-                 "export/conversion.json", "export/testset.npz", "bench.json", "bench.md", "report.html"):
+                 "export/model_int8_qat.tflite", "export/conversion.json", "export/testset.npz",
+                 "bench.json", "bench.md", "report.html"):
         assert (run / name).is_file(), name
+    conversion = json.loads((run / "export" / "conversion.json").read_text())
+    qat = next(row for row in conversion["artifacts"] if row["format"] == "int8_qat")
+    assert qat["qat"]["epochs"] == 1 and qat["agreement"] > 0.5
     rows = json.loads((run / "bench.json").read_text())["rows"]
-    assert sorted(r["format"] for r in rows if r["status"] == "ok") == sorted(FORMATS)
+    assert (sorted(r["format"] for r in rows if r["status"] == "ok")
+            == sorted(FORMATS + ["tflite_int8_qat"]))
     gpu = [r["status"] for r in rows if r["target"] == "gpu"]
     assert gpu == ["unavailable"] if _target_absent("gpu") else "unavailable" not in gpu
     html = (run / "report.html").read_text()
@@ -359,7 +367,14 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
         assert heading in html
     assert "worst_class" in html and " pp (n=" in html  # the class that lost most, per artifact
     assert html.count("data:image/png;base64,") >= 4  # curves, confusion matrix, 2 bench plots
+    assert "model_int8_qat.tflite" in html
     assert "report: " in result.stdout
+
+
+def test_pipeline_checks_qat_settings_before_training(tmp_path):
+    result = run_cli("pipeline", "--out", tmp_path / "run", "--qat", "--qat-epochs", "0")
+    assert result.returncode == 2 and "--qat-epochs must be at least 1" in result.stderr
+    assert not (tmp_path / "run").exists()  # refused before any training
 
 
 # --- the device side ----------------------------------------------------------------------------

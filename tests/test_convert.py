@@ -203,7 +203,8 @@ def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, t
         return row
 
     monkeypatch.setattr(verify, "verify_artifact", worse_int8)
-    with pytest.raises(AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*--max-drop 1.0"):
+    with pytest.raises(AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*--max-drop 1.0"
+                       r".*\. Next: --recover keeps the layers that lose most in float, or --qat"):
         convert.convert_run(trained_run, ["int8"], out_dir=tmp_path, calib_samples=50,
                             max_drop=1.0, log=lambda _: None)
     report = json.loads((tmp_path / "conversion.json").read_text())

@@ -173,3 +173,36 @@ def test_cli_converts_verifies_and_benches_a_keras2_h5(tmp_path):
                   for row in json.loads((tmp_path / "bench.json").read_text())["rows"]}
     assert bench_rows["resnet_keras2.h5"]["status"] == "ok"
     assert bench_rows["resnet_keras2.h5"]["accuracy"] == pytest.approx(report["keras_accuracy"])
+
+
+@pytest.mark.parametrize("stem", ["resnet_keras2", "mobilenet_keras2"])
+def test_qat_fine_tunes_a_keras2_h5(tmp_path, stem):
+    """--qat on models trained elsewhere: the Sequential file (Keras 3 loads it as a Sequential,
+    not a functional graph) and the Functional one with Rescaling(1/255) inside (a layer tfmot's
+    scheme refuses) both fine-tune and convert to an integer-only file that agrees with them."""
+    pytest.importorskip("tensorflow_model_optimization")
+    from edgecv.converters.tflite import integer_only_violations
+    from edgecv.runtime import open_backend
+
+    folder = tmp_path / "photos"
+    for name in ["airplane", "automobile", "bird"]:
+        shutil.copytree(MINI / name, folder / name)
+    out = tmp_path / "out"
+    scale = "1" if MODELS[stem] == 1.0 else "1/255"
+    converted = _cli("convert", DATA / f"{stem}.h5", "--int8", "--qat", "--qat-epochs", "2",
+                     "--data", folder, "--scale", scale, "--max-drop", "100", "--out", out)
+    assert converted.exit_code == 0, converted.output[-2000:]
+    rows = {row["format"]: row for row in json.loads((out / "conversion.json").read_text())["artifacts"]}
+    assert rows["int8_qat"]["agreement"] >= 0.9, rows["int8_qat"]
+    assert rows["int8_qat"]["qat"]["epochs"] == 2
+    data = (out / "model_int8_qat.tflite").read_bytes()
+    assert integer_only_violations(data) == []
+    if stem == "resnet_keras2":  # the Rescaling became an int8 MUL whose output range is 0..1
+        with open_backend(out / "model_int8_qat.tflite", checksum="off") as backend:
+            interpreter = backend.interpreter
+            tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+            mul = next(op for op in interpreter._get_ops_details() if op["op_name"] == "MUL")
+            params = tensors[mul["outputs"][0]]["quantization_parameters"]
+        low = (-128 - params["zero_points"][0]) * params["scales"][0]
+        high = (127 - params["zero_points"][0]) * params["scales"][0]
+        assert low == pytest.approx(0, abs=0.01) and high == pytest.approx(1, abs=0.02)

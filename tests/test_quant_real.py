@@ -150,7 +150,8 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     assert "min_agreement_pct" not in loose
 
     with pytest.raises(AccuracyDropError, match=r"model_int8.tflite agrees with the reference "
-                       r"on \d+\.\d\d% of the images, under --min-agreement 90"):
+                       r"on \d+\.\d\d% of the images, under --min-agreement 90.*Next: "
+                       r"--recover"):
         convert_run(labelled, ["int8"], out_dir=tmp_path / "strict", max_drop=100.0,
                     min_agreement=90.0, log=quiet)
     written = json.loads((tmp_path / "strict" / "conversion.json").read_text())
