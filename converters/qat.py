@@ -5,9 +5,9 @@ Keras 3 has no QAT for conv layers; ``tensorflow-model-optimization`` (tfmot) ha
 (the ``tf_keras`` package). :func:`to_tf_keras` rebuilds a Keras 3 functional or Sequential
 model layer by layer in ``tf_keras`` (nested models flattened, weights copied, outputs checked
 equal), tfmot's ``quantize_model`` inserts fake-quantization where TFLite's int8 kernels quantize
-(preprocessing layers get their output quantized; see :func:`quantize_model`) (its default
-8-bit scheme is the converter's: per-channel conv weights, per-tensor activations after
-conv+BN+ReLU and adds), :func:`fine_tune` trains it briefly at a low learning rate, and
+(its default 8-bit scheme is the converter's: per-channel conv weights, per-tensor activations
+after conv+BN+ReLU and adds; :func:`quantize_model` adds ``Rescaling``, which the scheme
+refuses), :func:`fine_tune` trains it briefly at a low learning rate, and
 :func:`to_tflite_int8_qat` converts it, the ranges coming from the fake-quant nodes.
 """
 

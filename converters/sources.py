@@ -182,6 +182,7 @@ class ModelData:
     calibration_info: dict | None = None  # what calibrated (conversion.json)
     val_x: np.ndarray | None = None  # normalised; picks the ONNX calibration method
     train: object | None = None  # edgecv.data.Split: what quantization-aware training uses
+    val_y: np.ndarray | None = None  # val_x's labels: the slice that chooses is stratified by them
 
 
 def load_npz(path: str | Path, pre: Preprocessing, num_classes: int, calib_samples: int,
@@ -222,13 +223,17 @@ def load_model_data(spec: str, pre: Preprocessing, num_classes: int, calib_sampl
                      f"{len(dataset.test)} test-split images verify (seed {seed})",
                      calibration.record(),
                      pre.normalize(dataset.val.x) if len(dataset.val) else None,
-                     dataset.train)
+                     dataset.train, dataset.val.y if len(dataset.val) else None)
 
 
 def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
-                   log: Callable[[str], None]) -> tuple[list[str], np.ndarray | None, str]:
-    """(labels in output order, the data's y re-indexed to them, where they came from)."""
-    y = data.test_y
+                   log: Callable[[str], None]
+                   ) -> tuple[list[str], Callable[[np.ndarray | None], np.ndarray | None], str]:
+    """(labels in output order, what re-indexes the data's y (test, validation) to them,
+    where they came from)."""
+    def same(y: np.ndarray | None) -> np.ndarray | None:
+        return y
+
     if labels_file is not None:
         from edgecv.io import read_labels
 
@@ -237,28 +242,31 @@ def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
         if len(labels) != num_classes:
             raise UsageError(f"--labels '{path}' has {len(labels)} names, but the model outputs "
                              f"{num_classes} scores; give one name per output, in output order.")
-        if data.labels and data.labels != labels and y is not None:
+        if data.labels and data.labels != labels and data.test_y is not None:
             if set(data.labels) <= set(labels):  # the data's classes, matched by name
                 index = np.asarray([labels.index(name) for name in data.labels], np.int64)
-                y = index[y]
+
+                def by_name(y: np.ndarray | None) -> np.ndarray | None:
+                    return None if y is None else index[y]
+                return labels, by_name, "--labels"
             elif len(data.labels) == num_classes:
                 log(f"warning: the data's class names {data.labels[:5]} differ from --labels "
                     f"{labels[:5]}; assuming the same order (class i of the data = output i)")
             else:
                 raise DataError(f"the data has {len(data.labels)} classes that are not all in "
                                 f"--labels '{path}'; they cannot be matched to the outputs.")
-        return labels, y, "--labels"
+        return labels, same, "--labels"
     if data.labels:
         if len(data.labels) != num_classes:
             raise DataError(
                 f"the data has {len(data.labels)} classes ({', '.join(data.labels[:5])}"
                 f"{', ...' if len(data.labels) > 5 else ''}) but the model outputs {num_classes} "
                 f"scores; give --labels with {num_classes} names that include the data's classes.")
-        return list(data.labels), y, "data"
+        return list(data.labels), same, "data"
     labels = [f"class_{i}" for i in range(num_classes)]
     log(f"warning: no --labels: the model card names the {num_classes} outputs class_0.."
         f"class_{num_classes - 1}; pass --labels labels.txt (one name per line, in output order)")
-    return labels, y, "default (class_i)"
+    return labels, same, "default (class_i)"
 
 
 # --- all together ---------------------------------------------------------------------------------
@@ -291,12 +299,13 @@ def load_model_source(path: str | Path, options: ModelOptions, *, calib_samples:
             warnings.append(line.removeprefix("warning: "))
         log(line)
 
-    labels, test_y, labels_from = resolve_labels(options.labels, data, num_classes, note)
+    labels, to_outputs, labels_from = resolve_labels(options.labels, data, num_classes, note)
     notes = {"kind": kind, "path": str(path.resolve()), "reference": reference.description,
              "weights": str(Path(options.weights).resolve()) if options.weights else None,
              "custom_objects": options.custom_objects, "data": str(options.data),
              "data_use": data.description, "labels_from": labels_from, "warnings": warnings}
-    return RunData(path, model, labels, pre, data.calibration, data.test_x, test_y,
+    return RunData(path, model, labels, pre, data.calibration, data.test_x,
+                   to_outputs(data.test_y),
                    data.test_images, data.test_ids, default_out=model_export_dir(path).path,
                    notes=notes, calibration_info=data.calibration_info or {}, val_x=data.val_x,
-                   train=data.train)
+                   val_y=to_outputs(data.val_y), train=data.train)

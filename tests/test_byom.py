@@ -245,6 +245,27 @@ def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(wor
             out_dir=tmp_path / "drop", max_drop=5, log=quiet)
 
 
+def test_the_validation_split_keeps_its_labels_in_output_order(world, tmp_path):
+    """A model file with a labelled folder: the validation split that chooses settings and
+    stops --recover is labelled (so its slice is stratified and the drop is measured there, not
+    only agreement), re-indexed by --labels as the test split is."""
+    from edgecv.converters.load import load_source
+    from edgecv.converters.verify import check_data
+    from edgecv.data import load_dataset
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("2\n0\n1\n")  # the folder's classes, in another output order
+    run = load_source(model_path(world, "sequential", "keras"),
+                      options=options_for(world, "sequential", "keras", labels=str(labels)),
+                      log=quiet)
+    data = load_dataset(str(world["folder"]), 16, 16, 1)  # the same seeded split
+    to_outputs = np.asarray([1, 2, 0])  # folder class "0" is output 1, "1" output 2, "2" output 0
+    assert np.array_equal(run.test_y, to_outputs[data.test.y])
+    assert run.val_y is not None and np.array_equal(run.val_y, to_outputs[data.val.y])
+    x, y, where = check_data(run)
+    assert y is not None and "stratified sample" in where
+
+
 def test_labels_file_and_named_custom_objects(world, tmp_path):
     from edgecv.runtime import read_card
     from edgecv.converters.convert import convert_run
