@@ -12,6 +12,7 @@ import typer
 
 from edgecv import __version__
 from edgecv.errors import EdgecvError, UsageError
+from edgecv.io import echo
 
 app = typer.Typer(
     name="edgecv",
@@ -271,9 +272,9 @@ def convert_command(
         formats.append("int8_qat")
     def log(line: str) -> None:  # warnings go to stderr, so --json keeps stdout clean
         if line.startswith("warning:"):
-            typer.echo(line, err=True)
+            echo(line, err=True)
         elif not json_out:
-            typer.echo(line)
+            echo(line)
 
     options = ModelOptions(data=data, weights=weights, custom_objects=custom_objects,
                            img_size=img_size, channels=channels, scale=scale, mean=mean, std=std,
@@ -605,7 +606,7 @@ def pipeline_command(
                                                overwrite=overwrite, max_drop=max_drop,
                                                recover=recover,
                                                qat_epochs=qat_epochs if qat else None,
-                                               log=typer.echo)
+                                               log=echo)
     _warn(report["warnings"])
     print_table(report)
     typer.echo(f"report: {run_dir / 'report.html'}")

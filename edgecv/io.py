@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,26 +133,59 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+# One redirection of fds 1 and 2 for the whole process, however many threads capture at once
+# (the verifying thread opens interpreters while the main thread converts): each thread saving
+# and restoring the fds itself let the last one out restore a temporary file as stdout, and
+# every later line of the command was lost.
+_capture_lock = threading.Lock()
+_capture: dict = {"depth": 0, "saved": {}, "file": None}
+
+
 @contextlib.contextmanager
 def captured_output(replay_on_error: bool = True):
-    """Redirect file descriptors 1 and 2 to a temporary file; replay it on stderr on error
-    (unless ``replay_on_error`` is False: the caller turns the error into its own message)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile() as captured:
-        for fd in (1, 2):
-            os.dup2(captured.fileno(), fd)
-        try:
-            yield
-        except BaseException:
-            _restore(saved)
-            if replay_on_error:
-                captured.seek(0)
-                sys.stderr.write(captured.read().decode(errors="replace")[-20000:])
-            raise
-        finally:
-            _restore(saved)
+    """Redirect file descriptors 1 and 2 to a temporary file; replay what was written meanwhile
+    on stderr on error (unless ``replay_on_error`` is False: the caller turns the error into its
+    own message). Thread-safe: concurrent captures share one redirection, undone by the last."""
+    with _capture_lock:
+        if _capture["depth"] == 0:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _capture["file"] = tempfile.TemporaryFile()
+            _capture["saved"] = {fd: os.dup(fd) for fd in (1, 2)}
+            for fd in (1, 2):
+                os.dup2(_capture["file"].fileno(), fd)
+        _capture["depth"] += 1
+        captured = _capture["file"]
+        start = os.lseek(captured.fileno(), 0, os.SEEK_END)
+    replay = None
+    try:
+        yield
+    except BaseException:
+        if replay_on_error:
+            replay = os.pread(captured.fileno(), 1 << 24, start).decode(errors="replace")[-20000:]
+        raise
+    finally:
+        with _capture_lock:
+            _capture["depth"] -= 1
+            if _capture["depth"] == 0:
+                _restore(_capture["saved"])
+                _capture["file"].close()
+                _capture["file"] = None
+        if replay:
+            sys.stderr.write(replay)
+
+
+def echo(line: str, err: bool = False) -> None:
+    """Print one line of the command's own output (stderr with ``err``), also while another
+    thread has fds 1 and 2 captured (:func:`captured_output`): then it goes to the saved
+    terminal descriptor, where a plain print would land in the capture and be dropped."""
+    with _capture_lock:
+        if _capture["depth"]:
+            os.write(_capture["saved"][2 if err else 1], (line + "\n").encode())
+            return
+        stream = sys.stderr if err else sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def _restore(saved: dict[int, int]) -> None:

@@ -56,3 +56,73 @@ def test_atomic_path_can_keep_a_double_suffix(tmp_path):
         tmp.write_bytes(b"weights")
     assert target.read_bytes() == b"weights"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.weights.h5"]
+
+
+def test_overlapping_captures_in_two_threads_give_stdout_back():
+    """The verifying thread opens interpreters (captured) while the main thread converts
+    (captured): with each capture saving and restoring fds 1 and 2 itself, A in, B in, A out,
+    B out left B's saved copy of A's temporary file as stdout, and every later line was lost."""
+    import os
+    import threading
+
+    from edgecv.io import captured_output
+
+    before = [os.fstat(fd).st_ino for fd in (1, 2)]
+    b_in, a_out = threading.Event(), threading.Event()
+
+    def second():
+        with captured_output():
+            b_in.set()
+            a_out.wait(10)
+
+    thread = threading.Thread(target=second)
+    with captured_output():
+        inside = os.fstat(1).st_ino
+        thread.start()
+        b_in.wait(10)
+    a_out.set()
+    thread.join(10)
+    assert inside != before[0]  # the capture really redirected
+    assert [os.fstat(fd).st_ino for fd in (1, 2)] == before
+
+
+def test_a_failing_capture_replays_only_what_it_captured(capfd):
+    import os
+
+    from edgecv.io import captured_output
+
+    with pytest.raises(ValueError):
+        with captured_output():
+            os.write(1, b"converter chatter\n")
+            raise ValueError("boom")
+    assert "converter chatter" in capfd.readouterr().err
+
+
+def test_a_line_printed_while_another_thread_captures_still_reaches_the_terminal():
+    """The main thread logs a format's row while the verifying thread has the fds captured
+    (opening an interpreter): ``echo`` writes to the saved descriptor, not into the capture.
+    In a child process, whose sys.stdout really is fd 1 (pytest's capture replaces it here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from edgecv.io import captured_output, echo\n"
+        "captured, release = threading.Event(), threading.Event()\n"
+        "def verifier():\n"
+        "    with captured_output():\n"
+        "        captured.set()\n"
+        "        release.wait(10)\n"
+        "thread = threading.Thread(target=verifier)\n"
+        "thread.start()\n"
+        "captured.wait(10)\n"
+        "echo('int8  verified')\n"
+        "echo('warning: noted', err=True)\n"
+        "release.set()\n"
+        "thread.join(10)\n"
+        "echo('done')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["int8  verified", "done"]
+    assert result.stderr.splitlines() == ["warning: noted"]
