@@ -206,3 +206,36 @@ def test_qat_fine_tunes_a_keras2_h5(tmp_path, stem):
         low = (-128 - params["zero_points"][0]) * params["scales"][0]
         high = (127 - params["zero_points"][0]) * params["scales"][0]
         assert low == pytest.approx(0, abs=0.01) and high == pytest.approx(1, abs=0.02)
+
+
+def test_a_keras2_mobilenet_trained_elsewhere_converts_with_qat(tmp_path):
+    """benchmarks/experiments/keras2_cifar_model.py (what int8_cifar_keras2.json measured) run
+    for one epoch on the fixture photos: a tf_keras Sequential that takes 0..255 pixels through
+    Rescaling(1/127.5, offset=-1), saved as a Keras 2 .h5, converts unedited with --qat to an
+    integer-only file whose Rescaling is an int8 MUL and an int8 ADD."""
+    pytest.importorskip("tf_keras")
+    import subprocess
+    import sys
+
+    import h5py
+
+    from edgecv.converters.tflite import integer_only_violations
+    from edgecv.runtime import open_backend
+
+    model = tmp_path / "mobilenet.h5"
+    trained = subprocess.run([sys.executable, "-m",
+                              "edgecv.benchmarks.experiments.keras2_cifar_model", "--data", MINI,
+                              "--out", model, "--epochs", "1"], capture_output=True, text=True,
+                             timeout=600)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    with h5py.File(model, "r") as handle:
+        assert str(handle.attrs["keras_version"]).startswith("2.")
+        assert json.loads(handle.attrs["model_config"])["class_name"] == "Sequential"
+    out = tmp_path / "out"
+    converted = _cli("convert", model, "--int8", "--qat", "--qat-epochs", "1", "--data", MINI,
+                     "--scale", "1", "--max-drop", "100", "--out", out)
+    assert converted.exit_code == 0, converted.output[-2000:]
+    assert integer_only_violations((out / "model_int8_qat.tflite").read_bytes()) == []
+    with open_backend(out / "model_int8_qat.tflite", checksum="off") as backend:
+        ops = [op["op_name"] for op in backend.interpreter._get_ops_details()]
+    assert ops[:2] == ["MUL", "ADD"], ops

@@ -3,6 +3,9 @@ worst class and --recover when used.
 
     # existing run dirs:
     python -m edgecv.benchmarks.experiments.int8_cifar --runs RUN [RUN ...] [--qat]
+    # a model trained elsewhere (e.g. keras2_cifar_model.py's, which takes 0..255 pixels):
+    python -m edgecv.benchmarks.experiments.int8_cifar --model-file MODEL.h5 --scale 1 \
+        --data cifar10_train.tar.xz --qat 2
     # train briefly here:
     python -m edgecv.benchmarks.experiments.int8_cifar --data /path/to/cifar \
         --models ds_cnn resnet8 --per-class 600 --epochs 8
@@ -81,10 +84,11 @@ def goal_met(row: dict, test_images: int, goal: dict = GOAL) -> bool:
 
 
 def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
-            budget: dict = GOAL, recover_mix: str = "auto") -> dict:
-    """Convert and verify one run (with ``qat_epochs``, quantization-aware fine-tuning too),
-    ``--recover`` held to ``budget`` (``GOAL``, or ``QAT_GOAL`` with ``--strict``); the row
-    for results."""
+            budget: dict = GOAL, recover_mix: str = "auto", options=None) -> dict:
+    """Convert and verify one run, or a model file read with ``options`` (a
+    :class:`~edgecv.converters.sources.ModelOptions`: its data, scale), with ``qat_epochs``
+    quantization-aware fine-tuning too, ``--recover`` held to ``budget`` (``GOAL``, or
+    ``QAT_GOAL`` with ``--strict``); the row for results."""
     import json
 
     from edgecv.converters.convert import convert_run
@@ -96,13 +100,14 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
                                                                    else []),
                              out_dir=out, recover=True, max_drop=budget_of(budget).max_drop,
                              min_agreement=budget_of(budget).min_agreement,
-                             recover_mix=recover_mix,
+                             recover_mix=recover_mix, options=options,
                              qat_epochs=qat_epochs, log=log)
     except AccuracyDropError:
         report = json.loads(ExportDir(out).conversion.read_text())
     rows = {r["format"]: r for r in report["artifacts"]}
-    config = json.loads(RunDir(run).config.read_text())
-    record = {"run": str(run), "model": config.get("train", {}).get("model"), "test_images": report["test_images"],
+    model = (json.loads(RunDir(run).config.read_text()).get("train", {}).get("model")
+             if options is None else run.stem)
+    record = {"run": str(run), "model": model, "test_images": report["test_images"],
               "calibration": {k: report["calibration"].get(k) for k in ("source", "split",
                                                                           "count", "per_class")},
               "fp32_accuracy": report["keras_accuracy"], "convert_s": None}
@@ -136,7 +141,13 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", help="existing run directories (edgecv train)")
-    parser.add_argument("--data", help="CIFAR-10 class folders or archive, to train runs here")
+    parser.add_argument("--data", help="CIFAR-10 class folders or archive, to train runs here "
+                        "(or the data of --model-file)")
+    parser.add_argument("--model-file", help="a model edgecv did not train (.keras, .h5, ...) "
+                        "instead of runs, converted with --data and --scale, e.g. "
+                        "keras2_cifar_model.py's")
+    parser.add_argument("--scale", default="1/255", help="--model-file's pixel multiplier "
+                        "(default 1/255; 1 for a model that takes 0..255 pixels)")
     parser.add_argument("--models", nargs="+", default=["ds_cnn"], help="models to train "
                         "(with --data); default ds_cnn")
     parser.add_argument("--per-class", type=int, default=600, help="images per class to train "
@@ -153,21 +164,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.runs and not args.data:
         parser.error("give --runs RUN [RUN ...] or --data CIFAR to train runs here")
+    if args.model_file and not args.data:
+        parser.error("--model-file needs --data (its calibration, validation and test images)")
+    options = None
+    if args.model_file:
+        from edgecv.converters.sources import ModelOptions
+
+        options = ModelOptions(data=args.data, scale=args.scale)
     from edgecv.benchmarks.machine import machine_info
     from edgecv.io import write_json_atomic
 
     log = print
     with tempfile.TemporaryDirectory() as workdir:
-        runs = ([Path(r) for r in args.runs] if args.runs else
-                train_runs(args.data, args.models, args.per_class, args.epochs, Path(workdir),
-                           log))
+        if args.model_file:
+            runs = [Path(args.model_file)]
+        elif args.runs:
+            runs = [Path(r) for r in args.runs]
+        else:
+            runs = train_runs(args.data, args.models, args.per_class, args.epochs,
+                              Path(workdir), log)
         models = []
         for run in runs:
             log(f"== {run}")
             models.append(measure(run, Path(workdir) / f"export-{run.name}", log,
                                   qat_epochs=args.qat or None,
                                   budget=QAT_GOAL if args.strict else GOAL,
-                                  recover_mix=args.recover_mix))
+                                  recover_mix=args.recover_mix, options=options))
     result = {"benchmark": "int8_cifar", "goal": GOAL, "qat_goal": QAT_GOAL,
               "recover_budget": "qat_goal" if args.strict else "goal",
               "machine": machine_info(),
