@@ -251,7 +251,7 @@ def _credit_qat(rows: list[dict], budget: Budget) -> None:
     int8_row = next((r for r in rows if r["format"] == "int8"), None)
     qat_row = next((r for r in rows if r["format"] == "int8_qat"), None)
     if (int8_row and qat_row and budget.misses(int8_row) and "recovered_by" not in int8_row
-            and not budget.misses(qat_row)):
+            and budget.fits(qat_row)):
         int8_row["recovered_by"] = qat_row["file"]
 
 
@@ -274,8 +274,14 @@ def way_out(fmt: str, tried: set[str]) -> str:
     return "a larger --max-drop (or a lower --min-agreement) accepts it"
 
 
+# A mixed recovery is a fallback for its int8 row: moot once that row is recovered otherwise.
+_FALLBACK_OF = {"int8_mixed": "int8", "onnx_int8_mixed": "onnx_int8"}
+
+
 def _check_budget(rows: list[dict], budget: Budget, out: Path) -> None:
-    over = [r for r in rows if budget.misses(r) and "recovered_by" not in r]
+    recovered = {r["format"] for r in rows if "recovered_by" in r}
+    over = [r for r in rows if budget.misses(r) and "recovered_by" not in r
+            and _FALLBACK_OF.get(r["format"]) not in recovered]
     if over:
         # the largest drop over --max-drop, else the lowest agreement
         worst = max(over, key=lambda r: (budget_drop(r) > budget.max_drop, budget_drop(r),

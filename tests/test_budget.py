@@ -1,4 +1,34 @@
-"""What a missed accuracy budget tells the user to do next (no TensorFlow)."""
+"""What a missed accuracy budget fails, and what it tells the user to do next (no TensorFlow)."""
+
+import pytest
+
+from edgecv.converters.verify import Budget
+
+
+def _row(fmt, agreement, drop=0.0):
+    return {"format": fmt, "file": f"{fmt}.file", "accuracy_drop_pp": drop,
+            "agreement": agreement}
+
+
+def test_an_int8_file_over_budget_is_covered_by_a_qat_file_that_fits(tmp_path):
+    """Even when --recover's mixed file missed too: it was a fallback for the int8 row, which
+    the QAT file now covers. A QAT file that misses (or was not verified) covers nothing."""
+    from edgecv.converters.convert import _check_budget, _credit_qat
+    from edgecv.errors import AccuracyDropError
+
+    budget = Budget(0.5, 99.0)
+    rows = [_row("fp32", 1.0), _row("int8", 0.97), _row("int8_mixed", 0.985),
+            _row("int8_qat", 0.992)]
+    _credit_qat(rows, budget)
+    assert rows[1]["recovered_by"] == "int8_qat.file"
+    _check_budget(rows, budget, tmp_path)  # does not raise
+
+    for qat in (_row("int8_qat", 0.98), {**_row("int8_qat", 0.0), "accuracy_drop_pp": None}):
+        rows = [_row("fp32", 1.0), _row("int8", 0.97), qat]
+        _credit_qat(rows, budget)
+        assert "recovered_by" not in rows[1]
+        with pytest.raises(AccuracyDropError, match="int8.file agrees .* Next: --recover"):
+            _check_budget(rows, budget, tmp_path)
 
 
 def test_a_missed_budget_names_the_next_step_not_one_already_taken():
