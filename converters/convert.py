@@ -255,11 +255,14 @@ def _credit_qat(rows: list[dict], budget: Budget) -> None:
         int8_row["recovered_by"] = qat_row["file"]
 
 
+# Each int8 format and the mixed int8/float fallback --recover makes for it.
+_MIXED = {"int8": "int8_mixed", "onnx_int8": "onnx_int8_mixed"}
+
+
 def way_out(fmt: str, tried: set[str]) -> str:
     """What a user can do when the artifact of format ``fmt`` misses the budget, given the
     formats this conversion already made (``tried``): the next step, not a list of options."""
-    mixed = {"int8": "int8_mixed", "onnx_int8": "onnx_int8_mixed"}
-    if fmt in mixed and mixed[fmt] not in tried:
+    if fmt in _MIXED and _MIXED[fmt] not in tried:
         more = ", or --qat to fine-tune it for int8" if fmt == "int8" and "int8_qat" not in tried else ""
         return f"--recover keeps the layers that lose most in float{more}"
     if fmt in ("int8", "int8_mixed") and "int8_qat" not in tried:
@@ -274,14 +277,11 @@ def way_out(fmt: str, tried: set[str]) -> str:
     return "a larger --max-drop (or a lower --min-agreement) accepts it"
 
 
-# A mixed recovery is a fallback for its int8 row: moot once that row is recovered otherwise.
-_FALLBACK_OF = {"int8_mixed": "int8", "onnx_int8_mixed": "onnx_int8"}
-
-
 def _check_budget(rows: list[dict], budget: Budget, out: Path) -> None:
-    recovered = {r["format"] for r in rows if "recovered_by" in r}
+    # a mixed fallback that missed is moot once its int8 row is recovered otherwise (QAT)
+    moot = {_MIXED[r["format"]] for r in rows if "recovered_by" in r and r["format"] in _MIXED}
     over = [r for r in rows if budget.misses(r) and "recovered_by" not in r
-            and _FALLBACK_OF.get(r["format"]) not in recovered]
+            and r["format"] not in moot]
     if over:
         # the largest drop over --max-drop, else the lowest agreement
         worst = max(over, key=lambda r: (budget_drop(r) > budget.max_drop, budget_drop(r),

@@ -43,6 +43,24 @@ def _layer(config, name):
     return next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == name)
 
 
+def _three_class_photos(tmp_path):
+    """The fixture photos of the fixtures' three classes, as the class folder --data takes."""
+    folder = tmp_path / "photos"
+    for name in ["airplane", "automobile", "bird"]:
+        shutil.copytree(MINI / name, folder / name)
+    return folder
+
+
+def _ops_and_tensors(path):
+    """(op details, {tensor index: details}) of a .tflite file, from its interpreter."""
+    from edgecv.runtime import open_backend
+
+    with open_backend(path, checksum="off") as backend:
+        interpreter = backend.interpreter
+        return (interpreter._get_ops_details(),
+                {t["index"]: t for t in interpreter.get_tensor_details()})
+
+
 def test_fixtures_are_keras2_files_with_what_keras3_finds_hard():
     """What the other tests rely on: these really are tf.keras 2 files with Keras 2 fields."""
     import h5py
@@ -144,9 +162,7 @@ def _cli(*args):
 
 def test_cli_converts_verifies_and_benches_a_keras2_h5(tmp_path):
     """The whole path on an unedited Keras 2 file that takes 0..255 pixels (--scale 1)."""
-    folder = tmp_path / "photos"
-    for name in ["airplane", "automobile", "bird"]:
-        shutil.copytree(MINI / name, folder / name)
+    folder = _three_class_photos(tmp_path)
     model, out = DATA / "resnet_keras2.h5", tmp_path / "out"
     converted = _cli("convert", model, "--int8", "--onnx", "--data", folder, "--scale", "1",
                         "--out", out)
@@ -182,11 +198,8 @@ def test_qat_fine_tunes_a_keras2_h5(tmp_path, stem):
     scheme refuses) both fine-tune and convert to an integer-only file that agrees with them."""
     pytest.importorskip("tensorflow_model_optimization")
     from edgecv.converters.tflite import integer_only_violations
-    from edgecv.runtime import open_backend
 
-    folder = tmp_path / "photos"
-    for name in ["airplane", "automobile", "bird"]:
-        shutil.copytree(MINI / name, folder / name)
+    folder = _three_class_photos(tmp_path)
     out = tmp_path / "out"
     scale = "1" if MODELS[stem] == 1.0 else "1/255"
     converted = _cli("convert", DATA / f"{stem}.h5", "--int8", "--qat", "--qat-epochs", "2",
@@ -198,11 +211,9 @@ def test_qat_fine_tunes_a_keras2_h5(tmp_path, stem):
     data = (out / "model_int8_qat.tflite").read_bytes()
     assert integer_only_violations(data) == []
     if stem == "resnet_keras2":  # the Rescaling became an int8 MUL whose output range is 0..1
-        with open_backend(out / "model_int8_qat.tflite", checksum="off") as backend:
-            interpreter = backend.interpreter
-            tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-            mul = next(op for op in interpreter._get_ops_details() if op["op_name"] == "MUL")
-            params = tensors[mul["outputs"][0]]["quantization_parameters"]
+        ops, tensors = _ops_and_tensors(out / "model_int8_qat.tflite")
+        mul = next(op for op in ops if op["op_name"] == "MUL")
+        params = tensors[mul["outputs"][0]]["quantization_parameters"]
         low = (-128 - params["zero_points"][0]) * params["scales"][0]
         high = (127 - params["zero_points"][0]) * params["scales"][0]
         assert low == pytest.approx(0, abs=0.01) and high == pytest.approx(1, abs=0.02)
@@ -220,8 +231,6 @@ def test_a_keras2_mobilenet_trained_elsewhere_converts_with_qat(tmp_path):
     import h5py
 
     from edgecv.converters.tflite import integer_only_violations
-    from edgecv.runtime import open_backend
-
     model = tmp_path / "mobilenet.h5"
     trained = subprocess.run([sys.executable, "-m",
                               "edgecv.benchmarks.experiments.keras2_cifar_model", "--data", MINI,
@@ -236,6 +245,5 @@ def test_a_keras2_mobilenet_trained_elsewhere_converts_with_qat(tmp_path):
                      "--scale", "1", "--max-drop", "100", "--out", out)
     assert converted.exit_code == 0, converted.output[-2000:]
     assert integer_only_violations((out / "model_int8_qat.tflite").read_bytes()) == []
-    with open_backend(out / "model_int8_qat.tflite", checksum="off") as backend:
-        ops = [op["op_name"] for op in backend.interpreter._get_ops_details()]
+    ops = [op["op_name"] for op in _ops_and_tensors(out / "model_int8_qat.tflite")[0]]
     assert ops[:2] == ["MUL", "ADD"], ops
