@@ -47,7 +47,8 @@ ARTIFACT_SUFFIXES = (".tflite", ".onnx", *KERAS_SUFFIXES)
 # Report order: the fp32 reference first, then smaller and faster formats, ONNX, Keras last
 # (Keras loads TensorFlow, whose memory would inflate every later row's RSS).
 FORMAT_ORDER = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int8_qat",
-                "tflite_int16x8", "tflite_int8_mixed", "tflite_edgetpu", "onnx", "onnx_int8", "keras")
+                "tflite_int16x8", "tflite_int8_mixed", "tflite_edgetpu", "onnx", "onnx_int8",
+                "onnx_int8_qat", "onnx_int8_mixed", "keras")
 SAMPLES_KEPT = 2000
 CI_CONFIDENCE = 0.9  # of each row's p50 interval (round medians; 9 rounds reach 96%)
 # The runtime whose absence means the target itself is absent.

@@ -60,8 +60,9 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     Flex delegate, recorded as not verified instead of failing.
     ``calib_data`` (same forms as ``--data``; default: the source's own training split)
     calibrates instead; ``onnx_calibration`` (default ``auto``, see :func:`edgecv.converters.formats.choose_onnx_int8`).
-    ``int8_qat`` (quantization-aware fine-tuning, minutes of training) is written only when
-    asked for by name; ``qat_epochs`` / ``qat_lr`` set its fine-tuning (default 2 and 1e-4).
+    ``int8_qat`` and ``onnx_int8_qat`` (quantization-aware fine-tuning, minutes of training,
+    shared; the second is the first's int8 graph in ONNX) are written only when asked for by
+    name; ``qat_epochs`` / ``qat_lr`` set the fine-tuning (default 2 and 1e-4).
     ``log`` gets one line per artifact, in table order; ``progress`` (default none) what is
     being built and verified now, for a status display.
     """
@@ -224,11 +225,15 @@ def _recover_over_budget(rows: list[dict], conversion: Conversion, budget: Budge
         if not (int8_row and budget.misses(int8_row)):
             continue
         chosen = int8_row.get("onnx_calibration", {})
+        # a float mix made for TFLite just before is a second ONNX candidate (its graph)
+        tflite_mix = next((r for r in rows if r["format"] == "int8_mixed"
+                           and r["mix"] == "int8, float"), None) if kind == "onnx" else None
         mixed = recover_mixed(conversion.run, kind, conversion.keras_scores,
                               conversion.keras_accuracy, budget, conversion.out, conversion.log,
                               onnx_fp32=conversion.onnx_fp32,
                               onnx_method=chosen.get("method", "minmax"),
-                              onnx_types=chosen.get("types", "u8s8"), mix=mix)
+                              onnx_types=chosen.get("types", "u8s8"), mix=mix,
+                              tflite_mix=tflite_mix, opset=conversion.settings.opset)
         mixed["size_ratio_vs_fp32"] = round(mixed["size_bytes"] / fp32_size, 4)
         rows.append(mixed)
         if mixed["within_budget"]:
@@ -244,30 +249,34 @@ def _write_testset(run: RunData, out: Path, log: Callable[[str], None]) -> None:
         log(f"{ExportDir(out).testset.name} not written: the test images have no labels")
 
 
-def _credit_qat(rows: list[dict], budget: Budget) -> None:
-    """A post-training int8 TFLite row over budget whose quantization-aware twin fits it is
-    marked ``recovered_by`` that file, as by a mixed recovery: the conversion did deliver a
-    full-int8 TFLite model within budget, so it does not fail."""
-    int8_row = next((r for r in rows if r["format"] == "int8"), None)
-    qat_row = next((r for r in rows if r["format"] == "int8_qat"), None)
-    if (int8_row and qat_row and budget.misses(int8_row) and "recovered_by" not in int8_row
-            and budget.fits(qat_row)):
-        int8_row["recovered_by"] = qat_row["file"]
-
-
-# Each int8 format and the mixed int8/float fallback --recover makes for it.
+# Each post-training int8 format, the mixed int8/float fallback --recover makes for it, and its
+# quantization-aware twin (--qat).
 _MIXED = {"int8": "int8_mixed", "onnx_int8": "onnx_int8_mixed"}
+_QAT = {"int8": "int8_qat", "onnx_int8": "onnx_int8_qat"}
+
+
+def _credit_qat(rows: list[dict], budget: Budget) -> None:
+    """A post-training int8 row (TFLite or ONNX) over budget whose quantization-aware twin
+    fits it is marked ``recovered_by`` that file, as by a mixed recovery: the conversion did
+    deliver a full-int8 model of that runtime within budget, so it does not fail."""
+    by_format = {r["format"]: r for r in rows}
+    for fmt, twin in _QAT.items():
+        int8_row, qat_row = by_format.get(fmt), by_format.get(twin)
+        if (int8_row and qat_row and budget.misses(int8_row) and "recovered_by" not in int8_row
+                and budget.fits(qat_row)):
+            int8_row["recovered_by"] = qat_row["file"]
 
 
 def way_out(fmt: str, tried: set[str]) -> str:
     """What a user can do when the artifact of format ``fmt`` misses the budget, given the
     formats this conversion already made (``tried``): the next step, not a list of options."""
+    plain = next((f for f, mixed in _MIXED.items() if fmt in (f, mixed)), None)
     if fmt in _MIXED and _MIXED[fmt] not in tried:
-        more = ", or --qat to fine-tune it for int8" if fmt == "int8" and "int8_qat" not in tried else ""
+        more = ", or --qat to fine-tune it for int8" if _QAT[fmt] not in tried else ""
         return f"--recover keeps the layers that lose most in float{more}"
-    if fmt in ("int8", "int8_mixed") and "int8_qat" not in tried:
+    if plain and _QAT[plain] not in tried:
         return "--qat fine-tunes the model for int8 (quantization-aware training)"
-    if fmt == "int8_qat":
+    if fmt in _QAT.values():
         return "more --qat-epochs, or --recover on the post-training int8"
     if fmt in ("fp32", "onnx"):
         return ("the float file differs from the Keras model, which no quantization explains: "

@@ -1,8 +1,9 @@
 """The table of artifact formats: for each, its name, its file, how it is built (with its model
 card) and how it is verified. :func:`edgecv.converters.convert.convert_run` loops over it.
 
-A format's special cases live in the functions its row points to: ``int8_qat`` checks its
-settings before anything loads (:func:`edgecv.converters.qat.check_settings`); the float TFLite
+A format's special cases live in the functions its row points to: ``int8_qat`` and
+``onnx_int8_qat`` (one fine-tuning, shared: :meth:`Conversion.qat_int8`) check their settings
+before anything loads (:func:`edgecv.converters.qat.check_settings`); the float TFLite
 formats may use Flex ops with ``--select-tf-ops`` and are then recorded as not verified when
 ai-edge-litert cannot run them (:func:`verify_allowing_flex`); ``edgetpu`` writes its
 compatibility report and is not verified here once compiled (:func:`verify_edgetpu`); the ONNX
@@ -57,6 +58,7 @@ class Conversion:
     keras_accuracy: float | None
     log: Callable[[str], None] = print
     onnx_fp32: object | None = None  # the fp32 ONNX proto, made once (onnx, onnx_int8, --recover)
+    qat: tuple[bytes, dict] | None = None  # the QAT TFLite file and its record, made once
 
     def __post_init__(self):
         # One reference for every TFLite build: its frozen graph is made once and reused.
@@ -69,6 +71,18 @@ class Conversion:
 
             self.onnx_fp32 = to_onnx(self.run.model, self.settings.opset)
         return self.onnx_fp32
+
+    def qat_int8(self) -> tuple[bytes, dict]:
+        """The quantization-aware int8 TFLite file (integer-only, no card) and its record,
+        fine-tuned on first use (:func:`edgecv.converters.qat.build_qat_int8`): ``int8_qat``
+        ships it, ``onnx_int8_qat`` carries its int8 graph to ONNX."""
+        if self.qat is None:
+            settings = self.settings
+            chosen = {k: v for k, v in (("epochs", settings.qat_epochs), ("lr", settings.qat_lr))
+                      if v is not None}
+            data, record = qat.build_qat_int8(self.run, io=settings.io, log=self.log, **chosen)
+            self.qat = _integer_only(data, settings.io), record
+        return self.qat
 
 
 # (conversion, notes for the row) -> the file's bytes, its card embedded
@@ -160,14 +174,10 @@ def build_int8(conversion: Conversion, notes: dict) -> bytes:
 
 
 def build_int8_qat(conversion: Conversion, notes: dict) -> bytes:
-    """Quantization-aware fine-tuning first (:func:`edgecv.converters.qat.build_qat_int8`); its
-    record goes into ``notes["qat"]``."""
-    settings = conversion.settings
-    chosen = {k: v for k, v in (("epochs", settings.qat_epochs), ("lr", settings.qat_lr))
-              if v is not None}
-    data, notes["qat"] = qat.build_qat_int8(conversion.run, io=settings.io, log=conversion.log,
-                                            **chosen)
-    return with_tflite_card(_integer_only(data, settings.io), conversion.run, "tflite_int8_qat")
+    """Quantization-aware fine-tuning first (:meth:`Conversion.qat_int8`); its record goes into
+    ``notes["qat"]``."""
+    data, notes["qat"] = conversion.qat_int8()
+    return with_tflite_card(data, conversion.run, "tflite_int8_qat")
 
 
 def build_int16x8(conversion: Conversion, notes: dict) -> bytes:
@@ -195,6 +205,20 @@ def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
                    + (f"; drop pp {chosen['drop_pp']}, p50 ms {chosen['p50_ms']}"
                       if "drop_pp" in chosen else "") + ")")
     return data
+
+
+def build_onnx_int8_qat(conversion: Conversion, notes: dict) -> bytes:
+    """The quantization-aware int8 TFLite file's graph in ONNX
+    (:func:`edgecv.converters.onnx.from_tflite`): the ranges and int8 weights QAT learned, run
+    by ONNX Runtime. ``notes``: the QAT record and how many convolutions / matrix products ONNX
+    Runtime runs in integer kernels."""
+    from edgecv.converters.onnx import from_tflite, integer_kernels
+
+    data, notes["qat"] = conversion.qat_int8()
+    proto = from_tflite(data, conversion.settings.opset)
+    notes["from"] = FORMAT_TABLE["int8_qat"].file
+    notes["integer_kernels"] = integer_kernels(proto)
+    return with_onnx_card(proto, conversion.run, "onnx_int8_qat")
 
 
 def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto",
@@ -301,8 +325,11 @@ FORMAT_TABLE: dict[str, Format] = {f.name: f for f in (
     Format("int16x8", "model_int16x8.tflite", build_int16x8),
     Format("onnx", "model.onnx", build_onnx),
     Format("onnx_int8", "model_int8.onnx", build_onnx_int8, quiet=True),
+    Format("onnx_int8_qat", "model_int8_qat.onnx", build_onnx_int8_qat, check=_check_qat),
     Format("edgetpu", "model_edgetpu.tflite", build_edgetpu, verify_edgetpu),
 )}
+# written only with --qat (minutes of fine-tuning, one run shared by both)
+QAT_FORMATS = ("int8_qat", "onnx_int8_qat")
 # format name -> output file name
 FORMATS = {name: spec.file for name, spec in FORMAT_TABLE.items()}
 # --select-tf-ops (Flex) is allowed for these only: a full-integer model needs builtin int8

@@ -1,4 +1,6 @@
-"""Keras -> ONNX (tf2onnx) and ONNX -> ONNX int8 (onnxruntime.quantization, static, QDQ).
+"""Keras -> ONNX (tf2onnx) and ONNX -> ONNX int8 (onnxruntime.quantization, static, QDQ); an
+int8 TFLite file -> ONNX with its own int8 graph (:func:`from_tflite`, tf2onnx's TFLite reader:
+how QAT's learned ranges and a TFLite float mix reach ONNX Runtime).
 
 tf2onnx 1.17 needs an explicit ``input_signature`` with Keras 3, and ``model.output_names`` set
 to avoid a KeyError 'keras_tensor_N' (shared/RUNTIME_FACTS.md). A SavedModel (not a Keras model)
@@ -45,6 +47,82 @@ def to_onnx(model, opset: int = 17):
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"tf2onnx produced an invalid ONNX model: {exc}"[:300]) from exc
     return proto
+
+
+def from_tflite(data: bytes, opset: int = 17):
+    """The ONNX model of a quantized TFLite file with its int8 graph kept: tf2onnx's TFLite
+    reader writes each int8 tensor as QuantizeLinear / DequantizeLinear with the file's own
+    scales and zero points, and ONNX Runtime fuses them into its integer kernels where its
+    selectors match. So ranges a TFLite file learned (quantization-aware training) reach ONNX
+    Runtime unchanged, where quantizing the float ONNX model again would calibrate new ones.
+    An int8 / uint8 input or output is wrapped in QuantizeLinear / DequantizeLinear with the
+    file's own parameters: the model takes and returns float32 like every edgecv ONNX file
+    (input ``input``, output ``scores``). Checked with ``onnx.checker``."""
+    import onnx
+    import tf2onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecv.converters.cards import tflite_io_quantization
+
+    if not 13 <= opset <= 21:
+        raise UsageError(f"--opset must be between 13 and 21, received {opset}.")
+    with tempfile.TemporaryDirectory() as workdir:
+        source = Path(workdir) / "model.tflite"
+        source.write_bytes(data)
+        try:
+            with captured_output():
+                proto, _ = tf2onnx.convert.from_tflite(str(source), opset=opset)
+        except Exception as exc:  # tf2onnx raises many kinds; all mean the same to a user
+            first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+            raise ConversionError(f"ONNX conversion of the int8 TFLite file failed: {first}") from exc
+    graph = proto.graph
+    _, _, in_q, out_q = tflite_io_quantization(data)
+    nodes, tail = [], []
+    for is_input, value, quant, float_name in ((True, graph.input[0], in_q, INPUT_NAME),
+                                               (False, graph.output[0], out_q, OUTPUT_NAME)):
+        if quant is None:  # a float input / output: only its name changes
+            _rename_tensor(graph, value.name, float_name)
+            continue
+        inner = value.name if value.name != float_name else \
+            _rename_tensor(graph, value.name, f"{float_name}_{quant.dtype}")
+        params = [numpy_helper.from_array(np.array(quant.scale, np.float32), f"{float_name}_scale"),
+                  numpy_helper.from_array(np.array(quant.zero_point, quant.dtype),
+                                          f"{float_name}_zero_point")]
+        graph.initializer.extend(params)
+        shape = [d.dim_value or d.dim_param for d in value.type.tensor_type.shape.dim]
+        replacement = helper.make_tensor_value_info(float_name, TensorProto.FLOAT, shape)
+        if is_input:
+            nodes.append(helper.make_node("QuantizeLinear", [float_name, *(p.name for p in params)],
+                                          [inner], name=f"{float_name}_quantize"))
+            graph.input.remove(value)
+            graph.input.insert(0, replacement)
+        else:
+            tail.append(helper.make_node("DequantizeLinear", [inner, *(p.name for p in params)],
+                                         [float_name], name=f"{float_name}_dequantize"))
+            graph.output.remove(value)
+            graph.output.insert(0, replacement)
+    ordered = [*nodes, *graph.node, *tail]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ConversionError(f"tf2onnx produced an invalid ONNX model: {exc}"[:300]) from exc
+    return proto
+
+
+def _rename_tensor(graph, old: str, new: str) -> str:
+    """Rename tensor ``old`` to ``new`` everywhere in ``graph`` (node inputs and outputs, graph
+    inputs and outputs); returns ``new``."""
+    for node in graph.node:
+        for names in (node.input, node.output):
+            for i, name in enumerate(names):
+                if name == old:
+                    names[i] = new
+    for value in (*graph.input, *graph.output):
+        if value.name == old:
+            value.name = new
+    return new
 
 
 class CalibrationReader:
@@ -246,7 +324,7 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
         checked[name] = slice_row(scores, check_y, reference_scores)
         record["agreement"][key] = round(checked[name]["agreement"], 5)
         record["drop_pp"][name] = budget_drop(checked[name])
-        record["integer_kernels"][name] = _integer_kernels(protos[name])
+        record["integer_kernels"][name] = integer_kernels(protos[name])
     sessions = {name: _session(proto, threads=1) for name, proto in protos.items()}
     sample = {INPUT_NAME: check_x[:1]}
     timings = dict(zip(sessions, time_rounds(
@@ -293,7 +371,7 @@ def _session(proto, threads: int | None = None):
                                 providers=["CPUExecutionProvider"])
 
 
-def _integer_kernels(proto) -> dict | None:
+def integer_kernels(proto) -> dict | None:
     """:func:`edgecv.benchmarks.ort_kernels.integer_kernel_report` without the op list."""
     from edgecv.benchmarks.ort_kernels import integer_kernel_report
 

@@ -177,7 +177,8 @@ def p50_ms(path, sample: np.ndarray, runs: int = 200, min_time_s: float = 0.5) -
 
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,
             budget: Budget, out, log, onnx_fp32=None, onnx_method: str = "minmax",
-            onnx_types: str = "u8s8", mix: str = "auto") -> dict:
+            onnx_types: str = "u8s8", mix: str = "auto", tflite_mix: dict | None = None,
+            opset: int = 17) -> dict:
     """The cheapest mixed model within ``budget`` (``--max-drop``, ``--min-agreement``). For
     TFLite (``mix``, ``--recover-mix``):
     ``int16`` gives the worst tensors 16-bit activations (:func:`_int16_first`, the AI Edge
@@ -189,7 +190,9 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     4, ... of them, each with its producer and consumers) in float until it fits the budget.
     ``kind``: ``tflite`` (denylisted nodes of the QuantizationDebugger, from
     ``model_int8.tflite``) or ``onnx`` (``nodes_to_exclude``, from ``model_int8.onnx`` quantized
-    with ``onnx_method`` and ``onnx_types``; needs ``onnx_fp32``). Writes the best attempt as
+    with ``onnx_method`` and ``onnx_types``; needs ``onnx_fp32``); for ONNX, ``tflite_mix`` (the
+    row of a float mix this conversion wrote for TFLite) adds a second candidate, that file's
+    graph in ONNX (:func:`_tflite_mix_in_onnx`). Writes the best attempt as
     ``model_int8_mixed.tflite`` / ``model_int8_mixed.onnx``; returns its row with the float
     tensors, the float ops and the latency cost vs full int8.
 
@@ -276,6 +279,11 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
                                 path, run.test_x[:1], log)
     elif int16_steps:
         row["int16_steps"] = int16_steps  # tried, did not fit
+    if kind == "onnx" and tflite_mix is not None:
+        row, data = _tflite_mix_in_onnx(row, budget.fits(check), out / tflite_mix["file"],
+                                        tflite_mix, run, (check_x, check_y, where,
+                                                          check_reference),
+                                        budget, path, opset, log)
     return _finish(row, data, run, full, path, keras_scores, keras_accuracy, budget, log)
 
 
@@ -305,6 +313,70 @@ def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: 
     row, data = (float_row, None) if chosen == "float" else (int16_row, int16_data)
     row["alternative"] = {**summary[other], "p50_ms_1_thread": round(timings[other], 4)}
     return row, data
+
+
+def _tflite_mix_in_onnx(own: dict, own_fits: bool, tflite_path: Path, tflite_row: dict, run,
+                        check: tuple, budget: Budget, path: Path, opset: int,
+                        log) -> tuple[dict, bytes | None]:
+    """ONNX Runtime's own mix (``own``, written at ``path``; ``nodes_to_exclude`` around the
+    worst tensors of its own calibration) against the TFLite float mix's graph carried to ONNX
+    (:func:`edgecv.converters.onnx.from_tflite`: the TF converter's ranges, its float layers).
+    Each calibration rounds its own way, and on a depthwise-heavy model no small ONNX mix
+    recovers where the TFLite one did (mobilenet_v2: all ops float against 50, see the README).
+    Judged on the same check slice: when both fit, the one with fewer float ops (the point of a
+    mix is to stay int8: ONNX's own ladder can end with every op in float, which fits and runs
+    at fp32 speed but is no int8 model), the faster (1 thread) on a tie; else the one that fits,
+    else the one that agrees more. The other is summarised as ``alternative``."""
+    from edgecv.converters.onnx import from_tflite
+    from edgecv.errors import ConversionError
+
+    check_x, check_y, where, check_reference = check
+    try:
+        proto = from_tflite(tflite_path.read_bytes(), opset)
+    except ConversionError as exc:
+        log(f"recover    {tflite_path.name} does not convert to ONNX ({exc}); ONNX's own mix")
+        return own, None
+    data = with_onnx_card(proto, run, "onnx_int8_mixed")
+    carried = {"format": own["format"], "file": own["file"], "mix": "int8, float",
+               "from": tflite_path.name, "float_tensors": tflite_row["float_tensors"],
+               "float_layers": tflite_row["float_layers"], "chosen_on": where}
+    with tempfile.TemporaryDirectory() as workdir:
+        candidate = Path(workdir) / "from_tflite.onnx"
+        candidate.write_bytes(data)
+        carried_check = slice_row(artifact_scores(candidate, check_x), check_y, check_reference)
+        carried.update(check_agreement=round(carried_check["agreement"], 5),
+                       check_drop_pp=budget_drop(carried_check))
+        fits = budget.fits(carried_check)
+        log(f"recover    {tflite_path.name} in ONNX ({len(carried['float_layers'])} float "
+            f"op(s)): on the {where}: agreement {carried_check['agreement']:.4f}, drop "
+            f"{budget_drop(carried_check):+.2f} pp")
+        timings = {}
+        ops = {"own": len(own["float_layers"]), "carried": len(carried["float_layers"])}
+        if fits and own_fits and ops["own"] == ops["carried"]:
+            sample = run.test_x[:1]
+            timings = {"own": p50_ms(path, sample), "carried": p50_ms(candidate, sample)}
+            take_carried = timings["carried"] < timings["own"]
+            why = "both fit with as many float ops: the faster, 1 thread"
+        elif fits and own_fits:  # the point of a mix is to stay int8
+            take_carried = ops["carried"] < ops["own"]
+            why = "both fit: the one with fewer float ops"
+        elif fits or own_fits:
+            take_carried, why = fits, "the one within budget on the check slice"
+        else:
+            take_carried = carried["check_agreement"] > own["check_agreement"]
+            why = "neither fits: the one that agrees more"
+    chosen, other = (carried, own) if take_carried else (own, carried)
+    chosen["alternative"] = {
+        key: other[key] for key in ("from", "check_agreement", "check_drop_pp") if key in other}
+    chosen["alternative"].update(float_layers=len(other["float_layers"]),
+                                 within_budget_on_check=fits if other is carried else own_fits)
+    if timings:
+        chosen["alternative"]["p50_ms_1_thread"] = round(
+            timings["own" if other is own else "carried"], 4)
+    log("recover    onnx_int8_mixed: "
+        + (f"the TFLite mix's graph ({tflite_path.name})" if take_carried else "ONNX's own mix")
+        + f" ({why})")
+    return chosen, data if take_carried else None
 
 
 def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_accuracy,

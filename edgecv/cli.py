@@ -95,7 +95,8 @@ RECOVER_OPTION = typer.Option(False, help="If int8 is over budget (--max-drop, "
 QAT_OPTION = typer.Option(False, "--qat", help="Also quantization-aware fine-tune a "
                           "fake-quantized copy on the training split, distilling from the "
                           "model, then write full int8 with its learned ranges "
-                          "(model_int8_qat.tflite; minutes of training; not part of --all).")
+                          "(model_int8_qat.tflite, and model_int8_qat.onnx when ONNX int8 is "
+                          "written; minutes of training; not part of --all).")
 QAT_EPOCHS_OPTION = typer.Option(2, help="--qat: fine-tuning epochs over the training split.")
 
 
@@ -256,20 +257,20 @@ def convert_command(
     import json as json_module
 
     from edgecv.converters.convert import convert_run
-    from edgecv.converters.formats import FORMATS
+    from edgecv.converters.formats import FORMATS, QAT_FORMATS
     from edgecv.converters.sources import ModelOptions, parse_floats, parse_scale
     from edgecv.preprocessing import normalisation_from_flags
     from edgecv.modelfile.kinds import is_keras_source
 
     if all_formats:
-        formats = [name for name in FORMATS if name != "int8_qat"]
+        formats = [name for name in FORMATS if name not in QAT_FORMATS]
     else:
         formats = [name for name, wanted in (("fp16", fp16), ("dynamic", dynamic), ("int8", int8),
                                              ("int16x8", int16x8), ("onnx", onnx),
                                              ("onnx_int8", onnx and int8), ("edgetpu", edgetpu))
                    if wanted]
-    if qat:
-        formats.append("int8_qat")
+    if qat:  # the QAT file, and its graph in ONNX beside ONNX int8
+        formats += [name for name in QAT_FORMATS if name == "int8_qat" or "onnx_int8" in formats]
     def log(line: str) -> None:  # warnings go to stderr, so --json keeps stdout clean
         if line.startswith("warning:"):
             echo(line, err=True)

@@ -75,7 +75,7 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
     result = train(train_config, overwrite=overwrite, log=log)
     run_dir = Path(result.run_dir)
     run = RunDir(run_dir)
-    formats = PIPELINE_FORMATS + (["int8_qat"] if qat_epochs else [])
+    formats = PIPELINE_FORMATS + (["int8_qat", "onnx_int8_qat"] if qat_epochs else [])
     log(f"converting {', '.join(formats)}" + (" (--recover)" if recover else ""))
     drop_error = None
     try:

@@ -343,15 +343,16 @@ def test_predict_table_mode_and_errors(tiny_run, tmp_path):
 # --- pipeline -----------------------------------------------------------------------------------
 
 def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
-    """With --qat, the quantization-aware int8 file sits beside the post-training one in the
-    conversion table, the bench and the report."""
+    """With --qat, the quantization-aware int8 files (TFLite, and its graph in ONNX) sit beside
+    the post-training ones in the conversion table, the bench and the report."""
     run = tmp_path / "run"
     result = run_cli("pipeline", "--model", "seed_cnn", "--img-size", "16", "--epochs", "2",
                      "--out", run, "--targets", "cpu,gpu", "--min-time", "0", "--max-drop", "100",
                      "--qat", "--qat-epochs", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("model.keras", "export/model_int8.tflite", "export/model_int8.onnx",
-                 "export/model_int8_qat.tflite", "export/conversion.json", "export/testset.npz",
+                 "export/model_int8_qat.tflite", "export/model_int8_qat.onnx",
+                 "export/conversion.json", "export/testset.npz",
                  "bench.json", "bench.md", "report.html"):
         assert (run / name).is_file(), name
     conversion = json.loads((run / "export" / "conversion.json").read_text())
@@ -359,7 +360,7 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
     assert qat["qat"]["epochs"] == 1 and qat["agreement"] > 0.5
     rows = json.loads((run / "bench.json").read_text())["rows"]
     assert (sorted(r["format"] for r in rows if r["status"] == "ok")
-            == sorted(FORMATS + ["tflite_int8_qat"]))
+            == sorted(FORMATS + ["tflite_int8_qat", "onnx_int8_qat"]))
     gpu = [r["status"] for r in rows if r["target"] == "gpu"]
     assert gpu == ["unavailable"] if _target_absent("gpu") else "unavailable" not in gpu
     html = (run / "report.html").read_text()
@@ -367,7 +368,7 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
         assert heading in html
     assert "worst_class" in html and " pp (n=" in html  # the class that lost most, per artifact
     assert html.count("data:image/png;base64,") >= 4  # curves, confusion matrix, 2 bench plots
-    assert "model_int8_qat.tflite" in html
+    assert "model_int8_qat.tflite" in html and "model_int8_qat.onnx" in html
     assert "report: " in result.stdout
 
 

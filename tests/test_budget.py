@@ -31,6 +31,25 @@ def test_an_int8_file_over_budget_is_covered_by_a_qat_file_that_fits(tmp_path):
             _check_budget(rows, budget, tmp_path)
 
 
+def test_each_runtime_s_int8_row_is_covered_by_its_own_qat_twin(tmp_path):
+    """An ONNX int8 file over budget is covered by the ONNX QAT file, never by the TFLite one
+    (a user of ONNX Runtime needs an ONNX file that fits)."""
+    from edgecv.converters.convert import _check_budget, _credit_qat
+    from edgecv.errors import AccuracyDropError
+
+    budget = Budget(0.5, 99.0)
+    rows = [_row("fp32", 1.0), _row("int8", 0.97), _row("int8_qat", 0.992),
+            _row("onnx_int8", 0.97), _row("onnx_int8_qat", 0.98)]
+    _credit_qat(rows, budget)
+    assert rows[1]["recovered_by"] == "int8_qat.file" and "recovered_by" not in rows[3]
+    with pytest.raises(AccuracyDropError, match="onnx_int8.file agrees .* Next: --recover"):
+        _check_budget(rows, budget, tmp_path)
+    rows[4]["agreement"] = 0.995
+    _credit_qat(rows, budget)
+    assert rows[3]["recovered_by"] == "onnx_int8_qat.file"
+    _check_budget(rows, budget, tmp_path)  # does not raise
+
+
 def test_a_missed_budget_names_the_next_step_not_one_already_taken():
     from edgecv.converters.convert import way_out
 
@@ -41,6 +60,10 @@ def test_a_missed_budget_names_the_next_step_not_one_already_taken():
     assert "--qat" not in way_out("int8", {"fp32", "int8", "int8_qat"})
     assert way_out("int8_qat", {"fp32", "int8_qat"}).startswith("more --qat-epochs")
     assert way_out("onnx_int8", {"onnx", "onnx_int8"}).startswith("--recover")
-    assert "--qat" not in way_out("onnx_int8", {"onnx", "onnx_int8"})  # QAT is TFLite only
-    assert way_out("onnx_int8", {"onnx", "onnx_int8", "onnx_int8_mixed"}).startswith("a larger")
+    assert "--qat" in way_out("onnx_int8", {"onnx", "onnx_int8"})  # QAT reaches ONNX too
+    onnx_recovered = {"onnx", "onnx_int8", "onnx_int8_mixed"}
+    assert way_out("onnx_int8", onnx_recovered).startswith("--qat")
+    assert way_out("onnx_int8_mixed", onnx_recovered).startswith("--qat")
+    assert way_out("onnx_int8", onnx_recovered | {"onnx_int8_qat"}).startswith("a larger")
+    assert way_out("onnx_int8_qat", {"onnx", "onnx_int8_qat"}).startswith("more --qat-epochs")
     assert "no quantization explains" in way_out("fp32", {"fp32"})

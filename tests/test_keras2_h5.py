@@ -195,18 +195,23 @@ def test_cli_converts_verifies_and_benches_a_keras2_h5(tmp_path):
 def test_qat_fine_tunes_a_keras2_h5(tmp_path, stem):
     """--qat on models trained elsewhere: the Sequential file (Keras 3 loads it as a Sequential,
     not a functional graph) and the Functional one with Rescaling(1/255) inside (a layer tfmot's
-    scheme refuses) both fine-tune and convert to an integer-only file that agrees with them."""
+    scheme refuses) both fine-tune and convert to an integer-only file that agrees with them.
+    With --onnx, the same fine-tuning gives the ONNX file too (its int8 graph); without, none."""
     pytest.importorskip("tensorflow_model_optimization")
     from edgecv.converters.tflite import integer_only_violations
 
     folder = _three_class_photos(tmp_path)
     out = tmp_path / "out"
     scale = "1" if MODELS[stem] == 1.0 else "1/255"
-    converted = _cli("convert", DATA / f"{stem}.h5", "--int8", "--qat", "--qat-epochs", "2",
-                     "--data", folder, "--scale", scale, "--max-drop", "100", "--out", out)
+    onnx = ["--onnx"] if stem == "resnet_keras2" else []
+    converted = _cli("convert", DATA / f"{stem}.h5", "--int8", *onnx, "--qat", "--qat-epochs",
+                     "2", "--data", folder, "--scale", scale, "--max-drop", "100", "--out", out)
     assert converted.exit_code == 0, converted.output[-2000:]
     rows = {row["format"]: row for row in json.loads((out / "conversion.json").read_text())["artifacts"]}
     assert rows["int8_qat"]["agreement"] >= 0.9, rows["int8_qat"]
+    assert ("onnx_int8_qat" in rows) == bool(onnx) == (out / "model_int8_qat.onnx").exists()
+    if onnx:  # the Rescaling's int8 MUL included
+        assert rows["onnx_int8_qat"]["agreement"] >= 0.9, rows["onnx_int8_qat"]
     assert rows["int8_qat"]["qat"]["epochs"] == 2
     data = (out / "model_int8_qat.tflite").read_bytes()
     assert integer_only_violations(data) == []

@@ -156,17 +156,24 @@ def test_activation_ranges_start_from_calibration(outlier_run):
 @pytest.mark.slow
 def test_qat_beats_plain_int8_on_a_model_that_quantizes_badly(outlier_run, tmp_path):
     """The outlier tensor crushes 15 of 16 channels in plain int8 (agreement ~70%); ten short
-    epochs of quantization-aware fine-tuning measured 87%. The QAT model stays integer-only,
-    carries its own card and records how it was trained; it fits --min-agreement 78 where plain
-    int8 does not, so the conversion succeeds with the int8 row recovered by it."""
+    epochs of quantization-aware fine-tuning measured 86%. The QAT model stays integer-only,
+    carries its own card and records how it was trained; it fits --min-agreement 82 where plain
+    int8 does not, so the conversion succeeds with the int8 row recovered by it. The same
+    fine-tuning (run once) reaches ONNX: model_int8_qat.onnx is the QAT file's int8 graph, so
+    it predicts what the TFLite file predicts (measured: the same 86%) and covers ONNX int8's
+    miss (79%, its own calibration) in the same way."""
     from edgecv.card import read_tflite_card
     from edgecv.converters.convert import convert_run
     from edgecv.converters.tflite import integer_only_violations
+    from edgecv.converters.verify import artifact_scores
+    from edgecv.runtime import read_card
 
-    report = convert_run(outlier_run, ["int8", "int8_qat"], out_dir=tmp_path, max_drop=100,
-                         min_agreement=78.0, qat_epochs=10, qat_lr=1e-3, log=lambda _: None)
+    lines = []
+    report = convert_run(outlier_run, ["int8", "int8_qat", "onnx_int8", "onnx_int8_qat"],
+                         out_dir=tmp_path, max_drop=100, min_agreement=82.0, qat_epochs=10,
+                         qat_lr=1e-3, log=lines.append)
     rows = {r["format"]: r for r in report["artifacts"]}
-    assert rows["int8"]["agreement"] < 0.78, rows["int8"]
+    assert rows["int8"]["agreement"] < 0.82, rows["int8"]
     assert rows["int8_qat"]["agreement"] - rows["int8"]["agreement"] >= 0.08, \
         (rows["int8"]["agreement"], rows["int8_qat"]["agreement"])
     assert rows["int8"]["recovered_by"] == "model_int8_qat.tflite"
@@ -184,7 +191,23 @@ def test_qat_beats_plain_int8_on_a_model_that_quantizes_badly(outlier_run, tmp_p
     assert "validation split" in qat["history_agreement"]
     assert "activation ranges started from calibration" in qat["ranges"]
     written = json.loads((tmp_path / "conversion.json").read_text())
-    assert [r["format"] for r in written["artifacts"]] == ["fp32", "int8", "int8_qat"]
+    assert [r["format"] for r in written["artifacts"]] == ["fp32", "int8", "int8_qat",
+                                                           "onnx_int8", "onnx_int8_qat"]
+    # ONNX: one fine-tuning for both files, its int8 graph run by ONNX Runtime
+    assert sum(line.startswith("qat epoch 1/") for line in lines) == 1, lines
+    assert rows["onnx_int8_qat"]["qat"] == qat and rows["onnx_int8_qat"]["from"] == \
+        "model_int8_qat.tflite"
+    assert rows["onnx_int8"]["agreement"] < 0.82, rows["onnx_int8"]
+    assert rows["onnx_int8"]["recovered_by"] == "model_int8_qat.onnx"
+    onnx_path = tmp_path / "model_int8_qat.onnx"
+    same = (artifact_scores(onnx_path, outlier_run.test_x).argmax(1)
+            == artifact_scores(tmp_path / "model_int8_qat.tflite", outlier_run.test_x).argmax(1))
+    assert same.mean() >= 0.99, same.mean()
+    assert abs(rows["onnx_int8_qat"]["agreement"] - rows["int8_qat"]["agreement"]) <= 0.01
+    kernels = rows["onnx_int8_qat"]["integer_kernels"]
+    assert kernels["integer"] >= 1, kernels  # QDQ fused into ONNX Runtime's integer kernels
+    onnx_card = read_card(onnx_path)
+    assert onnx_card.format == "onnx_int8_qat" and onnx_card.labels == outlier_run.labels
 
 
 @pytest.mark.slow

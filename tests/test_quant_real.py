@@ -206,6 +206,20 @@ def test_recover_keeps_the_crushed_tensor_in_float_and_really_recovers(outlier_r
     assert ops[:3] == [("CONV_2D", False), ("DEPTHWISE_CONV_2D", True), ("CONV_2D", True)]
     assert json.loads((tmp_path / "conversion.json").read_text())["artifacts"][-1]["format"] == \
         "onnx_int8_mixed"
+    # ONNX had two candidates: its own mix and the TFLite float mix's graph (from_tflite), both
+    # judged on the check slice; the one not shipped is summarised. Carried, the graph keeps the
+    # TFLite mix's predictions.
+    onnx_mixed = rows["onnx_int8_mixed"]
+    carried = onnx_mixed if "from" in onnx_mixed else onnx_mixed["alternative"]
+    assert carried["from"] == "model_int8_mixed.tflite" and carried["check_agreement"] >= 0.9
+    assert "within_budget_on_check" in onnx_mixed["alternative"]
+    if carried is onnx_mixed:
+        from edgecv.converters.verify import artifact_scores
+
+        same = (artifact_scores(tmp_path / "model_int8_mixed.onnx", outlier_run.test_x).argmax(1)
+                == artifact_scores(tmp_path / "model_int8_mixed.tflite",
+                                   outlier_run.test_x).argmax(1))
+        assert same.mean() >= 0.99 and carried["float_layers"] == chosen["float_layers"]
 
 
 @pytest.mark.tf

@@ -16,7 +16,8 @@ recovery follows an int8 model that misses either limit), so calibration is a st
 the run's TRAIN split, the ONNX calibration method is chosen on its validation split and every
 figure is measured on its held-out test split. The issue's goal per model: drop <= 0.5 pp and
 agreement >= 98.5% on >= 2,000 test images (``meets_goal``). With ``--qat`` each run also gets
-``--qat`` (quantization-aware fine-tuning, :mod:`edgecv.converters.qat`), judged as well against
+``--qat`` (quantization-aware fine-tuning, :mod:`edgecv.converters.qat`; the TFLite file and its
+int8 graph in ONNX, ``int8_qat`` and ``onnx_int8_qat``), judged as well against
 the QAT goal (``qat_goal``: within 0.2 pp of fp32 and agreement >= 99%); ``--strict`` holds
 the recovery to that goal instead (``--max-drop 0.2 --min-agreement 99``). Writes
 benchmarks/results/int8_cifar.json with the machine record.
@@ -37,6 +38,8 @@ from edgecv.rundir import ExportDir, RunDir
 RESULTS = RESULTS_DIR / "int8_cifar.json"
 GOAL = {"max_drop_pp": 0.5, "min_agreement": 0.985, "min_test_images": 2000}
 QAT_GOAL = {"max_drop_pp": 0.2, "min_agreement": 0.99, "min_test_images": 2000}
+# The quantized rows of each model, in the order the table shows them.
+QUANTIZED = ("int8", "onnx_int8", "int8_mixed", "onnx_int8_mixed", "int8_qat", "onnx_int8_qat")
 
 
 def subset(source: Path, per_class: int, out: Path) -> Path:
@@ -92,11 +95,12 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
     import json
 
     from edgecv.converters.convert import convert_run
+    from edgecv.converters.formats import QAT_FORMATS
     from edgecv.errors import AccuracyDropError
 
     start = time.perf_counter()
     try:
-        report = convert_run(run, ["int8", "onnx", "onnx_int8"] + (["int8_qat"] if qat_epochs
+        report = convert_run(run, ["int8", "onnx", "onnx_int8"] + (list(QAT_FORMATS) if qat_epochs
                                                                    else []),
                              out_dir=out, recover=True, max_drop=budget_of(budget).max_drop,
                              min_agreement=budget_of(budget).min_agreement,
@@ -111,7 +115,7 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
               "calibration": {k: report["calibration"].get(k) for k in ("source", "split",
                                                                           "count", "per_class")},
               "fp32_accuracy": report["keras_accuracy"], "convert_s": None}
-    for fmt in ("fp32", "int8", "onnx_int8", "int8_mixed", "onnx_int8_mixed", "int8_qat"):
+    for fmt in ("fp32", *QUANTIZED):
         if fmt not in rows:
             continue
         row = rows[fmt]
@@ -119,23 +123,48 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
                                                 "worst_class", "size_bytes")}
         for key in ("onnx_calibration", "float_layers", "float_tensors", "p50_ms_1_thread",
                     "latency_cost_vs_int8", "within_budget", "recovered_by", "chosen_on",
-                    "check_agreement", "qat", "convert_s"):
+                    "check_agreement", "qat", "convert_s", "integer_kernels", "from",
+                    "alternative"):
             if key in row:
                 entry[key] = row[key]
         record[fmt] = entry
     # Plain PTQ and the recovered (mixed) model are judged apart: a recovery that keeps most
     # ops in float meets the accuracy goal without being an int8 model.
     record["meets_goal"] = {name: goal_met(record[name], report["test_images"])
-                            for name in ("int8", "onnx_int8", "int8_mixed", "onnx_int8_mixed",
-                                         "int8_qat")
-                            if record.get(name)}
+                            for name in QUANTIZED if record.get(name)}
     if record.get("int8_qat") or budget is QAT_GOAL:
         record["qat_goal"] = {name: goal_met(record[name], report["test_images"], QAT_GOAL)
-                              for name in ("int8", "onnx_int8", "int8_mixed", "onnx_int8_mixed",
-                                           "int8_qat")
-                              if record.get(name)}
+                              for name in QUANTIZED if record.get(name)}
+    record["latency_1_thread"] = full_int8_latency(out, rows, report["artifacts"][0]["file"])
     record["convert_s"] = round(time.perf_counter() - start, 1)
     return record
+
+
+def full_int8_latency(out: Path, rows: dict, fp32_file: str) -> dict:
+    """p50 single-image latency (ms, 1 thread, with its 90% interval over rounds) of the fp32
+    TFLite file and of each full-int8 file (post-training and QAT, TFLite and ONNX), timed
+    interleaved in one run (:func:`edgecv.timing.time_rounds`: this VM is noisy). The mixed
+    files' own figures are in their rows (``p50_ms_1_thread``)."""
+    from edgecv.runtime import open_backend, read_card
+    from edgecv.testset import load_testset
+    from edgecv.timing import time_rounds
+
+    files = {"fp32": fp32_file, **{fmt: rows[fmt]["file"] for fmt in
+                                   ("int8", "onnx_int8", "int8_qat", "onnx_int8_qat")
+                                   if fmt in rows}}
+    sample = read_card(out / fp32_file).preprocessing.normalize(
+        load_testset(ExportDir(out).testset).x[:1])
+    backends = {fmt: open_backend(out / name, threads=1, checksum="off")
+                for fmt, name in files.items()}
+    try:
+        timings = time_rounds([lambda b=b: b.run(sample) for b in backends.values()],
+                              rounds=9, runs=200, min_time_s=1.0)
+    finally:
+        for backend in backends.values():
+            backend.close()
+    return {fmt: {"p50_ms": round(t.stats.p50_ms, 4),
+                  "p50_interval_ms": [round(v, 4) for v in t.p50_interval()]}
+            for fmt, t in zip(files, timings)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{fmt} {m[fmt]['accuracy']:.4f} ({m[fmt]['accuracy_drop_pp']:+.2f} pp, agree "
             f"{m[fmt]['agreement']:.4f}, worst {m[fmt]['worst_class']['class']} "
             f"{-m[fmt]['worst_class']['drop_pp']:+.1f} pp)"
-            for fmt in ("int8", "onnx_int8", "int8_mixed", "onnx_int8_mixed", "int8_qat")
+            for fmt in QUANTIZED
             if fmt in m))
     return 0
 
