@@ -23,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from edgecv.converters.formats import Conversion, Format, Settings, selected_formats
+from edgecv.converters.formats import (FORMAT_TABLE, Conversion, Format, Settings,
+                                      selected_formats)
 from edgecv.converters.load import load_source
 from edgecv.converters.rundata import RunData
 from edgecv.converters.verify import Budget, budget_drop, figures
@@ -147,6 +148,10 @@ def _reference_scores(run: RunData, log: Callable[[str], None]):
     return keras_scores, keras_accuracy
 
 
+# the artifact lines' first column: as wide as the longest format name, so the sizes line up
+_NAME_WIDTH = max(len(name) for name in FORMAT_TABLE)
+
+
 def _build_and_verify(chosen: list[Format], conversion: Conversion,
                       progress: Callable[[str], None] | None) -> list[dict]:
     """Build the formats in table order on this thread while one more thread verifies those
@@ -165,7 +170,7 @@ def _build_and_verify(chosen: list[Format], conversion: Conversion,
             not_verified = verified.result()
             pending.pop(0)
             seconds = row["convert_s"]
-            conversion.log(f"{spec.name:<10} {row['size_bytes'] / 1024:8.1f} KiB  "
+            conversion.log(f"{spec.name:<{_NAME_WIDTH}} {row['size_bytes'] / 1024:8.1f} KiB  "
                            f"{not_verified or f'{figures(row)}  {seconds:.1f}s'}")
             rows.append(row)
 

@@ -413,7 +413,7 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     the float model fell to 89% while accuracy rose). BatchNorm statistics are frozen.
     """
     from edgecv.converters.verify import check_data_scores
-    from edgecv.tf_import import import_tensorflow
+    from edgecv.tf_import import deterministic_ops, import_tensorflow
     from edgecv.training.recipe import make_tf_dataset
 
     check_settings(epochs, lr)
@@ -448,8 +448,11 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     log(f"qat: {len(run.train)} training images, {epochs} epoch(s) of {steps} steps, lr {lr}, "
         f"distilling from the float model, {frozen} BatchNorm layers frozen, {ranges} "
         f"activation ranges calibrated; agreement checked on the {where}")
-    history = fine_tune(qat_model, dataset, epochs=epochs, steps_per_epoch=steps, lr=lr,
-                        val_ds=val_ds, distill=True, log=log)
+    # op determinism: the same QAT file from the same run whatever else the command converts
+    # (without it, a verification running beside the fine-tuning changed its result)
+    with deterministic_ops():
+        history = fine_tune(qat_model, dataset, epochs=epochs, steps_per_epoch=steps, lr=lr,
+                            val_ds=val_ds, distill=True, log=log)
     data = to_tflite_int8_qat(qat_model, io=io)
     record = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "steps": steps * epochs,
               "train_images": len(run.train), "target": "the float model's scores (distillation)",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from contextlib import contextmanager
 
 from edgecv.io import captured_output
 
@@ -40,3 +41,36 @@ def import_tensorflow():
         import tensorflow as tf
         import keras  # noqa: F401  (Keras 3 initialises its backend here)
     return tf
+
+
+def set_op_determinism(tf, on: bool) -> None:
+    """TensorFlow's op determinism (same seed -> same losses on CPU; costs some speed, README)
+    is process-wide and has no public switch back: a --no-deterministic run after a
+    deterministic one in the same process (the Python API, a notebook) would otherwise stay
+    deterministic, and Keras would then refuse --xla on without saying so."""
+    if on:
+        tf.config.experimental.enable_op_determinism()
+        return
+    try:
+        from tensorflow.python.framework.config import disable_op_determinism
+    except ImportError:  # a TensorFlow without it: the setting stays what the process had
+        return
+    disable_op_determinism()
+
+
+@contextmanager
+def deterministic_ops():
+    """Op determinism inside the block, then the process's own setting back (a library call
+    must not change it for the caller)."""
+    tf = import_tensorflow()
+    try:
+        from tensorflow.python.framework.config import is_op_determinism_enabled
+        was = is_op_determinism_enabled()
+    except ImportError:  # cannot tell: leave it on afterwards rather than guess
+        was = True
+    set_op_determinism(tf, True)
+    try:
+        yield
+    finally:
+        if not was:
+            set_op_determinism(tf, False)

@@ -33,7 +33,7 @@ from edgecv.errors import UsageError
 from edgecv.io import atomic_path, remove_stale_partials, write_json_atomic, write_text_atomic
 from edgecv.preprocessing import Preprocessing
 from edgecv.rundir import RunDir
-from edgecv.tf_import import import_tensorflow
+from edgecv.tf_import import import_tensorflow, set_op_determinism
 from edgecv.training.config import TrainConfig, default_run_dir, resolve, resolve_for_data
 from edgecv.training.strategy import multiworker_role
 from edgecv.training.recipe import (build_augmenter, learning_rate, make_callbacks,
@@ -154,21 +154,6 @@ def _work_around_keras_multiworker(model, strategy, batch) -> None:
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
 
 
-def _set_op_determinism(tf, on: bool) -> None:
-    """TensorFlow's op determinism (same seed -> same losses on CPU; costs some speed, README)
-    is process-wide and has no public switch back: a --no-deterministic run after a
-    deterministic one in the same process (the Python API, a notebook) would otherwise stay
-    deterministic, and Keras would then refuse --xla on without saying so."""
-    if on:
-        tf.config.experimental.enable_op_determinism()
-        return
-    try:
-        from tensorflow.python.framework.config import disable_op_determinism
-    except ImportError:  # a TensorFlow without it: the setting stays what the process had
-        return
-    disable_op_determinism()
-
-
 def _versions() -> dict:
     import keras
     import tensorflow as tf
@@ -235,7 +220,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         strategy=config.strategy)
     config = replace(config, precision=precision)
     keras.utils.set_random_seed(config.seed)
-    _set_op_determinism(tf, config.deterministic)
+    set_op_determinism(tf, config.deterministic)
 
     preprocessing = Preprocessing(config.img_size, config.img_size, config.channels)
     dataset = load_dataset(config.data, config.img_size, config.img_size, config.channels,
