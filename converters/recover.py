@@ -157,22 +157,15 @@ def onnx_float_nodes(prepared, tensors: Sequence[str]) -> list[str]:
 # --- the search -----------------------------------------------------------------------------------
 
 def p50_ms(path, sample: np.ndarray, runs: int = 200, min_time_s: float = 0.5) -> float:
-    """Median single-image latency (ms, 1 thread) of an artifact in its runtime; a warm-up run
-    first. (Kept here rather than imported from edgecv.benchmarks: converters stay below it.)"""
-    import time
-
+    """Median single-image latency (ms, 1 thread) of an artifact in its runtime, timed by the
+    project's one timing loop (:func:`edgecv.timing.time_backend`) after a warm-up run; at
+    least ``runs`` calls and ``min_time_s``, at most 20 x ``runs``."""
     from edgecv.runtime import open_backend
+    from edgecv.timing import time_backend
 
     with open_backend(path, threads=1, checksum="off") as backend:
-        backend.run(sample)
-        times, start = [], time.perf_counter()
-        while len(times) < runs or time.perf_counter() - start < min_time_s:
-            begin = time.perf_counter()
-            backend.run(sample)
-            times.append(time.perf_counter() - begin)
-            if len(times) >= 20 * runs:
-                break
-    return float(np.median(times) * 1000)
+        return time_backend(backend, sample, runs=runs, min_time_s=min_time_s, warmup=1,
+                            max_runs=20 * runs).p50_ms
 
 
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,

@@ -289,43 +289,32 @@ def test_edgetpu_static_report_passes_a_compatible_model(converted):
 
 
 @pytest.mark.parametrize("io", ["int8", "uint8", "float32"])
-def test_an_int8_tflite_file_carried_to_onnx_computes_what_the_file_computes(io):
+def test_an_int8_tflite_file_carried_to_onnx_computes_what_the_file_computes(io, tmp_path):
     """from_tflite (--qat's ONNX file, --recover's carried mix): the TFLite file's own int8
     graph in ONNX, whatever its I/O type: float32 in and out under edgecv's names, scores within
     two output steps of LiteRT's (measured here: identical) and the same argmax."""
     import keras
     import onnxruntime as ort
 
-    from edgecv.converters.cards import tflite_io_quantization
     from edgecv.converters.onnx import INPUT_NAME, OUTPUT_NAME, from_tflite
     from edgecv.converters.tflite import to_tflite_int8
-    from edgecv.runtime.targets import load_interpreter_class
+    from edgecv.converters.verify import artifact_scores
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3), name="input")
     x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
     x = keras.layers.Add()([x, keras.layers.Conv2D(8, 1)(x)])  # a residual add, as in resnet8
     outputs = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
-    rng = np.random.default_rng(0)
-    samples = rng.uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
+    samples = np.random.default_rng(0).uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
     data = to_tflite_int8(keras.Model(inputs, outputs), samples[:32], io=io)
     proto = from_tflite(data)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     assert [(v.name, v.type) for v in session.get_inputs()] == [(INPUT_NAME, "tensor(float)")]
     assert [(v.name, v.type) for v in session.get_outputs()] == [(OUTPUT_NAME, "tensor(float)")]
-    carried = session.run(None, {INPUT_NAME: samples})[0]
-
-    interpreter = load_interpreter_class()(model_content=data)
-    interpreter.resize_tensor_input(0, samples.shape)
-    interpreter.allocate_tensors()
-    _, _, in_q, out_q = tflite_io_quantization(data)
-    feed = samples if in_q is None else np.clip(
-        np.round(samples / in_q.scale + in_q.zero_point),
-        np.iinfo(in_q.dtype).min, np.iinfo(in_q.dtype).max).astype(in_q.dtype)
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], feed)
-    interpreter.invoke()
-    raw = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    litert = raw if out_q is None else (raw.astype(np.float32) - out_q.zero_point) * out_q.scale
+    (tmp_path / "model.tflite").write_bytes(data)
+    (tmp_path / "model.onnx").write_bytes(proto.SerializeToString())
+    litert = artifact_scores(tmp_path / "model.tflite", samples)  # dequantized by the backend
+    carried = artifact_scores(tmp_path / "model.onnx", samples)
     assert np.abs(carried - litert).max() <= 2 / 256 + 1e-6
     assert (carried.argmax(1) == litert.argmax(1)).mean() >= 0.95
 
