@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from edgecv.converters.formats import (FORMAT_TABLE, Conversion, Format, Settings,
+from edgecv.converters.formats import (FORMAT_TABLE, QAT_TWINS, Conversion, Format, Settings,
                                       selected_formats)
 from edgecv.converters.load import load_source
 from edgecv.converters.rundata import RunData
@@ -254,10 +254,9 @@ def _write_testset(run: RunData, out: Path, log: Callable[[str], None]) -> None:
         log(f"{ExportDir(out).testset.name} not written: the test images have no labels")
 
 
-# Each post-training int8 format, the mixed int8/float fallback --recover makes for it, and its
-# quantization-aware twin (--qat).
+# Each post-training int8 format and the mixed int8/float fallback --recover makes for it (its
+# quantization-aware twin, --qat: QAT_TWINS).
 _MIXED = {"int8": "int8_mixed", "onnx_int8": "onnx_int8_mixed"}
-_QAT = {"int8": "int8_qat", "onnx_int8": "onnx_int8_qat"}
 
 
 def _credit_qat(rows: list[dict], budget: Budget) -> None:
@@ -265,7 +264,7 @@ def _credit_qat(rows: list[dict], budget: Budget) -> None:
     fits it is marked ``recovered_by`` that file, as by a mixed recovery: the conversion did
     deliver a full-int8 model of that runtime within budget, so it does not fail."""
     by_format = {r["format"]: r for r in rows}
-    for fmt, twin in _QAT.items():
+    for fmt, twin in QAT_TWINS.items():
         int8_row, qat_row = by_format.get(fmt), by_format.get(twin)
         if (int8_row and qat_row and budget.misses(int8_row) and "recovered_by" not in int8_row
                 and budget.fits(qat_row)):
@@ -277,11 +276,11 @@ def way_out(fmt: str, tried: set[str]) -> str:
     formats this conversion already made (``tried``): the next step, not a list of options."""
     plain = next((f for f, mixed in _MIXED.items() if fmt in (f, mixed)), None)
     if fmt in _MIXED and _MIXED[fmt] not in tried:
-        more = ", or --qat to fine-tune it for int8" if _QAT[fmt] not in tried else ""
+        more = ", or --qat to fine-tune it for int8" if QAT_TWINS[fmt] not in tried else ""
         return f"--recover keeps the layers that lose most in float{more}"
-    if plain and _QAT[plain] not in tried:
+    if plain and QAT_TWINS[plain] not in tried:
         return "--qat fine-tunes the model for int8 (quantization-aware training)"
-    if fmt in _QAT.values():
+    if fmt in QAT_TWINS.values():
         return "more --qat-epochs, or --recover on the post-training int8"
     if fmt in ("fp32", "onnx"):
         return ("the float file differs from the Keras model, which no quantization explains: "

@@ -328,8 +328,17 @@ FORMAT_TABLE: dict[str, Format] = {f.name: f for f in (
     Format("onnx_int8_qat", "model_int8_qat.onnx", build_onnx_int8_qat, check=_check_qat),
     Format("edgetpu", "model_edgetpu.tflite", build_edgetpu, verify_edgetpu),
 )}
-# written only with --qat (minutes of fine-tuning, one run shared by both)
-QAT_FORMATS = ("int8_qat", "onnx_int8_qat")
+# Each post-training int8 format and its quantization-aware twin: written only with --qat
+# (minutes of fine-tuning, one run shared by both).
+QAT_TWINS = {"int8": "int8_qat", "onnx_int8": "onnx_int8_qat"}
+QAT_FORMATS = tuple(QAT_TWINS.values())
+
+
+def with_qat(formats: list[str]) -> list[str]:
+    """``formats`` and what ``--qat`` adds to them: the QAT TFLite file always, its ONNX twin
+    beside ONNX int8."""
+    return formats + [twin for fmt, twin in QAT_TWINS.items()
+                      if (fmt == "int8" or fmt in formats) and twin not in formats]
 # format name -> output file name
 FORMATS = {name: spec.file for name, spec in FORMAT_TABLE.items()}
 # --select-tf-ops (Flex) is allowed for these only: a full-integer model needs builtin int8

@@ -257,7 +257,7 @@ def convert_command(
     import json as json_module
 
     from edgecv.converters.convert import convert_run
-    from edgecv.converters.formats import FORMATS, QAT_FORMATS
+    from edgecv.converters.formats import FORMATS, QAT_FORMATS, with_qat
     from edgecv.converters.sources import ModelOptions, parse_floats, parse_scale
     from edgecv.preprocessing import normalisation_from_flags
     from edgecv.modelfile.kinds import is_keras_source
@@ -269,8 +269,8 @@ def convert_command(
                                              ("int16x8", int16x8), ("onnx", onnx),
                                              ("onnx_int8", onnx and int8), ("edgetpu", edgetpu))
                    if wanted]
-    if qat:  # the QAT file, and its graph in ONNX beside ONNX int8
-        formats += [name for name in QAT_FORMATS if name == "int8_qat" or "onnx_int8" in formats]
+    if qat:
+        formats = with_qat(formats)
     def log(line: str) -> None:  # warnings go to stderr, so --json keeps stdout clean
         if line.startswith("warning:"):
             echo(line, err=True)

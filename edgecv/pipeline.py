@@ -69,13 +69,14 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
     from edgecv.benchmarks import report as writer
     from edgecv.benchmarks.suite import discover, find_testset, run_benchmark
     from edgecv.converters.convert import convert_run
+    from edgecv.converters.formats import with_qat
     from edgecv.errors import AccuracyDropError
     from edgecv.training import train
 
     result = train(train_config, overwrite=overwrite, log=log)
     run_dir = Path(result.run_dir)
     run = RunDir(run_dir)
-    formats = PIPELINE_FORMATS + (["int8_qat", "onnx_int8_qat"] if qat_epochs else [])
+    formats = with_qat(PIPELINE_FORMATS) if qat_epochs else PIPELINE_FORMATS
     log(f"converting {', '.join(formats)}" + (" (--recover)" if recover else ""))
     drop_error = None
     try:

@@ -95,13 +95,13 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
     import json
 
     from edgecv.converters.convert import convert_run
-    from edgecv.converters.formats import QAT_FORMATS
+    from edgecv.converters.formats import with_qat
     from edgecv.errors import AccuracyDropError
 
     start = time.perf_counter()
+    formats = ["int8", "onnx", "onnx_int8"]
     try:
-        report = convert_run(run, ["int8", "onnx", "onnx_int8"] + (list(QAT_FORMATS) if qat_epochs
-                                                                   else []),
+        report = convert_run(run, with_qat(formats) if qat_epochs else formats,
                              out_dir=out, recover=True, max_drop=budget_of(budget).max_drop,
                              min_agreement=budget_of(budget).min_agreement,
                              recover_mix=recover_mix, options=options,
