@@ -89,6 +89,10 @@ NAME_OPTION = typer.Option(None, help="Run name: the run goes to runs/NAME.",
                            show_default="DATA-MODEL[-N]")
 OUT_OPTION = typer.Option(None, help="Run directory (instead of runs/NAME).")
 OVERWRITE_OPTION = typer.Option(False, help="Replace an existing run directory.")
+MIN_AGREEMENT_OPTION = typer.Option(None, help="Also fail (exit 1) if an artifact's top-1 "
+                                    "agrees with the reference model's on fewer than this "
+                                    "percent of the test images, e.g. 99 (accuracy can hold "
+                                    "while answers change).", show_default="no limit")
 RECOVER_OPTION = typer.Option(False, help="If int8 is over budget (--max-drop, "
                               "--min-agreement), keep its worst layers in float or int16 until "
                               "it fits (model_int8_mixed.tflite / .onnx).")
@@ -208,11 +212,7 @@ def convert_command(
     max_drop: float = typer.Option(1.0, help="Fail (exit 1) if an artifact loses more accuracy "
                                    "(agreement, when the data has no labels) than this, in "
                                    "percentage points, vs the reference model."),
-    min_agreement: Optional[float] = typer.Option(None, help="Also fail (exit 1) if an "
-                                                  "artifact's top-1 agrees with the reference "
-                                                  "model's on fewer than this percent of the "
-                                                  "test images, e.g. 99 (accuracy can hold while "
-                                                  "answers change).", show_default="no limit"),
+    min_agreement: Optional[float] = MIN_AGREEMENT_OPTION,
     recover: bool = RECOVER_OPTION,
     recover_mix: str = typer.Option("auto", help="--recover for TFLite: what the worst layers "
                                     "get: float, int16 (16-bit activations, AI Edge Quantizer) "
@@ -574,6 +574,7 @@ def pipeline_command(
     overwrite: bool = OVERWRITE_OPTION,
     max_drop: float = typer.Option(1.0, help="Exit 1 (after the report) if an artifact loses "
                                    "more accuracy than this, in percentage points."),
+    min_agreement: Optional[float] = MIN_AGREEMENT_OPTION,
     targets: str = typer.Option("all", help="Bench targets: cpu, gpu, tpu, edgetpu, or all."),
     threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2 or max."),
     min_time: float = typer.Option(1.0, help="Seconds of timed runs per bench row."),
@@ -605,6 +606,7 @@ def pipeline_command(
                          tensorboard=False, out=run_out)
     run_dir, report, drop_error = run_pipeline(config, bench_settings=settings,
                                                overwrite=overwrite, max_drop=max_drop,
+                                               min_agreement=min_agreement,
                                                recover=recover,
                                                qat_epochs=qat_epochs if qat else None,
                                                log=echo)

@@ -58,21 +58,26 @@ def training_section(run_dir: Path):
 
 
 def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
-                 max_drop: float = 1.0, recover: bool = False, qat_epochs: int | None = None,
+                 max_drop: float = 1.0, min_agreement: float | None = None,
+                 recover: bool = False, qat_epochs: int | None = None,
                  log: Callable[[str], None] = print,
                  progress: Callable[[dict], None] | None = None
                  ) -> tuple[Path, dict, EdgecvError | None]:
     """Run every step; return (run directory, bench report, the conversion's accuracy error or
-    None). ``recover`` follows an int8 file over budget with a mixed one; ``qat_epochs`` (None:
+    None). ``max_drop`` and ``min_agreement`` are the budget (``--max-drop``,
+    ``--min-agreement``), refused before training when out of range; ``recover`` follows an int8
+    file over budget with a mixed one; ``qat_epochs`` (None:
     no QAT) adds the quantization-aware int8 file. ``progress`` is called with each bench row as
     it is measured."""
     from edgecv.benchmarks import report as writer
     from edgecv.benchmarks.suite import discover, find_testset, run_benchmark
     from edgecv.converters.convert import convert_run
     from edgecv.converters.formats import with_qat
+    from edgecv.converters.verify import Budget
     from edgecv.errors import AccuracyDropError
     from edgecv.training import train
 
+    Budget(max_drop, min_agreement)  # a bad budget is refused before minutes of training
     result = train(train_config, overwrite=overwrite, log=log)
     run_dir = Path(result.run_dir)
     run = RunDir(run_dir)
@@ -80,7 +85,8 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
     log(f"converting {', '.join(formats)}" + (" (--recover)" if recover else ""))
     drop_error = None
     try:
-        conversion = convert_run(run_dir, formats, max_drop=max_drop, recover=recover,
+        conversion = convert_run(run_dir, formats, max_drop=max_drop,
+                                 min_agreement=min_agreement, recover=recover,
                                  qat_epochs=qat_epochs, log=log)
     except AccuracyDropError as exc:  # the report is written; show it, fail at the end
         drop_error = exc

@@ -372,9 +372,48 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
     assert "report: " in result.stdout
 
 
-def test_pipeline_checks_qat_settings_before_training(tmp_path):
-    result = run_cli("pipeline", "--out", tmp_path / "run", "--qat", "--qat-epochs", "0")
-    assert result.returncode == 2 and "--qat-epochs must be at least 1" in result.stderr
+def test_pipeline_recovers_to_min_agreement(tmp_path):
+    """--recover with --min-agreement 100: each int8 file that changes an answer is followed by a
+    mixed one (chosen on the validation split), which the bench measures and the report lists;
+    the exit code says whether the mixed files held on the test split."""
+    run = tmp_path / "run"
+    result = run_cli("pipeline", "--model", "seed_cnn", "--img-size", "16", "--epochs", "2",
+                     "--out", run, "--targets", "cpu", "--min-time", "0", "--max-drop", "100",
+                     "--min-agreement", "100", "--recover")
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    rows = {r["format"]: r for r in
+            json.loads((run / "export" / "conversion.json").read_text())["artifacts"]}
+    over = [f for f in ("int8", "onnx_int8") if rows[f]["agreement"] < 1]
+    if not over:
+        pytest.skip("int8 agreed with Keras on every test image on this CPU: nothing to recover")
+    mixed = {"int8": "int8_mixed", "onnx_int8": "onnx_int8_mixed"}
+    bench_format = {"int8": "tflite_int8_mixed", "onnx_int8": "onnx_int8_mixed"}
+    for name in over:
+        row = rows[mixed[name]]
+        assert (run / "export" / row["file"]).is_file() and row["float_layers"]
+        assert row["chosen_on"].startswith("validation split")
+    for name in {"int8", "onnx_int8"} - set(over):
+        assert mixed[name] not in rows  # within budget: nothing to recover
+    recovered = all("recovered_by" in rows[name] for name in over)
+    assert result.returncode == (0 if recovered else 1)
+    if not recovered:
+        assert "--min-agreement 100" in result.stderr
+    bench = {r["format"] for r in json.loads((run / "bench.json").read_text())["rows"]
+             if r["status"] == "ok"}
+    html = (run / "report.html").read_text()
+    for name in over:
+        assert bench_format[name] in bench
+        assert rows[mixed[name]]["file"] in html
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (("--qat", "--qat-epochs", "0"), "--qat-epochs must be at least 1"),
+    (("--max-drop", "-1"), "--max-drop must be 0 or more"),
+    (("--min-agreement", "0"), "--min-agreement is a percentage in (0, 100]"),
+])
+def test_pipeline_checks_settings_before_training(tmp_path, flags, fragment):
+    result = run_cli("pipeline", "--out", tmp_path / "run", *flags)
+    assert result.returncode == 2 and fragment in result.stderr, result.stderr[-500:]
     assert not (tmp_path / "run").exists()  # refused before any training
 
 
