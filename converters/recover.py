@@ -185,7 +185,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     ``model_int8.tflite``) or ``onnx`` (``nodes_to_exclude``, from ``model_int8.onnx`` quantized
     with ``onnx_method`` and ``onnx_types``; needs ``onnx_fp32``); for ONNX, ``tflite_mix`` (the
     row of a float mix this conversion wrote for TFLite) adds a second candidate, that file's
-    graph in ONNX (:func:`_tflite_mix_in_onnx`). Writes the best attempt as
+    graph in ONNX (:func:`_carried_mix`, :func:`_own_or_carried`). Writes the best attempt as
     ``model_int8_mixed.tflite`` / ``model_int8_mixed.onnx``; returns its row with the float
     tensors, the float ops and the latency cost vs full int8.
 
@@ -234,7 +234,14 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         ranking = onnx_ranking(prepared, onnx.load(full), debug)
     path = out / f"model_int8_mixed{full.suffix}"
     fmt = "int8_mixed" if kind == "tflite" else "onnx_int8_mixed"
-    row = None
+    carried = limit = stopped_at = None
+    if kind == "onnx" and tflite_mix is not None:
+        carried = _carried_mix(out / tflite_mix["file"], tflite_mix, fmt, run,
+                               (check_x, check_y, where, check_reference), budget, opset, log)
+        if carried is not None and carried["fits"]:
+            # both fit -> the one with fewer float ops: ONNX's own steps past that cannot win
+            limit = len(carried["row"]["float_layers"])
+    row = found = None
     for count in _doubling(len(ranking)):
         tensors = [r["tensor"] for r in ranking[:count]]
         if kind == "tflite":
@@ -249,6 +256,11 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
             data = with_tflite_card(data, run, "tflite_int8_mixed", {"float_layers": nodes})
         else:
             nodes = onnx_float_nodes(prepared, tensors)
+            if limit is not None and len(nodes) > limit:
+                stopped_at = len(nodes)
+                log(f"recover    {fmt}: ONNX's own mix stopped before {len(nodes)} float ops: "
+                    f"the TFLite mix's graph fits with {limit}")
+                break
             proto = to_onnx_int8(onnx_fp32, run.calibration, method=onnx_method,
                                  **INTEGER_TYPES[onnx_types], nodes_to_exclude=nodes,
                                  prepared=prepared)
@@ -258,25 +270,29 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         row = {"format": fmt, "file": path.name, "mix": "int8, float", "size_bytes": len(data),
                "sha256": hashlib.sha256(data).hexdigest(), "float_tensors": tensors,
                "float_layers": nodes}
-        check = slice_row(artifact_scores(path, check_x), check_y, check_reference)
+        found = slice_row(artifact_scores(path, check_x), check_y, check_reference)
         log(f"recover    {fmt}: {len(tensors)} tensor(s), {len(nodes)} op(s) in float: on the "
-            f"{where}: agreement {check['agreement']:.4f}, drop "
-            f"{budget_drop(check):+.2f} pp")
-        if budget.fits(check):
+            f"{where}: agreement {found['agreement']:.4f}, drop "
+            f"{budget_drop(found):+.2f} pp")
+        if budget.fits(found):
             break
-    row.update(chosen_on=where, check_agreement=round(check["agreement"], 5),
-               check_drop_pp=budget_drop(check))
     data = None
+    if row is None and carried is None:
+        raise EdgecvError(f"--recover: {full.name} has no quantized tensor to keep in float.")
+    if row is None:  # ONNX's own first step already had more float ops than the carried mix
+        row, data = carried["row"], carried["data"]
+        row["alternative"] = {"float_layers": stopped_at, "made": False}  # ONNX's own mix
+        log(f"recover    {fmt}: the TFLite mix's graph ({row['from']})")
+        return _finish(row, data, run, full, path, keras_scores, keras_accuracy, budget, log)
+    row.update(chosen_on=where, check_agreement=round(found["agreement"], 5),
+               check_drop_pp=budget_drop(found))
     if int16_row is not None:  # both mixes were made: the faster one within budget
-        row, data = _faster_mix(row, budget.fits(check), int16_row, int16_data,
+        row, data = _faster_mix(row, budget.fits(found), int16_row, int16_data,
                                 path, run.test_x[:1], log)
     elif int16_steps:
         row["int16_steps"] = int16_steps  # tried, did not fit
-    if kind == "onnx" and tflite_mix is not None:
-        row, data = _tflite_mix_in_onnx(row, budget.fits(check), out / tflite_mix["file"],
-                                        tflite_mix, run, (check_x, check_y, where,
-                                                          check_reference),
-                                        budget, path, opset, log)
+    if carried is not None:
+        row, data = _own_or_carried(row, budget.fits(found), carried, run, path, log)
     return _finish(row, data, run, full, path, keras_scores, keras_accuracy, budget, log)
 
 
@@ -308,18 +324,13 @@ def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: 
     return row, data
 
 
-def _tflite_mix_in_onnx(own: dict, own_fits: bool, tflite_path: Path, tflite_row: dict, run,
-                        check: tuple, budget: Budget, path: Path, opset: int,
-                        log) -> tuple[dict, bytes | None]:
-    """ONNX Runtime's own mix (``own``, written at ``path``; ``nodes_to_exclude`` around the
-    worst tensors of its own calibration) against the TFLite float mix's graph carried to ONNX
-    (:func:`edgecv.converters.onnx.from_tflite`: the TF converter's ranges, its float layers).
-    Each calibration rounds its own way, and on a depthwise-heavy model no small ONNX mix
-    recovers where the TFLite one did (mobilenet_v2: all ops float against 50, see the README).
-    Judged on the same check slice: when both fit, the one with fewer float ops (the point of a
-    mix is to stay int8: ONNX's own ladder can end with every op in float, which fits and runs
-    at fp32 speed but is no int8 model), the faster (1 thread) on a tie; else the one that fits,
-    else the one that agrees more. The other is summarised as ``alternative``."""
+def _carried_mix(tflite_path: Path, tflite_row: dict, fmt: str, run, check: tuple,
+                 budget: Budget, opset: int, log) -> dict | None:
+    """The TFLite float mix's graph carried to ONNX (:func:`edgecv.converters.onnx.from_tflite`:
+    the TF converter's ranges, its float layers), judged on the check slice: {"row", "data",
+    "fits"}, or None when the file does not convert. Each calibration rounds its own way, and
+    on a depthwise-heavy model no small ONNX mix of ONNX Runtime's own recovers where the TFLite
+    one did (mobilenet_v2: all ops float against 50, see the README)."""
     from edgecv.converters.onnx import from_tflite
     from edgecv.errors import ConversionError
 
@@ -328,36 +339,51 @@ def _tflite_mix_in_onnx(own: dict, own_fits: bool, tflite_path: Path, tflite_row
         proto = from_tflite(tflite_path.read_bytes(), opset)
     except ConversionError as exc:
         log(f"recover    {tflite_path.name} does not convert to ONNX ({exc}); ONNX's own mix")
-        return own, None
+        return None
     data = with_onnx_card(proto, run, "onnx_int8_mixed")
-    carried = {"format": own["format"], "file": own["file"], "mix": "int8, float",
-               "from": tflite_path.name, "float_tensors": tflite_row["float_tensors"],
-               "float_layers": tflite_row["float_layers"], "chosen_on": where}
+    row = {"format": fmt, "file": "model_int8_mixed.onnx", "mix": "int8, float",
+           "from": tflite_path.name, "float_tensors": tflite_row["float_tensors"],
+           "float_layers": tflite_row["float_layers"], "chosen_on": where}
     with tempfile.TemporaryDirectory() as workdir:
         candidate = Path(workdir) / "from_tflite.onnx"
         candidate.write_bytes(data)
-        carried_check = slice_row(artifact_scores(candidate, check_x), check_y, check_reference)
-        carried.update(check_agreement=round(carried_check["agreement"], 5),
-                       check_drop_pp=budget_drop(carried_check))
-        fits = budget.fits(carried_check)
-        log(f"recover    {tflite_path.name} in ONNX ({len(carried['float_layers'])} float "
-            f"op(s)): on the {where}: agreement {carried_check['agreement']:.4f}, drop "
-            f"{budget_drop(carried_check):+.2f} pp")
-        timings = {}
-        ops = {"own": len(own["float_layers"]), "carried": len(carried["float_layers"])}
-        if fits and own_fits and ops["own"] == ops["carried"]:
-            sample = run.test_x[:1]
+        found = slice_row(artifact_scores(candidate, check_x), check_y, check_reference)
+    row.update(check_agreement=round(found["agreement"], 5), check_drop_pp=budget_drop(found))
+    log(f"recover    {tflite_path.name} in ONNX ({len(row['float_layers'])} float op(s)): on "
+        f"the {where}: agreement {found['agreement']:.4f}, drop {budget_drop(found):+.2f} pp")
+    return {"row": row, "data": data, "fits": budget.fits(found)}
+
+
+def _own_or_carried(own: dict, own_fits: bool, carried: dict, run, path: Path,
+                    log) -> tuple[dict, bytes | None]:
+    """ONNX Runtime's own mix (``own``, written at ``path``; ``nodes_to_exclude`` around the
+    worst tensors of its own calibration) or the TFLite mix's graph (``carried``, from
+    :func:`_carried_mix`), both judged on the same check slice: when both fit, the one with
+    fewer float ops (the point of a mix is to stay int8: ONNX's own ladder can end with every
+    op in float, which fits and runs at fp32 speed but is no int8 model), the faster (1 thread)
+    on a tie; else the one that fits, else the one that agrees more. The other is summarised
+    as ``alternative``. (:func:`recover` stops ONNX's own ladder before it passes the carried
+    mix's float-op count when that one fits: those steps could not win.)"""
+    fits, data = carried["fits"], carried["data"]
+    carried = dict(carried["row"])
+    timings = {}
+    ops = {"own": len(own["float_layers"]), "carried": len(carried["float_layers"])}
+    if fits and own_fits and ops["own"] == ops["carried"]:
+        sample = run.test_x[:1]
+        with tempfile.TemporaryDirectory() as workdir:
+            candidate = Path(workdir) / "from_tflite.onnx"
+            candidate.write_bytes(data)
             timings = {"own": p50_ms(path, sample), "carried": p50_ms(candidate, sample)}
-            take_carried = timings["carried"] < timings["own"]
-            why = "both fit with as many float ops: the faster, 1 thread"
-        elif fits and own_fits:  # the point of a mix is to stay int8
-            take_carried = ops["carried"] < ops["own"]
-            why = "both fit: the one with fewer float ops"
-        elif fits or own_fits:
-            take_carried, why = fits, "the one within budget on the check slice"
-        else:
-            take_carried = carried["check_agreement"] > own["check_agreement"]
-            why = "neither fits: the one that agrees more"
+        take_carried = timings["carried"] < timings["own"]
+        why = "both fit with as many float ops: the faster, 1 thread"
+    elif fits and own_fits:  # the point of a mix is to stay int8
+        take_carried = ops["carried"] < ops["own"]
+        why = "both fit: the one with fewer float ops"
+    elif fits or own_fits:
+        take_carried, why = fits, "the one within budget on the check slice"
+    else:
+        take_carried = carried["check_agreement"] > own["check_agreement"]
+        why = "neither fits: the one that agrees more"
     chosen, other = (carried, own) if take_carried else (own, carried)
     chosen["alternative"] = {
         key: other[key] for key in ("from", "check_agreement", "check_drop_pp") if key in other}
@@ -367,7 +393,7 @@ def _tflite_mix_in_onnx(own: dict, own_fits: bool, tflite_path: Path, tflite_row
         chosen["alternative"]["p50_ms_1_thread"] = round(
             timings["own" if other is own else "carried"], 4)
     log("recover    onnx_int8_mixed: "
-        + (f"the TFLite mix's graph ({tflite_path.name})" if take_carried else "ONNX's own mix")
+        + (f"the TFLite mix's graph ({carried['from']})" if take_carried else "ONNX's own mix")
         + f" ({why})")
     return chosen, data if take_carried else None
 
