@@ -89,6 +89,10 @@ NAME_OPTION = typer.Option(None, help="Run name: the run goes to runs/NAME.",
                            show_default="DATA-MODEL[-N]")
 OUT_OPTION = typer.Option(None, help="Run directory (instead of runs/NAME).")
 OVERWRITE_OPTION = typer.Option(False, help="Replace an existing run directory.")
+TIME_LIMIT_OPTION = typer.Option(
+    None, help="Train for this long instead (30m, 1h30m, 90s): after each epoch, as many epochs "
+    "as the time left holds at the mean epoch time, the cosine ending with them; --epochs is "
+    "then a cap.", show_default="none: --epochs decide")
 MIN_AGREEMENT_OPTION = typer.Option(None, help="Also fail (exit 1) if an artifact's top-1 "
                                     "agrees with the reference model's on fewer than this "
                                     "percent of the test images, e.g. 99 (accuracy can hold "
@@ -123,6 +127,7 @@ def train_command(
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping may end "
                                          "sooner); with --resume, raises the run's epoch count.",
                                          show_default="20; 50 from 10,000 training images"),
+    time_limit: Optional[str] = TIME_LIMIT_OPTION,
     batch_size: Optional[int] = typer.Option(
         None, help="Global batch size.", show_default="32; 64 from 10,000 training images"),
     lr: float = typer.Option(3e-3, help="Initial learning rate."),
@@ -166,11 +171,13 @@ def train_command(
 ) -> None:
     """Train a compact CNN and write a run directory (model, labels, config, curves, metrics)."""
     from edgecv.training import TrainConfig, train
+    from edgecv.training.timeplan import parse_duration
 
     run_out = _run_out(name, out)
     config = TrainConfig(
         data=data, model=model, img_size=img_size, channels=channels,
-        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+        epochs=epochs, time_limit=parse_duration(time_limit) if time_limit is not None else None,
+        batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
         label_smoothing=label_smoothing, lr_schedule=lr_schedule,
         warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
         deterministic=deterministic, precision=precision, xla=xla,
@@ -568,6 +575,7 @@ def pipeline_command(
     img_size: Optional[int] = IMG_SIZE_OPTION,
     channels: Optional[int] = CHANNELS_OPTION,
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs.", show_default="20; 50 from 10,000 training images"),
+    time_limit: Optional[str] = TIME_LIMIT_OPTION,
     seed: int = SEED_OPTION,
     name: Optional[str] = NAME_OPTION,
     out: Optional[str] = OUT_OPTION,
@@ -592,6 +600,7 @@ def pipeline_command(
     from edgecv.pipeline import run_pipeline
     from edgecv.runtime.targets import parse_targets
     from edgecv.training import TrainConfig
+    from edgecv.training.timeplan import parse_duration
 
     if qat:  # before minutes of training: the settings, and the extra that QAT needs
         from edgecv.converters.qat import check_settings, import_tfmot
@@ -603,6 +612,7 @@ def pipeline_command(
                              min_time_s=min_time)
     config = TrainConfig(data=data, model=model, img_size=img_size, channels=channels,
                          epochs=epochs, seed=seed,
+                         time_limit=parse_duration(time_limit) if time_limit is not None else None,
                          tensorboard=False, out=run_out)
     run_dir, report, drop_error = run_pipeline(config, bench_settings=settings,
                                                overwrite=overwrite, max_drop=max_drop,

@@ -277,3 +277,112 @@ def test_weight_decay_and_label_smoothing_reach_the_compiled_model():
     assert keras.ops.convert_to_numpy(loss) == pytest.approx([expected], rel=1e-5)
     compile_model(model, TrainConfig(xla="off"), 0.1)  # the defaults: no decay, no smoothing
     assert model.optimizer.weight_decay is None and model.loss == "sparse_categorical_crossentropy"
+
+
+# --- --time-limit ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seconds", [("30m", 1800), ("1h30m", 5400), ("90s", 90),
+                                           ("1800", 1800), ("2.5m", 150), ("1h", 3600)])
+def test_time_limit_reads_the_usual_duration_forms(text, seconds):
+    from edgecv.training.timeplan import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5m", "soon", "30x", "m"])
+def test_a_bad_time_limit_is_one_usage_error(text):
+    from edgecv.errors import UsageError
+    from edgecv.training.timeplan import parse_duration
+
+    with pytest.raises(UsageError, match="--time-limit must be a positive duration"):
+        parse_duration(text)
+
+
+def test_time_plan_fits_the_epochs_the_time_left_holds():
+    from edgecv.training.timeplan import TimePlan
+
+    plan = TimePlan(limit_s=100, max_epochs=1000)
+    assert plan.planned == 1000 and not plan.finished  # nothing measured: the cap
+    assert plan.epoch_done(20) == 5  # the first epoch (tracing) alone: 1 + 80 // 20
+    assert plan.epoch_done(10) == 9  # steady epochs of 10 s, the first left out: 2 + 70 // 10
+    for _ in range(6):
+        plan.epoch_done(10)
+    assert (plan.planned, plan.finished) == (9, False)
+    plan.epoch_done(10)  # 9 epochs, 100 s: the time is used up
+    assert plan.finished and plan.used_s == pytest.approx(100)
+    slower = TimePlan(limit_s=100, max_epochs=1000)
+    slower.epoch_done(10), slower.epoch_done(10)
+    assert slower.epoch_done(40) == 4  # a slow epoch moves the end nearer: 3 + 40 // 25
+    capped = TimePlan(limit_s=1e6, max_epochs=4)
+    assert capped.epoch_done(1) == 4  # --epochs caps the plan
+    late = TimePlan(limit_s=10, max_epochs=100)
+    assert late.epoch_done(30) == 1 and late.finished  # over the limit: stop after this epoch
+
+
+def test_a_resumed_time_plan_counts_the_time_already_trained():
+    from edgecv.training.timeplan import TimePlan
+
+    plan = TimePlan(limit_s=100, max_epochs=1000, durations=[20, 10, 10])
+    # 40 s used; epoch 0 (tracing) left out of the mean: 3 + 60 // 10
+    assert (plan.done, plan.planned) == (3, 9)
+    assert plan.epoch_done(25) == 7  # its first epoch here traces again: 4 + 35 // 10
+
+
+def test_time_limit_options_that_cannot_combine_are_refused():
+    from edgecv.errors import UsageError
+
+    for changes, fragment in [({"lr_schedule": "step"}, "needs --lr-schedule cosine"),
+                              ({"strategy": "multiworker"}, "multiworker"),
+                              ({"time_limit": -1.0}, "--time-limit must be positive")]:
+        with pytest.raises(UsageError, match=fragment):
+            resolve(TrainConfig(**{"time_limit": 60.0, **changes}))
+    assert resolve_for_data(TrainConfig(time_limit=60.0), 1_200).epochs == 10_000  # a cap
+    assert resolve_for_data(TrainConfig(time_limit=60.0, epochs=7), 1_200).epochs == 7
+
+
+@pytest.mark.tf
+def test_time_limited_cosine_is_keras_cosine_until_the_plan_moves_its_end():
+    from edgecv.training.recipe import learning_rate
+
+    fixed = learning_rate(TrainConfig(lr=0.1, epochs=10), steps_per_epoch=100)
+    timed = learning_rate(TrainConfig(lr=0.1, epochs=10, time_limit=60.0), steps_per_epoch=100)
+    steps = (0, 50, 100, 300, 550, 999, 1000, 1500)
+    assert [float(timed(s)) for s in steps] == pytest.approx([float(fixed(s)) for s in steps],
+                                                               abs=1e-6)
+    timed.total_steps.assign(500.0)  # the time holds 5 epochs, not 10
+    assert float(timed(300)) == pytest.approx(0.05, rel=1e-3)  # now half way
+    assert float(timed(500)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_training_with_a_time_limit_ends_its_cosine_within_the_time(tmp_path):
+    """A real run: the epochs are planned from the measured epoch time, training stops when they
+    are done (well before the --epochs cap), within the limit plus one epoch, and the learning
+    rate of the last step is near 0: the cosine was fitted to the time, not cut off."""
+    from conftest import run_cli
+
+    run = tmp_path / "run"
+    result = run_cli("train", "--model", "seed_cnn", "--img-size", "16", "--no-tensorboard",
+                     "--epochs", "500", "--patience", "500", "--time-limit", "12s",
+                     "--out", run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "time limit 12s:" in result.stdout
+    lines = (run / "history.csv").read_text().splitlines()
+    rows = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    seconds = [float(r["epoch_time_s"]) for r in rows]
+    assert 2 <= len(rows) < 500
+    assert sum(seconds) <= 12 + max(seconds) + 1.0
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == len(rows) and f"/{len(rows)} " in epochs[-1]  # the plan, not the cap
+    last_rate = float(epochs[-1].split("  lr ")[1].split()[0])
+    assert last_rate < 0.05 * 3e-3, epochs[-1]  # the cosine ended with the time
+    assert json.loads((run / "config.json").read_text())["train"]["time_limit"] == 12.0
+
+
+def test_train_with_a_bad_time_limit_is_one_line_exit_2(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("train", "--time-limit", "soon", "--out", tmp_path / "run")
+    assert result.returncode == 2 and "--time-limit must be a positive duration" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -59,6 +59,7 @@ class TrainConfig:
     precision: str = "auto"
     xla: str = "auto"
     patience: int = 8
+    time_limit: float | None = None  # seconds of training; the epochs that fit (timeplan.py)
     strategy: str = "default"
     weights: str | None = None
     fine_tune_epochs: int = 0
@@ -124,10 +125,22 @@ def validate(config: TrainConfig) -> None:
         (config.fine_tune_epochs >= 0,
          f"--fine-tune-epochs must be 0 or more, received {config.fine_tune_epochs}."),
         (config.channels in (None, 1, 3), f"--channels must be 1 or 3, received {config.channels}."),
+        (config.time_limit is None or config.time_limit > 0,
+         f"--time-limit must be positive, received {config.time_limit}."),
     ]
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    if config.time_limit is not None:
+        if config.lr_schedule != "cosine":
+            raise UsageError(f"--time-limit sizes the cosine schedule to the time; it needs "
+                             f"--lr-schedule cosine, received {config.lr_schedule}.")
+        if config.fine_tune_epochs:
+            raise UsageError("--time-limit does not combine with --fine-tune-epochs (a second "
+                             "phase of fixed length); give --epochs instead.")
+        if config.strategy == "multiworker":
+            raise UsageError("--time-limit does not combine with --strategy multiworker (each "
+                             "worker would plan from its own clock); give --epochs instead.")
     info = get_model_info(config.model)
     if config.img_size is not None and config.img_size < info.min_img_size:
         raise UsageError(
@@ -170,10 +183,13 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 def resolve_for_data(config: TrainConfig, train_images: int) -> TrainConfig:
     """Fill the defaults that depend on the training set's size: the batch size and the
-    number of epochs."""
+    number of epochs (with ``--time-limit`` alone, a cap that the time ends first)."""
+    from edgecv.training.timeplan import TIME_LIMITED_MAX_EPOCHS
+
     large = train_images >= LARGE_DATASET_IMAGES
     batch_size = config.batch_size or (64 if large else 32)
-    epochs = config.epochs or (LARGE_DATASET_EPOCHS if large else SMALL_DATASET_EPOCHS)
+    epochs = config.epochs or (TIME_LIMITED_MAX_EPOCHS if config.time_limit else
+                               LARGE_DATASET_EPOCHS if large else SMALL_DATASET_EPOCHS)
     return replace(config, batch_size=batch_size, epochs=epochs)
 
 

@@ -168,9 +168,49 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int, *, base: float | No
     epochs = config.epochs if epochs is None else epochs
     total = max(1, epochs * steps_per_epoch)
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total // 2)
+    if config.time_limit is not None:  # the cosine ends where the time plan says (TimeBudget)
+        return time_limited_cosine(base, warmup, total)
     return keras.optimizers.schedules.CosineDecay(
         base / 10 if warmup else base, decay_steps=max(1, total - warmup),
         warmup_target=base if warmup else None, warmup_steps=warmup)
+
+
+_TIME_LIMITED_COSINE = None
+
+
+def time_limited_cosine(base: float, warmup_steps: int, total_steps: int):
+    """Keras' ``CosineDecay`` with its linear warm-up (from ``base / 10``; the same curve, the
+    same values), except that where it ends, ``total_steps``, is a variable: ``--time-limit``'s
+    :class:`TimeBudget` moves it after every epoch to the steps the time left holds."""
+    global _TIME_LIMITED_COSINE
+    if _TIME_LIMITED_COSINE is None:
+        import math
+
+        import keras
+        from keras import ops
+
+        @keras.saving.register_keras_serializable(package="edgecv")
+        class TimeLimitedCosine(keras.optimizers.schedules.LearningRateSchedule):
+            def __init__(self, base, warmup_steps, total_steps):
+                self.base, self.warmup_steps = float(base), int(warmup_steps)
+                self.total_steps = keras.Variable(float(total_steps), dtype="float32",
+                                                  trainable=False, name="cosine_end_step")
+
+            def __call__(self, step):
+                step = ops.cast(step, "float32")
+                start = self.base / 10 if self.warmup_steps else self.base
+                warm = start + (self.base - start) * step / max(1, self.warmup_steps)
+                span = ops.maximum(self.total_steps - self.warmup_steps, 1.0)
+                done = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+                cosine = 0.5 * self.base * (1.0 + ops.cos(math.pi * done))
+                return ops.where(step < self.warmup_steps, warm, cosine)
+
+            def get_config(self):
+                return {"base": self.base, "warmup_steps": self.warmup_steps,
+                        "total_steps": float(ops.convert_to_numpy(self.total_steps))}
+
+        _TIME_LIMITED_COSINE = TimeLimitedCosine
+    return _TIME_LIMITED_COSINE(base, warmup_steps, total_steps)
 
 
 def lr_schedule_fn(config: TrainConfig) -> Callable[[int, float], float] | None:
@@ -200,7 +240,10 @@ def best_val_loss(history_csv: Path) -> float | None:
 
 
 def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None], *,
-                   resuming: bool, total_epochs: int):
+                   resuming: bool, total_epochs: int, rate=None, steps_per_epoch: int = 1):
+    """Keras callbacks of a run. ``rate``: the optimizer's learning rate as
+    :func:`learning_rate` made it (with ``--time-limit``, the schedule that
+    :class:`TimeBudget` moves)."""
     import keras
 
     from edgecv.training.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger,
@@ -208,6 +251,36 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
 
     run = RunDir(run_dir)
     run.checkpoints.mkdir(parents=True, exist_ok=True)
+    plan = None
+    if config.time_limit is not None:
+        from edgecv.training.report import read_history
+        from edgecv.training.timeplan import TimePlan
+
+        before = read_history(run.history).get("epoch_time_s", []) if resuming else []
+        plan = TimePlan(config.time_limit, total_epochs, before)
+
+    class TimeBudget(keras.callbacks.Callback):
+        """``--time-limit``: after each epoch, as many epochs as the time left holds
+        (:class:`edgecv.training.timeplan.TimePlan`); the cosine's end moves with the plan, and
+        training stops when the plan is done."""
+
+        def on_train_begin(self, logs=None):
+            rate.total_steps.assign(float(max(1, plan.planned * steps_per_epoch)))
+            if plan.done:
+                log(f"time limit: {format_duration(plan.used_s)} of "
+                    f"{format_duration(plan.limit_s)} used by {plan.done} epoch(s)")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            plan.epoch_done(time.perf_counter() - self._start)
+            rate.total_steps.assign(float(max(1, plan.planned * steps_per_epoch)))
+            if plan.done == 1 + plan.first_fresh:
+                log(f"time limit {format_duration(plan.limit_s)}: {plan.planned} epochs fit "
+                    f"at {plan.mean_epoch_s():.1f} s each; the cosine ends with them")
+            if plan.finished:
+                self.model.stop_training = True
 
     class EpochLog(keras.callbacks.Callback):
         """One line per epoch with the run's ETA (mean epoch time so far x epochs left)."""
@@ -225,10 +298,11 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
             self.durations.append(seconds)
             # Into the shared logs, so history.csv (written next) holds the time-to-accuracy curve.
             logs["epoch_time_s"] = round(seconds, 3)
-            left = total_epochs - (epoch + 1)
+            total = plan.planned if plan is not None else total_epochs
+            left = total - (epoch + 1)
             eta = format_duration(sum(self.durations) / len(self.durations) * left)
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            log(f"epoch {epoch + 1:>3}/{total_epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+            log(f"epoch {epoch + 1:>3}/{total}  loss {logs.get('loss', float('nan')):.4f}  "
                 f"acc {logs.get('accuracy', float('nan')):.4f}  "
                 f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
                 f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  "
@@ -239,6 +313,7 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
     # so that its epoch_time_s reaches the CSV row.
     # The three that write files are Keras' own made atomic (edgecv.training.callbacks).
     callbacks = [
+        *([TimeBudget()] if plan is not None else []),  # first: EpochLog shows the new plan
         EpochLog(),
         BestWeightsCheckpoint(
             run.best_weights, monitor="val_loss",

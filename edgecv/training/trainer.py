@@ -263,7 +263,8 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         model = build_in_precision(lambda: build(**overrides), precision)
         if config.weights:
             model.get_layer("base").trainable = False
-        compile_model(model, config, learning_rate(config, steps_per_epoch))
+        rate = learning_rate(config, steps_per_epoch)
+        compile_model(model, config, rate)
     log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}; "
         f"precision: {precision} ({precision_reason.removeprefix('auto: ')}); "
         f"xla: {'on' if model.jit_compile else 'off'} (--xla {config.xla})")
@@ -294,7 +295,8 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
                 compile_model(model, config, rate)
             log(f"fine-tuning the top {fine_tune_layers} layers of the base at lr {config.lr / 10:g}")
         callbacks = make_callbacks(config, run_dir, log, resuming=resuming,
-                                   total_epochs=total_epochs)
+                                   total_epochs=total_epochs, rate=rate,
+                                   steps_per_epoch=steps_per_epoch)
         if config.strategy == "multiworker":
             _work_around_keras_multiworker(model, strategy, next(iter(val_ds)))
         start = time.perf_counter()
