@@ -19,6 +19,12 @@
         --update --adopt RUN --label sgd-wd-ls
     python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
         --update --model mobilenet_v2 --epochs 7 --label 96px
+    # the AMD AVX-512 BF16 rows:
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+        --update --model resnet8 --label time-limit-30m --extra --time-limit 30m
+    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+        --update --model resnet8 --label time-limit-30m-split-90-5-5 --extra --time-limit 30m \
+        --val-split 0.05 --test-split 0.05
 
 Each model is trained by the real CLI in a fresh process (``edgecv train --data ARCHIVE --model
 M``, plus ``--epochs`` / ``--img-size`` / ``--extra`` when given), on edgecv's seeded split of the

@@ -168,7 +168,7 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int, *, base: float | No
     epochs = config.epochs if epochs is None else epochs
     total = max(1, epochs * steps_per_epoch)
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total // 2)
-    if config.time_limit is not None:  # the cosine ends where the time plan says (TimeBudget)
+    if config.time_limit is not None:  # the cosine ends where the time plan says
         return time_limited_cosine(base, warmup, total)
     return keras.optimizers.schedules.CosineDecay(
         base / 10 if warmup else base, decay_steps=max(1, total - warmup),
@@ -181,7 +181,7 @@ _TIME_LIMITED_COSINE = None
 def time_limited_cosine(base: float, warmup_steps: int, total_steps: int):
     """Keras' ``CosineDecay`` with its linear warm-up (from ``base / 10``; the same curve, the
     same values), except that where it ends, ``total_steps``, is a variable: ``--time-limit``'s
-    :class:`TimeBudget` moves it after every epoch to the steps the time left holds."""
+    :func:`make_callbacks` moves it after every epoch to the steps the time left holds."""
     global _TIME_LIMITED_COSINE
     if _TIME_LIMITED_COSINE is None:
         import math
@@ -242,8 +242,8 @@ def best_val_loss(history_csv: Path) -> float | None:
 def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None], *,
                    resuming: bool, total_epochs: int, rate=None, steps_per_epoch: int = 1):
     """Keras callbacks of a run. ``rate``: the optimizer's learning rate as
-    :func:`learning_rate` made it (with ``--time-limit``, the schedule that
-    :class:`TimeBudget` moves)."""
+    :func:`learning_rate` made it (with ``--time-limit``, the schedule whose end the epoch log
+    moves with the time plan)."""
     import keras
 
     from edgecv.training.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger,
@@ -259,35 +259,22 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
         before = read_history(run.history).get("epoch_time_s", []) if resuming else []
         plan = TimePlan(config.time_limit, total_epochs, before)
 
-    class TimeBudget(keras.callbacks.Callback):
-        """``--time-limit``: after each epoch, as many epochs as the time left holds
-        (:class:`edgecv.training.timeplan.TimePlan`); the cosine's end moves with the plan, and
-        training stops when the plan is done."""
-
-        def on_train_begin(self, logs=None):
-            rate.total_steps.assign(float(max(1, plan.planned * steps_per_epoch)))
-            if plan.done:
-                log(f"time limit: {format_duration(plan.used_s)} of "
-                    f"{format_duration(plan.limit_s)} used by {plan.done} epoch(s)")
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            plan.epoch_done(time.perf_counter() - self._start)
-            rate.total_steps.assign(float(max(1, plan.planned * steps_per_epoch)))
-            if plan.done == 1 + plan.first_fresh:
-                log(f"time limit {format_duration(plan.limit_s)}: {plan.planned} epochs fit "
-                    f"at {plan.mean_epoch_s():.1f} s each; the cosine ends with them")
-            if plan.finished:
-                self.model.stop_training = True
-
     class EpochLog(keras.callbacks.Callback):
-        """One line per epoch with the run's ETA (mean epoch time so far x epochs left)."""
+        """Times each epoch and prints one line with the run's ETA (mean epoch time so far x
+        epochs left). With ``--time-limit`` the epochs left are the plan's
+        (:class:`edgecv.training.timeplan.TimePlan`, re-made from each epoch's time): the
+        cosine's end (``rate.total_steps``) moves with it, and training stops when it is done."""
 
         def __init__(self):
             super().__init__()
             self.durations: list[float] = []
+
+        def on_train_begin(self, logs=None):
+            if plan is not None:
+                rate.total_steps.assign(float(max(1, plan.planned * steps_per_epoch)))
+                if plan.done:
+                    log(f"time limit: {format_duration(plan.used_s)} of "
+                        f"{format_duration(plan.limit_s)} used by {plan.done} epoch(s)")
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
@@ -298,6 +285,14 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
             self.durations.append(seconds)
             # Into the shared logs, so history.csv (written next) holds the time-to-accuracy curve.
             logs["epoch_time_s"] = round(seconds, 3)
+            if plan is not None:  # before the line below, which shows the plan and the rate
+                plan.epoch_done(seconds)
+                rate.total_steps.assign(float(max(1, plan.planned * steps_per_epoch)))
+                if plan.done == 1 + plan.first_fresh:
+                    log(f"time limit {format_duration(plan.limit_s)}: {plan.planned} epochs fit "
+                        f"at {plan.mean_epoch_s():.1f} s each; the cosine ends with them")
+                if plan.finished:
+                    self.model.stop_training = True
             total = plan.planned if plan is not None else total_epochs
             left = total - (epoch + 1)
             eta = format_duration(sum(self.durations) / len(self.durations) * left)
@@ -313,7 +308,6 @@ def make_callbacks(config: TrainConfig, run_dir: Path, log: Callable[[str], None
     # so that its epoch_time_s reaches the CSV row.
     # The three that write files are Keras' own made atomic (edgecv.training.callbacks).
     callbacks = [
-        *([TimeBudget()] if plan is not None else []),  # first: EpochLog shows the new plan
         EpochLog(),
         BestWeightsCheckpoint(
             run.best_weights, monitor="val_loss",

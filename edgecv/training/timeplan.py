@@ -6,7 +6,7 @@ A fixed ``--epochs`` answers it badly: the same count takes 28 minutes on one 2-
 cut off half-way, at a high learning rate (train_cifar.json: 79.7% at 30 minutes for a 100-epoch
 cosine that reached 83.25% at its end). So the plan is re-made after every epoch: as many epochs
 as the time left holds at the mean epoch time so far, and the cosine's end moves with it
-(:class:`edgecv.training.recipe.TimeBudget`). Ultralytics' ``time=`` argument works the same way.
+(:func:`edgecv.training.recipe.make_callbacks`). Ultralytics' ``time=`` argument works the same way.
 
 Pure Python: no TensorFlow, so the planning is unit-tested on its own.
 """
