@@ -236,7 +236,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     fmt = "int8_mixed" if kind == "tflite" else "onnx_int8_mixed"
     carried = limit = stopped_at = None
     if kind == "onnx" and tflite_mix is not None:
-        carried = _carried_mix(out / tflite_mix["file"], tflite_mix, fmt, run,
+        carried = _carried_mix(out / tflite_mix["file"], tflite_mix, fmt, path.name, run,
                                (check_x, check_y, where, check_reference), budget, opset, log)
         if carried is not None and carried["fits"]:
             # both fit -> the one with fewer float ops: ONNX's own steps past that cannot win
@@ -324,7 +324,7 @@ def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: 
     return row, data
 
 
-def _carried_mix(tflite_path: Path, tflite_row: dict, fmt: str, run, check: tuple,
+def _carried_mix(tflite_path: Path, tflite_row: dict, fmt: str, file: str, run, check: tuple,
                  budget: Budget, opset: int, log) -> dict | None:
     """The TFLite float mix's graph carried to ONNX (:func:`edgecv.converters.onnx.from_tflite`:
     the TF converter's ranges, its float layers), judged on the check slice: {"row", "data",
@@ -341,7 +341,7 @@ def _carried_mix(tflite_path: Path, tflite_row: dict, fmt: str, run, check: tupl
         log(f"recover    {tflite_path.name} does not convert to ONNX ({exc}); ONNX's own mix")
         return None
     data = with_onnx_card(proto, run, "onnx_int8_mixed")
-    row = {"format": fmt, "file": "model_int8_mixed.onnx", "mix": "int8, float",
+    row = {"format": fmt, "file": file, "mix": "int8, float",
            "from": tflite_path.name, "float_tensors": tflite_row["float_tensors"],
            "float_layers": tflite_row["float_layers"], "chosen_on": where}
     with tempfile.TemporaryDirectory() as workdir:

@@ -176,7 +176,7 @@ def train_command(
     run_out = _run_out(name, out)
     config = TrainConfig(
         data=data, model=model, img_size=img_size, channels=channels,
-        epochs=epochs, time_limit=parse_duration(time_limit) if time_limit is not None else None,
+        epochs=epochs, time_limit=parse_duration(time_limit),
         batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
         label_smoothing=label_smoothing, lr_schedule=lr_schedule,
         warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
@@ -612,7 +612,7 @@ def pipeline_command(
                              min_time_s=min_time)
     config = TrainConfig(data=data, model=model, img_size=img_size, channels=channels,
                          epochs=epochs, seed=seed,
-                         time_limit=parse_duration(time_limit) if time_limit is not None else None,
+                         time_limit=parse_duration(time_limit),
                          tensorboard=False, out=run_out)
     run_dir, report, drop_error = run_pipeline(config, bench_settings=settings,
                                                overwrite=overwrite, max_drop=max_drop,

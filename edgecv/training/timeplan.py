@@ -23,9 +23,11 @@ TIME_LIMITED_MAX_EPOCHS = 10_000
 _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m(?:in)?)?(?:(\d+(?:\.\d*)?)s)?")
 
 
-def parse_duration(text: str | float) -> float:
-    """``30m``, ``1h``, ``1h30m``, ``90s``, ``45.5`` (seconds) -> seconds; a one-line
-    UsageError for anything else or a duration that is not positive."""
+def parse_duration(text: str | float | None) -> float | None:
+    """``30m``, ``1h``, ``1h30m``, ``90s``, ``45.5`` (seconds) -> seconds (None: no limit,
+    None); a one-line UsageError for anything else or a duration that is not positive."""
+    if text is None:
+        return None
     value = None
     if isinstance(text, (int, float)):
         value = float(text)
