@@ -50,6 +50,62 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.argmax(1) == b.argmax(1)).mean())
 
 
+# A reference decision is "clear" when its top score beats the runner-up by this much (scores as
+# probabilities): a disagreement on such an image is a decision int8 broke, not a near-tie tipped.
+CLEAR_MARGIN = 0.1
+
+
+def _probabilities(scores: np.ndarray) -> np.ndarray:
+    """``scores`` as they are when they already are probabilities (rows of non-negative scores
+    summing to 1), else their softmax (a model that ends in logits)."""
+    scores = np.asarray(scores, np.float64)
+    if scores.min() >= -1e-6 and np.allclose(scores.sum(1), 1.0, atol=1e-3):
+        return scores
+    shifted = np.exp(scores - scores.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def disagreements(scores: np.ndarray, reference: np.ndarray, y: np.ndarray | None = None) -> dict:
+    """Where an artifact's top-1 differs from the reference model's, and what kind of images
+    those are: ``count``; ``exact_ties`` (the artifact's two best scores are equal, as int8's
+    steps make them, and argmax took the lower class index); ``largest_margin``, the widest
+    reference decision (top minus runner-up, as probabilities) among them; ``clear_images``,
+    the images the reference decides by at least :data:`CLEAR_MARGIN`, ``clear_flips`` the
+    disagreements among them and ``clear_agreement`` the agreement on them; with labels, how
+    many of the disagreements each model gets right (``reference_right``, ``artifact_right``):
+    near-ties tipped either way cost no accuracy, broken clear decisions do."""
+    if reference.shape[1] < 2:  # one score: nothing to disagree on
+        return {"count": 0, "exact_ties": 0, "largest_margin": None,
+                "clear_images": len(reference), "clear_flips": 0, "clear_agreement": 1.0}
+    ranked = np.sort(_probabilities(reference), 1)
+    margin = ranked[:, -1] - ranked[:, -2]
+    predicted, expected = scores.argmax(1), reference.argmax(1)
+    flips = predicted != expected
+    top = np.sort(scores, 1)
+    clear = margin >= CLEAR_MARGIN
+    row = {"count": int(flips.sum()),
+           "exact_ties": int((flips & (top[:, -1] == top[:, -2])).sum()),
+           "largest_margin": round(float(margin[flips].max()), 4) if flips.any() else None,
+           "clear_images": int(clear.sum()), "clear_flips": int((flips & clear).sum()),
+           "clear_agreement": float((~flips[clear]).mean()) if clear.any() else None}
+    if y is not None:
+        row.update(reference_right=int((expected[flips] == y[flips]).sum()),
+                   artifact_right=int((predicted[flips] == y[flips]).sum()))
+    return row
+
+
+def disagreements_text(row: dict) -> str:
+    """``"89 flips: 0 on clear decisions, 40 exact ties, widest margin 0.17, right: reference
+    36, artifact 38"``: a verified row's disagreements in words ('' without any)."""
+    flips = row.get("disagreements")
+    if not flips or not flips["count"]:
+        return ""
+    right = (f", right: reference {flips['reference_right']}, artifact {flips['artifact_right']}"
+             if "reference_right" in flips else "")
+    return (f"{flips['count']} flips: {flips['clear_flips']} on clear decisions, "
+            f"{flips['exact_ties']} exact ties, widest margin {flips['largest_margin']:.2f}{right}")
+
+
 def check_data(run: RunData, limit: int = 1000) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The images (and labels, None without) that choose between quantization settings and
     decide ``--recover``: a class-stratified sample of the validation split (up to ``limit``),
@@ -112,6 +168,7 @@ def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
         "agreement": float((predicted == keras_scores.argmax(1)).mean()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
+        "disagreements": disagreements(scores, keras_scores, run.test_y),
     }
     if run.test_y is not None:
         classes = per_class_rows(predicted, keras_scores.argmax(1), run.test_y, run.labels)
@@ -192,10 +249,11 @@ class Budget:
 
 def figures(row: dict) -> str:
     """A verified row's figures on one log line: accuracy and its drop, agreement, max |diff|,
-    the worst class."""
+    the worst class, what the disagreements are."""
     accuracy = ("acc -" if row["accuracy"] is None else
                 f"acc {row['accuracy']:.4f} (drop {row['accuracy_drop_pp']:+.2f} pp)")
     worst = row.get("worst_class")
     worst = f"  worst class {worst['class']} {0.0 - worst['drop_pp']:+.1f} pp" if worst else ""
+    flips = disagreements_text(row)
     return (f"{accuracy}  agreement {row['agreement']:.4f}  max|diff| "
-            f"{row['max_abs_diff']:.4f}{worst}")
+            f"{row['max_abs_diff']:.4f}{worst}" + (f"  ({flips})" if flips else ""))

@@ -31,8 +31,11 @@ def conversion_section(report: dict):
     """The conversion table (conversion.json) as a report Section."""
     from edgecv.benchmarks.report import Section
 
+    from edgecv.converters.verify import disagreements_text
+
     rows = [{**{key: row.get(key) for key in CONVERSION_COLUMNS},
-             "worst_class": _worst_class_text(row.get("worst_class"))}
+             "worst_class": _worst_class_text(row.get("worst_class")),
+             "disagreements": disagreements_text(row) or None}
             for row in report["artifacts"]]
     text = (f"Keras test accuracy {100 * report['keras_accuracy']:.2f}% on "
             f"{report['test_images']} held-out images; every artifact was run in its runtime on "

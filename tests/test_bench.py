@@ -345,6 +345,8 @@ def test_predict_table_mode_and_errors(tiny_run, tmp_path):
 def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
     """With --qat, the quantization-aware int8 files (TFLite, and its graph in ONNX) sit beside
     the post-training ones in the conversion table, the bench and the report."""
+    from edgecv.converters.verify import disagreements_text
+
     run = tmp_path / "run"
     result = run_cli("pipeline", "--model", "seed_cnn", "--img-size", "16", "--epochs", "2",
                      "--out", run, "--targets", "cpu,gpu", "--min-time", "0", "--max-drop", "100",
@@ -367,6 +369,9 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
     for heading in ("Training", "Conversion and verification"):
         assert heading in html
     assert "worst_class" in html and " pp (n=" in html  # the class that lost most, per artifact
+    # what each artifact's disagreements are, in words (a 2-epoch model's int8 has some)
+    flipped = [r for r in conversion["artifacts"] if (r.get("disagreements") or {}).get("count")]
+    assert flipped and all(disagreements_text(r) in html for r in flipped)
     assert html.count("data:image/png;base64,") >= 4  # curves, confusion matrix, 2 bench plots
     assert "model_int8_qat.tflite" in html and "model_int8_qat.onnx" in html
     assert "report: " in result.stdout

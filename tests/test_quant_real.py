@@ -185,6 +185,12 @@ def test_recover_keeps_the_crushed_tensor_in_float_and_really_recovers(outlier_r
         assert rows[mixed]["within_budget"] and rows[mixed]["agreement"] >= 0.9, rows[mixed]
         assert rows[mixed]["agreement"] - rows[plain]["agreement"] >= 0.1
         assert rows[plain]["recovered_by"] == rows[mixed]["file"]
+        # what the disagreements are, counted on the same test images as the agreement (this
+        # model, trained for seconds, decides few images clearly: its flips are near-ties)
+        flips, mended = rows[plain]["disagreements"], rows[mixed]["disagreements"]
+        assert flips["count"] == round((1 - rows[plain]["agreement"]) * len(outlier_run.test_x))
+        assert mended["count"] < flips["count"] and flips["clear_images"] < len(outlier_run.test_x)
+        assert f"{flips['count']} flips: {flips['clear_flips']} on clear decisions" in "".join(lines)
         assert rows[mixed]["p50_ms_1_thread"] > 0 and rows[mixed]["latency_cost_vs_int8"] > 0
         assert len(rows[mixed]["float_layers"]) >= 2  # the outlier's producer and its consumer
         # how many ops go back to float was decided on validation data, not on the test split
@@ -334,6 +340,38 @@ def test_onnx_int8_auto_takes_the_fastest_recipe_within_budget(outlier_run):
     by_minmax = {n: strict["agreement"][f"{n}/minmax"] for n in INTEGER_TYPES}
     assert strict["types"] == max(by_minmax, key=by_minmax.get)
     assert strict["chosen_by"].startswith("none within 0.5 pp")
+
+
+def test_disagreements_tell_tipped_near_ties_from_broken_decisions():
+    from edgecv.converters.verify import CLEAR_MARGIN, disagreements, disagreements_text
+
+    reference = np.array([[0.50, 0.48, 0.02],   # a near-tie ...
+                          [0.90, 0.05, 0.05],   # ... and clear decisions
+                          [0.10, 0.80, 0.10],
+                          [0.20, 0.30, 0.50]])
+    artifact = np.array([[0.49, 0.49, 0.02],    # tied: argmax takes class 0, agrees
+                         [0.40, 0.55, 0.05],    # a clear decision broken
+                         [0.10, 0.80, 0.10],
+                         [0.25, 0.25, 0.50]])
+    y = np.array([1, 0, 1, 2])
+    row = disagreements(artifact, reference, y)
+    assert row == {"count": 1, "exact_ties": 0, "largest_margin": 0.85, "clear_images": 3,
+                   "clear_flips": 1, "clear_agreement": 2 / 3, "reference_right": 1,
+                   "artifact_right": 0}
+    # the near-tie tipped the other way, by an exact int8-like tie toward the lower index
+    reference[0] = [0.48, 0.50, 0.02]
+    row = disagreements(artifact, reference, y)
+    assert (row["count"], row["exact_ties"], row["largest_margin"]) == (2, 1, 0.85)
+    assert (row["reference_right"], row["artifact_right"]) == (2, 0)
+    # a model that ends in logits: margins are taken on their softmax (logits 0 and 0.05 are
+    # a near-tie, not 0.05 apart as probabilities would be)
+    logits = np.log(reference)
+    assert disagreements(artifact, logits)["clear_images"] == 3
+    assert 0.02 < CLEAR_MARGIN
+    text = disagreements_text({"disagreements": row})
+    assert text == ("2 flips: 1 on clear decisions, 1 exact ties, widest margin 0.85, right: "
+                    "reference 2, artifact 0")
+    assert disagreements_text({"disagreements": disagreements(reference, reference)}) == ""
 
 
 def test_per_class_rows_show_the_class_that_lost_most():

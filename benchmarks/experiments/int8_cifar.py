@@ -120,7 +120,7 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
             continue
         row = rows[fmt]
         entry = {key: row.get(key) for key in ("accuracy", "accuracy_drop_pp", "agreement",
-                                                "worst_class", "size_bytes")}
+                                                "worst_class", "disagreements", "size_bytes")}
         for key in ("onnx_calibration", "float_layers", "float_tensors", "p50_ms_1_thread",
                     "latency_cost_vs_int8", "within_budget", "recovered_by", "chosen_on",
                     "check_agreement", "qat", "convert_s", "integer_kernels", "from",
