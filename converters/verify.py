@@ -162,16 +162,16 @@ def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
     scores = artifact_scores(path, run.test_x)
 
     diff = np.abs(scores - keras_scores)
-    predicted = scores.argmax(1)
+    predicted, expected = scores.argmax(1), keras_scores.argmax(1)
     row = {
         "accuracy": None if run.test_y is None else float((predicted == run.test_y).mean()),
-        "agreement": float((predicted == keras_scores.argmax(1)).mean()),
+        "agreement": float((predicted == expected).mean()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
         "disagreements": disagreements(scores, keras_scores, run.test_y),
     }
     if run.test_y is not None:
-        classes = per_class_rows(predicted, keras_scores.argmax(1), run.test_y, run.labels)
+        classes = per_class_rows(predicted, expected, run.test_y, run.labels)
         row.update(worst_class=worst_class(classes), per_class=classes)
     return row
 

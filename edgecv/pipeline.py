@@ -30,7 +30,6 @@ def _worst_class_text(worst: dict | None) -> str | None:
 def conversion_section(report: dict):
     """The conversion table (conversion.json) as a report Section."""
     from edgecv.benchmarks.report import Section
-
     from edgecv.converters.verify import disagreements_text
 
     rows = [{**{key: row.get(key) for key in CONVERSION_COLUMNS},

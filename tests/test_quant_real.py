@@ -363,8 +363,8 @@ def test_disagreements_tell_tipped_near_ties_from_broken_decisions():
     row = disagreements(artifact, reference, y)
     assert (row["count"], row["exact_ties"], row["largest_margin"]) == (2, 1, 0.85)
     assert (row["reference_right"], row["artifact_right"]) == (2, 0)
-    # a model that ends in logits: margins are taken on their softmax (logits 0 and 0.05 are
-    # a near-tie, not 0.05 apart as probabilities would be)
+    # a model that ends in logits: margins are taken on their softmax, so its logits give the
+    # same clear decisions as its probabilities (the 0.50/0.48 near-tie stays under the margin)
     logits = np.log(reference)
     assert disagreements(artifact, logits)["clear_images"] == 3
     assert 0.02 < CLEAR_MARGIN

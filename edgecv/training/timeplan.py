@@ -24,8 +24,8 @@ _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m(?:in)?)?(?:(\d
 
 
 def parse_duration(text: str | float | None) -> float | None:
-    """``30m``, ``1h``, ``1h30m``, ``90s``, ``45.5`` (seconds) -> seconds (None: no limit,
-    None); a one-line UsageError for anything else or a duration that is not positive."""
+    """``30m``, ``1h``, ``1h30m``, ``90s``, ``45.5`` (seconds) -> seconds; None (no
+    limit) -> None; a one-line UsageError for anything else or a duration that is not positive."""
     if text is None:
         return None
     value = None
