@@ -80,6 +80,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     out = _output_dir(out_dir, run)
     conversion = Conversion(run, settings, out, *_reference_scores(run, log), log=log)
     rows = _build_and_verify(chosen, conversion, progress)
+    _split_int8_rounding(rows, conversion, budget)
     if recover:
         _recover_over_budget(rows, conversion, budget, recover_mix)
     _credit_qat(rows, budget)
@@ -218,6 +219,24 @@ def _verify(spec: Format, conversion: Conversion, row: dict, path: Path) -> str 
         row["verify_s"] = round(time.perf_counter() - start, 2)
 
 
+def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budget) -> None:
+    """A TFLite int8 row over budget gets ``rounding``: its weights' and its activations'
+    rounding measured apart on the same test images (:func:`edgecv.converters.rounding.rounding_split`),
+    which decides the way out the failure names. Runs once every verification is done: it
+    moves the model's weights for a moment."""
+    from edgecv.converters.rounding import rounding_split, rounding_text
+
+    row = next((r for r in rows if r["format"] == "int8"), None)
+    if not (row and budget.misses(row)):
+        return
+    run = conversion.run
+    split = rounding_split(run.model, run.calibration, run.test_x, run.test_y,
+                           conversion.keras_scores, io=conversion.settings.io)
+    if split is not None:
+        row["rounding"] = split
+        conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart: {rounding_text(split)}")
+
+
 def _recover_over_budget(rows: list[dict], conversion: Conversion, budget: Budget,
                          mix: str = "auto") -> None:
     """Follow each int8 row (TFLite, ONNX) over budget with its mixed int8/float row; an int8
@@ -271,10 +290,33 @@ def _credit_qat(rows: list[dict], budget: Budget) -> None:
             int8_row["recovered_by"] = qat_row["file"]
 
 
-def way_out(fmt: str, tried: set[str]) -> str:
+def way_out(fmt: str, tried: set[str], rounding: dict | None = None,
+            budget: Budget | None = None) -> str:
     """What a user can do when the artifact of format ``fmt`` misses the budget, given the
-    formats this conversion already made (``tried``): the next step, not a list of options."""
+    formats this conversion already made (``tried``): the next step, not a list of options.
+    ``rounding`` (the TFLite int8 row's, :func:`edgecv.converters.rounding.rounding_split`)
+    says which rounding alone misses ``budget``, and so which remedy can work."""
+    from edgecv.converters.rounding import to_blame
+
     plain = next((f for f, mixed in _MIXED.items() if fmt in (f, mixed)), None)
+    blame = to_blame(rounding, budget) if plain == "int8" else None
+    if blame:
+        part = rounding[blame]
+        other = "weights exact" if blame == "activations" else "activations in float"
+        alone = (f"the int8 {blame} alone ({other}) give {100 * part['agreement']:.2f}% "
+                 f"agreement" + ("" if part["accuracy_drop_pp"] is None else
+                                 f", {part['accuracy_drop_pp']:+.2f} pp of accuracy"))
+        if blame == "activations" and "int8_mixed" not in tried:
+            return (f"--recover gives the layers that lose most 16-bit activations or float: "
+                    f"{alone}, and --qat keeps int8 activations")
+        if blame == "activations" and "int16x8" not in tried:
+            return f"--int16x8 (16-bit activations throughout): {alone}"
+        if blame == "weights" and "int8_mixed" not in tried:
+            qat = ", or --qat to fine-tune them" if "int8_qat" not in tried else ""
+            return (f"--recover --recover-mix float keeps the layers whose weights lose most in "
+                    f"float{qat}: {alone}, which 16-bit activations cannot mend")
+        if blame == "activations":  # every remedy for them tried: no weight remedy reaches
+            return f"a larger --max-drop (or a lower --min-agreement) accepts it: {alone}"
     if fmt in _MIXED and _MIXED[fmt] not in tried:
         more = ", or --qat to fine-tune it for int8" if QAT_TWINS[fmt] not in tried else ""
         return f"--recover keeps the layers that lose most in float{more}"
@@ -300,6 +342,7 @@ def _check_budget(rows: list[dict], budget: Budget, out: Path) -> None:
         worst = max(over, key=lambda r: (budget_drop(r) > budget.max_drop, budget_drop(r),
                                          -r["agreement"]))
         tried = {row["format"] for row in rows}
+        rounding = next((r.get("rounding") for r in rows if r["format"] == "int8"), None)
         raise AccuracyDropError(f"{worst['file']} {budget.misses(worst)}; see "
                                 f"{out / 'conversion.json'}. Next: "
-                                f"{way_out(worst['format'], tried)}.")
+                                f"{way_out(worst['format'], tried, rounding, budget)}.")

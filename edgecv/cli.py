@@ -347,7 +347,8 @@ def inspect_command(
 
     Two views, worst first, as tables and CSV files: quant_debug.csv (TF QuantizationDebugger:
     RMSE in quantization steps, SQNR; needs the TensorFlow model) and quant_validate.csv (AI
-    Edge Quantizer: SNR, cosine similarity, MSE per tensor; works on any float .tflite)."""
+    Edge Quantizer: SNR, cosine similarity, MSE per tensor; works on any float .tflite); for
+    a Keras model, the agreement its int8 weights and its int8 activations each keep alone."""
     from rich.console import Console
     from rich.table import Table
 
@@ -390,6 +391,12 @@ def inspect_command(
                           f"{row['cosine']:.4f}", f"{row['mse']:.3g}")
         console.print(table)
         typer.echo(f"wrote {result.out_dir / 'quant_validate.csv'}")
+    if result.rounding is not None:
+        from edgecv.converters.rounding import rounding_text
+
+        typer.echo(f"int8 rounding apart, on the {result.rounding_on}: "
+                   f"{rounding_text(result.rounding)} (16-bit activations mend the activations' "
+                   "part; QAT or float layers the weights')")
     for view, reason in result.skipped.items():
         typer.echo(f"{view} view skipped: {reason}", err=True)
 

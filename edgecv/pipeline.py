@@ -30,6 +30,7 @@ def _worst_class_text(worst: dict | None) -> str | None:
 def conversion_section(report: dict):
     """The conversion table (conversion.json) as a report Section."""
     from edgecv.benchmarks.report import Section
+    from edgecv.converters.rounding import rounding_text
     from edgecv.converters.verify import disagreements_text
 
     rows = [{**{key: row.get(key) for key in CONVERSION_COLUMNS},
@@ -39,6 +40,10 @@ def conversion_section(report: dict):
     text = (f"Keras test accuracy {100 * report['keras_accuracy']:.2f}% on "
             f"{report['test_images']} held-out images; every artifact was run in its runtime on "
             f"the same images. Calibration: {report['calibration_samples']} training images.")
+    split = next((row["rounding"] for row in report["artifacts"] if row.get("rounding")), None)
+    if split:
+        text += (f" The int8 file missed the budget; its rounding apart (kernels moved onto "
+                 f"their int8 grid, then that model's own int8 file): {rounding_text(split)}.")
     return Section("Conversion and verification", text=text, table=rows)
 
 

@@ -67,3 +67,58 @@ def test_a_missed_budget_names_the_next_step_not_one_already_taken():
     assert way_out("onnx_int8", onnx_recovered | {"onnx_int8_qat"}).startswith("a larger")
     assert way_out("onnx_int8_qat", {"onnx", "onnx_int8_qat"}).startswith("more --qat-epochs")
     assert "no quantization explains" in way_out("fp32", {"fp32"})
+
+
+def _split(weights: float, activations: float) -> dict:
+    """An int8 rounding split (edgecv.converters.rounding) with these agreements."""
+    def part(agreement):
+        return {"agreement": agreement, "accuracy_drop_pp": 0.1,
+                "agreement_drop_pp": round(100 * (1 - agreement), 3), "flips": 1,
+                "exact_ties": 0}
+    return {"kernels": 3, "weights": part(weights), "activations": part(activations)}
+
+
+def test_the_way_out_follows_the_rounding_that_misses_alone(tmp_path):
+    """Activations that miss alone call for 16-bit activations (--recover, then --int16x8), never
+    QAT, which keeps them int8; weights that miss alone for float layers (--recover-mix float,
+    16-bit activations cannot mend weights) or QAT; neither alone: the usual ladder. The split
+    is the TFLite int8 file's: ONNX rows keep theirs. _check_budget passes the int8 row's on."""
+    from edgecv.converters.convert import _check_budget, way_out
+    from edgecv.errors import AccuracyDropError
+
+    budget, tried = Budget(0.5, 99.0), {"fp32", "int8"}
+    activations = _split(0.995, 0.9851)
+    first = way_out("int8", tried, activations, budget)
+    assert first.startswith("--recover gives the layers that lose most 16-bit activations")
+    assert "activations alone (weights exact) give 98.51% agreement, +0.10 pp" in first
+    assert first.endswith("--qat keeps int8 activations")
+    assert way_out("int8", tried | {"int8_mixed"}, activations, budget).startswith("--int16x8")
+    assert way_out("int8_mixed", tried | {"int8_mixed", "int16x8"}, activations,
+                   budget).startswith("a larger --max-drop")
+    weights = _split(0.985, 0.995)
+    assert way_out("int8", tried, weights, budget).startswith(
+        "--recover --recover-mix float keeps the layers whose weights lose most in float, or "
+        "--qat to fine-tune them: the int8 weights alone (activations in float) give 98.50%")
+    assert "--qat" not in way_out("int8", tried | {"int8_qat"}, weights, budget)
+    assert way_out("int8", tried, _split(0.995, 0.995), budget) == way_out("int8", tried)
+    onnx = {"onnx", "onnx_int8"}
+    assert way_out("onnx_int8", onnx, activations, budget) == way_out("onnx_int8", onnx)
+
+    rows = [_row("fp32", 1.0), {**_row("int8", 0.98), "rounding": activations}]
+    with pytest.raises(AccuracyDropError, match=r"int8.file agrees .* Next: --recover gives"):
+        _check_budget(rows, budget, tmp_path)
+
+
+def test_the_pipeline_report_says_which_rounding_lost_when_int8_missed():
+    """The conversion section's text carries the int8 row's split when it has one, and says
+    nothing of it otherwise."""
+    from edgecv.pipeline import conversion_section
+
+    report = {"keras_accuracy": 0.8, "test_images": 7500, "calibration_samples": 300,
+              "artifacts": [_row("fp32", 1.0), {**_row("int8", 0.98),
+                                                 "rounding": _split(0.992, 0.9907)}]}
+    text = conversion_section(report).text
+    assert ("weights alone 99.20% agreement (1 flips), activations alone 99.07% (1 flips, 0 "
+            "exact ties)") in text
+    report["artifacts"][1].pop("rounding")
+    assert "rounding" not in conversion_section(report).text

@@ -2,6 +2,7 @@
 .tflite, from the TF QuantizationDebugger and from the AI Edge Quantizer."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def test_inspect_any_float_tflite_and_the_run(tiny_run, tmp_path):
     assert "AI Edge Quantizer: worst 3 of" in result.stdout
     assert "debugger view skipped: the TF QuantizationDebugger needs the TensorFlow model" \
         in result.stderr
+    assert "rounding view skipped: the int8 rounding apart needs the Keras model" in result.stderr
     rows = read_rows(tmp_path / "t" / "quant_validate.csv")
     assert len(rows) >= 4 and not (tmp_path / "t" / "quant_debug.csv").exists()
     snr = [float(r["snr_db"]) for r in rows]
@@ -59,6 +61,10 @@ def test_inspect_any_float_tflite_and_the_run(tiny_run, tmp_path):
                      "16")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "TF QuantizationDebugger" in result.stdout and "int16 activations" in result.stdout
+    assert re.search(r"int8 rounding apart, on the validation split \(stratified sample of "
+                     r"\d+ images\): weights alone \d+\.\d\d% agreement \(\d+ flips\), "
+                     r"activations alone \d+\.\d\d% \(\d+ flips, \d+ exact ties\)",
+                     result.stdout.replace("\n", " ")), result.stdout
     assert read_rows(tmp_path / "r" / "quant_debug.csv")
     sixteen = read_rows(tmp_path / "r" / "quant_validate.csv")
     assert min(float(r["snr_db"]) for r in sixteen) > min(snr)  # 16-bit activations lose less

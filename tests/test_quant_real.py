@@ -149,13 +149,20 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     assert plain["agreement"] < 0.85  # int8 really changes its answers
     assert "min_agreement_pct" not in loose
 
+    # the crushed channels are the activations' rounding: the split says so, and the way out
+    # is 16-bit activations, not QAT
     with pytest.raises(AccuracyDropError, match=r"model_int8.tflite agrees with the reference "
                        r"on \d+\.\d\d% of the images, under --min-agreement 90.*Next: "
-                       r"--recover"):
+                       r"--recover gives the layers that lose most 16-bit activations or float: "
+                       r"the int8 activations alone \(weights exact\) give \d+\.\d\d% agreement"
+                       r".*--qat keeps int8 activations"):
         convert_run(labelled, ["int8"], out_dir=tmp_path / "strict", max_drop=100.0,
                     min_agreement=90.0, log=quiet)
     written = json.loads((tmp_path / "strict" / "conversion.json").read_text())
     assert written["min_agreement_pct"] == 90.0
+    split = written["artifacts"][-1]["rounding"]
+    assert split["activations"]["agreement"] < 0.85 < 0.95 < split["weights"]["agreement"]
+    assert "rounding" not in plain  # within budget: nothing to explain
 
     report = convert_run(labelled, ["int8"], out_dir=tmp_path / "recovered", max_drop=100.0,
                          min_agreement=90.0, recover=True, recover_mix="float", log=quiet)
@@ -288,6 +295,7 @@ def test_recover_mixes_int16_and_float_layers_when_int16_alone_misses(weight_out
     int16x8 keeps), the quantizer's ladder goes on with the worst tensors in float and the
     other ranked ones int16: one file with int8, int16 and float32 ops, within budget."""
     from edgecv.converters.convert import convert_run
+    from edgecv.errors import AccuracyDropError
     from edgecv.tflite_schema import operator_types
 
     report = convert_run(weight_outlier_run, ["int8"], out_dir=tmp_path, max_drop=10.0,
@@ -306,6 +314,16 @@ def test_recover_mixes_int16_and_float_layers_when_int16_alone_misses(weight_out
     dtypes = {d for _, types in operator_types((tmp_path / mixed["file"]).read_bytes())
               for d in types}
     assert {"int16", "int8", "float32"} <= dtypes
+    # the split blames the weights (activations alone keep the answers), and without --recover
+    # the failure names float layers, not 16-bit activations
+    split = plain["rounding"]
+    assert split["weights"]["agreement"] < 0.5 < 0.9 < split["activations"]["agreement"]
+    with pytest.raises(AccuracyDropError, match=r"Next: --recover --recover-mix float keeps the "
+                       r"layers whose weights lose most in float, or --qat to fine-tune them: "
+                       r"the int8 weights alone \(activations in float\) give \d+\.\d\d% "
+                       r"agreement.*which 16-bit activations cannot mend"):
+        convert_run(weight_outlier_run, ["int8"], out_dir=tmp_path / "plain", max_drop=10.0,
+                    log=lambda _: None)
 
 
 @pytest.mark.tf

@@ -19,7 +19,9 @@ agreement >= 98.5% on >= 2,000 test images (``meets_goal``). With ``--qat`` each
 ``--qat`` (quantization-aware fine-tuning, :mod:`edgecv.converters.qat`; the TFLite file and its
 int8 graph in ONNX, ``int8_qat`` and ``onnx_int8_qat``), judged as well against
 the QAT goal (``qat_goal``: within 0.2 pp of fp32 and agreement >= 99%); ``--strict`` holds
-the recovery to that goal instead (``--max-drop 0.2 --min-agreement 99``). Writes
+the recovery to that goal instead (``--max-drop 0.2 --min-agreement 99``). An int8 row over
+budget keeps convert's ``rounding``: the weights' and the activations' rounding apart
+(:mod:`edgecv.converters.rounding`). Writes
 benchmarks/results/int8_cifar.json with the machine record.
 """
 
@@ -124,7 +126,7 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
         for key in ("onnx_calibration", "float_layers", "float_tensors", "p50_ms_1_thread",
                     "latency_cost_vs_int8", "within_budget", "recovered_by", "chosen_on",
                     "check_agreement", "qat", "convert_s", "integer_kernels", "from",
-                    "alternative"):
+                    "alternative", "rounding"):
             if key in row:
                 entry[key] = row[key]
         record[fmt] = entry
