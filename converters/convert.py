@@ -223,18 +223,24 @@ def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budge
     """A TFLite int8 row over budget gets ``rounding``: its weights' and its activations'
     rounding measured apart on the same test images (:func:`edgecv.converters.rounding.rounding_split`),
     which decides the way out the failure names. Runs once every verification is done: it
-    moves the model's weights for a moment."""
-    from edgecv.converters.rounding import rounding_split, rounding_text
+    moves the model's weights for a moment. A diagnosis, not a deliverable: if it cannot be
+    measured, one line says why and the conversion goes on (its files still get their report)."""
+    from edgecv.converters import rounding
 
     row = next((r for r in rows if r["format"] == "int8"), None)
     if not (row and budget.misses(row)):
         return
     run = conversion.run
-    split = rounding_split(run.model, run.calibration, run.test_x, run.test_y,
-                           conversion.keras_scores, io=conversion.settings.io)
+    try:
+        split = rounding.rounding_split(run.model, run.calibration, run.test_x, run.test_y,
+                                        conversion.keras_scores, io=conversion.settings.io)
+    except Exception as exc:  # noqa: BLE001  (any failure: the artifacts still need their report)
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart not measured: {why}")
+        return
     if split is not None:
         row["rounding"] = split
-        conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart: {rounding_text(split)}")
+        conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart: {rounding.rounding_text(split)}")
 
 
 def _recover_over_budget(rows: list[dict], conversion: Conversion, budget: Budget,

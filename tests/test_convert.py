@@ -191,7 +191,7 @@ def test_uint8_io_for_edge_pipelines(trained_run, tmp_path):
 
 
 def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, tmp_path, monkeypatch):
-    from edgecv.converters import convert, verify
+    from edgecv.converters import convert, rounding, verify
     from edgecv.errors import AccuracyDropError
 
     real = verify.verify_artifact
@@ -202,13 +202,23 @@ def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, t
             row["accuracy"] -= 0.05
         return row
 
+    def broken_split(*args, **kwargs):
+        raise RuntimeError("the twin would not convert")
+
     monkeypatch.setattr(verify, "verify_artifact", worse_int8)
+    # the rounding split is a diagnosis: when it fails, one line says so and the report is still
+    # written, with the usual way out
+    monkeypatch.setattr(rounding, "rounding_split", broken_split)
+    lines = []
     with pytest.raises(AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*--max-drop 1.0"
                        r".*\. Next: --recover keeps the layers that lose most in float, or --qat"):
         convert.convert_run(trained_run, ["int8"], out_dir=tmp_path, calib_samples=50,
-                            max_drop=1.0, log=lambda _: None)
+                            max_drop=1.0, log=lines.append)
     report = json.loads((tmp_path / "conversion.json").read_text())
     assert [r["format"] for r in report["artifacts"]] == ["fp32", "int8"]
+    assert any(line.strip() == "int8 rounding apart not measured: the twin would not convert"
+               for line in lines), lines
+    assert "rounding" not in report["artifacts"][1]
 
 
 def test_a_failing_write_leaves_nothing_behind(trained_run, tmp_path, monkeypatch):
