@@ -28,7 +28,7 @@ from edgecv.converters.formats import (FORMAT_TABLE, QAT_TWINS, Conversion, Form
 from edgecv.converters.load import load_source
 from edgecv.converters.rundata import RunData
 from edgecv.converters.verify import Budget, budget_drop, figures
-from edgecv.errors import AccuracyDropError, UsageError
+from edgecv.errors import AccuracyDropError, UsageError, first_line
 from edgecv.io import atomic_path, write_json_atomic
 from edgecv.rundir import ExportDir, RunDir
 from edgecv.testset import save_testset
@@ -235,7 +235,7 @@ def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budge
         split = rounding.rounding_split(run.model, run.calibration, run.test_x, run.test_y,
                                         conversion.keras_scores, io=conversion.settings.io)
     except Exception as exc:  # noqa: BLE001  (any failure: the artifacts still need their report)
-        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        why = first_line(exc)
         conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart not measured: {why}")
         return
     if split is not None:

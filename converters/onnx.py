@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.errors import ConversionError, UsageError
+from edgecv.errors import ConversionError, UsageError, first_line
 from edgecv.io import captured_output
 from edgecv.tf_import import import_tensorflow
 
@@ -40,7 +40,7 @@ def to_onnx(model, opset: int = 17):
         with captured_output():
             proto = reference_of(model).tf2onnx_proto(spec, opset, OUTPUT_NAME)
     except Exception as exc:  # tf2onnx raises many kinds; all mean the same to a user
-        first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 240)
         raise ConversionError(f"ONNX conversion of '{model.name}' failed: {first}") from exc
     try:
         onnx.checker.check_model(proto)
@@ -73,7 +73,7 @@ def from_tflite(data: bytes, opset: int = 17):
             with captured_output():
                 proto, _ = tf2onnx.convert.from_tflite(str(source), opset=opset)
         except Exception as exc:  # tf2onnx raises many kinds; all mean the same to a user
-            first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc, 240)
             raise ConversionError(f"ONNX conversion of the int8 TFLite file failed: {first}") from exc
     graph = proto.graph
     _, _, in_q, out_q = tflite_io_quantization(data)

@@ -77,6 +77,13 @@ class BackendClosed(RuntimeError):
                          "open the model again with open_backend().")
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters; its type's name when the
+    message is empty: what a one-line error quotes of a library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def unknown_name(kind: str, received: str, choices: Iterable[str], hint: str = "") -> UsageError:
     """Build a UsageError for an unknown ``kind`` name that suggests the closest valid choice."""
     choices = sorted(choices)

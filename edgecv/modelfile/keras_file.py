@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.errors import ModelFileError, UsageError
+from edgecv.errors import ModelFileError, UsageError, first_line
 from edgecv.modelfile.kinds import check_model_file, model_format
 
 LAMBDA_ADVICE = ("edgecv loads with safe_mode, and a Lambda layer is Python code stored in the "
@@ -285,7 +285,7 @@ def load_keras_model(path: str | Path, custom_objects: dict | None = None,
     try:
         model.load_weights(weights)
     except (ValueError, TypeError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelFileError(f"the weights in '{weights}' do not fit the model in '{path}': "
                              f"{first}") from exc
     return model

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from edgecv.errors import ModelFileError
+from edgecv.errors import ModelFileError, first_line
 
 
 class ModelReference(ABC):
@@ -144,7 +144,7 @@ class KerasReference(ModelReference):
         try:
             outputs = self.model(wrapped_input)
         except Exception as exc:  # the user's call(): any failure means the shape does not fit
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelFileError(f"'{self.path}' cannot run on a {shape} input: "
                                  f"{type(exc).__name__}: {first}") from exc
         return keras.Model(wrapped_input, outputs, name=self.model.name)

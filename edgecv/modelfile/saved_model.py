@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.errors import ModelFileError
+from edgecv.errors import ModelFileError, first_line
 from edgecv.modelfile.kinds import SAVED_MODEL_FILE, check_model_file
 from edgecv.modelfile.reference import ModelReference
 
@@ -40,7 +40,7 @@ class SavedModelReference(ModelReference):
             with captured_output(replay_on_error=False):
                 self.trackable = tf.saved_model.load(str(self.path))
         except Exception as exc:  # TF raises many kinds for a corrupt or foreign directory
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelFileError(f"cannot load SavedModel '{self.path}': {first}") from exc
         signatures = dict(self.trackable.signatures)
         if signature not in signatures:

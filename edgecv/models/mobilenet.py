@@ -12,7 +12,7 @@ import urllib.error
 import warnings
 from pathlib import Path
 
-from edgecv.errors import EdgecvError, UsageError
+from edgecv.errors import EdgecvError, UsageError, first_line
 from edgecv.models._checks import fraction, positive_number
 
 # The widths keras.applications publishes ImageNet weights for.
@@ -46,8 +46,7 @@ def mobilenet_v2(input_shape, num_classes, alpha: float = 0.35, weights: str | N
         except Exception as exc:
             if not _is_download_failure(exc):
                 raise
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() \
-                else type(exc).__name__
+            reason = first_line(exc)
             raise EdgecvError(
                 f"could not download ImageNet weights for mobilenet_v2 ({reason}). This machine "
                 "looks offline: download them once with internet access (they are cached in "

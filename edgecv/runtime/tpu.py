@@ -13,7 +13,7 @@ import glob
 import importlib.util
 import os
 
-from edgecv.errors import StrategyUnavailable
+from edgecv.errors import StrategyUnavailable, first_line
 
 # Device nodes a Cloud TPU VM exposes (v2-v4: /dev/accel*, v5e and later: /dev/vfio/N). Neither
 # is TPU-specific on its own (vfio passes through any PCI device), so they count only together
@@ -87,7 +87,7 @@ def tpu_strategy():
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise StrategyUnavailable(
             f"--strategy tpu: the TPU '{tpu_name}' could not be initialised ({reason})."
         ) from exc
