@@ -85,6 +85,12 @@ def recommend(rows: list[dict], max_drop: float) -> list[dict]:
     return [_with_summary(r) for r in found if r is not None]
 
 
+def recommend_deployments(rows: list[dict], max_drop: float) -> list[dict]:
+    """What to deploy for one image at a time: :func:`recommend` over the batch-1 rows (larger
+    batches are throughput figures for multi-camera boxes and offline labelling)."""
+    return recommend([r for r in rows if r["batch"] in (1, None)], max_drop)
+
+
 def _label(row: dict) -> str:
     threads = f" x{row['threads']}" if row.get("threads") else ""
     return f"{row['artifact']}{threads}"

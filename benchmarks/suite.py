@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv import __version__
-from edgecv.benchmarks.recommend import recommend
+from edgecv.benchmarks.recommend import recommend_deployments
 from edgecv.benchmarks.machine import current_rss_mb, machine_info, machine_warnings, peak_rss_mb
 from edgecv.benchmarks.row import BenchRow
 from edgecv.timing import time_call, time_rounds, timed
@@ -425,10 +425,8 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
                      "testset": str(testset_path) if testset_path else None,
                      "input": "test images" if testset else "synthetic image (no test set)"},
         "warnings": warnings,
-        # what to deploy for one image at a time: the batch-1 rows (larger batches are
-        # throughput figures for multi-camera boxes and offline labelling)
-        "recommendations": [{**choice, "max_drop_from": budget_from} for choice in recommend(
-            [r for r in row_dicts if r["batch"] in (1, None)], max_drop)],
+        "recommendations": [{**choice, "max_drop_from": budget_from}
+                            for choice in recommend_deployments(row_dicts, max_drop)],
         "rows": row_dicts,
     }
 

@@ -527,7 +527,8 @@ def bench_command(
                                             "with plots."),
     on: Optional[list[str]] = typer.Option(
         None, "--on", help="Bench on a device: ssh://[user@]host[:port] (your ssh keys and "
-        "~/.ssh/config aliases; ?python=PATH for its Python, ?dir=PATH for its file cache), "
+        "~/.ssh/config aliases; ?python=PATH for its Python, ?dir=PATH for its file cache, "
+        "?cache_days=N&cache_mb=N for how long and how much it keeps, default 30 and 1000), "
         "local (this machine) or local:PYTHON (another environment here). Repeat for several: "
         "they run in parallel, one report with every device's rows.",
         show_default="this machine only"),

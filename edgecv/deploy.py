@@ -63,9 +63,15 @@ def resolve(model: str | Path, target: str = "cpu", threads: int | None = None) 
 
 def _locate(choice: dict, *folders: Path) -> Path:
     """The recommended file: its recorded path, else the same name in the folder given or its
-    export/ (the run may have been copied to the device since)."""
+    export/ (the run may have been copied to the device since). The name must be a plain file
+    name and the recorded path must end in it: a bench.json edited or written elsewhere cannot
+    point predict or camera at another file (such as /etc/passwd)."""
+    artifact = choice["artifact"]
+    if not isinstance(artifact, str) or Path(artifact).name != artifact or artifact in ("", ".", ".."):
+        raise UsageError(f"the bench.json in {', '.join(map(str, folders))} recommends "
+                         f"{artifact!r}, which is not an artifact's file name; rerun edgecv bench.")
     recorded = Path(choice.get("path") or "")
-    if recorded.is_file():
+    if recorded.name == artifact and recorded.is_file():
         return recorded
     for folder in folders:
         for candidate in (folder / choice["artifact"], RunDir(folder).export.path / choice["artifact"]):

@@ -1,5 +1,6 @@
 """File and output plumbing: atomic writes (a killed process never leaves a half-written
-artifact) and capturing what native libraries print to file descriptors 1 and 2."""
+artifact, a power cut neither an empty nor a half-written one) and capturing what native
+libraries print to file descriptors 1 and 2."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the same directory; rename it onto ``path`` on success.
 
-    The temporary name ends in ``suffix`` (default: ``path``'s suffix; Keras insists on
+    Before the rename the temporary (every file of it, for a directory) is flushed to disk
+    (fsync), and the folder after it, so after a power cut ``path`` is the old file or the
+    whole new one: without it, a journaling file system may commit the rename before the data
+    and leave an empty file. The temporary name ends in ``suffix`` (default: ``path``'s suffix; Keras insists on
     ``.keras`` and on ``.weights.h5`` for weights, matplotlib picks the format from it). On an
     exception the temporary file is removed and ``path`` is untouched. A process killed
     mid-write (SIGKILL, power loss) cannot remove it: the temporary is named
@@ -48,11 +52,45 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         # so artifacts and reports stay readable to a web server or a copy step.
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp_path, (0o777 if tmp_path.is_dir() else 0o666) & ~_umask())
+        _fsync_tree(tmp_path)
         os.replace(tmp_path, path)
+        fsync_directory(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def fsync_directory(folder: str | os.PathLike) -> None:
+    """Flush ``folder``'s entries (a file created, renamed or removed in it) to disk. A no-op
+    where directories cannot be opened for that (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):  # not openable this way here: nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot fsync a directory (some network mounts)
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync a file, or every file and folder under a directory (a SavedModel), before its
+    rename; a writer that wrote nothing leaves nothing to flush."""
+    if not path.is_dir():
+        if path.exists():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return
+    for folder, _, names in os.walk(path):
+        for name in names:
+            _fsync_tree(Path(folder) / name)
+        fsync_directory(folder)
 
 
 # What atomic_path names its temporaries: "." + stem + "." + writer's pid + "-" + mkstemp's

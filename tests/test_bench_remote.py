@@ -18,12 +18,13 @@ import pytest
 
 from conftest import run_cli
 from edgecv import __version__
-from edgecv.benchmarks.remote import agent
-from edgecv.benchmarks.remote.devices import parse_device, parse_devices
+from edgecv.benchmarks.remote import agent, answers, fleet, probe
+from edgecv.benchmarks.remote.devices import Device, parse_device, parse_devices
 from edgecv.benchmarks.remote.ssh import describe_failure, remote_word, step_command
 from edgecv.errors import UsageError
 
 PROBE = Path(agent.__file__).with_name("probe.py")
+FAKE_DEVICE = Path(__file__).with_name("fake_device.py")
 
 
 # --- what --on accepts -------------------------------------------------------------------------
@@ -53,6 +54,64 @@ def test_ssh_spec_keeps_user_host_port_and_options():
 def test_bad_device_specs_are_usage_errors_naming_the_value(spec, message):
     with pytest.raises(UsageError, match=message):
         parse_device(spec)
+
+
+@pytest.mark.parametrize("spec, value", [
+    ("ssh://-oProxyCommand=touch%20/tmp/edgecv-pwned", "host '-oProxyCommand=touch%20'"),
+    ("ssh://-oProxyCommand=sh", "host '-oProxyCommand=sh'"),
+    ("ssh://-l@raspberrypi", "user '-l'"),
+    ("ssh://pi@-F", "host '-F'"),
+    ("ssh://pi;reboot@host", "user 'pi;reboot'"),
+    ("ssh://pi@ho$t", "host 'ho$t'"),
+    ("ssh://pi@host name", "host 'host name'"),
+    ("ssh://a@b@host", "host 'b@host'"),
+    ("ssh://pi:0", "received '0'"),
+    ("ssh://pi:+22", "received '+22'"),
+    ("ssh://pi:22a", "received '22a'"),
+    ("ssh://pi:", "received ''"),
+    ("ssh://pi\nProxyCommand=x", "control character"),
+    ("ssh://pi?python=%1b[2J", "python= holds a control character"),
+    ("ssh://pi?cache_mb=-5", "cache_mb= must be a number above 0"),
+])
+def test_hostile_device_specs_are_refused_before_ssh_runs(spec, value):
+    """A host or user that ssh would read as an option (-oProxyCommand=... runs a command on
+    older OpenSSH), a character a shell or ssh treats specially, a port that is not a number."""
+    with pytest.raises(UsageError) as error:
+        parse_device(spec)
+    assert value in str(error.value) and "\n" not in str(error.value)
+    assert error.value.exit_code == 2
+
+
+def test_a_hostile_host_is_exit_2_and_runs_nothing(tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"x")
+    pwned = tmp_path / "pwned"
+    done = run_cli("bench", model, "--on", f"ssh://-oProxyCommand=touch%20{pwned.name}",
+                   "--targets", "cpu", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "the host '-oProxyCommand=touch%20" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not pwned.exists()
+
+
+def test_ssh_gets_the_destination_after_double_dash(tmp_path):
+    """Even a host that reached step_command unchecked is a destination, not an option: before
+    the '--', ssh took it as -oProxyCommand and ran the command (the remote command, a valid
+    host name here, became the destination)."""
+    pwned = tmp_path / "pwned"
+    hostile = Device(spec="-", name="-", kind="ssh", host=f"-oProxyCommand=touch {pwned}")
+    command = step_command(hostile, ["localhost"], ssh_config="/dev/null")
+    subprocess.run(command, capture_output=True, timeout=30)
+    assert not pwned.exists()
+    assert command[-3:-1] == ["--", hostile.host]
+
+
+def test_openssh_runs_the_command_line_with_double_dash(sshd):
+    device = parse_device(f"ssh://{sshd.host_alias}")
+    command = step_command(device, [sys.executable, "-c", "print('-oX ok')"],
+                           ssh_config=str(sshd.config_path))
+    assert command.index("--") == command.index(device.host) - 1
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "-oX ok", done.stderr
 
 
 def test_a_device_given_twice_is_refused():
@@ -188,6 +247,257 @@ def test_probe_runs_without_edgecv(tmp_path):
                           cwd=tmp_path)
     facts = json.loads(done.stdout.decode().splitlines()[-1])
     assert facts["edgecv"] is None and "ModuleNotFoundError" in facts["edgecv_error"]
+
+
+# --- what a device answers is checked (fake devices: tests/fake_device.py) ---------------------
+
+LIES = {  # what the device says -> what its one failed row says
+    "missing-key": "lacks the key 'p50_ms'",
+    "unknown-status": "`status` must be one of ok, unavailable, n/a, failed. Received: status='great'",
+    "passwd-path": "at '/etc/passwd', not a file this machine sent",
+    "extra-key": "has an unknown key 'run_this'",
+    "wrong-type": "threads must be an integer; received '1; reboot'",
+    "terminal-escape": "holds a control character",
+    "sha256": "the SHA-256 000000000000..., but the file sent has",
+    "not-json": "a message that is not JSON",
+    "deep": "a message that is not JSON (RecursionError",
+    "flood": "a line longer than 33,554,432 bytes",
+    "facts": "names a cached file '../../etc/passwd' that is not a SHA-256",
+}
+DEVICE_SETTINGS = {"targets": "cpu", "threads": "1", "batch": "1", "runs": 5, "min_time_s": 0,
+                   "warmup": 1, "rounds": 2, "max_drop": 1.0, "checksum": "warn"}
+
+
+def _fake_device(folder: Path, lie: str) -> str:
+    """A local:PYTHON device whose bench step (or probe) answers ``lie``."""
+    python = _wrapper(folder, f"python-{lie}", f"export EDGECV_FAKE={lie}")
+    python.write_text(f"#!/bin/sh\nexport EDGECV_FAKE={lie}\n"
+                      f"exec {sys.executable} {FAKE_DEVICE} \"$@\"\n")
+    return f"local:{python}?dir={folder / ('cache-' + lie)}"
+
+
+@pytest.fixture
+def fake_export(tmp_path):
+    """Two artifacts (bytes only: the fake devices do not run them) in an export folder."""
+    export = tmp_path / "export"
+    export.mkdir()
+    for name in ("model_fp32.tflite", "model_int8.tflite"):
+        (export / name).write_bytes(os.urandom(2000))
+    return export
+
+
+def test_every_lie_is_that_devices_failed_row_and_the_honest_rows_are_kept(fake_export, tmp_path):
+    from edgecv.benchmarks.report.schema import validate_report
+    from edgecv.benchmarks.remote import bench_on_devices, parse_devices
+
+    specs = [_fake_device(tmp_path, "honest"), *(_fake_device(tmp_path, lie) for lie in LIES)]
+    devices = parse_devices(specs)
+    artifacts = sorted(fake_export.glob("*.tflite"))
+    started = time.monotonic()
+    report, interrupted = bench_on_devices(devices, artifacts, None, lambda _: {}, DEVICE_SETTINGS,
+                                           {}, log=lambda _: None)
+    assert not interrupted and time.monotonic() - started < 120
+    validate_report(report)
+    rows = {device.name: [r for r in report["rows"] if r["device"] == device.name]
+            for device in devices}
+    honest, *liars = devices
+    # the honest device's rows, with this machine's paths, and its recommendation
+    assert [(r["status"], r["path"]) for r in rows[honest.name]] == \
+        [("ok", str(path)) for path in artifacts]
+    assert [c["device"] for c in report["recommendations"]] == [honest.name]
+    assert report["recommendations"][0]["path"] == str(artifacts[0])
+    for device, (lie, expected) in zip(liars, LIES.items()):
+        assert len(rows[device.name]) == 1, lie
+        row = rows[device.name][0]
+        assert row["status"] == "failed" and expected in row["reason"], (lie, row["reason"])
+        assert row["reason"].startswith(f"refused the answer of {device.name}: "), row["reason"]
+        assert row["reason"].isprintable() and "/etc/passwd" not in row["path"], lie
+    assert "/etc/passwd" not in json.dumps([r["path"] for r in report["rows"]])
+    assert not any(r["status"] == "great" or "\x1b" in json.dumps(r, ensure_ascii=False)
+                   for r in report["rows"])
+
+
+def test_the_cli_keeps_going_and_predict_never_opens_a_path_a_device_chose(fake_export, tmp_path):
+    """The whole command: one failed row per lying device, the report written, no traceback;
+    the bench.json it wrote sends predict to this machine's file."""
+    from edgecv.deploy import resolve
+
+    report_path = fake_export / "bench.json"
+    specs = [_fake_device(tmp_path, lie) for lie in ("passwd-path", "unknown-status",
+                                                     "missing-key", "honest")]
+    done = run_cli("bench", fake_export, *[a for s in specs for a in ("--on", s)], "--targets",
+                   "cpu", "--json", report_path, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "error: 3 row(s) failed" in done.stderr
+    report = json.loads(report_path.read_text())
+    assert [r["status"] for r in report["rows"]] == ["failed"] * 3 + ["ok", "ok"]
+    assert "/etc/passwd" not in report_path.read_text().replace("'/etc/passwd', not a file", "")
+    deployment = resolve(fake_export, "cpu")
+    assert deployment.model == fake_export / "model_fp32.tflite"
+    # with the honest device gone, the liar's answer recommends nothing: no path is taken from it
+    done = run_cli("bench", fake_export, "--on", specs[0], "--targets", "cpu", "--json",
+                   report_path, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    with pytest.raises(UsageError, match="recommends nothing"):
+        resolve(fake_export, "cpu")
+    predicted = run_cli("predict", fake_export, fake_export / "model_fp32.tflite")
+    assert predicted.returncode == 2 and "/etc/passwd" not in predicted.stderr + predicted.stdout
+
+
+def test_the_real_probe_and_machine_record_pass_the_checks(tmp_path):
+    """The schemas here are those of what an honest device sends (they drift with it)."""
+    from edgecv.benchmarks.machine import machine_info
+
+    done = subprocess.run([sys.executable, "-", str(tmp_path), "30", "1000"],
+                          input=PROBE.read_bytes(), capture_output=True, timeout=120)
+    facts = answers.check_facts(json.loads(done.stdout.decode().splitlines()[-1]), __version__)
+    assert facts["edgecv"] == __version__ and facts["evicted"] == []
+    answers.check_value(machine_info(), answers.MACHINE, "machine")
+
+
+def test_a_checked_report_names_this_machines_files_and_keeps_reasons_on_one_line(tmp_path):
+    from fake_device import honest_report
+
+    sent = [answers.Sent(f"0/{name}", tmp_path / name, hashlib.sha256(name.encode()).hexdigest())
+            for name in ("model_fp32.tflite", "model_int8.tflite")]
+    manifest = {"artifacts": [item.relative for item in sent], "settings": {},
+                "files": {item.relative: item.sha256 for item in sent}}
+    report = honest_report(str(tmp_path / "device"), "job1", manifest)
+    report["rows"][1].update(status="failed", reason="ORT failed:\n\tbad node\r\n")
+    report["warnings"] = ["governor\nis ondemand"]
+    checked = answers.check_report(report, sent, "job1", ["cpu"])
+    assert [row["path"] for row in checked["rows"]] == [str(item.local) for item in sent]
+    assert checked["rows"][1]["reason"] == "ORT failed: bad node"
+    assert checked["warnings"] == ["governor is ondemand"] and set(checked) == \
+        {"machine", "warnings", "rows"}  # the device's recommendations are not kept
+    with pytest.raises(answers.BadAnswer, match="not a file this machine sent"):
+        answers.check_report(honest_report(str(tmp_path / "device"), "job1", manifest), sent,
+                             "another-job", ["cpu"])
+    with pytest.raises(answers.BadAnswer, match="target 'cpu', which was not asked for"):
+        answers.check_report(honest_report(str(tmp_path / "device"), "job1", manifest), sent,
+                             "job1", ["gpu"])
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('EDGECV {"report": {}, "error": "x"}', "not one of stored, progress, report, error"),
+    ('EDGECV ["report"]', "not one of"),
+    ('EDGECV {"progress": {"artifact": "m", "target": "cpu", "threads": 1}}', "lacks the key 'status'"),
+    ('EDGECV {"progress": {"artifact": "m", "target": "cpu", "threads": 1, "status": "pwn"}}',
+     "with the status 'pwn'"),
+    ('EDGECV {"error": "\\u001b[31mred"}', "control character"),
+    ('EDGECV {"error": "\\u202eevil"}', "control character"),
+    ('EDGECV {"error": ' + "9" * 5000 + "}", "not JSON"),
+    ('EDGECV {"stored": "../../x"}', "not a SHA-256"),
+])
+def test_bad_messages_are_refused_with_one_line(line, expected):
+    with pytest.raises(answers.BadAnswer) as error:
+        answers.parse_message(line, ("stored", "progress", "report", "error"))
+    assert expected in str(error.value) and str(error.value).isprintable()
+
+
+def test_library_chatter_is_not_a_message():
+    assert answers.parse_message("INFO: Created TensorFlow Lite XNNPACK delegate", ("report",)) \
+        is None
+
+
+def test_reading_stops_at_the_cap():
+    stream = io.BytesIO(b"short\n" + b"x" * 5000)
+    assert answers.read_line(stream, 100) == b"short\n"
+    with pytest.raises(answers.BadAnswer, match="longer than"):
+        answers.read_line(stream, 100)
+    assert stream.tell() == 6 + 101  # no more than the cap was read
+    assert answers.read_tail(io.BytesIO(b"a" * 100_000 + b"last line"), 20) == \
+        b"a" * 11 + b"last line"
+
+
+# --- the device's cache: private, evicted ------------------------------------------------------
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_cache_is_private_whatever_the_umask(tmp_path, capsys):
+    root = tmp_path / "new" / "cache"
+    old = os.umask(0)
+    try:
+        done = subprocess.run([sys.executable, "-", str(root)], input=PROBE.read_bytes(),
+                              capture_output=True, timeout=120)
+        code, messages = _receive(root, _stream(os.urandom(300)), capsys)
+    finally:
+        os.umask(old)
+    assert done.returncode == 0 and code == 0, done.stderr
+    stored = root / "files" / messages[0]["stored"]
+    assert {name: _mode(path) for name, path in (("root", root), ("files", root / "files"),
+                                                 ("jobs", root / "jobs"), ("file", stored))} == \
+        {"root": 0o700, "files": 0o700, "jobs": 0o700, "file": 0o600}
+
+
+def test_a_folder_the_user_named_keeps_its_mode(tmp_path):
+    tmp_path.chmod(0o755)
+    subprocess.run([sys.executable, "-", str(tmp_path)], input=PROBE.read_bytes(),
+                   capture_output=True, timeout=120, check=True)
+    assert _mode(tmp_path) == 0o755 and _mode(tmp_path / "files") == 0o700
+
+
+def test_a_job_links_private_files_and_marks_their_use(tmp_path):
+    content = os.urandom(100)
+    sha = hashlib.sha256(content).hexdigest()
+    (tmp_path / "files").mkdir()
+    cached = tmp_path / "files" / sha
+    cached.write_bytes(content)
+    os.utime(cached, (1, 1))
+    old = os.umask(0)
+    try:
+        job = agent.Job(str(tmp_path), "job1")
+        job.register()
+        run = agent._place(job, {"0/model.tflite": sha})
+    finally:
+        os.umask(old)
+    placed = run / "0" / "model.tflite"
+    assert placed.read_bytes() == content and _mode(placed) == 0o600
+    assert _mode(run) == _mode(run / "0") == _mode(job.folder) == 0o700
+    assert _mode(job.folder / "owner.json") == 0o600
+    assert time.time() - cached.stat().st_mtime < 60  # used now: the last to be evicted
+
+
+def _cached(root: Path, name: str, size: int, age_days: float, now: float) -> str:
+    sha = hashlib.sha256(name.encode()).hexdigest()
+    path = root / "files" / sha
+    path.write_bytes(b"x" * size)
+    os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+    return sha
+
+
+def test_eviction_by_age_then_least_recently_used_never_a_running_jobs_file(tmp_path):
+    now = time.time()
+    (tmp_path / "files").mkdir()
+    old = _cached(tmp_path, "old", 10, 40, now)
+    old_in_use = _cached(tmp_path, "linked", 10, 40, now)
+    (tmp_path / "jobs" / "running").mkdir(parents=True)
+    os.link(tmp_path / "files" / old_in_use, tmp_path / "jobs" / "running" / "model.tflite")
+    lru = _cached(tmp_path, "lru", 600_000, 5, now)
+    newer = _cached(tmp_path, "newer", 600_000, 2, now)
+    just_copied = _cached(tmp_path, "just copied", 600_000, 0.01, now)
+    (tmp_path / "files" / "notes.txt").write_text("not edgecv's")  # not a SHA-256 name: kept
+    removed, freed = probe.evict_cache(str(tmp_path), max_days=30, max_mb=1.5, now=now)
+    assert sorted(removed) == sorted([old, lru]) and freed == 600_010
+    left = set(os.listdir(tmp_path / "files"))
+    assert left == {old_in_use, newer, just_copied, "notes.txt"}
+    # nothing over the limits: nothing evicted
+    assert probe.evict_cache(str(tmp_path), max_days=30, max_mb=5, now=now) == ([], 0)
+
+
+def test_the_probe_evicts_with_the_devices_limits(tmp_path):
+    now = time.time()
+    (tmp_path / "files").mkdir(parents=True)
+    stale = _cached(tmp_path, "stale", 10, 3, now)
+    kept = _cached(tmp_path, "kept", 10, 1.5, now)
+    device = parse_device(f"local:{sys.executable}?dir={tmp_path}&cache_days=2&cache_mb=100")
+    assert (device.cache_days, device.cache_mb) == (2, 100)
+    done = subprocess.run([sys.executable, "-", str(tmp_path), "2", "100"],
+                          input=PROBE.read_bytes(), capture_output=True, timeout=120)
+    facts = json.loads(done.stdout.decode().splitlines()[-1])
+    assert facts["evicted"] == [stale] and facts["cached"] == [kept]
 
 
 # --- whole benches on a second environment (local:PYTHON) --------------------------------------

@@ -53,3 +53,22 @@ def test_a_directory_without_a_usable_recommendation_is_a_usage_error(tmp_path, 
     with pytest.raises(UsageError) as error:
         resolve(tmp_path, "cpu")
     assert fragment in str(error.value)
+
+
+def test_a_recorded_path_to_another_file_is_not_loaded(tmp_path):
+    """A bench.json whose path names another file (a device's answer, an edited file) does not
+    point predict there: the path must end in the artifact's own name."""
+    (tmp_path / "export").mkdir()
+    model = tmp_path / "export" / "model_int8.tflite"
+    model.write_bytes(b"x")
+    bench_json(tmp_path, [{**choice(model), "path": "/etc/passwd"}])
+    assert resolve(tmp_path).model == model
+
+
+@pytest.mark.parametrize("artifact", ["../../../etc/passwd", "/etc/passwd", "..", "export/../m.tflite"])
+def test_an_artifact_that_is_not_a_file_name_is_refused(tmp_path, artifact):
+    (tmp_path / "export").mkdir()
+    bench_json(tmp_path, [{**choice(tmp_path / "export" / "m.tflite"), "artifact": artifact,
+                           "path": "/etc/passwd"}])
+    with pytest.raises(UsageError, match="not an artifact's file name"):
+        resolve(tmp_path, "cpu")

@@ -126,3 +126,54 @@ def test_a_line_printed_while_another_thread_captures_still_reaches_the_terminal
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["int8  verified", "done"]
     assert result.stderr.splitlines() == ["warning: noted"]
+
+
+def _fsync_log(monkeypatch):
+    """Record what atomic_path flushes and renames, in order: ("file", content), ("dir", path),
+    ("rename", name)."""
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            events.append(("dir", target))
+        else:
+            events.append(("file", os.pread(fd, 100, 0)))
+        return real_fsync(fd)
+
+    def replace(source, destination):
+        events.append(("rename", os.path.basename(destination)))
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path,
+                                                                             monkeypatch):
+    """A power cut must leave the old file or the whole new one: the data is flushed before the
+    rename (else ext4/xfs may commit the rename first: an empty file), the folder after it."""
+    from edgecv.io import write_text_atomic
+
+    events = _fsync_log(monkeypatch)
+    write_json_atomic(tmp_path / "run" / "metrics.json", {"accuracy": 0.5})
+    assert events == [("file", b'{\n  "accuracy": 0.5\n}\n'), ("rename", "metrics.json"),
+                      ("dir", str(tmp_path / "run"))]
+    events.clear()
+    with atomic_path(tmp_path / "saved_model") as tmp:  # a directory: every file in it
+        tmp.unlink()
+        (tmp / "variables").mkdir(parents=True)
+        (tmp / "saved_model.pb").write_bytes(b"pb")
+        (tmp / "variables" / "v.data").write_bytes(b"v")
+    assert ("file", b"pb") in events and ("file", b"v") in events
+    assert events.index(("rename", "saved_model")) > max(
+        events.index(("file", b"pb")), events.index(("file", b"v")))
+    assert events[-1] == ("dir", str(tmp_path))
+    events.clear()
+    write_text_atomic(tmp_path / "report.md", "x")
+    assert [kind for kind, _ in events] == ["file", "rename", "dir"]

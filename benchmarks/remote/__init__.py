@@ -6,6 +6,8 @@ environment of this one, its rows merged into one report with each device's mach
 - :mod:`.probe`: a stdlib-only script run on the device first (Python, edgecv, runtimes, disk);
 - :mod:`.agent`: the device side (``python -m edgecv.benchmarks.remote.agent``): receive files
   into a cache keyed by SHA-256, run the bench, clean up whatever happens;
+- :mod:`.answers`: what a device sends back, capped and checked against the report's schema
+  before any of it is used (its paths never are: rows name this machine's files);
 - :mod:`.fleet`: every device in parallel, one report.
 """
 

@@ -2,7 +2,9 @@
 
 ``receive ROOT JOB`` stores the files streamed on stdin (``SHA256 SIZE\\n`` + bytes, ..., ``end``)
 in ROOT/files/SHA256, each written to ``SHA256.part.JOB`` first and renamed only once its
-SHA-256 matches, so the cache never holds a partial or corrupt file.
+SHA-256 matches and it is on disk (fsync), so the cache never holds a partial or corrupt file.
+The cache is private: its folders 0700, its files 0600, whatever the umask; a file's mtime is
+its last use, which :func:`edgecv.benchmarks.remote.probe.evict_cache` evicts by.
 
 ``bench ROOT JOB`` reads one JSON manifest line on stdin (files as {relative path: SHA-256}, the
 artifacts, the test set, the settings), links the cached files into ROOT/jobs/JOB/run under their
@@ -27,6 +29,9 @@ import signal
 import sys
 import threading
 from pathlib import Path
+
+from edgecv.benchmarks.remote.probe import private_dir
+from edgecv.io import fsync_directory
 
 PREFIX = "EDGECV "
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -68,15 +73,15 @@ class Job:
         self._removed = False
 
     def register(self) -> None:
-        self.files.mkdir(parents=True, exist_ok=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.files, self.root / "jobs", self.folder):
+            private_dir(folder)
         boot_id = None
         try:
             boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         except OSError:
             pass
-        (self.folder / "owner.json").write_text(json.dumps({"pid": os.getpid(),
-                                                            "boot_id": boot_id}))
+        with _private_file(self.folder / "owner.json") as handle:
+            handle.write(json.dumps({"pid": os.getpid(), "boot_id": boot_id}).encode())
 
     def remove(self) -> None:
         with self._lock:
@@ -86,6 +91,13 @@ class Job:
             shutil.rmtree(self.folder, ignore_errors=True)
             for leftover in self.files.glob(f"*.part.{self.id}"):
                 leftover.unlink(missing_ok=True)
+
+
+def _private_file(path: Path):
+    """``path`` created for writing (binary), 0600 whatever the umask; it must not exist."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    os.fchmod(fd, 0o600)
+    return open(fd, "wb")
 
 
 def _space_error(job: Job, size: int, exc: OSError) -> AgentError:
@@ -112,7 +124,7 @@ def receive(job: Job, stream) -> None:
         part = job.files / f"{sha}.part.{job.id}"
         digest, remaining = hashlib.sha256(), size
         try:
-            with open(part, "wb") as handle:
+            with _private_file(part) as handle:
                 while remaining:
                     chunk = stream.read(min(CHUNK, remaining))
                     if not chunk:
@@ -135,6 +147,7 @@ def receive(job: Job, stream) -> None:
             raise AgentError(f"a file arrived corrupted (SHA-256 {digest.hexdigest()[:12]}..., "
                              f"expected {sha[:12]}...); run again")
         os.replace(part, job.files / sha)
+        fsync_directory(job.files)  # the rename itself survives a power cut
         emit({"stored": sha})
 
 
@@ -152,6 +165,7 @@ def _watch(stream, job: Job) -> None:
 def _place(job: Job, files: dict[str, str]) -> Path:
     """Link each cached file into the job's run folder under its name, checking its SHA-256."""
     run = job.folder / "run"
+    private_dir(run)
     for relative, sha in files.items():
         source, destination = job.files / sha, (run / relative).resolve()
         if run.resolve() not in destination.parents:
@@ -162,11 +176,14 @@ def _place(job: Job, files: dict[str, str]) -> Path:
             source.unlink(missing_ok=True)
             raise AgentError(f"the device's cached copy of {relative} was corrupt (SHA-256 "
                              "differs) and is removed; run again to copy it")
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(destination.parent)
+        os.utime(source)  # its last use: the cache evicts the least recently used
+        os.chmod(source, 0o600)  # a file an older edgecv cached readable to others
         try:
             os.link(source, destination)
-        except OSError:
+        except OSError:  # a file system without hard links (FAT): a private copy
             shutil.copyfile(source, destination)
+            os.chmod(destination, 0o600)
     return run
 
 

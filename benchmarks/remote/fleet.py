@@ -5,7 +5,9 @@ SHA-256 on arrival), run the same bench there (:mod:`.agent`) and bring the repo
 device that fails becomes one row saying why; the others' rows are kept. Devices on the same
 machine (``local``, ``local:PYTHON``, an ssh alias of this host: same boot id) take turns, so
 their latencies do not compete for the same cores; different machines run at the same time, and
-each device's answer is printed as soon as it is known.
+each device's answer is printed as soon as it is known. What a device answers is checked
+before it is used (:mod:`.answers`): a bad record is that device's failed row, and no path in
+the report comes from a device.
 
 Ctrl-C (or any exception here) closes every device's stdin, which makes the agent remove its job
 and exit, then kills the ssh processes still alive: nothing keeps running on a device.
@@ -16,7 +18,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -28,6 +32,10 @@ from pathlib import Path
 
 from edgecv import __version__
 from edgecv.benchmarks.machine import machine_info
+from edgecv.benchmarks.recommend import recommend_deployments
+from edgecv.benchmarks.remote.answers import (MAX_LINE_BYTES, MAX_MESSAGES_BYTES, MAX_PROBE_BYTES,
+                                              BadAnswer, Sent, check_facts, check_report,
+                                              parse_message, printable, read_line, read_tail)
 from edgecv.benchmarks.remote.devices import Device
 from edgecv.benchmarks.remote.ssh import describe_failure, ssh_missing, step_command
 from edgecv.benchmarks.row import BenchRow
@@ -35,7 +43,6 @@ from edgecv.errors import EdgecvError
 from edgecv.modelfile.kinds import KERAS_SUFFIXES, is_saved_model
 
 AGENT = "edgecv.benchmarks.remote.agent"
-PREFIX = "EDGECV "
 MIN_PYTHON = (3, 10)
 PROBE_TIMEOUT_S = 120
 CANCEL_GRACE_S = 5.0
@@ -65,24 +72,28 @@ class Upload:
     sha256: dict[str, str]
     artifacts: list[str]
     testset: str | None
-    local_paths: dict[str, str]  # relative path -> the local path the report shows
 
     @classmethod
     def of(cls, artifacts: list[Path], testset: Path | None) -> "Upload":
-        files, artifact_names, local = {}, [], {}
+        files, artifact_names = {}, []
         folders = list(dict.fromkeys(path.parent for path in artifacts))
         for path in artifacts:
             relative = f"{folders.index(path.parent)}/{path.name}"
             files[relative] = path
             artifact_names.append(relative)
-            local[relative] = str(path)
         for index, folder in enumerate(folders):  # the SHA-256 convert recorded: --checksum
             if (folder / "conversion.json").is_file():
                 files[f"{index}/conversion.json"] = folder / "conversion.json"
         if testset is not None:
             files["testset.npz"] = testset
         sha = {relative: _sha256(path) for relative, path in files.items()}
-        return cls(files, sha, artifact_names, "testset.npz" if testset else None, local)
+        return cls(files, sha, artifact_names, "testset.npz" if testset else None)
+
+    @property
+    def sent(self) -> list[Sent]:
+        """The artifacts: where each is on the device, this machine's file, its SHA-256 (what
+        a device's row is matched with: its path is never taken from the device)."""
+        return [Sent(name, self.files[name], self.sha256[name]) for name in self.artifacts]
 
     def missing(self, cached: set[str]) -> dict[str, Path]:
         """{SHA-256: local file} of the contents the device does not have yet."""
@@ -123,6 +134,7 @@ class _Steps:
         self._lock = threading.Lock()
 
     def start(self, argv: list[str]) -> subprocess.Popen:
+        """Start one step (its own session: :func:`_kill` stops it and what it started)."""
         with self._lock:
             if self.cancelled.is_set():
                 raise DeviceFailed("interrupted before it finished")
@@ -156,12 +168,17 @@ class _Steps:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                _kill(process)
 
 
-def _messages(lines) -> list[dict]:
-    return [json.loads(line[len(PREFIX):]) for line in lines if line.startswith(PREFIX)]
+def _kill(process: subprocess.Popen) -> None:
+    """Kill a step and every process of its session (a wrapper script's Python too), then reap
+    it: its pipes close, so no read of its output is left waiting."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:  # gone already
+        process.kill()
+    process.wait()
 
 
 class RemoteBench:
@@ -183,36 +200,75 @@ class RemoteBench:
             self.log(f"{self.device.name}: benchmarking")
             outcome.report = self.bench()
 
-    def _fail(self, process, stderr: str, during: str, messages: list[dict]) -> DeviceFailed:
-        errors = [m["error"] for m in messages if "error" in m]
-        if errors:
-            return DeviceFailed(errors[-1])
+    def _fail(self, process, stderr: str, during: str, error: str | None) -> DeviceFailed:
+        """Why a step failed: the agent's own error line, else what ssh's exit says."""
+        if error:
+            return DeviceFailed(error)
         if self.steps.cancelled.is_set():
             return DeviceFailed("interrupted before it finished")
         return DeviceFailed(describe_failure(self.device, process.returncode, stderr,
                                              during=during))
 
+    def _refused(self, exc: BadAnswer) -> DeviceFailed:
+        return DeviceFailed(f"refused the answer of {self.device.name}: {exc}; the device must "
+                            f"run edgecv {__version__} as released (pip install "
+                            f"--force-reinstall 'edgecv=={__version__}' there)")
+
+    def _exchange(self, argv: list[str], feed: Callable, *, limit: int, during: str,
+                  timeout: float | None = None) -> tuple[subprocess.Popen, bytes, str]:
+        """Run one step: ``feed(stdin)`` in a thread, read its stdout (at most ``limit`` bytes)
+        and the tail of its stderr. A step that answers more, or not within ``timeout``
+        seconds, is killed: DeviceFailed."""
+        process = self.steps.start(argv)
+        tail: list[bytes] = []
+        threads = [threading.Thread(target=feed, args=(process.stdin,), daemon=True),
+                   threading.Thread(target=lambda: tail.append(read_tail(process.stderr)),
+                                    daemon=True)]
+        for thread in threads:
+            thread.start()
+        expired = threading.Event()
+        timer = threading.Timer(timeout, lambda: (expired.set(), _kill(process))) \
+            if timeout else None
+        if timer:
+            timer.start()
+        try:
+            stdout = process.stdout.read(limit + 1)
+            if len(stdout) > limit:
+                _kill(process)
+                raise self._refused(BadAnswer(f"more than {limit:,} bytes of answer while "
+                                              f"{during}"))
+            process.wait()
+        finally:
+            if timer:
+                timer.cancel()
+            self.steps.finish(process)
+        for thread in threads:
+            thread.join(5)
+        if expired.is_set():
+            raise DeviceFailed(f"{self.device.name} did not answer within {timeout:.0f} s while "
+                               f"{during}")
+        return process, stdout, printable(b"".join(tail).decode("utf-8", "replace"))
+
     def probe(self) -> dict:
         if self.device.kind == "ssh" and ssh_missing():
             raise DeviceFailed(ssh_missing())
         script = resources.files("edgecv.benchmarks.remote").joinpath("probe.py").read_bytes()
-        process = self.steps.start([self.device.python, "-", self.device.root])
-        try:
-            stdout, stderr = process.communicate(script, timeout=PROBE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise DeviceFailed(f"{self.device.name} did not answer within {PROBE_TIMEOUT_S} s")
-        finally:
-            self.steps.finish(process)
-        text = stderr.decode("utf-8", "replace")
+        days, megabytes = self.device.cache_days, self.device.cache_mb
+        process, stdout, stderr = self._exchange(
+            [self.device.python, "-", self.device.root, f"{days:g}", f"{megabytes:g}"],
+            lambda stdin: _write_all(stdin, script), limit=MAX_PROBE_BYTES, during="connecting",
+            timeout=PROBE_TIMEOUT_S)
         if process.returncode != 0:
-            raise self._fail(process, text, "connect", [])
+            raise self._fail(process, stderr, "connect", None)
         try:
-            return json.loads(stdout.decode("utf-8", "replace").strip().splitlines()[-1])
-        except (ValueError, IndexError):
+            facts = json.loads(stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+        except (ValueError, IndexError, RecursionError):
             raise DeviceFailed(f"{self.device.name}: the probe printed no report "
-                               f"({text.strip().splitlines()[-1:] or 'no message'})") from None
+                               f"({stderr.strip().splitlines()[-1:] or 'no message'})") from None
+        try:
+            return check_facts(facts, __version__)
+        except BadAnswer as exc:
+            raise self._refused(exc) from None
 
     def check(self, facts: dict) -> None:
         """One line for the first thing the device lacks, with how to install it."""
@@ -240,6 +296,10 @@ class RemoteBench:
         self.log(f"{name}: Python {facts['python']}, edgecv {facts['edgecv']}, {packages}; "
                  f"{machine.get('cpu', 'unknown CPU')}, {machine.get('usable_cores')} cores, "
                  f"int8 features: {features}")
+        if facts.get("evicted"):
+            self.log(f"{name}: removed {len(facts['evicted'])} cached file(s) "
+                     f"({facts.get('evicted_bytes', 0) / 1e6:.2f} MB) unused for "
+                     f"{self.device.cache_days:g} days or over {self.device.cache_mb:g} MB")
         for target, reason in (facts.get("targets") or {}).items():
             if target in self.settings["target_list"] and reason:
                 self.log(f"{name}: no {target} ({reason})")
@@ -259,33 +319,32 @@ class RemoteBench:
             raise DeviceFailed(f"not enough space on {self.device.name}: {facts.get('root')} has "
                                f"{free / 1e6:.2f} MB free, the files need {needed / 1e6:.2f} MB; "
                                "free space there or give ?dir=PATH on a larger disk")
-        process = self.steps.start([self.device.python, "-m", AGENT, "receive",
-                                    self.device.root, self.job])
-        writer = threading.Thread(target=self._send, args=(process, missing), daemon=True)
-        writer.start()
+        process, stdout, stderr = self._exchange(
+            [self.device.python, "-m", AGENT, "receive", self.device.root, self.job],
+            lambda stdin: self._send(stdin, missing), limit=MAX_MESSAGES_BYTES,
+            during="copying files")
+        stored, error = set(), None
         try:
-            stdout, stderr = process.stdout.read(), process.stderr.read()
-            process.wait()
-        finally:
-            self.steps.finish(process)
-        writer.join()
-        messages = _messages(stdout.decode("utf-8", "replace").splitlines())
-        stored = {m["stored"] for m in messages if "stored" in m}
+            for line in stdout.decode("utf-8", "replace").splitlines():
+                message = parse_message(line, ("stored", "error")) or {}
+                stored |= {message["stored"]} if "stored" in message else set()
+                error = message.get("error", error)
+        except BadAnswer as exc:
+            raise self._refused(exc) from None
         if process.returncode != 0 or stored != set(missing):
-            raise self._fail(process, stderr.decode("utf-8", "replace"), "copying files",
-                             messages)
+            raise self._fail(process, stderr, "copying files", error)
         return summary
 
     @staticmethod
-    def _send(process: subprocess.Popen, missing: dict[str, Path]) -> None:
+    def _send(stdin, missing: dict[str, Path]) -> None:
         try:
             for sha, path in missing.items():
-                process.stdin.write(f"{sha} {path.stat().st_size}\n".encode())
+                stdin.write(f"{sha} {path.stat().st_size}\n".encode())
                 with open(path, "rb") as handle:
                     for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        process.stdin.write(chunk)
-            process.stdin.write(b"end\n")
-            process.stdin.close()
+                        stdin.write(chunk)
+            stdin.write(b"end\n")
+            stdin.close()
         except (OSError, ValueError):  # the device stopped reading: its message says why
             pass
 
@@ -294,27 +353,30 @@ class RemoteBench:
                     "testset": self.upload.testset, "settings": self.settings["device"]}
         process = self.steps.start([self.device.python, "-m", AGENT, "bench",
                                     self.device.root, self.job])
-        errors: list[str] = []
-        stderr_reader = threading.Thread(
-            target=lambda: errors.append(process.stderr.read().decode("utf-8", "replace")),
-            daemon=True)
+        tail: list[bytes] = []
+        stderr_reader = threading.Thread(target=lambda: tail.append(read_tail(process.stderr)),
+                                         daemon=True)
         stderr_reader.start()
-        messages = []
+        report, error = None, None
         try:
             process.stdin.write((json.dumps(manifest) + "\n").encode())
             process.stdin.flush()  # stdin stays open: closing it stops the bench on the device
-            for raw in process.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if not line.startswith(PREFIX):
+            for raw in iter(lambda: read_line(process.stdout, MAX_LINE_BYTES), b""):
+                message = parse_message(raw.decode("utf-8", "replace").rstrip("\n"),
+                                        ("progress", "report", "error"))
+                if message is None:
                     continue
-                message = json.loads(line[len(PREFIX):])
-                messages.append(message)
+                report = message.get("report", report)
+                error = message.get("error", error)
                 if "progress" in message:
                     row = message["progress"]
                     self.log(f"{self.device.name}: {row['artifact'].split('/')[-1]} on "
                              f"{row['target']}" + (f" x{row['threads']}" if row["threads"] else "")
                              + ("" if row["status"] == "ok" else f" ({row['status']})"))
             process.wait()
+        except BadAnswer as exc:
+            _kill(process)  # a device that floods or lies is not read any further
+            raise self._refused(exc) from None
         except OSError:
             process.wait()
         finally:
@@ -324,20 +386,26 @@ class RemoteBench:
                 pass
             self.steps.finish(process)
         stderr_reader.join(5)
-        reports = [m["report"] for m in messages if "report" in m]
-        if reports:
-            return self._local_paths(reports[-1])
-        raise self._fail(process, "".join(errors), "benchmarking", messages)
+        if report is None:
+            raise self._fail(process, printable(b"".join(tail).decode("utf-8", "replace")),
+                             "benchmarking", error)
+        try:
+            checked = check_report(report, self.upload.sent, self.job,
+                                   self.settings["target_list"])
+        except BadAnswer as exc:
+            raise self._refused(exc) from None
+        # computed here from the checked rows: nothing of the device's own choice is read
+        checked["recommendations"] = recommend_deployments(
+            checked["rows"], self.settings["device"]["max_drop"])
+        return checked
 
-    def _local_paths(self, report: dict) -> dict:
-        """Rows name the workstation's files (the device's copies are temporary)."""
-        run_prefix = "/run/"
-        for item in [*report["rows"], *(report.get("recommendations") or [])]:
-            path = item.get("path") or ""
-            if run_prefix in path:
-                relative = path.split(run_prefix, 1)[1]
-                item["path"] = self.upload.local_paths.get(relative, item["path"])
-        return report
+
+def _write_all(stdin, data: bytes) -> None:
+    try:
+        stdin.write(data)
+        stdin.close()
+    except (OSError, ValueError):  # the step ended early: its exit and stderr say why
+        pass
 
 
 def _failed_row(device: Device, reason: str) -> dict:

@@ -2,18 +2,30 @@
 over ssh (``python3 - ROOT``), before we know that edgecv is installed there: standard library
 only, Python 3.6 syntax, no edgecv import at module level.
 
-Prints one JSON object: Python version and path, host name and boot id, edgecv's version (or
-why it does not import), the runtime packages' versions, edgecv's machine record and the reason
-each device target is absent (when edgecv imports), the free space under ROOT and the SHA-256
-names already in ROOT/files (the cache). It also removes what an earlier run left behind when its
-process is gone (the device rebooted or the run was killed): ROOT/jobs/ID and ROOT/files/*.part.ID.
+Run as ``python3 - ROOT [CACHE_DAYS CACHE_MB]``. Prints one JSON object: Python version and
+path, host name and boot id, edgecv's version (or why it does not import), the runtime packages'
+versions, edgecv's machine record and the reason each device target is absent (when edgecv
+imports), the free space under ROOT and the SHA-256 names already in ROOT/files (the cache). It
+also removes what an earlier run left behind when its process is gone (the device rebooted or the
+run was killed): ROOT/jobs/ID and ROOT/files/*.part.ID; and evicts cached files
+(:func:`evict_cache`).
+
+The cache is private: ROOT/files and ROOT/jobs (and ROOT when edgecv creates it) are 0700, the
+files in them 0600, whatever the umask (:func:`private_dir`; the agent writes the files).
 """
 
 import json
 import os
 import platform
 import shutil
+import stat
 import sys
+import time
+
+DEFAULT_CACHE_DAYS = 30
+DEFAULT_CACHE_MB = 1000
+# a file used this recently may belong to a run between its check and its bench: never evicted
+RECENT_S = 3600
 
 RUNTIME_PACKAGES = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu",
                     "numpy", "opencv-python")
@@ -65,6 +77,50 @@ def remove_stale_jobs(root, boot_id):
     return removed
 
 
+def private_dir(path):
+    """Create ``path`` (and its parents) if missing, and make it 0700 whatever the umask."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def evict_cache(root, max_days=DEFAULT_CACHE_DAYS, max_mb=DEFAULT_CACHE_MB, now=None):
+    """Remove the files of ROOT/files unused (last copied or benched: their mtime) for more
+    than ``max_days`` days, then the least recently used until the cache holds at most
+    ``max_mb`` MB (10^6 bytes). Never a file a running job has linked into its folder, nor one
+    used within the last hour; only SHA-256-named files (what edgecv stores). Files an older
+    edgecv left readable to others are made 0600. Returns (names removed, bytes freed)."""
+    files = os.path.join(root, "files")
+    now = time.time() if now is None else now
+    entries = []
+    for name in os.listdir(files):
+        if len(name) != 64 or name.strip("0123456789abcdef"):
+            continue
+        path = os.path.join(files, name)
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        if info.st_mode & 0o077:
+            os.chmod(path, 0o600)
+        entries.append((info.st_mtime, info.st_size, info.st_nlink, name))
+    entries.sort()  # least recently used first
+    total = sum(size for _, size, _, _ in entries)
+    removed, freed = [], 0
+    for used, size, links, name in entries:
+        too_old = now - used > max_days * 86400
+        if not too_old and total <= max_mb * 1e6:
+            break  # the rest are newer, and the cache is small enough
+        if links > 1 or now - used < RECENT_S:
+            continue  # a job's file (hard-linked into ROOT/jobs/ID/run), or in use by a run
+        try:
+            os.remove(os.path.join(files, name))
+        except FileNotFoundError:  # another run evicted it first
+            pass
+        total -= size
+        freed += size
+        removed.append(name)
+    return removed, freed
+
+
 def package_versions():
     try:
         from importlib import metadata
@@ -110,15 +166,20 @@ def edgecv_facts():
 
 def main(argv):
     root = os.path.abspath(os.path.expanduser(argv[0] if argv else "~/.cache/edgecv/remote"))
+    max_days = float(argv[1]) if len(argv) > 1 else DEFAULT_CACHE_DAYS
+    max_mb = float(argv[2]) if len(argv) > 2 else DEFAULT_CACHE_MB
     boot_id = read_text("/proc/sys/kernel/random/boot_id")
     facts = {"python": platform.python_version(), "python_path": sys.executable,
              "hostname": platform.node(), "boot_id": boot_id, "root": root,
              "packages": package_versions()}
     facts.update(edgecv_facts())
     try:
-        os.makedirs(os.path.join(root, "files"), exist_ok=True)
-        os.makedirs(os.path.join(root, "jobs"), exist_ok=True)
+        if not os.path.isdir(root):  # a folder the user named keeps its mode; edgecv's is private
+            private_dir(root)
+        private_dir(os.path.join(root, "files"))
+        private_dir(os.path.join(root, "jobs"))
         facts["stale_removed"] = remove_stale_jobs(root, boot_id)
+        facts["evicted"], facts["evicted_bytes"] = evict_cache(root, max_days, max_mb)
         facts["free_bytes"] = shutil.disk_usage(root).free
         facts["cached"] = sorted(name for name in os.listdir(os.path.join(root, "files"))
                                  if len(name) == 64 and "." not in name)

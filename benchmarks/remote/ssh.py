@@ -43,7 +43,9 @@ def step_command(device: Device, argv: list[str], ssh_config: str | None = None)
         command += ["-p", str(device.port)]
     if device.user:
         command += ["-l", device.user]
-    return [*command, device.host, "--", " ".join(remote_word(word) for word in argv)]
+    # "--" before the destination: whatever the host is, ssh reads no option from it or after
+    # it (devices.parse_device refuses a host or user like "-oProxyCommand=..." first).
+    return [*command, "--", device.host, " ".join(remote_word(word) for word in argv)]
 
 
 def ssh_missing() -> str | None:
