@@ -65,6 +65,7 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
     With ``resume`` the run's saved config is used; ``resume_epochs`` may raise its epoch count.
     A run interrupted before its first backup (or after its last, before metrics.json) has
     nothing to continue from: its files are deleted (config.json kept) to start it again.
+    Only a folder edgecv wrote is ever cleared (:func:`_clear_run_dir`), whatever the flags say.
     """
     if resume:
         if not config.out:
@@ -77,11 +78,13 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
                 raise UsageError(f"run '{run_dir}' already finished; nothing to resume.")
             if saved.strategy == "multiworker":  # every worker must start again together
                 raise UsageError(f"run '{run_dir}' has no backup to resume from; start it again.")
-            _clear_run_dir(run_dir, keep_config=True)
+            _clear_run_dir(run_dir, keep_config=True, action="restart")
         epochs = max(saved.epochs, resume_epochs or 0)
         return replace(saved, epochs=epochs, out=str(run_dir)), run_dir
     config = resolve(config)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"output directory '{run_dir}' is a file; choose another --name/--out.")
     remove_stale_partials(run_dir)  # a folder that is empty but for a killed write
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
@@ -89,27 +92,43 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
                 f"output directory '{run_dir}' already exists; pass --overwrite to replace it, "
                 "--resume to continue it, or choose another --name/--out."
             )
-        if not RunDir(run_dir).is_run():
-            raise UsageError(
-                f"refusing to overwrite '{run_dir}': it is not an edgecv run (no config.json)."
-            )
-        _clear_run_dir(run_dir, keep_config=False)
+        _clear_run_dir(run_dir, keep_config=False, action="overwrite")
     return replace(config, out=str(run_dir)), run_dir
 
 
-def _clear_run_dir(run_dir: Path, *, keep_config: bool) -> None:
+def _clear_run_dir(run_dir: Path, *, keep_config: bool, action: str) -> None:
     """Delete a run's files, config.json last (or not at all), so that a process killed
-    midway leaves a folder that --overwrite and --resume still recognise as an edgecv run."""
-    marker = RunDir(run_dir).config
+    midway leaves a folder that --overwrite and --resume still recognise as an edgecv run.
+
+    Refused (UsageError naming ``action``, nothing deleted) unless the folder is edgecv's: its
+    config.json is the one ``edgecv train`` writes and it holds nothing else than what edgecv
+    writes in a run (:meth:`RunDir.foreign_entries`). Runs of earlier versions pass the same
+    test: their config.json always carried ``edgecv_version`` and ``train``. A project folder
+    with a config.json of its own, or a run the user added files to, is left untouched.
+    """
+    run = RunDir(run_dir)
+    if not run.is_run():
+        raise UsageError(
+            f"refusing to {action} '{run_dir}': it is not an edgecv run (no config.json written "
+            "by edgecv train), and edgecv deletes only what it wrote; choose another --name/--out."
+        )
+    foreign = run.foreign_entries()
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise UsageError(
+            f"refusing to {action} '{run_dir}': it holds '{foreign[0]}'{more}, which edgecv did "
+            "not write, and edgecv deletes only what it wrote; move it out or choose another "
+            "--name/--out."
+        )
     for entry in run_dir.iterdir():
-        if entry.name == marker.name:
+        if entry.name == run.config.name:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
     if not keep_config:
-        marker.unlink()
+        run.config.unlink()
 
 
 def _set_fine_tune_trainable(model, layers_to_train: int) -> None:
