@@ -3,7 +3,8 @@
 A run directory holds everything later steps need and nothing they must recompute::
 
     model.keras            the inference model (best validation epoch; no augmentation layers)
-    labels.txt             one class name per line, in output order
+    labels.txt             one class name per line, in output order (config.json's "labels"
+                           are what edgecv reads; class names cannot hold a line break)
     config.json            train options, preprocessing contract, data source and split seed
     split.json             the sample ids of train / val / test (indices or relative paths)
     history.csv            per-epoch metrics (Keras CSVLogger)
@@ -29,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from edgecv import __version__
-from edgecv.errors import UsageError
+from edgecv.errors import UsageError, first_line
 from edgecv.io import atomic_path, remove_stale_partials, write_json_atomic, write_text_atomic
 from edgecv.preprocessing import Preprocessing
 from edgecv.rundir import RunDir
@@ -171,6 +172,16 @@ def _work_around_keras_multiworker(model, strategy, batch) -> None:
 
     reduce_per_replica.edgecv_multiworker = True
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _draw(plot: Callable, *args, path: Path, log: Callable[[str], None]) -> None:
+    """``plot(*args, path)``: one figure of the run's report. A figure is a view of figures
+    already saved (the model, then metrics.json and history.csv), so one that cannot be drawn
+    costs one line, not the run."""
+    try:
+        plot(*args, path)
+    except Exception as exc:  # noqa: BLE001  (whatever broke the figure, the run is kept)
+        log(f"{path.name} not written: {first_line(exc)}")
 
 
 def _versions() -> dict:
@@ -329,6 +340,9 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
     model = as_float32(model, build)  # what is tested, saved and converted computes in float32
+    # Saved before any report step (test metrics, plots), so that none can lose the trained model.
+    with atomic_path(run.model) as tmp:
+        model.save(tmp)
 
     test_x = preprocessing.normalize(dataset.test.x) if len(dataset.test) else None
     metrics: dict = {}
@@ -337,14 +351,11 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         metrics = classification_metrics(dataset.test.y, scores, dataset.labels)
         metrics["test_loss"] = float(keras.losses.sparse_categorical_crossentropy(
             dataset.test.y, scores).numpy().mean())
-        plot_confusion_matrix(metrics["confusion_matrix"], dataset.labels,
-                              run.confusion_matrix)
+        _draw(plot_confusion_matrix, metrics["confusion_matrix"], dataset.labels,
+              path=run.confusion_matrix, log=log)
     history_columns = read_history(run.history)
     if history_columns:
-        plot_training_curves(history_columns, run.training_curves)
-
-    with atomic_path(run.model) as tmp:
-        model.save(tmp)
+        _draw(plot_training_curves, history_columns, path=run.training_curves, log=log)
 
     n_train = len(dataset.train)
     metrics = {
