@@ -247,7 +247,7 @@ def test_same_seed_gives_the_same_losses_with_deterministic_ops(tmp_path):
     assert len(losses[0]) == 2 and losses[0] == losses[1]
 
 
-# --- issue 31: hostile class names, a report that fails ------------------------
+# --- issue 31: hostile class names, a report that fails, streamed epochs ------------------------
 
 def _photo_classes(root: Path, *names: bytes) -> Path:
     """The CIFAR fixture's airplanes and automobiles copied under ``names`` (bytes: any name the
@@ -317,3 +317,43 @@ def test_a_plot_that_fails_costs_one_line_not_the_trained_model(tmp_path, monkey
     assert (run / "metrics.json").is_file() and (run / "training_curves.png").is_file()
     assert not (run / "confusion_matrix.png").exists()
 
+
+def test_streamed_training_runs_every_planned_step_without_running_out_of_data(tmp_path,
+                                                                              monkeypatch):
+    """Streamed from disk, the train split used to reach Keras with an unknown length: it ran
+    out of data in every epoch ("Your input ran out of data; interrupting training") and the
+    optimizer's step counter, the cosine schedule's clock, gained one step per epoch that never
+    trained. Now each epoch is its planned steps, the counter with it; the log says it streams."""
+    import warnings
+
+    import keras
+
+    from edgecv.training import TrainConfig, train, trainer
+
+    monkeypatch.setenv("EDGECV_MAX_MEMORY_BYTES", "0")
+    per_epoch = []
+
+    class CountSteps(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            per_epoch.append((self.batches, int(self.model.optimizer.iterations.numpy())))
+
+    make_callbacks = trainer.make_callbacks
+    monkeypatch.setattr(trainer, "make_callbacks",
+                        lambda *args, **kwargs: [CountSteps(), *make_callbacks(*args, **kwargs)])
+    lines = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(TrainConfig(data=str(PHOTOS), model="seed_cnn", img_size=16, epochs=2,
+                                   batch_size=32, tensorboard=False, out=str(tmp_path / "run")),
+                       log=lines.append)
+    steps = -(-result.metrics["train_images"] // 32)
+    assert per_epoch == [(steps, steps), (steps, 2 * steps)]
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    streams = [line for line in lines if line.startswith("data streams from disk")]
+    assert len(streams) == 1 and "EDGECV_MAX_MEMORY_BYTES" in streams[0]

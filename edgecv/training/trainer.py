@@ -261,6 +261,9 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     log(f"data: {dataset.name}, {dataset.num_classes} classes, train {len(dataset.train)} / "
         f"val {len(dataset.val)} / test {len(dataset.test)}, input {preprocessing.input_shape}"
         + (f", {len(dataset.skipped)} file(s) skipped" if dataset.skipped else ""))
+    if dataset.streamed_because:
+        log(f"data streams from disk: {dataset.streamed_because}; the train split is decoded "
+            "anew every epoch, val and test stay in memory")
     if len(dataset.val) == 0:
         raise UsageError(f"validation split is empty (--val-split {config.val_split}); raise it.")
 
