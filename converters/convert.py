@@ -16,16 +16,19 @@ ONNX artifacts. This module is the orchestration only; each step has a module of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from edgecv.converters.formats import (FORMAT_TABLE, QAT_TWINS, Conversion, Format, Settings,
-                                      selected_formats)
+from edgecv.converters.formats import (EDGETPU_REPORT, FORMAT_TABLE, QAT_TWINS, Conversion,
+                                      Format, Settings, selected_formats)
 from edgecv.converters.load import load_source
+from edgecv.converters.recover import MIXED_STEM, check_recover_mix
 from edgecv.converters.rundata import RunData
 from edgecv.converters.verify import Budget, budget_drop, figures
 from edgecv.errors import AccuracyDropError, UsageError, first_line
@@ -68,39 +71,60 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     being built and verified now, for a status display.
     """
     budget = Budget(max_drop, min_agreement)
-    from edgecv.converters.recover import check_recover_mix
-
     check_recover_mix(recover_mix)  # before minutes of loading
     settings = Settings(io=io, opset=opset, select_tf_ops=select_tf_ops,
                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr,
                         budget=budget)
     chosen = selected_formats(formats, settings)  # before minutes of loading
+    if out_dir is not None:
+        _refuse_foreign_files(Path(out_dir))  # before minutes of loading
     run = _load(source, calib_samples, options, log, calib_data)
     info = _calibration_info(run, log)
     out = _output_dir(out_dir, run)
-    conversion = Conversion(run, settings, out, *_reference_scores(run, log), log=log)
-    rows = _build_and_verify(chosen, conversion, progress)
-    _split_int8_rounding(rows, conversion, budget)
-    if recover:
-        _recover_over_budget(rows, conversion, budget, recover_mix)
-    _credit_qat(rows, budget)
-    _write_testset(run, out, log)
-    report = {"run": str(run.run_dir), "keras_accuracy": conversion.keras_accuracy,
-              "test_images": int(len(run.test_x)), "calibration_samples": int(len(run.calibration)),
-              "calibration": info,
-              "int8_io": io, "opset": opset, "max_drop_pp": max_drop,
-              "max_drop_applies_to": "accuracy" if run.test_y is not None else "agreement"}
-    if min_agreement is not None:
-        report["min_agreement_pct"] = min_agreement
-    if run.notes:
-        report["source"] = run.notes
-    if select_tf_ops:
-        report["select_tf_ops"] = True
-    report["artifacts"] = rows
-    write_json_atomic(ExportDir(out).conversion, report)
+    with _writing_into(out, run):
+        conversion = Conversion(run, settings, out, *_reference_scores(run, log), log=log)
+        rows = _build_and_verify(chosen, conversion, progress)
+        _split_int8_rounding(rows, conversion, budget)
+        if recover:
+            _recover_over_budget(rows, conversion, budget, recover_mix)
+        _credit_qat(rows, budget)
+        _write_testset(run, out, log)
+        report = {"run": str(run.run_dir), "keras_accuracy": conversion.keras_accuracy,
+                  "test_images": int(len(run.test_x)),
+                  "calibration_samples": int(len(run.calibration)), "calibration": info,
+                  "int8_io": io, "opset": opset, "max_drop_pp": max_drop,
+                  "max_drop_applies_to": "accuracy" if run.test_y is not None else "agreement"}
+        if min_agreement is not None:
+            report["min_agreement_pct"] = min_agreement
+        if run.notes:
+            report["source"] = run.notes
+        if select_tf_ops:
+            report["select_tf_ops"] = True
+        report["artifacts"] = rows
+        write_json_atomic(ExportDir(out).conversion, report)
     log(f"wrote {len(rows)} artifact(s) and conversion.json to {out}")
     _check_budget(rows, budget, out)
     return report
+
+
+@contextlib.contextmanager
+def _writing_into(out: Path, run: RunData):
+    """conversion.json while convert writes into ``out``: it vouches for the files beside it
+    (bench and predict check their SHA-256), so a record that lists none replaces it before
+    the first file is replaced; the caller writes the full one once all are written. The
+    record also marks the folder as convert's (:func:`_refuse_foreign_files`), so a killed
+    conversion can be run again into it. If the conversion fails before any file of its own is
+    in the folder, the record goes too: nothing is left behind."""
+    export = ExportDir(out)
+    write_json_atomic(export.conversion, {"run": str(run.run_dir), "artifacts": [],
+                                          "incomplete": "edgecv convert is writing this folder"})
+    try:
+        yield
+    except BaseException:
+        others = [name for name in files_convert_writes() if name != export.conversion.name]
+        if not any(os.path.lexists(out / name) for name in others):
+            export.conversion.unlink(missing_ok=True)
+        raise
 
 
 def _load(source: str | Path | RunData, calib_samples: int, options, log: Callable[[str], None],
@@ -126,14 +150,42 @@ def _calibration_info(run: RunData, log: Callable[[str], None]) -> dict:
 
 
 def _output_dir(out_dir: str | Path | None, run: RunData) -> Path:
-    """``out_dir``, else the source's default; created and checked writable."""
+    """``out_dir``, else the source's default; checked to replace nothing convert did not
+    write (:func:`_refuse_foreign_files`), created and checked writable."""
     out = Path(out_dir) if out_dir else (run.default_out or RunDir(run.run_dir).export.path)
+    _refuse_foreign_files(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as exc:
         raise UsageError(f"cannot write to output directory '{out}': {exc.strerror or exc}.") from exc
     return out
+
+
+def files_convert_writes() -> list[str]:
+    """The name of every file ``edgecv convert`` may write into its output folder: each
+    format's, --recover's mixed models, the Edge TPU report, the test set, conversion.json."""
+    export = ExportDir(Path())
+    return [*(spec.file for spec in FORMAT_TABLE.values()),
+            *(f"{MIXED_STEM}{suffix}" for suffix in (".tflite", ".onnx")), EDGETPU_REPORT,
+            export.testset.name, export.conversion.name]
+
+
+def _refuse_foreign_files(out: Path) -> None:
+    """UsageError, before anything is written, if ``out`` holds a file that convert would
+    replace but did not write. A folder is convert's when its conversion.json is convert's
+    (:meth:`ExportDir.is_export`; earlier versions wrote the same) or it is the ``export/``
+    of an edgecv run; into any other folder convert writes only names that are free."""
+    run = RunDir(out.parent)
+    if ExportDir(out).is_export() or (out.name == run.export.path.name and run.is_run()):
+        return
+    taken = [name for name in files_convert_writes() if os.path.lexists(out / name)]
+    if taken:
+        raise UsageError(
+            f"refusing to write into '{out}': it holds '{taken[0]}', which edgecv convert would "
+            "replace but did not write (no conversion.json of edgecv convert beside it); move "
+            "it out or choose another --out."
+        )
 
 
 def _reference_scores(run: RunData, log: Callable[[str], None]):
@@ -197,9 +249,6 @@ def _write(spec: Format, conversion: Conversion, fp32_size: int | None) -> tuple
     data = spec.build(conversion, notes)
     seconds = time.perf_counter() - start
     path = conversion.out / spec.file
-    # conversion.json vouches for the files beside it (bench/predict check their SHA-256):
-    # it goes before the first of them is replaced and comes back once all are written.
-    ExportDir(conversion.out).conversion.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     fp32_size = fp32_size or len(data)

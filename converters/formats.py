@@ -294,11 +294,14 @@ def verify_allowing_flex(conversion: Conversion, row: dict, path: Path) -> str |
                 "tflite-runtime/ai-edge-litert or the Edge TPU")
 
 
+EDGETPU_REPORT = "edgetpu_report.json"
+
+
 def verify_edgetpu(conversion: Conversion, row: dict, path: Path) -> str | None:
     """Write the compatibility report (``edgetpu_report.json``, a summary in the row); a
     compiled model runs only on an Edge TPU, so it is verified by ``edgecv bench`` there."""
     report = read_tflite_card(path.read_bytes()).extra["edgetpu"]
-    write_json_atomic(conversion.out / "edgetpu_report.json", report)
+    write_json_atomic(conversion.out / EDGETPU_REPORT, report)
     row["edgetpu"] = {"static": report["static"]["summary"],
                       "compiler": report["compiler"]["status"]}
     conversion.log(f"edgetpu    {report['static']['summary']}; compiler: "

@@ -28,8 +28,8 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
     run_dir = Path(run_dir)
     files = RunDir(run_dir)
     if not files.is_run():
-        raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json); "
-                         "train one with `edgecv train` first.")
+        raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json written "
+                         "by edgecv train); train one with `edgecv train` first.")
     if calib_samples < 1:
         raise UsageError(f"--calib-samples must be at least 1, received {calib_samples}.")
     config = json.loads(files.config.read_text())
@@ -78,8 +78,9 @@ def load_source(source: str | Path, calib_samples: int = 300, options=None,
 
 def _load_run_source(source, calib_samples: int, options) -> RunData:
     if not RunDir(source).is_run():
-        raise UsageError(f"'{source}' is not an edgecv run directory (no config.json) nor a model "
-                         "(.keras, .h5, a SavedModel directory, a .json config with --weights).")
+        raise UsageError(f"'{source}' is not an edgecv run directory (no config.json written by "
+                         "edgecv train) nor a model (.keras, .h5, a SavedModel directory, a .json "
+                         "config with --weights).")
     given = options.given()
     if given:
         raise UsageError(f"'{source}' is an edgecv run: its config.json fixes the preprocessing, "

@@ -35,6 +35,7 @@ from edgecv.errors import EdgecvError
 CRUSHED_SHARE = 0.25
 # --recover-mix: what the worst tensors of a TFLite int8 model get (see recover)
 RECOVER_MIXES = ("auto", "int16", "float")
+MIXED_STEM = "model_int8_mixed"  # + .tflite / .onnx: the mixed model --recover writes
 
 
 def check_recover_mix(mix: str) -> None:
@@ -218,7 +219,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
                                                               budget, log)
             if int16_row is not None and mix == "int16":
                 return _finish(int16_row, int16_data, run, out / "model_int8.tflite",
-                               out / "model_int8_mixed.tflite", keras_scores, keras_accuracy,
+                               out / f"{MIXED_STEM}.tflite", keras_scores, keras_accuracy,
                                budget, log)
     if kind == "tflite":
         full = out / "model_int8.tflite"
@@ -232,7 +233,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         full = out / "model_int8.onnx"
         prepared = prepared_model(onnx_fp32)
         ranking = onnx_ranking(prepared, onnx.load(full), debug)
-    path = out / f"model_int8_mixed{full.suffix}"
+    path = out / f"{MIXED_STEM}{full.suffix}"
     fmt = "int8_mixed" if kind == "tflite" else "onnx_int8_mixed"
     carried = limit = stopped_at = None
     if kind == "onnx" and tflite_mix is not None:
@@ -472,7 +473,7 @@ def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, budget: Budg
             if budget.fits(found):
                 mix = ", ".join(["int8"] + (["int16 activations"] if int16_ops else [])
                                 + (["float"] if float_ops else []))
-                row = {"format": "int8_mixed", "file": "model_int8_mixed.tflite", "mix": mix,
+                row = {"format": "int8_mixed", "file": f"{MIXED_STEM}.tflite", "mix": mix,
                        "quantizer": "ai-edge-quantizer",
                        "int16_tensors": int16_tensors, "int16_layers": int16_ops,
                        "float_tensors": float_tensors, "float_layers": float_ops,

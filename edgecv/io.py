@@ -98,6 +98,11 @@ def _fsync_tree(path: Path) -> None:
 _PARTIAL_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-[A-Za-z0-9_]+\.partial(\.|$)")
 
 
+def is_temporary_name(name: str) -> bool:
+    """True if ``name`` is one of :func:`atomic_path`'s temporaries (its writer alive or not)."""
+    return _PARTIAL_NAME.match(name) is not None
+
+
 def _process_exists(pid: int) -> bool:
     if pid == os.getpid():
         return True

@@ -3,13 +3,34 @@
 ``edgecv train`` writes a run directory, ``edgecv convert`` its ``export/`` folder (or another
 ``--out``), ``edgecv bench`` / ``pipeline`` their reports beside them. Everything that reads or
 writes one of these files takes its path from :class:`RunDir` / :class:`ExportDir`. Paths only:
-nothing here touches the disk but :meth:`RunDir.is_run`.
+nothing here touches the disk but :meth:`RunDir.is_run`, :meth:`RunDir.foreign_entries` and
+:meth:`ExportDir.is_export`, which tell a folder edgecv wrote from one it was merely pointed at:
+edgecv deletes or replaces only the former.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgecv.io import is_temporary_name
+
+# A run's config.json or an export's conversion.json is a few KiB; a larger file is not one
+# (and is not read whole to find out).
+_MAX_RECORD_BYTES = 16 * 1024**2
+
+
+def _json_record(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None (missing, too large, not JSON, not an object)."""
+    try:
+        if path.stat().st_size > _MAX_RECORD_BYTES:
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return record if isinstance(record, dict) else None
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,12 @@ class ExportDir:
         """The held-out test split as uint8 images (:mod:`edgecv.testset`)."""
         return self.path / "testset.npz"
 
+    def is_export(self) -> bool:
+        """True if ``conversion.json`` is ``edgecv convert``'s: a JSON object with its ``run``
+        and its ``artifacts`` list (while convert writes, a record with no artifacts yet)."""
+        record = _json_record(self.conversion)
+        return record is not None and "run" in record and isinstance(record.get("artifacts"), list)
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -42,9 +69,37 @@ class RunDir:
         object.__setattr__(self, "path", Path(self.path))
 
     def is_run(self) -> bool:
-        """True if ``config.json`` is there: it is written first and deleted last, so it marks
-        an edgecv run even when a killed process left the rest half-done."""
-        return self.config.is_file()
+        """True if ``config.json`` is the one ``edgecv train`` writes: a JSON object with
+        ``edgecv_version`` and the ``train`` options (every edgecv version wrote both). It is
+        written first and deleted last, so it marks an edgecv run even when a killed process
+        left the rest half-done; a folder's own config.json (any other content) does not."""
+        record = _json_record(self.config)
+        return (record is not None and isinstance(record.get("edgecv_version"), str)
+                and isinstance(record.get("train"), dict))
+
+    def own_names(self) -> frozenset[str]:
+        """The names of the files and folders edgecv writes at the top of a run (train,
+        convert's default ``export/``, bench's and pipeline's reports): every path property of
+        this class that lies directly in the run."""
+        names = set()
+        for attribute, value in vars(RunDir).items():
+            if isinstance(value, property):
+                path = getattr(self, attribute)
+                path = path.path if isinstance(path, ExportDir) else path
+                if path.parent == self.path:
+                    names.add(path.name)
+        return frozenset(names)
+
+    def foreign_entries(self) -> list[str]:
+        """The names at the top of the run folder that edgecv did not write there (sorted),
+        atomic writes' temporaries aside: what makes ``--overwrite`` / ``--resume`` refuse to
+        clear it."""
+        own = self.own_names()
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return []
+        return sorted(name for name in names if name not in own and not is_temporary_name(name))
 
     @property
     def model(self) -> Path:

@@ -466,3 +466,26 @@ def test_importing_the_module_does_not_import_matplotlib():
             "print([m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'tensorflow')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@needs_matplotlib
+def test_names_with_mathtext_characters_are_drawn_as_written():
+    """Artifact, device and class names come from the user's files: `$^$` made matplotlib's
+    mathtext raise (issue 31) and `$x$` would lose its dollars. Every plot draws them as written."""
+    from matplotlib.text import Text
+
+    from edgecv.benchmarks.report.plots import (figure_png, plot_latency_distribution,
+                                                plot_latency_vs_accuracy, plot_thread_scaling)
+
+    rows = []
+    for threads in (1, 2):
+        rows += [ok_row("$^$.tflite", "tflite_fp32", "litert", threads, 0.4 / threads, 0.99,
+                        300_000, seed=threads),
+                 ok_row("a_$x$.onnx", "onnx", "onnxruntime", threads, 0.3 / threads, 0.98,
+                        310_000, seed=10 + threads)]
+    for plot in (plot_latency_distribution, plot_latency_vs_accuracy, plot_thread_scaling):
+        fig = plot(rows)
+        assert figure_png(fig).startswith(PNG_SIGNATURE)
+        texts = [t for t in fig.findobj(Text) if "$" in t.get_text()]
+        assert any("$^$.tflite" in t.get_text() for t in texts), plot.__name__
+        assert all(not t.get_parse_math() and not t.get_usetex() for t in texts), plot.__name__

@@ -412,7 +412,7 @@ def test_user_errors_are_one_line(world, tmp_path):
         load_keras_model(weights_only)
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"edgecv_version": "0.1.0", "train": {}}')
     with pytest.raises(UsageError, match=r"is an edgecv run.*so --data, --scale apply to "
                                          r"model files only"):
         load_source(run, options=ModelOptions(scale="1/255", data="digits"))

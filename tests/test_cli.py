@@ -111,6 +111,69 @@ def test_existing_output_is_not_overwritten(tmp_path):
     assert (out / "precious.txt").read_text() == "keep me"
 
 
+def _tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _legacy_run(folder: Path, *extra: str) -> None:
+    """A run as the previous version left it (its config.json's keys, its files)."""
+    import json
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "edgecv_version": "0.1.0", "created": "2026-12-01T10:00:00+00:00",
+        "train": {"data": "digits", "model": "seed_cnn", "epochs": 1},
+        "preprocessing": {"height": 8, "width": 8, "channels": 1}, "labels": ["0", "1"]}))
+    for name in ("model.keras", "labels.txt", "split.json", "history.csv", "metrics.json",
+                 "checkpoints/best.weights.h5", "logs/train/events", "export/model_fp32.tflite",
+                 *extra):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+def test_a_folder_with_its_own_config_json_survives_overwrite_and_resume(tmp_path, flag):
+    """Issue 31: a project folder holding a config.json of its own was wiped by
+    `edgecv train --out it --overwrite` (and --resume cleared one whose config.json had a
+    "train" key). Whatever the flag says, edgecv deletes only a run it wrote: one line, exit 2,
+    every file as it was."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "config.json").write_text('{"train": {"lr": 0.1}, "name": "my project"}')
+    (project / "src" / "main.py").write_text("print('mine')\n")
+    (project / "model.keras").write_bytes(b"my own model")
+    before = _tree(project)
+    result = run_cli("train", "--out", project, flag, "--model", "seed_cnn", cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "not an edgecv run" in result.stderr and "Traceback" not in result.stderr
+    assert _tree(project) == before
+
+
+def test_overwrite_replaces_an_edgecv_run_but_not_the_files_a_user_added_to_it(tmp_path):
+    """An edgecv run, also one of the previous version (recognised by its config.json, which
+    always carried edgecv_version and train), is replaced; one holding a file edgecv did not
+    write is refused, naming the file, and left whole."""
+    from edgecv.training import TrainConfig
+    from edgecv.training.trainer import prepare_run_dir
+
+    run = tmp_path / "run"
+    _legacy_run(run)
+    config, run_dir = prepare_run_dir(TrainConfig(model="seed_cnn", out=str(run)),
+                                      overwrite=True, resume=False)
+    assert run_dir == run and list(run.iterdir()) == []
+
+    used = tmp_path / "used"
+    _legacy_run(used, "notes.txt")
+    before = _tree(used)
+    result = run_cli("train", "--out", used, "--overwrite", "--model", "seed_cnn", cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "refusing to overwrite" in result.stderr and "'notes.txt'" in result.stderr
+    assert _tree(used) == before
+
+
 @pytest.mark.tf
 def test_offline_keras_dataset_is_one_clear_line(tmp_path):
     # Route downloads to a closed loopback port so the test is offline even where a network exists.

@@ -268,6 +268,27 @@ def test_cli_json_output_is_clean_and_errors_are_one_line(trained_run, tmp_path)
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_convert_replaces_no_file_it_did_not_write(trained_run, tmp_path):
+    """Issue 31's rule for convert's --out: a folder holding files under convert's names that
+    convert did not write is refused in one line, before loading, with every file kept; a
+    folder convert wrote is written into again (its conversion.json marks it)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "model_fp32.tflite").write_bytes(b"my own model")
+    (project / "conversion.json").write_text('{"my": "notes"}')
+    result = run_cli("convert", trained_run, "--out", project)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "refusing to write into" in result.stderr and "'model_fp32.tflite'" in result.stderr
+    assert (project / "model_fp32.tflite").read_bytes() == b"my own model"
+    assert (project / "conversion.json").read_text() == '{"my": "notes"}'
+
+    for _ in range(2):
+        again = run_cli("convert", trained_run, "--out", tmp_path / "export",
+                        "--calib-samples", "20", "--max-drop", "100")
+        assert again.returncode == 0, again.stderr[-2000:]
+
+
 def test_info_prints_card_io_and_ops(converted):
     out, _ = converted
     result = run_cli("info", out / "model_int8.tflite")

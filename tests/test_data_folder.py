@@ -1,5 +1,7 @@
 """Image folders with every kind of bad file: each one is skipped and named, never dropped silently."""
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -136,3 +138,41 @@ def test_scan_and_load_keeps_the_pixels_load_images_gives(messy_folder):
     np.testing.assert_array_equal(x, load_images(root, [p for p, _ in scan.files], 8, 8, 3))
     over_budget, none = scan_and_load(root, (8, 8, 3), max_bytes=100)
     assert none is None and over_budget.files == scan.files
+
+
+@pytest.mark.parametrize("name, fragment", [
+    (b"line\nbreak", r"'line\\nbreak' holds a control character \(\\n\)"),
+    (b"caf\xe9", r"'caf\\xe9' holds bytes that are not UTF-8 \(\\xe9\).*convmv"),
+    (b"tab\there", r"holds a control character \(\\t\)"),
+    ("para\u2029graph".encode(), r"holds a paragraph separator \(\\u2029\)"),
+    (b"cat ", r"'cat ' starts or ends with white space"),
+])
+def test_a_class_name_that_labels_txt_or_json_cannot_hold_is_refused(tmp_path, name, fragment):
+    """Issue 31: a class named with a newline shifted every later label in labels.txt, and a
+    Latin-1 folder name (undecodable on a UTF-8 file system) left a traceback and half a run.
+    Both are refused when the folder is read, in one line naming the folder and the fix."""
+    root = tmp_path / "data"
+    png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()
+    for folder in (b"dog", name):
+        path = os.path.join(os.fsencode(root), folder)  # bytes: any name the file system takes
+        os.makedirs(path)
+        with open(os.path.join(path, b"a.png"), "wb") as handle:
+            handle.write(png)
+    with pytest.raises(DataError, match=fragment) as error:
+        scan_image_folder(root)
+    assert "\n" not in str(error.value) and "rename it" in str(error.value)
+    str(error.value).encode("utf-8")  # printable as it is
+
+
+def test_a_file_whose_name_is_not_utf8_is_skipped_and_named(tmp_path):
+    root = tmp_path / "data"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        cv2.imwrite(str(root / name / "ok.png"), np.zeros((4, 4), np.uint8))
+    # (OpenCV 5.1's imwrite/imread crash on such a path; edgecv reads files with open())
+    os.rename(os.fsencode(root / "cat" / "ok.png"), os.fsencode(root / "dog") + b"/caf\xe9.png")
+    cv2.imwrite(str(root / "cat" / "ok.png"), np.zeros((4, 4), np.uint8))
+    scan = scan_image_folder(root)
+    assert scan.files == [("cat/ok.png", 0), ("dog/ok.png", 1)]
+    assert [(s.path, s.reason) for s in scan.skipped] == [
+        ("dog/caf\\xe9.png", "its name holds bytes that are not UTF-8 (\\xe9): rename it")]

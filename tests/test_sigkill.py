@@ -586,7 +586,8 @@ def _interrupted_run(run: Path, *files: str) -> None:
 
     run.mkdir(parents=True)
     config = TrainConfig(model="seed_cnn", img_size=8, epochs=2, out=str(run))
-    (run / "config.json").write_text(json.dumps({"train": config.to_dict()}))
+    (run / "config.json").write_text(json.dumps({"edgecv_version": "0.1.0",
+                                                 "train": config.to_dict()}))
     for name in files:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text("x")

@@ -245,3 +245,115 @@ def test_same_seed_gives_the_same_losses_with_deterministic_ops(tmp_path):
         rows = history_rows(tmp_path / name)
         losses.append([(row["loss"], row["val_loss"], row["accuracy"]) for row in rows])
     assert len(losses[0]) == 2 and losses[0] == losses[1]
+
+
+# --- issue 31: hostile class names, a report that fails, streamed epochs ------------------------
+
+def _photo_classes(root: Path, *names: bytes) -> Path:
+    """The CIFAR fixture's airplanes and automobiles copied under ``names`` (bytes: any name the
+    file system takes, such as Latin-1 on a UTF-8 system)."""
+    import shutil
+
+    for name, source in zip(names, ("airplane", "automobile")):
+        target = os.path.join(os.fsencode(root), name)
+        os.makedirs(target)
+        for photo in sorted((PHOTOS / source).iterdir()):
+            shutil.copyfile(photo, os.path.join(target, os.fsencode(photo.name)))
+    return root
+
+
+@pytest.mark.parametrize("name", [b"line\nbreak", b"caf\xe9"], ids=["newline", "latin1"])
+def test_a_class_name_labels_txt_or_json_cannot_hold_is_refused_before_any_run_file(tmp_path,
+                                                                                     name):
+    """A newline in a class name shifted every later label in labels.txt; a Latin-1 folder name
+    gave a traceback and a half-written run. Now: one line, exit 2, no run folder."""
+    data = _photo_classes(tmp_path / "data", b"plain", name)
+    result = run_cli("train", "--data", data, *SMALL, "--epochs", "1", "--out", tmp_path / "run",
+                     cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr[-3000:])
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "the class folder" in result.stderr and "rename it" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_class_names_with_mathtext_characters_train_and_are_drawn_as_written(tmp_path,
+                                                                            monkeypatch):
+    """A class named `$^$` crashed matplotlib's mathtext after training, before the model was
+    saved. Now it trains, both plots are written, and every label is drawn literally."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from edgecv.training import TrainConfig, train
+
+    names = ["$^$", "a_b\\c"]
+    data = _photo_classes(tmp_path / "data", *(name.encode() for name in names))
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), model="seed_cnn", img_size=16, epochs=1,
+                      tensorboard=False, out=str(run)), log=lambda _: None)
+    for name in ("model.keras", "metrics.json", "confusion_matrix.png", "training_curves.png"):
+        assert (run / name).is_file(), name
+    assert (run / "labels.txt").read_text(encoding="utf-8").splitlines() == names
+    labels = [text for fig in figures for text in fig.findobj(Text) if text.get_text() in names]
+    assert {text.get_text() for text in labels} == set(names)  # the confusion matrix's ticks
+    assert all(not text.get_parse_math() and not text.get_usetex() for text in labels)
+
+
+def test_a_plot_that_fails_costs_one_line_not_the_trained_model(tmp_path, monkeypatch):
+    from edgecv.modelfile.keras_file import load_keras_model
+    from edgecv.training import TrainConfig, report, train
+
+    def broken(*_args):
+        raise RuntimeError("no room on the canvas")
+
+    monkeypatch.setattr(report, "plot_confusion_matrix", broken)
+    lines, run = [], tmp_path / "run"
+    result = train(TrainConfig(model="seed_cnn", img_size=8, epochs=1, tensorboard=False,
+                               out=str(run)), log=lines.append)
+    assert "confusion_matrix.png not written: no room on the canvas" in lines
+    assert load_keras_model(run / "model.keras").count_params() == result.metrics["params"]
+    assert (run / "metrics.json").is_file() and (run / "training_curves.png").is_file()
+    assert not (run / "confusion_matrix.png").exists()
+
+
+def test_streamed_training_runs_every_planned_step_without_running_out_of_data(tmp_path,
+                                                                              monkeypatch):
+    """Streamed from disk, the train split used to reach Keras with an unknown length: it ran
+    out of data in every epoch ("Your input ran out of data; interrupting training") and the
+    optimizer's step counter, the cosine schedule's clock, gained one step per epoch that never
+    trained. Now each epoch is its planned steps, the counter with it; the log says it streams."""
+    import warnings
+
+    import keras
+
+    from edgecv.training import TrainConfig, train, trainer
+
+    monkeypatch.setenv("EDGECV_MAX_MEMORY_BYTES", "0")
+    per_epoch = []
+
+    class CountSteps(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            per_epoch.append((self.batches, int(self.model.optimizer.iterations.numpy())))
+
+    make_callbacks = trainer.make_callbacks
+    monkeypatch.setattr(trainer, "make_callbacks",
+                        lambda *args, **kwargs: [CountSteps(), *make_callbacks(*args, **kwargs)])
+    lines = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(TrainConfig(data=str(PHOTOS), model="seed_cnn", img_size=16, epochs=2,
+                                   batch_size=32, tensorboard=False, out=str(tmp_path / "run")),
+                       log=lines.append)
+    steps = -(-result.metrics["train_images"] // 32)
+    assert per_epoch == [(steps, steps), (steps, 2 * steps)]
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    streams = [line for line in lines if line.startswith("data streams from disk")]
+    assert len(streams) == 1 and "EDGECV_MAX_MEMORY_BYTES" in streams[0]

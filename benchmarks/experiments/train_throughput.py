@@ -8,6 +8,11 @@
         --data ../shared/data/cifar10_train.tar.xz --epochs 1 --variants plain_fit plain_fit_onednn edgecv_default \
         --json benchmarks/results/train_throughput_cifar.json
 
+    # streamed from disk vs in memory (the committed train_stream_cifar.json):
+    python -m edgecv.benchmarks.experiments.train_throughput \
+        --data ../shared/data/cifar10_train.tar.xz --epochs 2 --variants edgecv_default edgecv_streamed \
+        --json benchmarks/results/train_stream_cifar.json
+
 Every measurement runs in a fresh process (TensorFlow's op-determinism switch is process-wide, so
 sharing a process would leak one variant's setting into the next), variants interleaved so that
 drift of the machine hits all of them. Each trains the same registry model on the same
@@ -32,6 +37,9 @@ Variants:
 - ``edgecv_float32``: as shipped but ``--precision float32``: with ``edgecv_default`` it
   isolates what mixed bfloat16 (``--precision auto`` on CPUs with AMX-BF16 / AVX512-BF16) is
   worth; on other CPUs the two are the same.
+- ``edgecv_streamed``: as shipped, with the train split streamed from disk
+  (``EDGECV_MAX_MEMORY_BYTES=0``; for a folder or archive only, the built-in and Keras datasets
+  are arrays): with ``edgecv_default`` (in memory) it isolates what streaming costs.
 - ``edgecv_xla``: ``--no-deterministic --xla on`` (Keras' ``jit_compile=True``; Keras turns
   XLA off under op determinism, so edgecv refuses ``--xla on`` with it): with
   ``edgecv_nondeterministic`` (``--xla auto``, which is off on a CPU-only machine) it isolates
@@ -55,7 +63,7 @@ from edgecv.benchmarks.machine import machine_info, machine_warnings
 
 VARIANTS = ("plain_fit", "plain_fit_onednn", "plain_fit_deterministic", "edgecv_like_for_like",
             "edgecv_nondeterministic", "edgecv_default", "edgecv_default_no_onednn",
-            "edgecv_float32", "edgecv_xla")
+            "edgecv_float32", "edgecv_streamed", "edgecv_xla")
 # TF_ENABLE_ONEDNN_OPTS per variant (None: unset, TensorFlow's own choice for the CPU; the other
 # variants get edgecv's default through edgecv.tf_import, "1" on x86-64).
 ONEDNN_ENV = {"plain_fit": None, "plain_fit_deterministic": None, "plain_fit_onednn": "1",
@@ -106,7 +114,10 @@ def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: i
     from edgecv.training import TrainConfig, train
 
     like_for_like = variant == "edgecv_like_for_like"
-    deterministic = variant in ("edgecv_default", "edgecv_default_no_onednn", "edgecv_float32")
+    deterministic = variant in ("edgecv_default", "edgecv_default_no_onednn", "edgecv_float32",
+                                "edgecv_streamed")
+    if variant == "edgecv_streamed":
+        os.environ["EDGECV_MAX_MEMORY_BYTES"] = "0"  # read when the data loads
     with tempfile.TemporaryDirectory() as workdir:
         config = TrainConfig(data=data, model=model_name, epochs=epochs, batch_size=batch_size,
                              seed=seed, augment="none" if like_for_like else "auto",

@@ -3,11 +3,13 @@ write the other reports without it): latency distribution, latency vs accuracy w
 front, thread scaling.
 
 Only rows with ``status == "ok"`` are ever plotted. Each plot returns a Figure, or None when
-there is nothing to plot.
+there is nothing to plot. Every text is drawn as written (:func:`literal_text`): names come
+from files, devices and class folders, and matplotlib would read ``$...$`` in them as math.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 
@@ -16,6 +18,18 @@ import numpy as np
 MATPLOTLIB_NOTE = "plots need matplotlib (pip install matplotlib)"
 _WIDE_RANGE = 10.0  # max/min ratio above which a latency axis becomes logarithmic
 _TARGET_MARKERS = {"cpu": "o", "gpu": "s", "tpu": "^", "edgetpu": "D"}
+
+
+@contextlib.contextmanager
+def literal_text():
+    """Within it (or on a function it decorates), matplotlib draws every text as written: no
+    mathtext (``$^$`` raises in its parser, ``a_$x$`` loses its dollars) and no TeX, whatever
+    the user's matplotlibrc says. Text objects take these settings when they are made, tick
+    labels when the figure is drawn: create and save a figure within it."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.usetex": False, "text.parse_math": False}):
+        yield
 
 
 def pareto_front(points) -> list[int]:
@@ -98,6 +112,7 @@ def _grid(ax, axis: str = "both") -> None:
     ax.grid(axis=axis, which="minor", alpha=0.1)
 
 
+@literal_text()
 def plot_latency_distribution(rows: list[dict]):
     """Horizontal box plot of ``samples_ms``, one box per ok row that has samples (log x-axis
     when the latencies span more than 10x). None if no ok row has samples."""
@@ -125,6 +140,7 @@ def plot_latency_distribution(rows: list[dict]):
     return fig
 
 
+@literal_text()
 def plot_latency_vs_accuracy(rows: list[dict]):
     """p50 latency vs accuracy, one point per ok row with both; marker area ~ file size,
     colour = format, marker = target, a horizontal bar = the p50 interval (``p50_ci_ms``); the
@@ -219,6 +235,7 @@ def _spread_labels(fig, texts) -> None:
         placed.append(box)
 
 
+@literal_text()
 def plot_thread_scaling(rows: list[dict]):
     """p50 latency vs thread count, one line per artifact x target. None unless the ok rows
     with a p50 cover more than one thread count."""
@@ -248,6 +265,7 @@ def plot_thread_scaling(rows: list[dict]):
     return fig
 
 
+@literal_text()
 def figure_png(fig) -> bytes:
     """Render a matplotlib Figure to PNG bytes (100 dpi)."""
     buffer = io.BytesIO()

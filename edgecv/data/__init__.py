@@ -127,6 +127,7 @@ class Dataset:
     test: Split
     source: dict
     skipped: list[dict] = field(default_factory=list)
+    streamed_because: str | None = None  # why the train split streams from disk, when it does
 
     @property
     def num_classes(self) -> int:
@@ -261,8 +262,13 @@ def _load_folder(root, height, width, channels, val_fraction, test_fraction, see
     skipped = [{"path": s.path, "reason": s.reason} for s in scan.skipped]
     source = dict(source or {"kind": "folder", "path": str(Path(root).resolve())})
     source["streamed"] = train.streamed
+    because = None
+    if train.streamed:
+        because = (f"{len(y):,} images of {height}x{width}x{channels} take "
+                   f"{len(y) * height * width * channels / 1e6:,.0f} MB decoded, more than the "
+                   f"memory budget of {memory_budget() / 1e6:,.0f} MB ({MEMORY_ENV})")
     return Dataset(name or Path(root).name or "folder", list(scan.classes), train, val, test,
-                   source, skipped)
+                   source, skipped, because)
 
 
 def _load_archive(path, *args) -> Dataset:

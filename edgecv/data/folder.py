@@ -6,11 +6,19 @@ JPEG (shared/RUNTIME_FACTS.md). So every file under the root is checked and deco
 :func:`scan_and_load` (which keeps the converted pixels, so loading does not decode again) with
 :func:`edgecv.images.check_image_file`; each one that cannot be used is listed in
 ``FolderScan.skipped`` with a reason. Nothing is dropped silently.
+
+Class names are the subfolders' names, and they go into labels.txt (one per line), JSON files,
+model cards, log lines and plots. A name that one of those cannot hold unchanged is refused with
+one DataError naming the folder (:func:`name_problem`): a control character such as a newline
+(it would shift every later label in labels.txt), bytes that are not UTF-8 (Python keeps them as
+surrogate escapes, which no UTF-8 file can store), a Unicode line separator, or white space at
+either end (labels.txt readers strip lines). A file whose name has the same problem is skipped.
 """
 
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +50,51 @@ class FolderScan:
         return counts
 
 
+# Unicode categories a name may not hold, and what each one is to the user.
+_FORBIDDEN_CATEGORIES = {"Cc": "a control character", "Cs": "bytes that are not UTF-8",
+                         "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+def name_problem(name: str) -> str | None:
+    """What keeps ``name`` (a class name) from going unchanged into labels.txt, JSON and log
+    lines, or None: a control character (newline, tab...), bytes that are not UTF-8, a line or
+    paragraph separator, or white space at either end."""
+    problem = _character_problem(name)
+    if problem is None and name != name.strip():
+        return "starts or ends with white space"
+    return problem
+
+
+def _character_problem(name: str) -> str | None:
+    for char in name:
+        category = unicodedata.category(char)
+        if category in _FORBIDDEN_CATEGORIES:
+            return f"holds {_FORBIDDEN_CATEGORIES[category]} ({shown_name(char)})"
+    return None
+
+
+def shown_name(name: str) -> str:
+    """``name`` as one printable line: bytes that are not UTF-8 as ``\\xNN``, control and other
+    unprintable characters as Python escapes (``\\n``, ``\\u2028``)."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in text)
+
+
+def _check_class_names(root: str, classes: list[str]) -> None:
+    for name in classes:
+        problem = name_problem(name)
+        if problem is None:
+            continue
+        undecodable = any(unicodedata.category(char) == "Cs" for char in name)
+        fix = ("rename it in UTF-8 (convmv -f latin1 -t utf8 -r --notest converts a tree)"
+               if undecodable else "rename it")
+        raise DataError(
+            f"data folder '{shown_name(root)}': the class folder '{shown_name(name)}' {problem}; "
+            f"class names go into labels.txt, JSON and plots as they are: {fix}."
+        )
+
+
 def _list_tree(root_path: Path, follow_symlinks: bool):
     """(classes, candidate files [(relative, class index)], skipped) without reading any file."""
     classes = sorted(p.name for p in root_path.iterdir()
@@ -61,6 +114,7 @@ def _list_tree(root_path: Path, follow_symlinks: bool):
             f"data folder '{root}' has no class subfolders; it expects one subfolder per class, "
             f"like {root}/cat/*.jpg and {root}/dog/*.jpg."
         )
+    _check_class_names(root, classes)
     if len(classes) < 2:
         raise DataError(f"data folder '{root}' needs at least 2 classes, found 1: '{classes[0]}'.")
     candidates: list[tuple[str, int]] = []
@@ -70,7 +124,11 @@ def _list_tree(root_path: Path, follow_symlinks: bool):
             for filename in sorted(filenames):
                 path = Path(dirpath) / filename
                 relative = path.relative_to(root_path).as_posix()
-                if filename.startswith("."):
+                problem = _character_problem(relative)
+                if problem is not None:  # its path could not go into split.json or a log line
+                    skipped.append(SkippedFile(shown_name(relative),
+                                               f"its name {problem}: rename it"))
+                elif filename.startswith("."):
                     skipped.append(SkippedFile(relative, "hidden file"))
                 elif path.is_symlink() and not follow_symlinks:
                     skipped.append(SkippedFile(relative, "symbolic link (not followed)"))

@@ -81,10 +81,11 @@ class TrainConfig:
     @classmethod
     def from_run(cls, run_dir: str | Path) -> "TrainConfig":
         """Read the ``train`` section of ``RUN/config.json``."""
-        path = RunDir(run_dir).config
-        if not path.is_file():
-            raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json).")
-        return cls.from_dict(json.loads(path.read_text())["train"])
+        run = RunDir(run_dir)
+        if not run.is_run():
+            raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json "
+                             "written by edgecv train).")
+        return cls.from_dict(json.loads(run.config.read_text(encoding="utf-8"))["train"])
 
 
 def validate(config: TrainConfig) -> None:

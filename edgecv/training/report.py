@@ -1,4 +1,5 @@
-"""Training outputs: test metrics (scikit-learn), training curves and confusion matrix (matplotlib)."""
+"""Training outputs: test metrics (scikit-learn), training curves and confusion matrix (matplotlib,
+every text drawn as written: class names such as ``$^$`` are not math)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecv.benchmarks.report.plots import literal_text
 from edgecv.io import atomic_path
 
 
@@ -43,6 +45,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return columns
 
 
+@literal_text()
 def plot_training_curves(history: dict[str, list[float]], path: Path) -> None:
     """Accuracy and loss, train vs validation, side by side (one PNG)."""
     import matplotlib
@@ -67,6 +70,7 @@ def plot_training_curves(history: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+@literal_text()
 def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path) -> None:
     """The test-split confusion matrix with counts in the cells."""
     import matplotlib

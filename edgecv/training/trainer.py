@@ -3,7 +3,8 @@
 A run directory holds everything later steps need and nothing they must recompute::
 
     model.keras            the inference model (best validation epoch; no augmentation layers)
-    labels.txt             one class name per line, in output order
+    labels.txt             one class name per line, in output order (config.json's "labels"
+                           are what edgecv reads; class names cannot hold a line break)
     config.json            train options, preprocessing contract, data source and split seed
     split.json             the sample ids of train / val / test (indices or relative paths)
     history.csv            per-epoch metrics (Keras CSVLogger)
@@ -29,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from edgecv import __version__
-from edgecv.errors import UsageError
+from edgecv.errors import UsageError, first_line
 from edgecv.io import atomic_path, remove_stale_partials, write_json_atomic, write_text_atomic
 from edgecv.preprocessing import Preprocessing
 from edgecv.rundir import RunDir
@@ -65,6 +66,7 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
     With ``resume`` the run's saved config is used; ``resume_epochs`` may raise its epoch count.
     A run interrupted before its first backup (or after its last, before metrics.json) has
     nothing to continue from: its files are deleted (config.json kept) to start it again.
+    Only a folder edgecv wrote is ever cleared (:func:`_clear_run_dir`), whatever the flags say.
     """
     if resume:
         if not config.out:
@@ -77,11 +79,13 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
                 raise UsageError(f"run '{run_dir}' already finished; nothing to resume.")
             if saved.strategy == "multiworker":  # every worker must start again together
                 raise UsageError(f"run '{run_dir}' has no backup to resume from; start it again.")
-            _clear_run_dir(run_dir, keep_config=True)
+            _clear_run_dir(run_dir, keep_config=True, action="restart")
         epochs = max(saved.epochs, resume_epochs or 0)
         return replace(saved, epochs=epochs, out=str(run_dir)), run_dir
     config = resolve(config)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"output directory '{run_dir}' is a file; choose another --name/--out.")
     remove_stale_partials(run_dir)  # a folder that is empty but for a killed write
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
@@ -89,27 +93,43 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
                 f"output directory '{run_dir}' already exists; pass --overwrite to replace it, "
                 "--resume to continue it, or choose another --name/--out."
             )
-        if not RunDir(run_dir).is_run():
-            raise UsageError(
-                f"refusing to overwrite '{run_dir}': it is not an edgecv run (no config.json)."
-            )
-        _clear_run_dir(run_dir, keep_config=False)
+        _clear_run_dir(run_dir, keep_config=False, action="overwrite")
     return replace(config, out=str(run_dir)), run_dir
 
 
-def _clear_run_dir(run_dir: Path, *, keep_config: bool) -> None:
+def _clear_run_dir(run_dir: Path, *, keep_config: bool, action: str) -> None:
     """Delete a run's files, config.json last (or not at all), so that a process killed
-    midway leaves a folder that --overwrite and --resume still recognise as an edgecv run."""
-    marker = RunDir(run_dir).config
+    midway leaves a folder that --overwrite and --resume still recognise as an edgecv run.
+
+    Refused (UsageError naming ``action``, nothing deleted) unless the folder is edgecv's: its
+    config.json is the one ``edgecv train`` writes and it holds nothing else than what edgecv
+    writes in a run (:meth:`RunDir.foreign_entries`). Runs of earlier versions pass the same
+    test: their config.json always carried ``edgecv_version`` and ``train``. A project folder
+    with a config.json of its own, or a run the user added files to, is left untouched.
+    """
+    run = RunDir(run_dir)
+    if not run.is_run():
+        raise UsageError(
+            f"refusing to {action} '{run_dir}': it is not an edgecv run (no config.json written "
+            "by edgecv train), and edgecv deletes only what it wrote; choose another --name/--out."
+        )
+    foreign = run.foreign_entries()
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise UsageError(
+            f"refusing to {action} '{run_dir}': it holds '{foreign[0]}'{more}, which edgecv did "
+            "not write, and edgecv deletes only what it wrote; move it out or choose another "
+            "--name/--out."
+        )
     for entry in run_dir.iterdir():
-        if entry.name == marker.name:
+        if entry.name == run.config.name:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
     if not keep_config:
-        marker.unlink()
+        run.config.unlink()
 
 
 def _set_fine_tune_trainable(model, layers_to_train: int) -> None:
@@ -152,6 +172,16 @@ def _work_around_keras_multiworker(model, strategy, batch) -> None:
 
     reduce_per_replica.edgecv_multiworker = True
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _draw(plot: Callable, *args, path: Path, log: Callable[[str], None]) -> None:
+    """``plot(*args, path)``: one figure of the run's report. A figure is a view of figures
+    already saved (the model, then metrics.json and history.csv), so one that cannot be drawn
+    costs one line, not the run."""
+    try:
+        plot(*args, path)
+    except Exception as exc:  # noqa: BLE001  (whatever broke the figure, the run is kept)
+        log(f"{path.name} not written: {first_line(exc)}")
 
 
 def _versions() -> dict:
@@ -231,6 +261,9 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     log(f"data: {dataset.name}, {dataset.num_classes} classes, train {len(dataset.train)} / "
         f"val {len(dataset.val)} / test {len(dataset.test)}, input {preprocessing.input_shape}"
         + (f", {len(dataset.skipped)} file(s) skipped" if dataset.skipped else ""))
+    if dataset.streamed_because:
+        log(f"data streams from disk: {dataset.streamed_because}; the train split is decoded "
+            "anew every epoch, val and test stay in memory")
     if len(dataset.val) == 0:
         raise UsageError(f"validation split is empty (--val-split {config.val_split}); raise it.")
 
@@ -310,6 +343,9 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
     model = as_float32(model, build)  # what is tested, saved and converted computes in float32
+    # Saved before any report step (test metrics, plots), so that none can lose the trained model.
+    with atomic_path(run.model) as tmp:
+        model.save(tmp)
 
     test_x = preprocessing.normalize(dataset.test.x) if len(dataset.test) else None
     metrics: dict = {}
@@ -318,14 +354,11 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         metrics = classification_metrics(dataset.test.y, scores, dataset.labels)
         metrics["test_loss"] = float(keras.losses.sparse_categorical_crossentropy(
             dataset.test.y, scores).numpy().mean())
-        plot_confusion_matrix(metrics["confusion_matrix"], dataset.labels,
-                              run.confusion_matrix)
+        _draw(plot_confusion_matrix, metrics["confusion_matrix"], dataset.labels,
+              path=run.confusion_matrix, log=log)
     history_columns = read_history(run.history)
     if history_columns:
-        plot_training_curves(history_columns, run.training_curves)
-
-    with atomic_path(run.model) as tmp:
-        model.save(tmp)
+        _draw(plot_training_curves, history_columns, path=run.training_curves, log=log)
 
     n_train = len(dataset.train)
     metrics = {
