@@ -598,15 +598,28 @@ def test_a_device_without_edgecv_or_with_another_version_is_one_row(device_run, 
 @pytest.mark.tf
 @pytest.mark.slow
 def test_a_slow_device_does_not_hold_back_a_fast_one(device_run, tmp_path):
-    slow = _wrapper(tmp_path, "slow-python", "sleep 4")
-    done = _bench(device_run, f"local:{slow}?dir={tmp_path / 'c1'}",
-                  f"local:{sys.executable}?dir={tmp_path / 'c2'}")
-    assert done.returncode == 0, done.stderr
-    lines = done.stderr.splitlines()
-    fast_done = lines.index(f"local:{sys.executable}: done in " +
-                            next(l for l in lines if l.startswith(f"local:{sys.executable}: done"))
-                            .split(" done in ")[1])
-    # the fast device had its answer before the slow one even finished its probe
+    # The slow device's Python waits until the fast device's answer has been printed (at most
+    # 120 s), so the order below holds on a machine of any speed when devices run side by side,
+    # and breaks when one device waits for the other.
+    released = tmp_path / "fast-device-done"
+    slow = _wrapper(tmp_path, "slow-python",
+                    f'i=0; while [ ! -e "{released}" ] && [ $i -lt 2400 ]; do sleep 0.05; '
+                    'i=$((i+1)); done')
+    fast = f"local:{sys.executable}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgecv", "bench", str(device_run),
+         "--on", f"local:{slow}?dir={tmp_path / 'c1'}", "--on", f"{fast}?dir={tmp_path / 'c2'}",
+         "--targets", "cpu", "--runs", "5", "--min-time", "0", "--rounds", "2", "--warmup", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = []
+    for line in process.stderr:
+        lines.append(line.rstrip("\n"))
+        if line.startswith(f"{fast}: done"):
+            released.touch()
+    process.communicate(timeout=600)
+    assert process.returncode == 0, "\n".join(lines)
+    fast_done = next(i for i, l in enumerate(lines) if l.startswith(f"{fast}: done"))
     slow_copy = next(i for i, l in enumerate(lines) if l.startswith(f"local:{slow}: copying"))
     assert fast_done < slow_copy
 
