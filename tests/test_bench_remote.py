@@ -223,21 +223,39 @@ def test_probe_reports_the_device_and_removes_jobs_whose_process_is_gone(tmp_pat
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    _owner(tmp_path / "jobs" / "alive", os.getpid(), boot)
-    _owner(tmp_path / "jobs" / "killed", dead.pid, boot)
-    _owner(tmp_path / "jobs" / "rebooted", os.getpid(), "another-boot")
+    alive, killed, rebooted, unowned = "a1" * 8, "b2" * 8, "c3" * 8, "d4" * 8
+    _owner(tmp_path / "jobs" / alive, os.getpid(), boot)
+    _owner(tmp_path / "jobs" / killed, dead.pid, boot)
+    _owner(tmp_path / "jobs" / rebooted, os.getpid(), "another-boot")
+    (tmp_path / "jobs" / unowned / "run").mkdir(parents=True)  # killed before owner.json
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / ("a" * 64)).write_bytes(b"x")
-    (tmp_path / "files" / ("b" * 64 + ".part.killed")).write_bytes(b"half")
+    (tmp_path / "files" / ("b" * 64 + ".part." + killed)).write_bytes(b"half")
     # sent as a script on stdin, as over ssh
     done = subprocess.run([sys.executable, "-", str(tmp_path)], input=PROBE.read_bytes(),
                           capture_output=True, timeout=120)
     facts = json.loads(done.stdout.decode().splitlines()[-1])
     assert facts["edgecv"] == __version__ and facts["boot_id"] == boot
-    assert sorted(facts["stale_removed"]) == ["killed", "rebooted"]
-    assert os.listdir(tmp_path / "jobs") == ["alive"]
+    assert sorted(facts["stale_removed"]) == sorted([killed, rebooted, unowned])
+    assert os.listdir(tmp_path / "jobs") == [alive]
     assert facts["cached"] == ["a" * 64] and facts["free_bytes"] > 0
     assert facts["targets"]["cpu"] is None and facts["machine"]["cpu"]
+
+
+def test_probe_keeps_what_edgecv_did_not_make_in_a_jobs_folder(tmp_path):
+    """?dir= may name a folder that has a jobs/ of its own: only edgecv's job folders go."""
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    (tmp_path / "jobs" / "2024-thesis").mkdir(parents=True)
+    (tmp_path / "jobs" / "2024-thesis" / "notes.txt").write_text("mine")
+    (tmp_path / "jobs" / ("e5" * 8)).mkdir()
+    (tmp_path / "jobs" / ("e5" * 8) / "results.csv").write_text("mine too")  # id-shaped, no owner
+    _owner(tmp_path / "jobs" / "not-a-job-id", 999999999, "another-boot")
+    done = subprocess.run([sys.executable, "-", str(tmp_path)], input=PROBE.read_bytes(),
+                          capture_output=True, timeout=120)
+    facts = json.loads(done.stdout.decode().splitlines()[-1])
+    assert facts["stale_removed"] == []
+    assert sorted(os.listdir(tmp_path / "jobs")) == sorted(["2024-thesis", "e5" * 8, "not-a-job-id"])
+    assert (tmp_path / "jobs" / "2024-thesis" / "notes.txt").read_text() == "mine"
 
 
 def test_probe_runs_without_edgecv(tmp_path):

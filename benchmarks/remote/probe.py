@@ -16,6 +16,7 @@ files in them 0600, whatever the umask (:func:`private_dir`; the agent writes th
 
 import json
 import os
+import re
 import platform
 import shutil
 import stat
@@ -49,14 +50,28 @@ def process_alive(pid):
     return True
 
 
+# What edgecv names a job (fleet: uuid4().hex[:16]) and puts in its folder (agent.Job). A folder
+# of ROOT/jobs that is not named so, or that holds anything else without an owner.json, was not
+# made by edgecv (a ?dir= may name a folder that has a jobs/ of its own) and is never removed.
+JOB_NAME = re.compile(r"[0-9a-f]{16}")
+JOB_ENTRIES = {"owner.json", "run"}
+
+
 def job_is_stale(job, boot_id):
-    """A job folder whose owner process is gone: another boot, or a pid that no longer runs."""
+    """A job folder edgecv made whose owner process is gone: another boot, or a pid that no
+    longer runs. A job killed before it wrote owner.json counts when it holds only edgecv's
+    entries."""
+    if not JOB_NAME.fullmatch(os.path.basename(job)):
+        return False
     try:
         with open(os.path.join(job, "owner.json")) as handle:
             owner = json.load(handle)
     except (OSError, ValueError):
-        return True
-    if owner.get("boot_id") != boot_id:
+        try:
+            return set(os.listdir(job)) <= JOB_ENTRIES
+        except OSError:
+            return False
+    if not isinstance(owner, dict) or owner.get("boot_id") != boot_id:
         return True
     pid = owner.get("pid")
     return not isinstance(pid, int) or not process_alive(pid)
@@ -68,7 +83,7 @@ def remove_stale_jobs(root, boot_id):
     files = os.path.join(root, "files")
     for name in sorted(os.listdir(jobs)) if os.path.isdir(jobs) else []:
         job = os.path.join(jobs, name)
-        if job_is_stale(job, boot_id):
+        if os.path.isdir(job) and not os.path.islink(job) and job_is_stale(job, boot_id):
             shutil.rmtree(job, ignore_errors=True)
             for leftover in os.listdir(files) if os.path.isdir(files) else []:
                 if leftover.endswith(".part." + name):
