@@ -116,11 +116,14 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
     """Input/output shapes, parameter count, layers and Lambda layers of a Keras model file or
     a SavedModel. A model with a Lambda layer is described from its stored config and weights
     without being built (its code never runs); one that cannot be loaded (e.g. custom classes
-    without --custom-objects) likewise, with the reason."""
+    without --custom-objects) likewise, with the reason. A SavedModel whose graph has ops outside
+    the classifier allow-list (files, processes, network, Python) is not loaded: those ops are
+    listed with the function they sit in."""
     from edgecv.io import size_on_disk
     from edgecv.modelfile import keras_file
     from edgecv.modelfile.kinds import SAVED_MODEL_FILE, model_format
     from edgecv.modelfile.saved_model import load_saved_model
+    from edgecv.modelfile.saved_model_ops import read_saved_model, refused_ops
 
     path = Path(path)
     if path.name == SAVED_MODEL_FILE:
@@ -130,6 +133,12 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
     lines = [f"file        {path}", f"format      {FORMAT_NAMES[kind]}",
              f"size        {size:,} bytes ({size / 1024:.1f} KiB)"]
     if kind == "savedmodel":
+        refused = refused_ops(read_saved_model(path))
+        if refused:  # described from its protobuf: loading it would run its graph
+            lines.append(f"loaded      no: {len(refused)} op(s) outside the ops an image "
+                         "classifier needs (edgecv convert, bench and predict refuse it)")
+            lines += [f"refused op  {op}" for op in refused]
+            return "\n".join(lines)
         model = load_saved_model(path)
         ops = model.op_counts()
         top = sorted(ops.items(), key=lambda item: -item[1])[:8]

@@ -5,5 +5,7 @@
 - :mod:`~edgecv.modelfile.keras_file`: loading ``.keras``, ``.h5`` (Keras 2 too) and ``.json`` +
   weights safely, custom objects.
 - :mod:`~edgecv.modelfile.saved_model`: a SavedModel directory by its serving signature.
+- :mod:`~edgecv.modelfile.saved_model_ops`: the ops a SavedModel's graph may hold, checked in
+  ``saved_model.pb`` before TensorFlow loads (and runs) any of it.
 - :mod:`~edgecv.modelfile.reference`: the one interface the converters use on a loaded model.
 """

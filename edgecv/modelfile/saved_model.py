@@ -1,8 +1,11 @@
 """A SavedModel directory opened by its serving signature, behind the converters' interface.
 
-A SavedModel holds traced graphs, not Python code, so loading it runs nothing of the user's; it
-is not a Keras model either, so it is wrapped in :class:`SavedModelReference`. TensorFlow is
-imported when one is opened.
+A SavedModel holds traced graphs, not Python code, but loading it runs parts of its graph
+(resource initializers; a TF1 SavedModel's restore and init ops) and every signature call runs the
+rest: :func:`~edgecv.modelfile.saved_model_ops.check_saved_model_ops` reads ``saved_model.pb``
+first and refuses ops outside a classifier's allow-list (file, process or network access, Python)
+before TensorFlow loads anything. It is not a Keras model either, so it is wrapped in
+:class:`SavedModelReference`. TensorFlow is imported when one is opened.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from edgecv.errors import ModelFileError, first_line
 from edgecv.modelfile.kinds import SAVED_MODEL_FILE, check_model_file
 from edgecv.modelfile.reference import ModelReference
+from edgecv.modelfile.saved_model_ops import check_saved_model_ops
 
 
 class SavedModelReference(ModelReference):
@@ -36,6 +40,7 @@ class SavedModelReference(ModelReference):
         tf = import_tensorflow()
         self.path = check_model_file(path)
         self.name = self.path.resolve().name
+        check_saved_model_ops(self.path)  # before tf.saved_model.load, which runs graph code
         try:
             with captured_output(replay_on_error=False):
                 self.trackable = tf.saved_model.load(str(self.path))
