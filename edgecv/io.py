@@ -188,7 +188,10 @@ _capture: dict = {"depth": 0, "saved": {}, "file": None}
 def captured_output(replay_on_error: bool = True):
     """Redirect file descriptors 1 and 2 to a temporary file; replay what was written meanwhile
     on stderr on error (unless ``replay_on_error`` is False: the caller turns the error into its
-    own message). Thread-safe: concurrent captures share one redirection, undone by the last."""
+    own message). Thread-safe: concurrent captures share one redirection, undone by the last.
+    Yields a function that returns the text written to the capture since the block began (a
+    native library's report, e.g. TFLite Micro's allocations; other threads' output may be in
+    it too)."""
     with _capture_lock:
         if _capture["depth"] == 0:
             sys.stdout.flush()
@@ -202,7 +205,7 @@ def captured_output(replay_on_error: bool = True):
         start = os.lseek(captured.fileno(), 0, os.SEEK_END)
     replay = None
     try:
-        yield
+        yield lambda: os.pread(captured.fileno(), 1 << 24, start).decode(errors="replace")
     except BaseException:
         if replay_on_error:
             replay = os.pread(captured.fileno(), 1 << 24, start).decode(errors="replace")[-20000:]
