@@ -247,16 +247,21 @@ def test_frame_record_shape():
     assert json.loads(json.dumps(record)) == record
 
 
-def test_timing_helpers():
-    from edgecv.timing import FpsMeter, Stopwatch
+def test_timing_helpers(monkeypatch):
+    """On a clock the test moves (a real sleep(0.01) takes 10-60 ms on a busy machine)."""
+    from edgecv import timing
 
-    meter, watch = FpsMeter(), Stopwatch()
+    now_ns = [10**12]
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: now_ns[0])
+    meter, watch = timing.FpsMeter(), timing.Stopwatch()
     assert meter.tick() == 0.0
     for _ in range(5):
-        time.sleep(0.01)
+        now_ns[0] += 10_000_000
         meter.tick()
-    assert 20 < meter.fps < 110
-    assert watch.elapsed() >= 0.05
+    assert meter.fps == pytest.approx(100.0)
+    now_ns[0] += 30_000_000  # one slow frame moves the smoothed interval by a tenth of the gap
+    assert meter.tick() == pytest.approx(1e9 / (0.9 * 10e6 + 0.1 * 30e6))
+    assert watch.elapsed() == pytest.approx(0.08)
 
 
 def test_recorder_normalises_frames_and_verifies_the_count(tmp_path):
