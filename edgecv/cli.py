@@ -569,7 +569,7 @@ def bench_command(
     recommendation per device."""
     from pathlib import Path
 
-    from edgecv.benchmarks.report import write_reports
+    from edgecv.benchmarks.report import report_title, write_reports
     from edgecv.benchmarks.suite import (BenchSettings, discover, find_testset, parse_counts,
                                          parse_threads)
     from edgecv.runtime.targets import parse_targets
@@ -588,7 +588,8 @@ def bench_command(
     else:
         report = _run_bench(artifacts, settings, testset)
     write_reports(report, json_path, md_path, html_path,
-                  log=lambda message: typer.echo(message, err=True))
+                  log=lambda message: typer.echo(message, err=True),
+                  title=report_title("bench", models))
     if interrupted:
         _fail("interrupted: the report keeps the devices that finished", 130)
     failed = [row for row in report["rows"] if row["status"] == "failed"]

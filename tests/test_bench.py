@@ -370,7 +370,7 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
     html = (run / "report.html").read_text()
     for heading in ("Training", "Conversion and verification"):
         assert heading in html
-    assert "worst_class" in html and " pp (n=" in html  # the class that lost most, per artifact
+    assert "worst<br>class" in html and " pp (n=" in html  # the class that lost most, per artifact
     # what each artifact's disagreements are, in words (a 2-epoch model's int8 has some)
     flipped = [r for r in conversion["artifacts"] if (r.get("disagreements") or {}).get("count")]
     assert flipped and all(disagreements_text(r) in html for r in flipped)
