@@ -46,22 +46,30 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """A Chromium window of 1280x800 with an empty profile (a Playwright page factory)."""
+@pytest.fixture(scope="session")  # session-scoped like tiny_run: checked before it trains
+def chromium() -> Path:
+    """Debian's Chromium, and Playwright to drive it."""
     try:
-        from playwright.sync_api import Error, sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         _unavailable("playwright is not installed (pip install -e '.[test]')")
     if not CHROMIUM.is_file():
         _unavailable(f"{CHROMIUM} is missing (Debian's chromium package; .ci/run installs it)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """A Chromium window of 1280x800 with an empty profile (a Playwright page factory)."""
+    from playwright.sync_api import Error, sync_playwright
+
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         try:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+                profile, executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True,
                 viewport=WINDOW)
         except Error as exc:
-            _unavailable(f"{CHROMIUM} did not start: {str(exc).splitlines()[0]}")
+            _unavailable(f"{chromium} did not start: {str(exc).splitlines()[0]}")
         yield context
         context.close()
 
