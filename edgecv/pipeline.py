@@ -17,22 +17,17 @@ from edgecv.rundir import RunDir
 # The formats a deployment is chosen among; the others are an `edgecv convert --all` away.
 PIPELINE_FORMATS = ["fp32", "fp16", "int8", "onnx", "onnx_int8"]
 
-
-def _scaled(value, factor: float, digits: int):
-    return None if value is None else round(value * factor, digits)
-
-
 # The report's conversion columns: (header, conversion.json key, value -> shown number), in the
 # units a reader compares (MB, %, pp) and to the digits that differ between artifacts.
 CONVERSION_COLUMNS = (
     ("format", "format", str), ("file", "file", str),
-    ("size MB", "size_bytes", lambda b: _scaled(b, 1e-6, 3)),
-    ("size vs fp32", "size_ratio_vs_fp32", lambda r: _scaled(r, 1, 3)),
-    ("accuracy %", "accuracy", lambda a: _scaled(a, 100, 2)),
-    ("drop pp", "accuracy_drop_pp", lambda d: _scaled(d, 1, 2)),
-    ("agreement %", "agreement", lambda a: _scaled(a, 100, 2)),
-    ("max abs diff", "max_abs_diff", lambda d: None if d is None else float(f"{d:.3g}")),
-    ("convert s", "convert_s", lambda s: _scaled(s, 1, 1)),
+    ("size MB", "size_bytes", lambda size: round(size / 1e6, 3)),
+    ("size vs fp32", "size_ratio_vs_fp32", lambda ratio: round(ratio, 3)),
+    ("accuracy %", "accuracy", lambda accuracy: round(100 * accuracy, 2)),
+    ("drop pp", "accuracy_drop_pp", lambda drop: round(drop, 2)),
+    ("agreement %", "agreement", lambda agreement: round(100 * agreement, 2)),
+    ("max abs diff", "max_abs_diff", lambda diff: float(f"{diff:.3g}")),
+    ("convert s", "convert_s", lambda seconds: round(seconds, 1)),
 )
 
 
