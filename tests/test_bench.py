@@ -172,10 +172,11 @@ def test_cli_writes_every_report_format(tiny_run, tmp_path):
     assert "model_int8.tflite" in result.stdout and "[1] the Edge TPU runtime" in result.stdout
     assert result.stdout.startswith("deploy ") and "\n  why: the fastest within" in result.stdout
     assert "int8 on this CPU" in result.stdout
-    assert out["md"].read_text().startswith("# edgecv benchmark\n\n**deploy ")
+    assert out["md"].read_text().startswith(f"# edgecv bench: {tiny_run}\n\n**deploy ")
     assert "| model_int8.tflite | tflite_int8 | cpu | 1 | 1 | ok |" in out["md"].read_text()
     html = out["html"].read_text()
     assert html.count("data:image/png;base64,") >= 2 and "unavailable" in html
+    assert f"<title>edgecv bench: {tiny_run}</title>" in html
 
 
 def test_a_corrupt_file_is_a_failed_row_and_the_rest_go_on(tiny_run, tmp_path):
