@@ -27,6 +27,8 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
 
     run_dir = Path(run_dir)
     files = RunDir(run_dir)
+    if not run_dir.exists():
+        raise UsageError(f"run directory '{run_dir}' does not exist.")
     if not files.is_run():
         raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json written "
                          "by edgecv train); train one with `edgecv train` first.")
@@ -77,6 +79,10 @@ def load_source(source: str | Path, calib_samples: int = 300, options=None,
 
 
 def _load_run_source(source, calib_samples: int, options) -> RunData:
+    if not Path(source).exists():
+        raise UsageError(f"'{source}' does not exist; give a run directory written by `edgecv "
+                         "train` or a model (.keras, .h5, a SavedModel directory, a .json config "
+                         "with --weights).")
     if not RunDir(source).is_run():
         raise UsageError(f"'{source}' is not an edgecv run directory (no config.json written by "
                          "edgecv train) nor a model (.keras, .h5, a SavedModel directory, a .json "

@@ -14,7 +14,32 @@ from edgecv import __version__
 from edgecv.errors import EdgecvError, UsageError
 from edgecv.io import echo
 
+def _flags_shown_as_flags(params: list) -> list:
+    """``params`` with an empty metavar on every flag: Typer 0.29's help gives each option a type
+    column, and ``<bool>`` beside ``--fp16`` or ``--help`` reads as if the flag took a value.
+    Options that take one keep their type."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(typer.core.TyperCommand):
+    """An edgecv command: its flags show no type in --help (:func:`_flags_shown_as_flags`)."""
+
+    def get_params(self, ctx):
+        return _flags_shown_as_flags(super().get_params(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    """The ``edgecv`` group: ``--version`` and ``--help`` show no type either."""
+
+    def get_params(self, ctx):
+        return _flags_shown_as_flags(super().get_params(ctx))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="edgecv",
     help="Train compact image classifiers, quantize them for edge devices, and prove they still "
          "work: accuracy and latency of every artifact.",
@@ -59,7 +84,7 @@ def _root(
     """edgecv: data -> compact CNN -> quantized artifacts -> verified accuracy and latency."""
 
 
-@app.command("models")
+@app.command("models", cls=_Command)
 @user_errors
 def models_command() -> None:
     """List the model registry: name, default input size, description."""
@@ -117,7 +142,7 @@ def _run_out(name: str | None, out: str | None) -> str | None:
     return out or (f"runs/{name}" if name else None)
 
 
-@app.command("train")
+@app.command("train", cls=_Command)
 @user_errors
 def train_command(
     data: str = DATA_OPTION,
@@ -189,7 +214,7 @@ def train_command(
 
 
 
-@app.command("convert")
+@app.command("convert", cls=_Command)
 @user_errors
 def convert_command(
     run: str = typer.Argument(..., metavar="RUN_OR_MODEL",
@@ -320,7 +345,7 @@ def _status_line():
         yield lambda text: status.update(text)
 
 
-@app.command("inspect")
+@app.command("inspect", cls=_Command)
 @user_errors
 def inspect_command(
     source: str = typer.Argument(..., help="A run directory, a model file (.keras, .h5, a "
@@ -401,7 +426,7 @@ def inspect_command(
         typer.echo(f"{view} view skipped: {reason}", err=True)
 
 
-@app.command("info")
+@app.command("info", cls=_Command)
 @user_errors
 def info_command(
     model: str = typer.Argument(..., help="A .tflite or .onnx artifact, or a Keras model: .keras, "
@@ -443,7 +468,7 @@ def _deployment(model: str, target: str, threads: int | None):
     return deployment
 
 
-@app.command("predict")
+@app.command("predict", cls=_Command)
 @user_errors
 def predict_command(
     model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert, "
@@ -493,7 +518,7 @@ def predict_command(
         raise typer.Exit(1)
 
 
-@app.command("bench")
+@app.command("bench", cls=_Command)
 @user_errors
 def bench_command(
     models: list[str] = typer.Argument(..., help="Run directories, export directories, model "
@@ -545,7 +570,7 @@ def bench_command(
     recommendation per device."""
     from pathlib import Path
 
-    from edgecv.benchmarks.report import write_reports
+    from edgecv.benchmarks.report import report_title, write_reports
     from edgecv.benchmarks.suite import (BenchSettings, discover, find_testset, parse_counts,
                                          parse_threads)
     from edgecv.runtime.targets import parse_targets
@@ -564,7 +589,8 @@ def bench_command(
     else:
         report = _run_bench(artifacts, settings, testset)
     write_reports(report, json_path, md_path, html_path,
-                  log=lambda message: typer.echo(message, err=True))
+                  log=lambda message: typer.echo(message, err=True),
+                  title=report_title("bench", models))
     if interrupted:
         _fail("interrupted: the report keeps the devices that finished", 130)
     failed = [row for row in report["rows"] if row["status"] == "failed"]
@@ -575,7 +601,7 @@ def bench_command(
         raise typer.Exit(1)
 
 
-@app.command("pipeline")
+@app.command("pipeline", cls=_Command)
 @user_errors
 def pipeline_command(
     data: str = DATA_OPTION,
@@ -704,7 +730,7 @@ def _bench_on_devices(specs, ssh_config, artifacts, settings, testset, *, thread
     return report, interrupted
 
 
-@app.command("camera")
+@app.command("camera", cls=_Command)
 @user_errors
 def camera_command(
     model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert, "
@@ -749,11 +775,6 @@ def camera_command(
     settings = CameraSettings(source=parse_source(source), headless=headless, record=record,
                               json_path=json_path, max_frames=max_frames, reconnect_s=reconnect,
                               open_timeout_s=open_timeout)
-    if not settings.headless:
-        problem = display_problem()
-        if problem:
-            _warn([f"{problem}; running headless."])
-            settings.headless = True
     try:
         deployment = _deployment(model, target, threads)
         with open_backend(deployment.model, target=target, threads=deployment.threads,
@@ -761,6 +782,11 @@ def camera_command(
             _warn(backend.warnings)
             classifier = Classifier(backend, labels=label_names, fit=fit, k=top_k,
                                     threshold=threshold)
+            # after the model is known good: a missing model is one line, not a warning first
+            problem = None if settings.headless else display_problem()
+            if problem:
+                _warn([f"{problem}; running headless."])
+                settings.headless = True
             summary = run_camera(classifier, settings,
                                  log=lambda line: typer.echo(line, err=True))
     except EdgecvError as exc:

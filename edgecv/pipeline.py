@@ -16,8 +16,19 @@ from edgecv.rundir import RunDir
 
 # The formats a deployment is chosen among; the others are an `edgecv convert --all` away.
 PIPELINE_FORMATS = ["fp32", "fp16", "int8", "onnx", "onnx_int8"]
-CONVERSION_COLUMNS = ("format", "file", "size_bytes", "size_ratio_vs_fp32", "accuracy",
-                      "accuracy_drop_pp", "agreement", "max_abs_diff", "convert_s")
+
+# The report's conversion columns: (header, conversion.json key, value -> shown number), in the
+# units a reader compares (MB, %, pp) and to the digits that differ between artifacts.
+CONVERSION_COLUMNS = (
+    ("format", "format", str), ("file", "file", str),
+    ("size MB", "size_bytes", lambda size: round(size / 1e6, 3)),
+    ("size vs fp32", "size_ratio_vs_fp32", lambda ratio: round(ratio, 3)),
+    ("accuracy %", "accuracy", lambda accuracy: round(100 * accuracy, 2)),
+    ("drop pp", "accuracy_drop_pp", lambda drop: round(drop, 2)),
+    ("agreement %", "agreement", lambda agreement: round(100 * agreement, 2)),
+    ("max abs diff", "max_abs_diff", lambda diff: float(f"{diff:.3g}")),
+    ("convert s", "convert_s", lambda seconds: round(seconds, 1)),
+)
 
 
 def _worst_class_text(worst: dict | None) -> str | None:
@@ -33,8 +44,9 @@ def conversion_section(report: dict):
     from edgecv.converters.rounding import rounding_text
     from edgecv.converters.verify import disagreements_text
 
-    rows = [{**{key: row.get(key) for key in CONVERSION_COLUMNS},
-             "worst_class": _worst_class_text(row.get("worst_class")),
+    rows = [{**{header: None if row.get(key) is None else shown(row[key])
+                for header, key, shown in CONVERSION_COLUMNS},
+             "worst class": _worst_class_text(row.get("worst_class")),
              "disagreements": disagreements_text(row) or None}
             for row in report["artifacts"]]
     text = (f"Keras test accuracy {100 * report['keras_accuracy']:.2f}% on "
@@ -76,7 +88,6 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
     file over budget with a mixed one; ``qat_epochs`` (None:
     no QAT) adds the quantization-aware int8 file. ``progress`` is called with each bench row as
     it is measured."""
-    from edgecv.benchmarks import report as writer
     from edgecv.benchmarks.suite import discover, find_testset, run_benchmark
     from edgecv.converters.convert import convert_run
     from edgecv.converters.formats import with_qat
@@ -103,9 +114,21 @@ def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
     artifacts = discover([run_dir])
     log(f"benchmarking {len(artifacts)} model(s) on {', '.join(bench_settings.targets)}")
     report = run_benchmark(artifacts, bench_settings, find_testset(artifacts), progress=progress)
-    writer.write_json(report, run.bench_json)
-    writer.write_markdown(report, run.bench_markdown)
-    writer.write_html(report, run.report_html,
-                      [training_section(run_dir), conversion_section(conversion)])
+    write_run_report(run_dir, report, conversion)
     log(f"wrote {run.report_html}")
     return run_dir, report, drop_error
+
+
+def write_run_report(run_dir: Path, report: dict, conversion: dict) -> Path:
+    """Write the pipeline's reports into ``run_dir``: ``bench.json``, ``bench.md`` and
+    ``report.html`` (training, conversion and verification, the bench), titled
+    "edgecv pipeline: RUN". Returns the HTML report's path."""
+    from edgecv.benchmarks import report as writer
+
+    run = RunDir(run_dir)
+    title = writer.report_title("pipeline", [run_dir])
+    writer.write_json(report, run.bench_json)
+    writer.write_markdown(report, run.bench_markdown, title)
+    writer.write_html(report, run.report_html,
+                      [training_section(run_dir), conversion_section(conversion)], title)
+    return run.report_html

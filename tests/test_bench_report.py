@@ -104,6 +104,20 @@ def markdown_rows(text):
 # Markdown
 
 
+def test_reports_are_titled_with_the_command_and_what_it_measured(tmp_path):
+    """Issue 31: a pipeline's report was titled "edgecv benchmark"."""
+    from edgecv.benchmarks.report import report_title, write_reports
+
+    title = report_title("bench", ["runs/digits", "model_int8.onnx"])
+    assert title == "edgecv bench: runs/digits, model_int8.onnx"
+    assert report_title("bench", list("abcde")) == "edgecv bench: a, b, c and 2 more"
+    write_reports(make_report(), md_path=tmp_path / "b.md", html_path=tmp_path / "b.html",
+                  title=title)
+    page = (tmp_path / "b.html").read_text()
+    assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
+    assert (tmp_path / "b.md").read_text().startswith(f"# {title}\n")
+
+
 def test_markdown_has_heading_machine_warnings_and_one_table():
     report = make_report()
     text = markdown_table(report)
@@ -306,9 +320,16 @@ def test_html_is_self_contained_with_table_plots_and_escaped_reason(tmp_path):
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; runtime crashed" in text
     assert "Intel Xeon Test CPU" in text and "governor is &#x27;powersave&#x27;" in text
     results = text.split("<h2>Results</h2>", 1)[1].split("</table>", 1)[0]
-    assert re.findall(r"<th>(.*?)</th>", results) == [html.escape(c) for c in TABLE_COLUMNS]
+    headers = re.findall(r"<th>(.*?)</th>", results)  # one word a line
+    assert [h.replace("<br>", " ") for h in headers] == [html.escape(c) for c in TABLE_COLUMNS]
     first = re.findall(r"<td[^>]*>(.*?)</td>", results.split("<tbody>", 1)[1].split("</tr>")[0])
     assert first == [html.escape(c) for c in table_cells(report["rows"][0])]
+    # a row that did not run: its status and a note number; the reasons are notes under it
+    body = text.split("<h2>Results</h2>", 1)[1].split("<h2>", 1)[0]
+    notes = re.findall(r"<li>(.*?)</li>", body.split('<ol class="notes">', 1)[1])
+    assert notes == ["no CUDA provider", "only model_edgetpu.tflite runs on the Edge TPU",
+                     html.escape(SCRIPT_REASON)]
+    assert ">unavailable [1]</td>" in body and ">failed [3]</td>" in body
     assert MATPLOTLIB_NOTE not in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.html"]
 

@@ -223,7 +223,8 @@ def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(wor
         assert report["keras_accuracy"] is None and report["max_drop_applies_to"] == "agreement"
         for row in report["artifacts"]:
             assert row["accuracy"] is None and row["accuracy_drop_pp"] is None
-            assert row["agreement_drop_pp"] == pytest.approx(100 * (1 - row["agreement"]))
+            # kept to 3 decimals: with a test split of N images 100/N pp is rarely exact
+            assert row["agreement_drop_pp"] == round(100 * (1 - row["agreement"]), 3)
     assert not (tmp_path / "unlabelled" / "testset.npz").exists()  # no labels, no test set
     # the uint8 images normalised by the contract == the float arrays given as model input
     first, second = ([r["max_abs_diff"] for r in reports[n]["artifacts"]] for n in reports)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -41,6 +42,8 @@ def test_every_command_has_help_with_every_option(command):
     result = run_cli(*command, "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     assert f"Usage: edgecv {' '.join(command)}".rstrip() in result.stdout
+    # a flag (--fp16, --help) takes no value: Typer's "<bool>" beside it read as if it did
+    assert "<bool>" not in result.stdout, result.stdout
     if not command:
         for name in registered_commands():
             assert name in result.stdout
@@ -208,3 +211,28 @@ def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
                      env={"TF_CONFIG": ""}, cwd=tmp_path)
     assert result.returncode == 1
     assert "needs the TF_CONFIG environment variable" in result.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["convert", "{missing}", "--int8"], "'{missing}' does not exist; give a run directory"),
+    (["inspect", "--quant", "{missing}"], "'{missing}' does not exist; give a run directory"),
+    (["bench", "{missing}"], "'{missing}' does not exist; give run directories"),
+    (["predict", "{missing}", "{tmp}/digit.png"], "model file '{missing}' does not exist."),
+    (["info", "{missing}"], "model file '{missing}' does not exist."),
+    (["camera", "{missing}", "--source", "0"], "model file '{missing}' does not exist."),
+    (["pipeline", "--data", "{missing}", "--out", "{tmp}/run"],
+     "data folder '{missing}' does not exist"),
+])
+def test_a_path_that_does_not_exist_is_named_so(tmp_path, args, fragment):
+    """Every command taking a path says the path does not exist, in one line, exit 2 (issue 31:
+    convert said "is not an edgecv run directory"; camera without a display warned first)."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "digit.png"), np.zeros((8, 8), np.uint8))
+    missing = str(tmp_path / "nonexistent")
+    env = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}  # camera: the no-display warning must not lead
+    result = run_cli(*[a.format(missing=missing, tmp=tmp_path) for a in args], cwd=tmp_path,
+                     env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and fragment.format(missing=missing) in line, line

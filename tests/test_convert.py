@@ -248,7 +248,11 @@ def test_cli_json_output_is_clean_and_errors_are_one_line(trained_run, tmp_path)
     assert [r["format"] for r in report["artifacts"]] == ["fp32", "int8"]
 
     missing = run_cli("convert", tmp_path / "nope", "--int8")
-    assert missing.returncode == 2 and "not an edgecv run directory" in missing.stderr
+    assert missing.returncode == 2 and "'nope' does not exist" in missing.stderr.replace(
+        str(tmp_path / "nope"), "nope")
+    (tmp_path / "empty").mkdir()
+    not_a_run = run_cli("convert", tmp_path / "empty", "--int8")
+    assert not_a_run.returncode == 2 and "not an edgecv run directory" in not_a_run.stderr
     bad_io = run_cli("convert", trained_run, "--int8", "--io", "int4", "--out", tmp_path / "y")
     assert bad_io.returncode == 2 and "--io must be one of int8, uint8, float32" in bad_io.stderr
     blocker = tmp_path / "file"

@@ -326,13 +326,36 @@ def test_recover_mixes_int16_and_float_layers_when_int16_alone_misses(weight_out
                     log=lambda _: None)
 
 
+def test_the_onnx_recipe_is_told_in_a_sentence_and_a_table():
+    """What convert prints about ONNX int8 (issue 31: it printed two Python dict reprs)."""
+    from edgecv.converters.formats import onnx_recipe_lines
+
+    record = {"method": "minmax", "types": "u8s8",
+              "chosen_by": "the fastest within 1.0 pp on the check slice, measured on the "
+                           "validation split (300 images)",
+              "drop_pp": {"u8s8": 0.0, "u8s8+float-stem": 0.0, "s8s8": 0.12, "u8u8": 0.372},
+              "p50_ms": {"u8s8": [0.0316, 0.0313, 0.0323], "u8s8+float-stem": [0.0382, 0.038, 0.046],
+                         "s8s8": [0.0353, 0.0352, 0.0355], "u8u8": [0.0436, 0.0435, 0.0486]}}
+    assert onnx_recipe_lines(record) == [
+        "onnx_int8  recipe u8s8, calibration minmax: the fastest within 1.0 pp on the check "
+        "slice, measured on the validation split (300 images)",
+        "           recipe                    drop pp  p50 ms (90% interval)",
+        "           u8s8 (chosen)                0.00  0.0316 (0.0313-0.0323)",
+        "           u8s8+float-stem              0.00  0.0382 (0.0380-0.0460)",
+        "           s8s8                         0.12  0.0353 (0.0352-0.0355)",
+        "           u8u8                         0.37  0.0436 (0.0435-0.0486)"]
+    given = {"method": "entropy", "types": "u8s8", "chosen_by": "--onnx-calibration"}
+    assert onnx_recipe_lines(given) == [
+        "onnx_int8  recipe u8s8, calibration entropy: --onnx-calibration"]
+
+
 @pytest.mark.tf
 @pytest.mark.slow
 def test_onnx_int8_auto_takes_the_fastest_recipe_within_budget(outlier_run):
     """Every recipe is measured on the validation split (drop, integer kernels, interleaved
     p50); within budget the fastest wins (a tie to the best agreement), over budget the best
     agreement; then the calibration methods are tried for the winner."""
-    from edgecv.converters.formats import choose_onnx_int8
+    from edgecv.converters.formats import choose_onnx_int8, onnx_recipe_lines
     from edgecv.converters.verify import Budget
     from edgecv.converters.onnx import INTEGER_TYPES, run_onnx, to_onnx
 
@@ -347,6 +370,9 @@ def test_onnx_int8_auto_takes_the_fastest_recipe_within_budget(outlier_run):
     assert record["p50_ms"][chosen][1] <= record["p50_ms"][fastest][2]  # tied with the fastest
     assert {f"{chosen}/{m}" for m in ("minmax", "entropy", "percentile")} <= set(record["agreement"])
     assert record["chosen_by"].startswith("the fastest within 100.0 pp")
+    lines = onnx_recipe_lines(record)  # the convert log: a sentence, then one row per recipe
+    assert len(lines) == 2 + len(INTEGER_TYPES) and not any("{" in line for line in lines)
+    assert sum("(chosen)" in line for line in lines) == 1
     key = f"{chosen}/{record['method']}"
     reference = outlier_run.model.predict(outlier_run.val_x[:1000], verbose=0).argmax(1)
     measured = (run_onnx(proto, outlier_run.val_x[:1000]).argmax(1) == reference).mean()

@@ -244,3 +244,46 @@ def test_close_releases_the_keras_model(tmp_path):
     del model
     backend = open_backend(path)
     _assert_close_releases(backend, backend.model, np.zeros((2, 8, 8, 1), np.float32))
+
+
+@pytest.mark.tf
+def test_the_keras_backend_traces_once_for_every_batch_size(tmp_path):
+    """The bench calls a Keras model with batch 1, the test set in chunks of 64 and a remainder,
+    then 1 again: one graph serves them all, and TensorFlow does not warn about retracing even
+    in a process whose other Keras models have traced their own predict steps, as a pipeline's
+    training and conversion have (issue 31: the pipeline printed the warning four times)."""
+    import logging
+
+    import keras
+
+    warnings = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            warnings.append(record.getMessage())
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Flatten()(inputs)))
+    model.save(tmp_path / "m.keras")
+    handler = Collect()
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        for _ in range(3):  # what training and verification did earlier in the process
+            keras.models.clone_model(model).predict(np.zeros((10, 8, 8, 1), np.float32),
+                                                    verbose=0)
+        backend = open_backend(tmp_path / "m.keras")
+        traced = []
+        model_call = backend.model.call
+
+        def counting_call(*args, **kwargs):  # Python runs it only while TF traces a graph
+            traced.append(tuple(args[0].shape))
+            return model_call(*args, **kwargs)
+
+        backend.model.call = counting_call
+        for size in (1, 64, 64, 64, 64, 13, *[1] * 10):
+            assert backend.run(np.zeros((size, 8, 8, 1), np.float32)).shape == (size, 3)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert traced == [(None, 8, 8, 1)]
+    assert not [w for w in warnings if "retracing" in w], warnings

@@ -11,8 +11,9 @@ from edgecv.benchmarks.report.html import Section, write_html
 from edgecv.benchmarks.report.schema import STATUSES, validate_report, write_json
 from edgecv.benchmarks.row import BenchRow
 from edgecv.benchmarks.report.tables import (MEASUREMENT_COLUMNS, TABLE_COLUMNS, markdown_table,
-                                             print_table, table_cells, write_markdown)
+                                             print_table, report_title, table_cells,
+                                             write_markdown)
 
 __all__ = ["MEASUREMENT_COLUMNS", "STATUSES", "TABLE_COLUMNS", "BenchRow", "Section",
-           "markdown_table", "print_table", "table_cells", "validate_report", "write_html",
-           "write_json", "write_markdown", "write_reports"]
+           "markdown_table", "print_table", "report_title", "table_cells", "validate_report",
+           "write_html", "write_json", "write_markdown", "write_reports"]

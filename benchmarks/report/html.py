@@ -17,8 +17,8 @@ from edgecv.benchmarks.report.plots import (MATPLOTLIB_NOTE, figure_png, ok_rows
                                             plot_latency_distribution, plot_latency_vs_accuracy,
                                             plot_thread_scaling)
 from edgecv.benchmarks.report.schema import is_number, validate_report
-from edgecv.benchmarks.report.tables import (MEASUREMENT_COLUMNS, answer_lines, columns,
-                                             int8_lines, plain_value, row_cells)
+from edgecv.benchmarks.report.tables import (DEFAULT_TITLE, MEASUREMENT_COLUMNS, answer_lines,
+                                             columns, int8_lines, plain_value, row_cells)
 from edgecv.io import write_text_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -55,14 +55,24 @@ class Section:
 
 
 
+# Wide tables (the results' 20 columns) are set small with headers that wrap, so that they fit a
+# 1280 px window; each table sits in its own box that scrolls sideways when a narrower window
+# (or a longer artifact name) still makes it wider than the page: a column is never cut off.
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; }
+       max-width: 1400px; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+.table-box { overflow-x: auto; max-width: 100%; margin: 0.8em 0; }
+table { border-collapse: collapse; font-size: 0.9em; }
+table.wide { font-size: 0.75em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+table.wide th, table.wide td { padding: 0.25em 0.35em; }
+td.name { white-space: nowrap; }  /* file and format names: one line, never split */
 th { background: #f0f3f7; } tr:nth-child(even) td { background: #fafafa; }
+table.wide th { vertical-align: bottom; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.key-value td { overflow-wrap: anywhere; }
+ol.notes { font-size: 0.9em; color: #555; }
 td.status-ok { color: #1e7b34; } td.status-failed { color: #b3261e; }
 td.status-unavailable, td.status-na { color: #8a6100; }
 .note { background: #fff6d6; border-left: 4px solid #e0a800; padding: 0.5em 0.8em; }
@@ -87,34 +97,57 @@ def _figure_html(png: bytes, alt: str, caption: str) -> str:
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
+def _boxed(table: str) -> str:
+    """A table in its own box, which scrolls sideways if the table is wider than the page."""
+    return f'<div class="table-box">{table}</div>'
+
+
+def _header_cell(column: str) -> str:
+    # one word per line: narrow columns of numbers under multi-word headers ("p50 CI ms")
+    return "<th>" + "<br>".join(_esc(word) for word in column.split()) + "</th>"
+
+
 def _key_value_table(mapping: dict) -> str:
     body = "".join(f"<tr><th>{_esc(key)}</th><td>{_esc(plain_value(value))}</td></tr>"
                    for key, value in mapping.items())
-    return f"<table>{body}</table>"
+    return _boxed(f'<table class="key-value">{body}</table>')
 
 
 def _results_table(rows: list[dict]) -> str:
+    """The rows as a table; a row that is not ok says its status and a note number, and the
+    reasons follow as numbered notes (as in the terminal table), so the status column stays
+    narrow enough for all 20 columns to fit a 1280 px window."""
     if not rows:
         return '<p class="note">The report has no rows.</p>'
     shown = columns(rows)
-    head = "".join(f"<th>{_esc(column)}</th>" for column in shown)
-    body = []
+    head = "".join(_header_cell(column) for column in shown)
+    body, notes = [], []
     for row in rows:
         cells = []
         for column, cell in zip(shown, row_cells(row, shown)):
             if column == "artifact":
                 detail = " | ".join(str(row[k]) for k in ("path", "sha256") if row.get(k))
                 title = f' title="{_esc(detail)}"' if detail else ""
-                cells.append(f"<td{title}>{_esc(cell)}</td>")
+                cells.append(f'<td class="name"{title}>{_esc(cell)}</td>')
             elif column == "status":
                 kind = row["status"].replace("/", "")
+                if row["status"] != "ok":
+                    reason = row.get("reason") or "(no reason given)"
+                    if reason not in notes:
+                        notes.append(reason)
+                    cell = f"{row['status']} [{notes.index(reason) + 1}]"
                 cells.append(f'<td class="status-{_esc(kind)}">{_esc(cell)}</td>')
             elif column in MEASUREMENT_COLUMNS or column in ("threads", "batch"):
                 cells.append(f'<td class="num">{_esc(cell)}</td>')
             else:
-                cells.append(f"<td>{_esc(cell)}</td>")
+                cells.append(f'<td class="name">{_esc(cell)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = _boxed(f'<table class="wide"><thead><tr>{head}</tr></thead>'
+                   f"<tbody>{''.join(body)}</tbody></table>")
+    if notes:
+        table += '<ol class="notes">' + "".join(f"<li>{_esc(note)}</li>" for note in notes) \
+            + "</ol>"
+    return table
 
 
 def _plots_html(rows: list[dict]) -> str:
@@ -152,7 +185,7 @@ def _plots_html(rows: list[dict]) -> str:
 
 def _dict_table(records: list[dict]) -> str:
     columns = list(dict.fromkeys(key for record in records for key in record))
-    head = "".join(f"<th>{_esc(column)}</th>" for column in columns)
+    head = "".join(_header_cell(column) for column in columns)
     body = []
     for record in records:
         cells = []
@@ -161,10 +194,12 @@ def _dict_table(records: list[dict]) -> str:
             number = is_number(value)
             text = json.dumps(value, default=str) if isinstance(value, (dict, list)) \
                 else plain_value(value)
-            cells.append(f'<td class="num">{_esc(text)}</td>' if number
+            kind = "num" if number else "name" if " " not in text else None
+            cells.append(f'<td class="{kind}">{_esc(text)}</td>' if kind
                          else f"<td>{_esc(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return _boxed(f'<table class="wide"><thead><tr>{head}</tr></thead>'
+                  f"<tbody>{''.join(body)}</tbody></table>")
 
 
 def _section_html(section: Section) -> str:
@@ -188,10 +223,12 @@ def _section_html(section: Section) -> str:
     return "\n".join(parts)
 
 
-def write_html(report: dict, path, sections: Sequence[Section] = ()) -> None:
-    """Write a self-contained HTML report to ``path``, atomically: machine, settings, warnings,
-    the results table, plots (embedded PNGs; a visible note instead if matplotlib is missing)
-    and then ``sections`` (default: none) in order."""
+def write_html(report: dict, path, sections: Sequence[Section] = (),
+               title: str = DEFAULT_TITLE) -> None:
+    """Write a self-contained HTML report to ``path``, atomically: ``title`` (the page's title
+    and heading; say what wrote it and of what, e.g. :func:`report_title`), machine, settings,
+    warnings, the results table, plots (embedded PNGs; a visible note instead if matplotlib is
+    missing) and then ``sections`` (default: none) in order."""
     validate_report(report)
     sections = tuple(sections)
     for index, section in enumerate(sections):
@@ -203,8 +240,8 @@ def write_html(report: dict, path, sections: Sequence[Section] = ()) -> None:
                                     if report.get("edgecv_version") else "",
                                     str(report.get("created") or "")]))
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>edgecv benchmark</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>edgecv benchmark</h1>", f'<p class="meta">{_esc(meta)}</p>' if meta else "",
+             f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style></head><body>",
+             f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(meta)}</p>' if meta else "",
              *(f'<p class="answer">{_esc(line)}</p>' if not line.startswith(" ")
                else f'<p class="why">{_esc(line.strip())}</p>' for line in answer_lines(report)),
              "<h2>Machine</h2>", _key_value_table(report.get("machine") or {})]

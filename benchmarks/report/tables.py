@@ -6,6 +6,8 @@ A row that is not "ok" shows its status and reason, and "-" in every measurement
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from edgecv.benchmarks.report.schema import validate_report
 from edgecv.io import write_text_atomic
 
@@ -17,6 +19,15 @@ TABLE_COLUMNS = ("artifact", "format", "target", "threads", "batch", "status", "
 # Cells that hold a measurement: always "-" for a row that is not "ok".
 MEASUREMENT_COLUMNS = TABLE_COLUMNS[6:]
 DEVICE_COLUMN = "device"  # first, when the rows come from `edgecv bench --on` devices
+DEFAULT_TITLE = "edgecv benchmark"  # a report written by code that did not say what it measured
+
+
+def report_title(command: str, subjects: Sequence[str]) -> str:
+    """The report's title: the command that wrote it and what it measured, e.g. ``"edgecv
+    pipeline: runs/digits-resnet8"``; past three subjects, how many more."""
+    names = [str(subject) for subject in subjects]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"edgecv {command}: {shown}" if shown else f"edgecv {command}"
 
 
 def columns(rows: list[dict]) -> tuple[str, ...]:
@@ -163,11 +174,11 @@ def plain_value(value) -> str:
     return str(value)
 
 
-def markdown_table(report: dict) -> str:
-    """The whole Markdown report: a heading, the machine line, settings, warnings as a bullet
-    list, then one results table (columns: TABLE_COLUMNS)."""
+def markdown_table(report: dict, title: str = DEFAULT_TITLE) -> str:
+    """The whole Markdown report: ``title`` as its heading, the machine line, settings,
+    warnings as a bullet list, then one results table (columns: TABLE_COLUMNS)."""
     validate_report(report)
-    lines = ["# edgecv benchmark", ""]
+    lines = [f"# {_md_escape(title)}", ""]
     for line in answer_lines(report):
         lines += [f"**{_md_escape(line)}**" if not line.startswith(" ") else _md_escape(line), ""]
     stamp = ", ".join(filter(None, [f"edgecv {report['edgecv_version']}"
@@ -195,9 +206,9 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(report: dict, path) -> None:
-    """Write ``markdown_table(report)`` to ``path``, atomically."""
-    write_text_atomic(path, markdown_table(report))
+def write_markdown(report: dict, path, title: str = DEFAULT_TITLE) -> None:
+    """Write ``markdown_table(report, title)`` to ``path``, atomically."""
+    write_text_atomic(path, markdown_table(report, title))
 
 
 def _md_escape(text: str) -> str:

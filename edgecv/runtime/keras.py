@@ -3,8 +3,9 @@
 This is what every artifact is compared with, in accuracy and in speed. Loading goes through
 ``edgecv.modelfile.keras_file.load_keras_model`` (``safe_mode=True``: code stored in the file
 never runs). ``run`` is a plain model call, ``model(x, training=False)``, what a Keras user deploys
-without edgecv. Targets: ``cpu``, ``gpu`` (TensorFlow's first GPU) and ``tpu`` (the model built
-under ``TPUStrategy`` and run with ``predict_on_batch``).
+without edgecv, in one ``tf.function`` traced once for every batch size. Targets: ``cpu``,
+``gpu`` (TensorFlow's first GPU) and ``tpu`` (the model built under ``TPUStrategy`` and run with
+``predict_on_batch``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class KerasBackend(Backend):
         self.size_bytes = size_on_disk(path) + (size_on_disk(weights) if weights else 0)
         self._saved_model = is_saved_model(Path(path))
         self._device = "/GPU:0" if target == "gpu" else "/CPU:0"
+        self._predict = None
+        if not self._saved_model and self._strategy is None:
+            self._predict = _predict_function(tf, self.model)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -100,6 +104,9 @@ class KerasBackend(Backend):
                 ("output", f"{list(self.model.output_shape)} float32")]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self._predict is not None:
+            with self._tf.device(self._device):
+                return np.asarray(self._predict(batch), np.float32)
         call = self.model.predict if self._saved_model else self.model.predict_on_batch
         if self._strategy is not None:  # Keras distributes predict_on_batch over the TPU cores
             return np.asarray(call(batch), np.float32)
@@ -110,4 +117,18 @@ class KerasBackend(Backend):
         # The model holds the weights and its compiled predict function; the strategy (TPU)
         # holds the devices. Keras' global session is left alone: other models may live in it.
         self.model = None
+        self._predict = None
         self._strategy = None
+
+
+def _predict_function(tf, model):
+    """``model(batch, training=False)`` as one graph for every batch size: its input signature
+    leaves the batch dimension open, so TensorFlow traces it once. Keras' ``predict_on_batch``
+    traced its step again for the second batch shape it saw (the bench's batch 1, then chunks
+    of 64), and TensorFlow counts the traces of every Keras model's predict step in a process
+    together (they share its code): after training and conversion, a pipeline warned about
+    retracing while benchmarking. XLA as Keras' predict would use it (on a GPU, not on a CPU)."""
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+    jit_compile = bool(getattr(model, "jit_compile", False))
+    return tf.function(lambda batch: model(batch, training=False), input_signature=[spec],
+                       jit_compile=jit_compile)
