@@ -189,6 +189,11 @@ _ROW_KINDS = {name: kind for name, kind in typing.get_type_hints(BenchRow).items
               if name in {f.name for f in fields(BenchRow)} and name != "warnings"}
 _ROW_KINDS["integer_kernels"] = AnyOf((Record({"quantized": int, "integer": int, "float": int,
                                                "ops": dict[str, int]}), None))
+_ROW_KINDS["mcu_fit"] = AnyOf((list[Record(  # edgecv.runtime.boards.fit()
+    {"profile": str, "board": str, "ram_bytes": int, "flash_bytes": int, "source": str,
+     "note": str, "arena_bytes": int, "model_bytes": int, "ram_margin_bytes": int,
+     "flash_margin_bytes": int, "fits_ram": bool, "fits_flash": bool, "fits": bool,
+     "not_counted": str}, optional=frozenset({"note"}))], None))
 ROW = Record(_ROW_KINDS)  # BenchRow.to_dict(): every field, its type
 
 PROGRESS = Record({"artifact": str, "target": str, "threads": int | None, "status": str})

@@ -62,6 +62,27 @@ def dequantize_table(scale: float, zero_point: int, dtype) -> np.ndarray | None:
     return dequantize(codes, scale, zero_point)
 
 
+def to_model_input(batch: np.ndarray, input_quantization: tuple | None) -> np.ndarray:
+    """``batch`` in the model's input type: quantized with ``input_quantization`` (scale, zero
+    point, dtype) unless it already is of that type (pre-quantized by a pixel table); as it is
+    for a float input (None)."""
+    if input_quantization is not None and batch.dtype != input_quantization[2]:
+        return quantize(batch, *input_quantization)
+    return batch
+
+
+def to_scores(out: np.ndarray, output_quantization: tuple | None,
+              table: np.ndarray | None) -> np.ndarray:
+    """A model's raw output as float32 scores: through ``table`` (:func:`dequantize_table`) for
+    8-bit integers, dequantized with ``output_quantization`` (scale, zero point) for wider
+    ones, as it is for a float output."""
+    if table is not None:
+        return table[out.view(np.uint8)]
+    if output_quantization is not None:
+        return dequantize(out, *output_quantization)
+    return out.astype(np.float32, copy=False)
+
+
 class Backend(ABC):
     """Open a model, read its card, ``run(batch) -> scores``, ``close()``.
 
