@@ -47,6 +47,7 @@ from edgecv.rundir import ExportDir, RunDir
 from edgecv.classify import Classifier
 from edgecv.preprocessing import model_pixels_to_bgr
 from edgecv.runtime import open_backend
+from edgecv.runtime.base import quantization_steps
 from edgecv.runtime.integrity import CHECKSUM_POLICIES
 from edgecv.runtime.targets import (ALL_TARGETS, HOST_REFERENCE_TARGETS, TARGETS,
                                     not_applicable, probe)
@@ -243,7 +244,7 @@ def _synthetic_batch(backend, batch_size: int) -> np.ndarray:
     return rng.integers(info.min, info.max + 1, shape).astype(quantization[2])
 
 
-def mcu_fields(path: Path, backend, settings: "BenchSettings", prepared: np.ndarray | None,
+def mcu_fields(path: Path, backend, settings: BenchSettings, prepared: np.ndarray | None,
                scores: np.ndarray | None) -> dict:
     """An mcu row's own figures: the arena TFLite Micro measured and the one to reserve, the
     fit per ``--mcu-profile`` and, with test images (``prepared``, TFLM's ``scores`` on them),
@@ -263,10 +264,8 @@ def mcu_fields(path: Path, backend, settings: "BenchSettings", prepared: np.ndar
         with LiteRTBackend(path, checksum="off") as litert:
             reference = _scores(litert.run_prepared, prepared)
         fields["agreement_litert"] = float((scores.argmax(1) == reference.argmax(1)).mean())
-        scale = backend.micro.output["scale"]
-        if scale:
-            fields["max_diff_steps_litert"] = int(np.rint(
-                np.abs(scores.astype(np.float64) - reference).max() / scale))
+        fields["max_diff_steps_litert"] = quantization_steps(scores, reference,
+                                                             backend.micro.output["scale"])
     return fields
 
 
@@ -521,6 +520,7 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
                      "ci_confidence": CI_CONFIDENCE, "threads": settings.threads,
                      "batches": settings.batches,
                      "targets": settings.targets, "checksum": settings.checksum,
+                     "mcu_profiles": [profile.name for profile in settings.mcu_profiles],
                      "testset": str(testset_path) if testset_path else None,
                      "input": "test images" if testset else "synthetic image (no test set)"},
         "warnings": warnings,

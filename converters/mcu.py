@@ -413,12 +413,11 @@ def export_record(model: bytes, source: dict, plan: dict, micro_backend,
 # --- verification ---------------------------------------------------------------------------------
 
 def output_steps(a: np.ndarray, b: np.ndarray, micro_backend) -> int | None:
-    """The largest difference of two dequantized score arrays in the output's quantization
-    steps (None for a float output)."""
-    scale = micro_backend.micro.output["scale"]
-    if not scale:
-        return None
-    return int(np.rint(np.abs(a.astype(np.float64) - b).max() / scale)) if len(a) else 0
+    """The largest difference of two dequantized score arrays in the model's output steps
+    (None for a float output)."""
+    from edgecv.runtime.base import quantization_steps
+
+    return quantization_steps(a, b, micro_backend.micro.output["scale"])
 
 
 def compare_kernels(path: Path, x: np.ndarray, tflm_scores: np.ndarray, micro_backend) -> dict:

@@ -745,7 +745,8 @@ def _bench_on_devices(specs, ssh_config, artifacts, settings, testset, *, thread
     device_settings = {"targets": ",".join(settings.targets), "threads": threads, "batch": batch,
                        "runs": settings.runs, "min_time_s": settings.min_time_s,
                        "warmup": settings.warmup, "rounds": settings.rounds,
-                       "max_drop": max_drop, "checksum": settings.checksum}
+                       "max_drop": max_drop, "checksum": settings.checksum,
+                       "mcu_profiles": [profile.name for profile in settings.mcu_profiles]}
 
     def log(line: str) -> None:
         typer.echo(line, err=True)

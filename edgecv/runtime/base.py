@@ -52,6 +52,14 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((q.astype(np.int64) - zero_point) * np.float64(scale)).astype(np.float32)
 
 
+def quantization_steps(a: np.ndarray, b: np.ndarray, scale: float) -> int | None:
+    """The largest difference of two arrays of dequantized scores, in quantization steps of
+    ``scale`` (None for a float output, scale 0; 0 for empty arrays)."""
+    if not scale:
+        return None
+    return int(np.rint(np.abs(a.astype(np.float64) - b).max() / scale)) if a.size else 0
+
+
 def dequantize_table(scale: float, zero_point: int, dtype) -> np.ndarray | None:
     """For 8-bit outputs: the 256 float32 values of :func:`dequantize`, indexed by the byte
     (``table[q.view(np.uint8)]`` is one numpy call instead of four). None for wider types."""
