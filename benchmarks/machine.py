@@ -15,8 +15,8 @@ from pathlib import Path
 
 from edgecv.benchmarks.cpu_features import cpu_flags, int8_features
 
-PACKAGES = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "numpy",
-            "opencv-python", "tensorflow", "keras")
+PACKAGES = ("ai-edge-litert", "tflite-runtime", "tflite-micro", "onnxruntime", "onnxruntime-gpu",
+            "numpy", "opencv-python", "tensorflow", "keras")
 
 
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
