@@ -118,3 +118,63 @@ def with_int8_card(model: bytes, labels) -> bytes:
                      input_quantization=Quantization("int8", 1 / 16, 0),
                      output_quantization=Quantization("int8", 1 / 256, -128))
     return embed_tflite_card(model, card)
+
+
+def dense_graph(input_width: int, ops, outputs=None, seed: int = 0) -> bytes:
+    """A float32 graph of FULLY_CONNECTED and ADD operators, stored in the order of ``ops``.
+
+    ``ops``: ``("dense", source, width)`` (random constant weights, no bias) or
+    ``("add", source, source)``, a source being ``"input"`` or the index of an earlier entry of
+    ``ops``; the graph returns the last entry (or the entries listed in ``outputs``). Tensor
+    sizes are what the tests choose, so the arena TFLite Micro plans for it can be worked out by
+    hand."""
+    schema = tflite_schema()
+    rng = np.random.default_rng(seed)
+    model = schema.ModelT()
+    model.version = 3
+    model.operatorCodes = []
+    for builtin in (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.ADD):
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        model.operatorCodes.append(code)
+    model.buffers = [schema.BufferT()]
+    graph = schema.SubGraphT()
+    graph.tensors, graph.operators = [], []
+
+    def tensor(name, width, data=None, shape=None):
+        buffer = schema.BufferT()
+        if data is not None:
+            buffer.data = list(np.asarray(data, np.float32).tobytes())
+        model.buffers.append(buffer)
+        t = schema.TensorT()
+        t.name, t.type = name, schema.TensorType.FLOAT32
+        t.shape, t.buffer = list(shape or (1, width)), len(model.buffers) - 1
+        graph.tensors.append(t)
+        return len(graph.tensors) - 1
+
+    widths = {"input": input_width}
+    index = {"input": tensor("input", input_width)}
+    for i, (kind, source, arg) in enumerate(ops):
+        op = schema.OperatorT()
+        if kind == "dense":
+            weights = rng.standard_normal((arg, widths[source])) / np.sqrt(widths[source])
+            w = tensor(f"w{i}", 0, weights, shape=(arg, widths[source]))
+            widths[i] = arg
+            op.opcodeIndex, op.inputs = 0, [index[source], w, -1]
+            op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
+            op.builtinOptions = schema.FullyConnectedOptionsT()
+        else:
+            widths[i] = widths[source]
+            op.opcodeIndex, op.inputs = 1, [index[source], index[arg]]
+            op.builtinOptionsType = schema.BuiltinOptions.AddOptions
+            op.builtinOptions = schema.AddOptionsT()
+        index[i] = tensor(f"t{i}", widths[i])
+        op.outputs = [index[i]]
+        graph.operators.append(op)
+    graph.inputs = [index["input"]]
+    graph.outputs = [index[o] for o in (outputs or [len(ops) - 1])]
+    model.subgraphs = [graph]
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
