@@ -636,7 +636,8 @@ def smallest_arena(model: bytes, samples: np.ndarray | None = None) -> tuple[byt
     fewer changes), and a record of what was measured.
 
     Every candidate passes LiteRT's verifier and runs in TFLM's interpreter on ``samples``
-    (inputs in the model's input type, e.g. the test split quantized; default: 8 seeded random
+    (inputs in the model's input type, or normalised float images quantized here, e.g. the
+    test split; default: 8 seeded random
     inputs over the type's range); one whose outputs differ from the original's in any element,
     or whose plan :func:`check_offline_plan` refuses, is rejected, and the record says why. The
     record: ``lower_bound`` (peak of live bytes over the best order: tensors and the modelled
@@ -652,6 +653,8 @@ def smallest_arena(model: bytes, samples: np.ndarray | None = None) -> tuple[byt
     check_tflite_tensor_sizes(model)
     original = MicroInterpreter(model)
     inputs = _probe_inputs(original) if samples is None else np.asarray(samples)
+    if inputs.dtype.kind == "f" and original.input["dtype"].kind in "iu":
+        inputs = original.quantize_input(inputs)  # normalised images, e.g. the test split
     reference = original.invoke(inputs)
     record = {"verified_on": {"inputs": int(len(inputs)),
                               "source": "random (seeded)" if samples is None else "given"},

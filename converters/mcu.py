@@ -47,13 +47,25 @@ _C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "float32": "float"}
 _TENSOR_MEMBERS = {"int8": "int8", "uint8": "uint8", "float32": "f"}
 
 
-def mcu_model(int8_model: bytes) -> tuple[bytes, dict]:
-    """The model the export ships, and how its tensors are planned in the arena: today the
-    full-int8 file unchanged, planned by TFLM's own greedy memory planner at run time
-    (``{"plan": "tflm-greedy"}``). Every byte the export ships (``model_data.cc``,
-    ``model.tflite``) comes from here: an arena planner (another operator order, an offline
-    memory plan in the file's metadata) replaces the bytes and the plan record here."""
-    return int8_model, {"plan": "tflm-greedy"}
+def mcu_model(int8_model: bytes, samples: np.ndarray | None = None) -> tuple[bytes, dict]:
+    """The model the export ships, and how its tensors are planned in the arena: of the
+    full-int8 file as it is (TFLM's greedy planner at run time), the file with its operators in
+    the order of least live memory, and that file with an offline memory plan in its metadata,
+    the one whose arena TFLM measures smallest, kept only with outputs identical to the
+    original's in TFLM on ``samples`` (normalised float images or model-type inputs; default
+    seeded random inputs). :func:`edgecv.converters.arena.smallest_arena` does the work; its
+    record (lower bound, each candidate's arena, the saving) becomes mcu.json's ``plan``.
+    Every byte the export ships (``model_data.cc``, ``model.tflite``) comes from here."""
+    from edgecv.converters.arena import smallest_arena
+
+    shipped, record = smallest_arena(int8_model, samples)
+    return shipped, {"plan": PLAN_NAMES[record["chosen"]], **record}
+
+
+# What each of smallest_arena's candidates is called in mcu.json and the log.
+PLAN_NAMES = {"tflm": "TFLite Micro's greedy plan, the file's operator order",
+              "reordered": "TFLite Micro's greedy plan, operators reordered for less live memory",
+              "offline_plan": "an offline memory plan (OfflineMemoryAllocation metadata)"}
 
 
 # --- C text -------------------------------------------------------------------------------------
@@ -525,11 +537,15 @@ def verification_text(verification: dict) -> str:
 
 
 def arena_text(record: dict) -> str:
-    """The arena and the model bytes on one log line."""
-    arena = record["arena"]
+    """The arena and the model bytes on one log line, and the plan when it saved memory."""
+    arena, plan = record["arena"], record.get("plan") or {}
+    saved = ""
+    if plan.get("saving_bytes"):
+        saved = (f"; {plan['plan']}: {plan['saving_bytes']:,} bytes ({plan['saving_percent']:.1f}%) "
+                 "less than TFLite Micro's own")
     return (f"arena {arena['total'] / 1024:.1f} KiB (head {arena['head'] / 1024:.1f}, tail "
             f"{arena['tail'] / 1024:.1f}; kTensorArenaSize {arena['reserved'] / 1024:.0f} KiB), "
-            f"model {record['model_bytes'] / 1024:.1f} KiB, {len(record['ops'])} op types")
+            f"model {record['model_bytes'] / 1024:.1f} KiB, {len(record['ops'])} op types{saved}")
 
 
 # --- a .tflite converted alone ------------------------------------------------------------------

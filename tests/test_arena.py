@@ -9,6 +9,9 @@ import importlib.util
 import itertools
 import struct
 
+import json
+import re
+
 import numpy as np
 import pytest
 from tiny_tflite import dense_graph
@@ -335,13 +338,12 @@ def test_an_int8_inception_block_is_reordered_to_its_bound():
     assert np.array_equal(litert_outputs(chosen, samples), litert_outputs(model, samples))
 
 
-@pytest.mark.tf
-@needs_tflm
-def test_an_int8_mobilenet_chain_gets_an_offline_plan_at_its_bound():
+def mobilenet_chain() -> bytes:
+    """MobileNet v1's first blocks (as MLPerf Tiny's VWW model) with an inverted residual after,
+    full int8: TFLM's greedy plan leaves a gap an offline plan closes."""
     import keras
 
     keras.utils.set_random_seed(0)
-    # MobileNet v1's first blocks (as MLPerf Tiny's VWW model) with an inverted residual after
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(inputs)
     x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
@@ -351,8 +353,14 @@ def test_an_int8_mobilenet_chain_gets_an_offline_plan_at_its_bound():
     y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
     x = keras.layers.Add()([x, keras.layers.Conv2D(16, 1)(y)])
     head = keras.layers.GlobalAveragePooling2D()(x)
-    model = int8_file(keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(head)),
-                      (32, 32, 3))
+    return int8_file(keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(head)),
+                     (32, 32, 3))
+
+
+@pytest.mark.tf
+@needs_tflm
+def test_an_int8_mobilenet_chain_gets_an_offline_plan_at_its_bound():
+    model = mobilenet_chain()
     samples = int8_inputs((32, 32, 3))
     chosen, record = arena.smallest_arena(model, samples)
     assert record["chosen"] == "offline_plan"
@@ -360,6 +368,36 @@ def test_an_int8_mobilenet_chain_gets_an_offline_plan_at_its_bound():
     assert record["head"] == arena.check_offline_plan(chosen) == record["lower_bound"]
     assert np.array_equal(micro_outputs(chosen, samples), micro_outputs(model, samples))
     assert np.array_equal(litert_outputs(chosen, samples), litert_outputs(model, samples))
+
+
+@pytest.mark.tf
+@needs_tflm
+def test_the_mcu_export_ships_the_smaller_arena(tmp_path):
+    """edgecv convert FILE.tflite --mcu ships the offline-planned bytes: model_data.cc's array
+    and model.tflite are them, and mcu.json's arena is TFLM's measure of them, smaller than the
+    file's own."""
+    from edgecv.cli import app
+    from edgecv.runtime.tflm import MicroInterpreter
+    from typer.testing import CliRunner
+
+    model = mobilenet_chain()
+    source = tmp_path / "vww_like.tflite"
+    source.write_bytes(model)
+    result = CliRunner().invoke(app, ["convert", str(source), "--mcu"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "vww_like_mcu"
+    shipped = (folder / "model.tflite").read_bytes()
+    record = json.loads((folder / "mcu.json").read_text())
+    assert record["plan"]["chosen"] == "offline_plan" and shipped != model
+    assert arena.read_offline_plan(shipped) is not None
+    own, measured = MicroInterpreter(model).arena, MicroInterpreter(shipped).arena
+    assert {k: record["arena"][k] for k in ("total", "head", "tail")} == measured.to_dict()
+    assert measured.total < own.total and record["plan"]["saving_bytes"] == own.total - measured.total
+    assert record["verification"]["bit_exact_vs_reference_kernels"] is True
+    c_bytes = bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})",
+                                                   (folder / "model_data.cc").read_text()))
+    assert c_bytes == shipped
+    assert "less than TFLite Micro's own" in result.output
 
 
 @pytest.mark.tf

@@ -34,7 +34,8 @@ def test_the_mcu_row_is_verified_in_tflm_against_keras_and_litert(mcu_export):
     mcu, int8 = rows["mcu"], rows["int8"]
     assert mcu["file"] == "model.tflite" and mcu["from"] == "model_int8.tflite"
     assert (out / "mcu" / "model.tflite").read_bytes() == (out / "model_int8.tflite").read_bytes()
-    assert mcu["sha256"] == int8["sha256"] and mcu["plan"] == {"plan": "tflm-greedy"}
+    assert mcu["sha256"] == int8["sha256"] and mcu["plan"]["chosen"] == "tflm"
+    assert mcu["plan"]["verified_on"] == {"inputs": report["test_images"], "source": "given"}
     # against the Keras model, as every row is (the same figures, the same functions)
     assert mcu["accuracy"] is not None and mcu["accuracy_drop_pp"] is not None
     assert abs(mcu["agreement"] - int8["agreement"]) <= 0.02 and "per_class" in mcu
