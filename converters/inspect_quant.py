@@ -60,9 +60,10 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
         raise UsageError(f"--samples must be at least 1, received {samples}.")
     calib_samples = max(samples, 100)
     if str(source).lower().endswith(".tflite"):
+        out = Path(out_dir) if out_dir else Path(source).resolve().parent
+        _check_outputs(out)
         model, calibration, images = _tflite_source(Path(source), options, calib_samples, log)
-        result = QuantInspection(str(source), images,
-                                 Path(out_dir) if out_dir else Path(source).resolve().parent)
+        result = QuantInspection(str(source), images, out)
         result.skipped["debugger"] = ("the TF QuantizationDebugger needs the TensorFlow model; "
                                       "pass the run or the model file for it")
         result.skipped["rounding"] = ("the int8 rounding apart needs the Keras model (it moves "
@@ -80,6 +81,7 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
         default_out = run.default_out or RunDir(run.run_dir).export.path
         result = QuantInspection(str(source), (run.calibration_info or {}).get(
             "source", "the source's calibration split"), Path(out_dir or default_out))
+        _check_outputs(result.out_dir)
         result.debugger = layer_errors(run.model, calibration, calibration[:samples])
         x, y, result.rounding_on, reference = check_data_scores(run, ROUNDING_IMAGES)
         result.rounding = rounding_split(run.model, calibration, x, y, reference)
@@ -94,6 +96,14 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
             raise
         result.skipped["quantizer"] = str(exc)
     return result
+
+
+def _check_outputs(out_dir: Path) -> None:
+    """Before the slow part: the CSVs to be written would replace nothing edgecv did not write."""
+    from edgecv.converters.quant_debug import CSV_FILES, refuse_foreign_csv
+
+    for name in CSV_FILES:
+        refuse_foreign_csv(out_dir / name)
 
 
 def _tflite_source(path: Path, options: ModelOptions, calib_samples: int,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgecv.converters.tflite import make_converter, representative_samples
+from edgecv.errors import UsageError
 from edgecv.io import captured_output
 from edgecv.tf_import import import_tensorflow
 
@@ -74,10 +75,36 @@ def _finite(value: float) -> float | None:
     return round(value, 2) if math.isfinite(value) else None
 
 
+# The files edgecv inspect --quant writes; each starts with these columns.
+CSV_FILES = ("quant_debug.csv", "quant_validate.csv")
+CSV_HEADER_START = "op,tensor,"
+
+
+def refuse_foreign_csv(path) -> None:
+    """UsageError if ``path`` exists and is not a CSV edgecv inspect wrote (its header starts
+    otherwise): replacing it would lose a file edgecv did not make."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        with open(path, "rb") as handle:
+            first = handle.read(len(CSV_HEADER_START)).decode("utf-8", "replace")
+    except OSError:
+        first = ""
+    if not path.is_file() or path.is_symlink() or first != CSV_HEADER_START:
+        raise UsageError(f"refusing to replace '{path}': edgecv did not write it (a CSV of "
+                         "edgecv inspect starts with 'op,tensor,'); move it or choose another "
+                         "output folder.")
+
+
 def write_csv(rows: list[dict], path) -> None:
-    """Write layer_errors() rows to ``path`` atomically."""
+    """Write layer_errors() rows to ``path`` atomically; a file of that name edgecv did not write
+    is refused (:func:`refuse_foreign_csv`)."""
     from edgecv.io import atomic_path
 
+    refuse_foreign_csv(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["op"])
         writer.writeheader()

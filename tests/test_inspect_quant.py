@@ -83,6 +83,9 @@ def test_inspect_a_tflite_edgecv_did_not_write(tmp_path):
                      "--samples", "16")
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_rows(tmp_path / "quant_validate.csv")  # beside the file by default
+    again = run_cli("inspect", "--quant", plain, "--data", "digits", "--scale", "1/255",
+                    "--samples", "16")  # its own CSV is replaced
+    assert again.returncode == 0, again.stderr[-2000:]
 
     missing = run_cli("inspect", "--quant", plain)
     assert missing.returncode == 2 and "--data" in missing.stderr and "--scale" in missing.stderr
@@ -94,3 +97,11 @@ def test_inspect_a_tflite_edgecv_did_not_write(tmp_path):
     refused = run_cli("inspect", "--quant", quantized, "--data", "digits", "--scale", "1/255")
     assert refused.returncode == 2 and "already quantized" in refused.stderr
     assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+    # a file of that name edgecv did not write is kept, and nothing runs
+    (tmp_path / "quant_validate.csv").write_text("my notes\n")
+    kept = run_cli("inspect", "--quant", plain, "--data", "digits", "--scale", "1/255",
+                   "--samples", "16")
+    assert kept.returncode == 2 and "refusing to replace" in kept.stderr
+    assert len(kept.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "quant_validate.csv").read_text() == "my notes\n"
