@@ -23,6 +23,7 @@ machine record; a model whose conversion fails gets its one-line ``error`` and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -238,6 +239,40 @@ def divergence(model: bytes, test_x: np.ndarray, scan: int = DIVERGENCE_SCAN,
     return record
 
 
+def litert_disagreements(path: Path, test_x: np.ndarray) -> dict:
+    """The images on which TFLM's top-1 and the same file's in LiteRT (XNNPACK, what ``edgecv
+    bench`` times) differ, counted as the verification counts them (argmax of the scores: a tie
+    goes to the lower class index): for each, both top-1 classes and the margin between the top
+    two scores in output steps in each runtime (0: a tie); how many are a tie in either
+    runtime, how many images hold a tie in each, and the agreement on the images where neither
+    runtime ties."""
+    from edgecv.converters.verify import artifact_scores
+    from edgecv.runtime.tflm import MicroInterpreter
+
+    scale = MicroInterpreter(path.read_bytes()).output["scale"]
+    tflm = artifact_scores(path, test_x, target="mcu")
+    litert = artifact_scores(path, test_x)
+
+    def margins(scores: np.ndarray) -> np.ndarray:
+        top = np.sort(scores, axis=1)
+        return np.rint((top[:, -1] - top[:, -2]) / scale).astype(int)
+
+    tflm_margin, litert_margin = margins(tflm), margins(litert)
+    differing = np.flatnonzero(tflm.argmax(1) != litert.argmax(1))
+    untied = (tflm_margin > 0) & (litert_margin > 0)
+    return {"images": int(len(test_x)), "disagreements": int(len(differing)),
+            "ties_among_them": int(((tflm_margin == 0) | (litert_margin == 0))[differing].sum()),
+            "images_with_a_tie": {"tflm": int((tflm_margin == 0).sum()),
+                                  "litert": int((litert_margin == 0).sum())},
+            "agreement_where_neither_ties": float(
+                (tflm.argmax(1) == litert.argmax(1))[untied].mean()) if untied.any() else None,
+            "images_where_neither_ties": int(untied.sum()),
+            "rows": [{"image": int(i), "tflm_top1": int(tflm[i].argmax()),
+                      "litert_top1": int(litert[i].argmax()),
+                      "tflm_margin_steps": int(tflm_margin[i]),
+                      "litert_margin_steps": int(litert_margin[i])} for i in differing]}
+
+
 def plan_figures(plan: dict) -> dict:
     """mcu.json's ``plan`` without its per-candidate details: the plan chosen, the lower bound,
     the arena of TFLM's own plan and of the one chosen, the saving."""
@@ -277,9 +312,44 @@ def measure(data, out: Path, log) -> dict:
             "ops": {op["op"]: op["count"] for op in record["ops"]},
             "mcu_verify_s": mcu["verify_s"], "convert_s": round(time.perf_counter() - start, 1),
             "meets_goal": tflm["agreement_vs_litert"] >= GOAL_AGREEMENT_VS_LITERT,
+            **({} if tflm["agreement_vs_litert"] == 1 else {
+                "litert_disagreements": litert_disagreements(out / "mcu" / "model.tflite",
+                                                             data.test_x)}),
             **({} if tflm["bit_exact_vs_reference_kernels"] else {
                 "divergence_from_reference_kernels": divergence(
                     (out / "model_int8.tflite").read_bytes(), data.test_x)})}
+
+
+def explain(results: Path, exports: Path) -> None:
+    """Add ``litert_disagreements`` to every model of ``results`` (mcu_zoo.json) that lacks it
+    and did not agree with LiteRT on every image, from its export kept in ``exports``
+    (``DATASET-MODEL-export``: the shipped model and the test images it was verified on, as
+    ``--keep`` leaves them). UsageError if an export's disagreements are not the ones the
+    results counted (another export, or other images)."""
+    from edgecv.errors import UsageError
+    from edgecv.io import write_json_atomic
+    from edgecv.runtime import read_card
+    from edgecv.testset import load_testset
+
+    record = json.loads(results.read_text())
+    for row in record["models"]:
+        if "error" in row or row["tflm_agreement_vs_litert"] == 1 or \
+                "litert_disagreements" in row:
+            continue
+        export = exports / f"{row['dataset']}-{row['model']}-export"
+        card = read_card(export / "model_int8.tflite")
+        x = card.preprocessing.normalize(load_testset(export / "testset.npz").x)
+        found = litert_disagreements(export / "mcu" / "model.tflite", x)
+        if len(x) != row["test_images"] or round(1 - found["disagreements"] / len(x), 9) != \
+                round(row["tflm_agreement_vs_litert"], 9):
+            raise UsageError(f"{export} is not the export {results} measured: its agreement "
+                             "with LiteRT differs.")
+        row["litert_disagreements"] = found
+        print(f"{row['dataset']} {row['model']}: {found['disagreements']} disagreements, "
+              f"{found['ties_among_them']} of them a tie", flush=True)
+    record["explained"] = ("litert_disagreements added from the run's exports by python -m "
+                           f"edgecv.benchmarks.experiments.mcu_zoo --explain {exports}")
+    write_json_atomic(results, record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgecv.training.timeplan import parse_duration
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cifar", help="the CIFAR-10 archive (cifar10_train.tar.xz) or folder")
+    parser.add_argument("cifar", nargs="?", help="the CIFAR-10 archive (cifar10_train.tar.xz) "
+                        "or folder")
     parser.add_argument("--models", nargs="+", default=list_models(), help="default: every zoo "
                         "model")
     parser.add_argument("--datasets", nargs="+", default=["digits", "cifar10"],
@@ -298,7 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cifar-test-images", type=int, default=2000, help="class-stratified "
                         "test images per CIFAR-10 model (default 2000; 0: the whole split)")
     parser.add_argument("--out", default=str(RESULTS), help=f"default {RESULTS}")
+    parser.add_argument("--keep", help="train and export into this folder and keep it (default: "
+                        "a temporary one)")
+    parser.add_argument("--explain", metavar="EXPORTS", help="measure nothing: add "
+                        "litert_disagreements to --out from the exports kept in EXPORTS")
     args = parser.parse_args(argv)
+    if args.explain:
+        explain(Path(args.out), Path(args.explain))
+        return 0
+    if "cifar10" in args.datasets and not args.cifar:
+        parser.error("give the CIFAR-10 archive or folder (or --datasets digits)")
     from edgecv.benchmarks.machine import machine_info
     from edgecv.errors import EdgecvError
     from edgecv.io import write_json_atomic
@@ -322,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.cifar_test_images else "all of it")},
             "models": results})
 
-    with tempfile.TemporaryDirectory() as workdir:
+    with (contextlib.nullcontext(args.keep) if args.keep else
+          tempfile.TemporaryDirectory()) as workdir:
         for dataset in args.datasets:
             for model in args.models:
                 print(f"== {dataset} {model}", flush=True)
