@@ -72,11 +72,8 @@ def load_subset(run: Path, test_images: int | None):
     return data
 
 
-# When TFLM's and LiteRT's reference kernels' outputs differ: the first DIVERGENCE_SCAN images
-# of the split are run again to find those whose outputs differ (the verification keeps only
-# counts; the whole split again would cost mobilenet_v2 minutes), and every operator's output is
-# compared on DIVERGENCE_IMAGES: those images first, then the first of the split.
-DIVERGENCE_SCAN = 250
+# When TFLM's and LiteRT's reference kernels' outputs differ, every operator's output is compared
+# on this many images: those whose outputs differ first, then the first of the split.
 DIVERGENCE_IMAGES = 50
 
 
@@ -181,10 +178,11 @@ def fully_connected_rounding(model: bytes, index: int, inputs: dict, outputs: di
     return record
 
 
-def divergence(model: bytes, test_x: np.ndarray, scan: int = DIVERGENCE_SCAN,
+def divergence(model: bytes, test_x: np.ndarray, scan: int | None = None,
                sample: int = DIVERGENCE_IMAGES) -> dict:
     """Where TFLM's reference kernels and LiteRT's (BUILTIN_REF) part on ``model`` (the int8
-    file): the images of the first ``scan`` whose outputs differ; then, on those (up to
+    file): the images of the first ``scan`` (default: all) whose outputs differ (run again: the
+    verification keeps only counts); then, on those (up to
     ``sample``) and the first images of the split, ``sample`` in all, every operator's output (all of them made outputs
     of the file) in execution order: elements differing, of how many, the largest difference
     in integer steps, and for a FULLY_CONNECTED which rounding of its requantization each
@@ -321,11 +319,13 @@ def measure(data, out: Path, log) -> dict:
 
 
 def explain(results: Path, exports: Path) -> None:
-    """Add ``litert_disagreements`` to every model of ``results`` (mcu_zoo.json) that lacks it
-    and did not agree with LiteRT on every image, from its export kept in ``exports``
-    (``DATASET-MODEL-export``: the shipped model and the test images it was verified on, as
-    ``--keep`` leaves them). UsageError if an export's disagreements are not the ones the
-    results counted (another export, or other images)."""
+    """From the exports kept in ``exports`` (``DATASET-MODEL-export``: the files and the test
+    images verified, as ``--keep`` leaves them), add to every model of ``results``
+    (mcu_zoo.json) below 100% agreement with LiteRT its ``litert_disagreements``, and to every
+    model not bit-exact with LiteRT's reference kernels its ``divergence_from_reference_kernels``
+    over the whole test split (a run before this scanned only its first 250 images). UsageError
+    if an export's figures are not the ones the results counted (another export, or other
+    images)."""
     from edgecv.errors import UsageError
     from edgecv.io import write_json_atomic
     from edgecv.runtime import read_card
@@ -333,22 +333,31 @@ def explain(results: Path, exports: Path) -> None:
 
     record = json.loads(results.read_text())
     for row in record["models"]:
-        if "error" in row or row["tflm_agreement_vs_litert"] == 1 or \
-                "litert_disagreements" in row:
+        if "error" in row:
             continue
         export = exports / f"{row['dataset']}-{row['model']}-export"
         card = read_card(export / "model_int8.tflite")
         x = card.preprocessing.normalize(load_testset(export / "testset.npz").x)
-        found = litert_disagreements(export / "mcu" / "model.tflite", x)
-        if len(x) != row["test_images"] or round(1 - found["disagreements"] / len(x), 9) != \
-                round(row["tflm_agreement_vs_litert"], 9):
-            raise UsageError(f"{export} is not the export {results} measured: its agreement "
-                             "with LiteRT differs.")
-        row["litert_disagreements"] = found
-        print(f"{row['dataset']} {row['model']}: {found['disagreements']} disagreements, "
-              f"{found['ties_among_them']} of them a tie", flush=True)
-    record["explained"] = ("litert_disagreements added from the run's exports by python -m "
-                           f"edgecv.benchmarks.experiments.mcu_zoo --explain {exports}")
+        if row["tflm_agreement_vs_litert"] < 1:
+            found = litert_disagreements(export / "mcu" / "model.tflite", x)
+            if len(x) != row["test_images"] or round(1 - found["disagreements"] / len(x), 9) \
+                    != round(row["tflm_agreement_vs_litert"], 9):
+                raise UsageError(f"{export} is not the export {results} measured: its "
+                                 "agreement with LiteRT differs.")
+            row["litert_disagreements"] = found
+            print(f"{row['dataset']} {row['model']}: {found['disagreements']} disagreements "
+                  f"with LiteRT, {found['ties_among_them']} of them a tie", flush=True)
+        if not row["tflm_bit_exact_vs_reference_kernels"]:
+            parted = divergence((export / "model_int8.tflite").read_bytes(), x)
+            if parted["outputs_differing"] != row["tflm_outputs_differing_from_reference_kernels"]:
+                raise UsageError(f"{export} is not the export {results} measured: its outputs "
+                                 "differing from LiteRT's reference kernels differ.")
+            row["divergence_from_reference_kernels"] = parted
+            print(f"{row['dataset']} {row['model']}: first differs at "
+                  f"{(parted['first_op'] or {}).get('op')}", flush=True)
+    record["explained"] = ("litert_disagreements and divergence_from_reference_kernels from the "
+                           "run's exports by python -m edgecv.benchmarks.experiments.mcu_zoo "
+                           f"--explain {exports}")
     write_json_atomic(results, record)
 
 
@@ -371,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS), help=f"default {RESULTS}")
     parser.add_argument("--keep", help="train and export into this folder and keep it (default: "
                         "a temporary one)")
-    parser.add_argument("--explain", metavar="EXPORTS", help="measure nothing: add "
-                        "litert_disagreements to --out from the exports kept in EXPORTS")
+    parser.add_argument("--explain", metavar="EXPORTS", help="measure nothing: add to --out "
+                        "what the disagreements are, from the exports kept in EXPORTS")
     args = parser.parse_args(argv)
     if args.explain:
         explain(Path(args.out), Path(args.explain))
