@@ -2,7 +2,9 @@
 file and with LiteRT's reference kernels, accuracy, arena and model bytes.
 
     python -m edgecv.benchmarks.experiments.mcu_zoo ../shared/data/cifar10_train.tar.xz \\
-        [--time-limit 3m] [--digits-time-limit 1m] [--cifar-test-images 2000] [--models ...]
+        [--time-limit 3m] [--digits-time-limit 1m] [--cifar-test-images 2000] [--models ...] \\
+        [--keep DIR]
+    python -m edgecv.benchmarks.experiments.mcu_zoo --explain DIR   # from the exports kept
 
 Each zoo model (``edgecv models``) is trained here briefly at its default input size
 (``edgecv train --data D --model M --time-limit T``; agreement between runtimes does not need a
@@ -170,7 +172,8 @@ def fully_connected_rounding(model: bytes, index: int, inputs: dict, outputs: di
     low, high = (out_zero if relu else -128), 127
     record = {"per_channel": len(w_scale) > 1, "elements": int(outputs["tflm"].size)}
     for runtime in ("tflm", "reference_kernels"):
-        acc = (inputs[runtime].reshape(len(inputs[runtime]), -1).astype(np.int64) - in_zero) @ w.T + b
+        source_values = inputs[runtime].reshape(len(inputs[runtime]), -1).astype(np.int64)
+        acc = (source_values - in_zero) @ w.T + b
         seen = outputs[runtime].reshape(acc.shape)
         for name, single in (("rounded_twice", False), ("rounded_once", True)):
             expected = np.clip(requantize(acc, multiplier, shift, single) + out_zero, low, high)
@@ -182,10 +185,10 @@ def divergence(model: bytes, test_x: np.ndarray, scan: int | None = None,
                sample: int = DIVERGENCE_IMAGES) -> dict:
     """Where TFLM's reference kernels and LiteRT's (BUILTIN_REF) part on ``model`` (the int8
     file): the images of the first ``scan`` (default: all) whose outputs differ (run again: the
-    verification keeps only counts); then, on those (up to
-    ``sample``) and the first images of the split, ``sample`` in all, every operator's output (all of them made outputs
-    of the file) in execution order: elements differing, of how many, the largest difference
-    in integer steps, and for a FULLY_CONNECTED which rounding of its requantization each
+    verification keeps only counts); then, on those (up to ``sample``) and the first images of
+    the split, ``sample`` in all, every operator's output (all of them made outputs of the file)
+    in execution order: elements differing, of how many, the largest difference in integer
+    steps, and for a FULLY_CONNECTED which rounding of its requantization each
     runtime's outputs follow (:func:`fully_connected_rounding`); ``first_op``: the first
     operator whose output differs."""
     from edgecv.runtime.tflm import MicroInterpreter
