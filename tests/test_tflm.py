@@ -80,6 +80,34 @@ def test_a_given_arena_that_is_too_small_is_one_line_in_tflm_s_words(int8_model)
     assert "allocate" in message
 
 
+@pytest.mark.tf
+def test_every_output_of_a_model_with_several_comes_back_in_the_file_s_order(int8_model):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgecv.tflite_schema import pack_model, unpack_model
+
+    model, images = int8_model
+    tree = unpack_model(model)
+    graph = tree.subgraphs[0]
+    first_conv, last = int(graph.operators[0].outputs[0]), int(graph.outputs[0])
+    graph.outputs = [first_conv, last]  # an intermediate tensor first, then the scores
+    two_outputs = pack_model(tree, len(model) + 1024)
+    micro = MicroInterpreter(two_outputs)
+    quantized = micro.quantize_input(images)
+    conv, scores = micro.invoke_outputs(quantized)
+    assert conv.shape == (20, 14, 14, 8) and scores.shape == (20, 4)
+    np.testing.assert_array_equal(micro.invoke(quantized), conv)  # invoke: the first output
+    reference = Interpreter(model_content=two_outputs,
+                            experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    reference.allocate_tensors()
+    inp, outs = reference.get_input_details()[0], reference.get_output_details()
+    for i, image in enumerate(quantized):
+        reference.set_tensor(inp["index"], image[None])
+        reference.invoke()
+        np.testing.assert_array_equal(conv[i], reference.get_tensor(outs[0]["index"])[0])
+        np.testing.assert_array_equal(scores[i], reference.get_tensor(outs[1]["index"])[0])
+
+
 def test_arena_figures_are_parsed_from_the_allocator_s_report():
     text = ("[RecordingMicroAllocator] Arena allocation total 55952 bytes\r\n"
             "[RecordingMicroAllocator] Arena allocation head 49152 bytes\r\n"

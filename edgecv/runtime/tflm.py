@@ -252,6 +252,13 @@ def arena_estimate(model: bytes) -> int:
     return 2 * total + (16 << 10)
 
 
+def _output_count(model: bytes) -> int:
+    """How many outputs the model's first subgraph has (what TFLM runs)."""
+    from edgecv.tflite_schema import tflite_schema
+
+    return tflite_schema().Model.GetRootAs(model, 0).Subgraphs(0).OutputsLength()
+
+
 class MicroInterpreter:
     """One model in TFLM's interpreter with the arena it needs, measured.
 
@@ -296,6 +303,7 @@ class MicroInterpreter:
         self.arena = ArenaUsage.parse(report)
         self.input = self._details(self._interpreter.get_input_details(0))
         self.output = self._details(self._interpreter.get_output_details(0))
+        self.output_count = _output_count(model)
     @staticmethod
     def _details(details: dict) -> dict:
         """shape, dtype, scale and zero point of an input/output (scale 0 for a float tensor)."""
@@ -308,16 +316,23 @@ class MicroInterpreter:
     def invoke(self, batch: np.ndarray) -> np.ndarray:
         """The model's raw outputs (its own type: int8 for a full-int8 model) for a batch in the
         model's input type, one image at a time; shape (N, *output shape[1:])."""
+        return self.invoke_outputs(batch, count=1)[0]
+
+    def invoke_outputs(self, batch: np.ndarray, count: int | None = None) -> list[np.ndarray]:
+        """The model's first ``count`` outputs (default: all, in the file's order) for a batch,
+        as :meth:`invoke` gives the first: one (N, *shape[1:]) array per output."""
         expected = self.input["shape"][1:]
         if batch.ndim != len(expected) + 1 or batch.shape[1:] != expected:
             raise ModelFileError(f"input batch has shape {tuple(batch.shape)}, expected "
                                  f"(N, {', '.join(map(str, expected))}).")
-        outputs = []
+        count = self.output_count if count is None else min(count, self.output_count)
+        outputs = [[] for _ in range(count)]
         for image in batch.astype(self.input["dtype"], copy=False):
             self._interpreter.set_input(image[None], 0)
             self._interpreter.invoke()
-            outputs.append(np.array(self._interpreter.get_output(0))[0])
-        return np.stack(outputs)
+            for index, column in enumerate(outputs):
+                column.append(np.array(self._interpreter.get_output(index))[0])
+        return [np.stack(column) for column in outputs]
 
     def quantize_input(self, batch: np.ndarray) -> np.ndarray:
         """Normalised float32 model input -> the model's input type (with its scale and zero
