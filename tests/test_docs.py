@@ -135,3 +135,29 @@ def test_readme_python_example_imports_what_exists():
     assert imports
     for line in imports:
         exec(line, {})
+
+
+def test_readme_headline_figures_equal_their_json():
+    """Each headline figure of the README is the one its results file holds."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+
+    def load(name):
+        return json.loads((RESULTS / name).read_text())
+
+    row = next(m for m in load("train_cifar.json")["models"] if m["label"] == "time-limit-30m")
+    assert f"reached {row['test_accuracy']} test accuracy in {row['epochs_run']} epochs" in readme
+    assert f"({row['training_time_s']} s of training)" in readme
+    models = {m["model"]: m for m in load("int8_cifar_amd_qat.json")["models"]}
+    int8 = models["resnet8"]["int8"]
+    assert (f"on {round(int8['agreement'], 4)} of the 7,500 held-out photos (accuracy drop "
+            f"{int8['accuracy_drop_pp']} pp)") in readme
+    assert models["resnet8"]["test_images"] == 7500
+    assert f"ds_cnn with `--recover` {round(models['ds_cnn']['int8_mixed']['agreement'], 4)}" in readme
+    arena = next(m for m in load("mcu_arena.json")["models"]
+                 if m["model"] == "mobilenet_v1_0.25_96x96x3")
+    assert (f"needs {arena['total']:,} bytes instead of {arena['candidates']['tflm']['total']:,} "
+            f"(-{arena['saving_percent']}%)") in readme
+    summary = load("bench_cifar_resnet8.json")["recommendations"][0]["summary"]
+    assert summary.startswith("deploy model_int8.onnx on onnxruntime (cpu) with 1 thread")
+    for figure in ("p50 0.269 ms", "accuracy 78.43%"):
+        assert figure in summary and figure in readme
