@@ -161,3 +161,13 @@ def test_readme_headline_figures_equal_their_json():
     assert summary.startswith("deploy model_int8.onnx on onnxruntime (cpu) with 1 thread")
     for figure in ("p50 0.269 ms", "accuracy 78.43%"):
         assert figure in summary and figure in readme
+
+
+def test_api_reference_documents_the_public_modules(site):
+    """The API page is generated from the docstrings of the card, runtime, convert and bench
+    modules, and shows their Sphinx roles as code, not as ``:class:`` text."""
+    text = page_text(site, "reference/api")
+    for name in ("ModelCard", "open_backend", "read_card", "convert_run", "BenchRow",
+                 "run_benchmark", "BenchSettings"):
+        assert name in text, name
+    assert not re.search(r":(class|func|meth|mod|attr|exc):", text)
