@@ -331,7 +331,7 @@ def _carried_mix(tflite_path: Path, tflite_row: dict, fmt: str, file: str, run, 
     the TF converter's ranges, its float layers), judged on the check slice: {"row", "data",
     "fits"}, or None when the file does not convert. Each calibration rounds its own way, and
     on a depthwise-heavy model no small ONNX mix of ONNX Runtime's own recovers where the TFLite
-    one did (mobilenet_v2: all ops float against 50, see the README)."""
+    one did (mobilenet_v2: all ops float against 50, see docs/guides/int8.md)."""
     from edgecv.converters.onnx import from_tflite
     from edgecv.errors import ConversionError
 

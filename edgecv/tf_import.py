@@ -44,7 +44,7 @@ def import_tensorflow():
 
 
 def set_op_determinism(tf, on: bool) -> None:
-    """TensorFlow's op determinism (same seed -> same losses on CPU; costs some speed, README)
+    """TensorFlow's op determinism (same seed -> same losses on CPU; costs some speed, the manual)
     is process-wide and has no public switch back: a --no-deterministic run after a
     deterministic one in the same process (the Python API, a notebook) would otherwise stay
     deterministic, and Keras would then refuse --xla on without saying so."""

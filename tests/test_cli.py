@@ -30,9 +30,11 @@ def registered_commands() -> dict:
 
 
 def test_the_app_registers_the_commands_the_readme_describes():
+    """The README's tour of the commands names each command once, and no other."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    documented = set(re.findall(r"^## `edgecv (\w+)", readme, re.M))
-    assert set(registered_commands()) == documented
+    documented = re.findall(r"^- `edgecv (\w+)`", readme, re.M)
+    assert len(documented) == len(set(documented))
+    assert set(registered_commands()) == set(documented)
 
 
 @pytest.mark.parametrize("command", [[]] + [[name] for name in sorted(registered_commands())],

@@ -233,7 +233,7 @@ def test_imagenet_weights_offline_is_one_clear_line(tmp_path):
 
 
 def test_same_seed_gives_the_same_losses_with_deterministic_ops(tmp_path):
-    """README: with --deterministic (default) the same seed gives the same split and the same
+    """The manual: with --deterministic (default) the same seed gives the same split and the same
     losses on CPU. Real photos, crop + flip augmentation, resnet8's convolutions and BatchNorm,
     with TensorFlow's oneDNN kernels that edgecv turns on for x86-64."""
     mini = Path(__file__).parent / "data" / "cifar10_mini"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from edgecv.benchmarks.report.schema import validate_report
 from edgecv.io import write_text_atomic
 
-# The columns of the terminal, Markdown and HTML tables (README, `edgecv bench`); the JSON
+# The columns of the terminal, Markdown and HTML tables (docs/guides/benchmarking.md); the JSON
 # report has every field, std/min/max and the per-run samples included.
 TABLE_COLUMNS = ("artifact", "format", "target", "threads", "batch", "status", "size MB", "accuracy",
                  "init ms", "first ms", "mean ms", "p50 ms", "p50 CI ms", "p90 ms", "p99 ms", "FPS",

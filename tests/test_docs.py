@@ -1,0 +1,173 @@
+"""The manual builds strictly (no broken link, no page outside the nav), its CLI reference lists
+every command and option of the app, and its Results pages quote the results files. Needs the
+`docs` extra (pulled by `test`); no TensorFlow."""
+
+import html
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None,
+                                reason="mkdocs is not installed (the docs extra)")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+                            "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert build.returncode == 0, build.stdout + build.stderr
+    return out
+
+
+def page_text(site: Path, page: str) -> str:
+    """The visible text of a built page, whitespace collapsed."""
+    raw = (site / page / "index.html").read_text()
+    raw = re.sub(r"<script.*?</script>", " ", raw, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", raw)).split())
+
+
+def test_cli_reference_lists_every_command_and_option(site):
+    import typer.main
+
+    from edgecv.cli import app
+
+    text = page_text(site, "reference/cli")
+    group = typer.main.get_command(app)
+    assert group.commands, "the app registers no command"
+    for name, command in group.commands.items():
+        assert f"edgecv {name} [OPTIONS]" in text, f"no usage of edgecv {name}"
+        section = text.split(f"edgecv {name} [OPTIONS]", 1)[1]
+        for param in command.params:
+            if param.param_type_name == "option":
+                for option in param.opts:
+                    assert option in section, f"edgecv {name}: {option} missing"
+    for param in group.params:
+        for option in param.opts:
+            assert option in text
+
+
+def test_every_results_file_is_on_a_results_page_with_its_machine(site):
+    pages = {page.name: page_text(site, f"results/{page.name}")
+             for page in (site / "results").iterdir() if page.is_dir()}
+    for path in RESULTS.glob("*.json"):
+        # a heading's visible text ends with its permalink sign
+        where = [name for name, text in pages.items() if f"{path.name} ¶" in text]
+        assert where, f"{path.name} is on no Results page"
+        section = pages[where[0]].split(f"{path.name} ¶", 1)[1].split(" ¶ ", 1)[0]
+        assert "Machine:" in section and "Command:" in section, path.name
+
+
+def table_row(section: str, field: str) -> list[str]:
+    """The cells after the ``field`` cell of a generated table row."""
+    row = re.search(rf"<code>{re.escape(field)}</code></td>((?:\s*<td>[^<]*</td>)+)", section)
+    assert row, f"no {field} row"
+    return re.findall(r"<td>([^<]*)</td>", row.group(1))
+
+
+def test_a_results_figure_equals_its_json(site):
+    """The `--all` wall time per run in convert_time.json, and each model's TFLite int8 agreement
+    in int8_cifar_intel.json, are the figures their pages show, in order."""
+    record = json.loads((RESULTS / "convert_time.json").read_text())
+    raw = (site / "results" / "conversion" / "index.html").read_text()
+    section = raw.split('id="convert_timejson"', 1)[1].split("<h2", 1)[0]
+    assert table_row(section, "all_wall_s") == [repr(round(run["all_wall_s"], 4))
+                                                 for run in record["runs"]]
+    record = json.loads((RESULTS / "int8_cifar_intel.json").read_text())
+    raw = (site / "results" / "int8" / "index.html").read_text()
+    section = raw.split('id="int8_cifar_inteljson"', 1)[1].split("<h2", 1)[0]
+    agreements = [model["int8"]["agreement"] for model in record["models"]]
+    assert table_row(section, "int8.agreement") == [repr(round(a, 4)) for a in agreements]
+
+
+def test_figures_of_other_machines_are_marked_older(site):
+    text = page_text(site, "results/inference")
+    section = text.split("bench_cifar_resnet8.json ¶", 1)[1].split(" ¶ ", 1)[0]
+    machine = json.loads((RESULTS / "bench_cifar_resnet8.json").read_text())["machine"]
+    assert machine["cpu"] in section and "AVX2" in section
+    assert "An older machine's figures" in section
+
+
+def test_readme_is_a_front_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"```bash\n(.*?)\n```", quick_start, re.S) == [
+        'pip install -e ".[train]" && edgecv pipeline',
+        'pip install -e ".[train,test]" && python -m pytest']
+
+
+def test_phone_deployment_page_joins_the_guides_only_when_it_exists(tmp_path):
+    """docs/hooks/nav.py: a strict build must neither miss docs/deployment.md nor name it in the
+    nav before it exists."""
+    spec = importlib.util.spec_from_file_location("edgecv_docs_nav", ROOT / "docs/hooks/nav.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+
+    class Config:
+        docs_dir = str(tmp_path)
+        nav = [{"Home": "index.md"}, {"Guides": [{"The camera": "guides/camera.md"}]}]
+
+    assert hook.on_config(Config).nav[1]["Guides"] == [{"The camera": "guides/camera.md"}]
+    (tmp_path / "deployment.md").write_text("# Phones\n")
+    guides = hook.on_config(Config).nav[1]["Guides"]
+    assert guides[-1] == {"Deploying to a phone": "deployment.md"}
+    assert len(hook.on_config(Config).nav[1]["Guides"]) == 2  # added once
+
+
+def test_readme_python_example_imports_what_exists():
+    """The README's Python example imports names the package has (no TensorFlow needed)."""
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    imports = [line.split("#")[0].strip() for line in example.splitlines()
+               if line.startswith(("from ", "import "))]
+    assert imports
+    for line in imports:
+        exec(line, {})
+
+
+def test_readme_headline_figures_equal_their_json():
+    """Each headline figure of the README is the one its results file holds."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+
+    def load(name):
+        return json.loads((RESULTS / name).read_text())
+
+    row = next(m for m in load("train_cifar.json")["models"] if m["label"] == "time-limit-30m")
+    assert f"reached {row['test_accuracy']} test accuracy in {row['epochs_run']} epochs" in readme
+    assert f"({row['training_time_s']} s of training)" in readme
+    models = {m["model"]: m for m in load("int8_cifar_amd_qat.json")["models"]}
+    int8 = models["resnet8"]["int8"]
+    assert (f"on {round(int8['agreement'], 4)} of the 7,500 held-out photos (accuracy drop "
+            f"{int8['accuracy_drop_pp']} pp)") in readme
+    assert models["resnet8"]["test_images"] == 7500
+    assert f"ds_cnn with `--recover` {round(models['ds_cnn']['int8_mixed']['agreement'], 4)}" in readme
+    arena = next(m for m in load("mcu_arena.json")["models"]
+                 if m["model"] == "mobilenet_v1_0.25_96x96x3")
+    assert (f"needs {arena['total']:,} bytes instead of {arena['candidates']['tflm']['total']:,} "
+            f"(-{arena['saving_percent']}%)") in readme
+    summary = load("bench_cifar_resnet8.json")["recommendations"][0]["summary"]
+    assert summary.startswith("deploy model_int8.onnx on onnxruntime (cpu) with 1 thread")
+    for figure in ("p50 0.269 ms", "accuracy 78.43%"):
+        assert figure in summary and figure in readme
+
+
+def test_api_reference_documents_the_public_modules(site):
+    """The API page is generated from the docstrings of the card, runtime, convert and bench
+    modules, and shows their Sphinx roles as code, not as ``:class:`` text."""
+    text = page_text(site, "reference/api")
+    for name in ("ModelCard", "open_backend", "read_card", "convert_run", "BenchRow",
+                 "run_benchmark", "BenchSettings"):
+        assert name in text, name
+    assert not re.search(r":(class|func|meth|mod|attr|exc):", text)
