@@ -6,6 +6,9 @@ the float reference (the Keras model, else TFLite fp32, else ONNX fp32, measured
 bench), and among the rows whose p50 interval overlaps that fastest row's (tied: the measurement
 cannot tell them apart), the smallest file. Rows carry ``p50_ci_ms`` from the interleaved rounds
 of :func:`edgecv.timing.time_rounds`.
+
+Rows measured under emulation (``emulated``: QEMU running an aarch64 Python here) never take
+part: their accuracy is real, their timings say nothing about the emulated CPU's speed.
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ def _with_summary(choice: dict) -> dict:
 
 
 def recommend(rows: list[dict], max_drop: float) -> list[dict]:
-    """One recommendation per target that has a measured row, in the rows' target order."""
+    """One recommendation per target that has a measured row, in the rows' target order; rows
+    timed under emulation are left out."""
+    rows = [r for r in rows if not r.get("emulated")]
     targets = list(dict.fromkeys(r["target"] for r in rows))
     found = (recommend_target([r for r in rows if r["target"] == t], max_drop) for t in targets)
     return [_with_summary(r) for r in found if r is not None]

@@ -210,9 +210,10 @@ def _inputs(backend, testset: TestSet | None) -> tuple[list[np.ndarray], object]
     return [model_pixels_to_bgr(image) for image in testset.x], pre
 
 
-def _accuracy(infer, prepared: np.ndarray, labels: np.ndarray, batch: int = 64) -> float:
+def _predictions(infer, prepared: np.ndarray, batch: int = 64) -> np.ndarray:
+    """The top-1 class of every prepared test image, in order."""
     scores = np.concatenate([infer(prepared[i:i + batch]) for i in range(0, len(prepared), batch)])
-    return float((scores.argmax(1) == labels).mean())
+    return scores.reshape(len(scores), -1).argmax(1)
 
 
 @dataclass
@@ -239,7 +240,7 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
     (once), preprocessing time, init time, first call and the memory it added. Returns the rows
     already finished (unavailable or failed) and the opened ones, which :func:`time_opened`
     times. ``card`` stands in for a Keras model's missing card."""
-    done, opened, accuracy, preprocess_ms = [], [], None, None
+    done, opened, accuracy, predictions, preprocess_ms = [], [], None, None, None
     size, sha256, kernels = None, None, None
     if path.is_file():  # a SavedModel directory's size comes from its backend
         data = path.read_bytes()
@@ -276,7 +277,8 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
             _, first_ms = timed(classifier.infer, batch)  # before anything else runs on it
             if testset is not None and accuracy is None:
                 prepared = np.concatenate([classifier.prepare(image) for image in images])
-                accuracy = _accuracy(classifier.infer, prepared, testset.y)
+                top1 = _predictions(classifier.infer, prepared)
+                accuracy, predictions = float((top1 == testset.y).mean()), top1.tolist()
             if preprocess_ms is None:
                 pre_stats, _ = time_call(lambda: classifier.prepare(images[0]),
                                          runs=settings.runs, min_time_s=0, warmup=3)
@@ -287,7 +289,7 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
             break
         rss_after = current_rss_mb()  # while loaded: close() releases the runtime's memory
         opened.append(_Opened(replace(
-            row, init_ms=init_ms, first_ms=first_ms, accuracy=accuracy,
+            row, init_ms=init_ms, first_ms=first_ms, accuracy=accuracy, predictions=predictions,
             test_images=None if testset is None else len(testset), preprocess_ms=preprocess_ms,
             rss_delta_mb=None if rss_before is None or rss_after is None
             else round(rss_after - rss_before, 1)), backend, classifier.infer, batch))
@@ -310,7 +312,7 @@ def time_opened(opened: list[_Opened], settings: BenchSettings) -> list[BenchRow
     for o, timing in zip(opened, timings):
         if o.error is not None:
             rows.append(replace(o.row, status="failed", reason=str(o.error), init_ms=None,
-                                first_ms=None, accuracy=None, test_images=None,
+                                first_ms=None, accuracy=None, predictions=None, test_images=None,
                                 preprocess_ms=None, rss_delta_mb=None))
             continue
         samples = timing.samples_ns / 1e6
@@ -411,6 +413,7 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
     add_speedups(rows)
     for row in rows:
         warnings.extend(w for w in row.warnings if w not in warnings)
+        row.emulated = info["emulation"] is not None
     row_dicts = [row.to_dict() for row in rows]
     max_drop, budget_from = accuracy_budget(settings, artifacts)
     return {

@@ -17,8 +17,9 @@ from edgecv.benchmarks.report.plots import (MATPLOTLIB_NOTE, figure_png, ok_rows
                                             plot_latency_distribution, plot_latency_vs_accuracy,
                                             plot_thread_scaling)
 from edgecv.benchmarks.report.schema import is_number, validate_report
-from edgecv.benchmarks.report.tables import (DEFAULT_TITLE, MEASUREMENT_COLUMNS, answer_lines,
-                                             columns, int8_lines, plain_value, row_cells)
+from edgecv.benchmarks.report.tables import (DEFAULT_TITLE, agreement_lines, answer_lines,
+                                             columns, int8_lines, is_measurement, plain_value,
+                                             row_cells)
 from edgecv.io import write_text_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -137,7 +138,7 @@ def _results_table(rows: list[dict]) -> str:
                         notes.append(reason)
                     cell = f"{row['status']} [{notes.index(reason) + 1}]"
                 cells.append(f'<td class="status-{_esc(kind)}">{_esc(cell)}</td>')
-            elif column in MEASUREMENT_COLUMNS or column in ("threads", "batch"):
+            elif is_measurement(column) or column in ("threads", "batch"):
                 cells.append(f'<td class="num">{_esc(cell)}</td>')
             else:
                 cells.append(f'<td class="name">{_esc(cell)}</td>')
@@ -156,8 +157,8 @@ def _plots_html(rows: list[dict]) -> str:
     except ImportError:
         return f'<p class="note">{_esc(MATPLOTLIB_NOTE)}</p>'
     skipped = len(rows) - len(ok_rows(rows))
-    only_ok = (f" Only rows with status ok and one image per call are plotted ({skipped} other "
-               "row(s) left out)."
+    only_ok = (f" Only rows with status ok, one image per call and not emulated are plotted "
+               f"({skipped} other row(s) left out)."
                if skipped else "")
     parts = []
     plots = [
@@ -256,6 +257,7 @@ def write_html(report: dict, path, sections: Sequence[Section] = (),
         parts.append('<ul class="warnings">' + "".join(
             f"<li>{_esc(warning)}</li>" for warning in report["warnings"]) + "</ul>")
     parts += ["<h2>Results</h2>", _results_table(rows)]
+    parts += [f"<p>{_esc(line)}</p>" for line in agreement_lines(report)]
     int8 = int8_lines(report)
     if int8:
         parts += [f"<p>{_esc(int8[0])}</p><ul>"

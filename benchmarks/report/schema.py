@@ -19,7 +19,7 @@ from edgecv.io import write_text_atomic
 
 STATUSES = ("ok", "unavailable", "n/a", "failed")
 
-_NUMERIC_FIELDS = ("size_bytes", "accuracy", "test_images", "init_ms", "first_ms", "mean_ms",
+_NUMERIC_FIELDS = ("size_bytes", "accuracy", "agreement", "test_images", "init_ms", "first_ms", "mean_ms",
                    "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "throughput_per_s",
                    "runs", "rounds", "preprocess_ms", "rss_delta_mb", "peak_rss_mb", "speedup_vs_fp32")
 
@@ -33,8 +33,10 @@ def validate_report(report) -> None:
 
     Required: a dict with a ``rows`` list; each row a dict with ``artifact``, ``target`` and a
     ``status`` in STATUSES. Optional ``machine``/``settings`` (dicts) and ``warnings`` (list).
-    Measurements must be None or finite numbers, ``accuracy`` within 0..1, ``threads`` None or
-    a positive int, ``samples_ms`` absent, None or a list of finite numbers >= 0.
+    Measurements must be None or finite numbers, ``accuracy`` and ``agreement`` within 0..1,
+    ``threads`` None or a positive int, ``samples_ms`` absent, None or a list of finite numbers
+    >= 0, ``predictions`` absent, None or one class index (int >= 0) per test image,
+    ``emulated`` absent or true/false.
     """
     if not isinstance(report, dict):
         raise ValueError(f"A benchmark report must be a dict. Received: {type(report).__name__}")
@@ -71,10 +73,22 @@ def _validate_row(index: int, row) -> None:
         if not is_number(value) or not math.isfinite(value):
             raise ValueError(f"{where}: `{key}` must be None or a finite number. "
                              f"Received: {key}={value!r}")
-    accuracy = row.get("accuracy")
-    if accuracy is not None and not 0.0 <= accuracy <= 1.0:
-        raise ValueError(f"{where}: `accuracy` is a fraction in [0, 1]. "
-                         f"Received: accuracy={accuracy!r}")
+    for key in ("accuracy", "agreement"):
+        value = row.get(key)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{where}: `{key}` is a fraction in [0, 1]. "
+                             f"Received: {key}={value!r}")
+    if not isinstance(row.get("emulated", False), bool):
+        raise ValueError(f"{where}: `emulated` must be true or false. "
+                         f"Received: emulated={row['emulated']!r}")
+    predictions = row.get("predictions")
+    if predictions is not None and not (
+            isinstance(predictions, list) and all(_is_int(p) and p >= 0 for p in predictions)
+            and (row.get("test_images") is None or len(predictions) == row["test_images"])):
+        shown = predictions if len(repr(predictions)) < 120 else f"{repr(predictions)[:117]}..."
+        raise ValueError(f"{where}: `predictions` must be None or one class index (an int >= 0) "
+                         f"per test image ({row.get('test_images')}). Received: "
+                         f"predictions={shown}")
     interval = row.get("p50_ci_ms")
     if interval is not None and not (
             isinstance(interval, (list, tuple)) and len(interval) == 2

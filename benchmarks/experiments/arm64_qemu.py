@@ -1,0 +1,220 @@
+"""What the emulated aarch64 device costs to build and whether every artifact runs there alike.
+
+    python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUN [RUN...] [--host-packages] \\
+        [--json PATH]
+
+    # the committed benchmarks/results/arm64_qemu.json: the tiny run of tests/conftest.py
+    # (seed_cnn, 16x16 digits) and a CIFAR-10 resnet8 (edgecv train --data
+    # ../shared/data/cifar10_train.tar.xz --model resnet8 --time-limit 5m, then
+    # edgecv convert RUN --int8 --onnx):
+    python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUNS/tiny RUNS/cifar-resnet8 \\
+        --host-packages
+
+Setup (benchmarks/devices/arm64_qemu.sh, each a fresh process, wall time): ``cold`` builds a new
+folder with empty caches (apt lists and .debs, pip's cache: everything downloaded); ``reuse`` runs
+it again on that folder; ``warm`` builds a second new folder with the caches the cold build
+filled. The host packages (qemu-user-static, binfmt-support) are already installed then; with
+``--host-packages`` (root) their install is timed too, as ``apt-get install --reinstall`` from an
+empty download folder: what a fresh machine adds.
+
+Then per run, ``edgecv bench RUN/export --on local --on local:DEVICE --targets cpu
+--no-keras``: per artifact the accuracy on x86 and on the aarch64 device, the top-1
+agreement of the device with x86 (goal: accuracy within 0.5 pp, agreement >= 99.9%), and the
+emulated p50 (not a board's speed). Then the int8 files again on ``DEVICE_MAX``, the same
+device with QEMU's default CPU (``QEMU_CPU=max``); and ``no_cpuinfo`` runs the runtimes with the
+device's sysroot but without its /proc/cpuinfo: the evidence for two things the script sets up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgecv.benchmarks.experiments import run_label, runs_parser
+from edgecv.benchmarks.machine import machine_info
+
+SCRIPT = Path(__file__).resolve().parents[1] / "devices" / "arm64_qemu.sh"
+BENCH = ("--targets", "cpu", "--no-keras", "--runs", "20", "--min-time", "0.2", "--rounds", "3",
+         "--warmup", "3")
+GOAL_PP, GOAL_AGREEMENT = 0.5, 0.999
+
+
+def _build(folder: Path, env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(["bash", str(SCRIPT), str(folder)], capture_output=True, text=True,
+                          env={**os.environ, "EDGECV_HOST_PYTHON": sys.executable, **env})
+    wall = round(time.perf_counter() - start, 1)
+    if done.returncode != 0:
+        raise SystemExit(f"arm64_qemu.sh failed: {done.stderr.strip().splitlines()[-1:]}")
+    return wall, done.stdout.strip().splitlines()[-1]
+
+
+def _host_ready() -> bool:
+    binfmt = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    return Path("/usr/bin/qemu-aarch64-static").exists() and binfmt.exists() \
+        and binfmt.read_text().startswith("enabled")
+
+
+def _host_packages_s(folder: Path) -> float:
+    """Wall time of installing qemu-user-static and binfmt-support from an empty download
+    folder (apt-get install --reinstall), as root."""
+    (folder / "partial").mkdir(parents=True)
+    start = time.perf_counter()
+    subprocess.run(["apt-get", "-qq", "-y", "-o", f"Dir::Cache::archives={folder}", "install",
+                    "--reinstall", "--no-install-recommends", "qemu-user-static",
+                    "binfmt-support"], check=True, capture_output=True, stdin=subprocess.DEVNULL,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return round(time.perf_counter() - start, 1)
+
+
+def _variant(python: str, folder: Path, name: str, *, cpu: str | None = None,
+             sysroot: str | None = None) -> str:
+    """The device's wrapper with another QEMU_CPU or QEMU_LD_PREFIX."""
+    text = Path(python).read_text()
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("export QEMU_LD_PREFIX="):
+            prefix = sysroot or line.split("'")[1]
+            line = f"export QEMU_LD_PREFIX='{prefix}' QEMU_CPU='{cpu or line.split(chr(39))[3]}'"
+        lines.append(line)
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def _no_cpuinfo(python: str, folder: Path, tflite: Path) -> dict:
+    """The runtimes on the device's sysroot without its /proc/cpuinfo: what each does."""
+    sysroot = Path(python).parent / "sysroot"
+    shadow = folder / "sysroot-without-cpuinfo"
+    shadow.mkdir()
+    for part in sysroot.iterdir():
+        if part.name != "proc":
+            (shadow / part.name).symlink_to(part)
+    wrapper = _variant(python, folder, "python-no-cpuinfo", sysroot=str(shadow))
+    checks = {"onnxruntime": "import onnxruntime",
+              "litert": "from ai_edge_litert.interpreter import Interpreter; "
+                        f"i = Interpreter(model_path={str(tflite)!r}); i.allocate_tensors(); "
+                        "i.invoke()"}
+    found = {}
+    for name, code in checks.items():
+        done = subprocess.run([wrapper, "-c", code + "; print('ran')"], capture_output=True,
+                              text=True, cwd="/", timeout=600)
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        found[name] = {"exit_code": done.returncode, "ran": done.stdout.strip() == "ran",
+                       "stderr_last_line": last}
+    return found
+
+
+def _bench(models: list[Path], devices: dict[str, str], cache: Path) -> tuple[float, dict]:
+    report_path = cache / "bench.json"
+    command = [sys.executable, "-m", "edgecv", "bench", *map(str, models), "--on", "local",
+               *[a for python in devices.values()
+                 for a in ("--on", f"local:{python}?dir={cache / 'device'}")], *BENCH,
+               "--json", str(report_path)]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd="/")
+    wall = round(time.perf_counter() - start, 1)
+    if not report_path.is_file():
+        raise SystemExit(f"edgecv bench failed: {done.stderr.strip().splitlines()[-1:]}")
+    return wall, json.loads(report_path.read_text())
+
+
+def _per_artifact(report: dict, devices: dict[str, str]) -> dict:
+    names = {f"local:{python}": role for role, python in devices.items()}
+    rows = {}
+    for row in report["rows"]:
+        role = "x86" if row["device"] == "local" else names.get(row["device"])
+        if role and row.get("batch") in (1, None):
+            rows.setdefault(row["artifact"], {})[role] = row
+    table = {}
+    for artifact, by_role in rows.items():
+        x86, arm, arm_max = by_role.get("x86"), by_role.get("aarch64"), by_role.get("aarch64_max")
+        entry = {"format": (x86 or arm)["format"],
+                 "x86_accuracy": x86 and x86["accuracy"], "x86_p50_ms": x86 and x86["p50_ms"]}
+        if arm is not None:
+            entry.update({
+                "aarch64_status": arm["status"], "aarch64_reason": arm["reason"],
+                "aarch64_accuracy": arm["accuracy"], "aarch64_agreement": arm["agreement"],
+                "accuracy_difference_pp": None if arm["accuracy"] is None or x86 is None
+                else round((arm["accuracy"] - x86["accuracy"]) * 100, 3),
+                "aarch64_emulated_p50_ms": arm["p50_ms"], "aarch64_emulated": arm["emulated"]})
+            entry["meets_goal"] = entry["accuracy_difference_pp"] is not None and \
+                abs(entry["accuracy_difference_pp"]) <= GOAL_PP and \
+                (arm["agreement"] or 0) >= GOAL_AGREEMENT
+        if arm_max is not None:
+            entry.update({"qemu_cpu_max_status": arm_max["status"],
+                          "qemu_cpu_max_accuracy": arm_max["accuracy"],
+                          "qemu_cpu_max_agreement": arm_max["agreement"]})
+        table[artifact] = entry
+    return table
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = runs_parser(__doc__, "arm64_qemu.json")
+    parser.add_argument("--host-packages", action="store_true",
+                        help="also time the install of qemu-user-static and binfmt-support "
+                             "(root)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        setup = {"host_packages_installed_before": _host_ready()}
+        if args.host_packages:
+            setup["host_packages_install_s"] = _host_packages_s(scratch / "apt-archives")
+        caches = {"EDGECV_ARM64_CACHE": str(scratch / "apt-cache"),
+                  "PIP_CACHE_DIR": str(scratch / "pip-cache")}
+        setup["cold_s"], python = _build(scratch / "device", caches)
+        setup["reuse_s"], _ = _build(scratch / "device", caches)
+        setup["warm_s"], _ = _build(scratch / "device-warm", caches)
+        setup["folder_mb"] = round(sum(p.stat().st_size for p in (scratch / "device").rglob("*")
+                                       if p.is_file() and not p.is_symlink()) / 1e6, 1)
+        devices = {"aarch64": python,
+                   "aarch64_max": _variant(python, scratch, "python-qemu-cpu-max", cpu="max")}
+        runs, device_machine = {}, None
+        for run in args.runs:
+            wall, report = _bench([run / "export"], {"aarch64": python}, scratch)
+            records = {d["name"]: d for d in report["devices"]}
+            device_machine = records[f"local:{python}"]["machine"]
+            failed = {d["name"]: d["reason"] for d in report["devices"] if d["status"] != "ok"}
+            # QEMU's default CPU: the int8 files only (float ones were not at issue), with x86
+            max_wall, max_report = _bench(sorted((run / "export").glob("*int8*")),
+                                          {"aarch64_max": devices["aarch64_max"]}, scratch)
+            failed |= {d["name"]: d["reason"] for d in max_report["devices"] if d["status"] != "ok"}
+            table = _per_artifact(report, devices)
+            for artifact, entry in _per_artifact(max_report, devices).items():
+                table[artifact].update({k: v for k, v in entry.items()
+                                        if k.startswith("qemu_cpu_max")})
+            runs[run_label(run)] = {
+                "bench_wall_s": wall, "qemu_cpu_max_bench_wall_s": max_wall, "test_images": next(
+                    (r["test_images"] for r in report["rows"] if r["test_images"]), None),
+                "failed_devices": failed, "artifacts": table,
+                "all_meet_goal": all(e.get("meets_goal") for e in table.values()),
+                "recommendations": [{k: c[k] for k in ("device", "artifact", "threads")}
+                                    for c in report["recommendations"]]}
+        tflite = next(Path(run / "export").glob("*_int8.tflite"), None) or \
+            next(Path(run / "export").glob("*.tflite"))
+        evidence = {"no_cpuinfo": _no_cpuinfo(python, scratch, tflite.resolve())}
+    result = {
+        "benchmark": "arm64_qemu", "machine": machine_info(), "device_machine": device_machine,
+        "settings": {"bench": list(BENCH), "devices": {"aarch64": "QEMU_CPU cortex-a76",
+                                                       "aarch64_max": "QEMU_CPU max"},
+                     "goal": {"accuracy_pp": GOAL_PP, "agreement": GOAL_AGREEMENT}},
+        "setup": setup, "runs": runs, "evidence": evidence,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"setup": setup, "evidence": evidence}, indent=1))
+    for label, figures in runs.items():
+        print(f"{label}: bench {figures['bench_wall_s']} s, goal met: {figures['all_meet_goal']}")
+        for artifact, entry in figures["artifacts"].items():
+            print(f"  {artifact}: {entry}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
