@@ -17,8 +17,8 @@ from pathlib import Path
 
 from edgecv.benchmarks.cpu_features import cpu_flags, int8_features
 
-PACKAGES = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "numpy",
-            "opencv-python", "opencv-python-headless", "tensorflow", "keras")
+PACKAGES = ("ai-edge-litert", "tflite-runtime", "tflite-micro", "onnxruntime", "onnxruntime-gpu",
+            "numpy", "opencv-python", "opencv-python-headless", "tensorflow", "keras")
 BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 # ARM Ltd's cores by the "CPU part" of /proc/cpuinfo (implementer 0x41): 64-bit ARM Linux prints
 # no model name, only these ids.

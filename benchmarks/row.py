@@ -56,6 +56,21 @@ class BenchRow:
     speedup_vs_fp32: float | None = None
     baseline: str | None = None
     integer_kernels: dict | None = None  # ONNX int8: quantized convs ORT runs as integer kernels
+    # The mcu target (TFLite Micro on this machine): the tensor arena its recording allocator
+    # measured and the one to reserve on a board (kTensorArenaSize), top-1 agreement with the
+    # same file on LiteRT (its default kernels, XNNPACK) and the largest output difference in
+    # quantization steps, the fit per --mcu-profile (edgecv.runtime.boards.fit), and the time
+    # per inference of TFLM's reference kernels on this host: never a microcontroller's
+    # latency, never in a recommendation (the latency fields above stay empty for these rows).
+    arena_bytes: int | None = None
+    arena_head_bytes: int | None = None
+    arena_tail_bytes: int | None = None
+    arena_reserved_bytes: int | None = None
+    agreement_litert: float | None = None
+    max_diff_steps_litert: int | None = None
+    mcu_fit: list[dict] | None = None
+    host_reference_kernels_p50_ms: float | None = None
+    host_reference_kernels_p50_ci_ms: list[float] | None = None
     tied_with_best: bool | None = None  # p50 interval overlaps the fastest row within budget's
     samples_ms: list[float] = field(default_factory=list)
     predictions: list[int] | None = None  # top-1 class per test image, in the test set's order

@@ -15,6 +15,14 @@ it (``p50_ci_ms``, from the round medians); :mod:`edgecv.benchmarks.recommend` r
 The timed input is a real test image through :class:`edgecv.classify.Classifier` (its
 ``prepare`` and ``infer``), the path predict and camera use; accuracy runs the whole test set
 the same way.
+
+The ``mcu`` target runs full-int8 .tflite files in TFLite Micro's interpreter
+(:class:`edgecv.runtime.tflm.TFLMBackend`) through the same path and timing loop; its rows add
+the arena, the agreement with the same file on LiteRT and the fit per ``--mcu-profile``, and
+their time is that of the reference kernels on this host (``host_reference_kernels_*``, never
+the latency fields: :data:`edgecv.runtime.targets.HOST_REFERENCE_TARGETS`). A file made
+elsewhere, without a model card, still gets its arena, size and fit there, timed on a synthetic
+input in the model's own type.
 """
 
 from __future__ import annotations
@@ -39,8 +47,10 @@ from edgecv.rundir import ExportDir, RunDir
 from edgecv.classify import Classifier
 from edgecv.preprocessing import model_pixels_to_bgr
 from edgecv.runtime import open_backend
+from edgecv.runtime.base import quantization_steps
 from edgecv.runtime.integrity import CHECKSUM_POLICIES
-from edgecv.runtime.targets import TARGETS, not_applicable, probe
+from edgecv.runtime.targets import (ALL_TARGETS, HOST_REFERENCE_TARGETS, TARGETS,
+                                    not_applicable, probe)
 from edgecv.testset import TestSet, load_testset
 
 ARTIFACT_SUFFIXES = (".tflite", ".onnx", *KERAS_SUFFIXES)
@@ -52,15 +62,19 @@ FORMAT_ORDER = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "
 SAMPLES_KEPT = 2000
 CI_CONFIDENCE = 0.9  # of each row's p50 interval (round medians; 9 rounds reach 96%)
 # The runtime whose absence means the target itself is absent.
-PRIMARY_RUNTIME = {"cpu": "litert", "gpu": "onnxruntime", "tpu": "keras", "edgetpu": "litert"}  # raw latencies stored per row, for the distribution plot
+PRIMARY_RUNTIME = {"cpu": "litert", "gpu": "onnxruntime", "tpu": "keras", "edgetpu": "litert",
+                   "mcu": "litert"}
+# The latency fields of a row; a host-reference row (mcu) holds its time elsewhere.
+LATENCY_FIELDS = ("first_ms", "mean_ms", "std_ms", "min_ms", "p50_ms", "p50_ci_ms", "p90_ms",
+                  "p99_ms", "max_ms", "throughput_per_s", "runs", "rounds")
 
 
 @dataclass
 class BenchSettings:
-    """How to measure. Defaults: targets all, threads [1], 100 runs and 1 s per row spread over 9
-    interleaved rounds, 10 warm-ups, checksum warn."""
+    """How to measure. Defaults: targets all (every one but mcu), threads [1], 100 runs and 1 s
+    per row spread over 9 interleaved rounds, 10 warm-ups, checksum warn, no --mcu-profile."""
 
-    targets: list[str] = field(default_factory=lambda: list(TARGETS))
+    targets: list[str] = field(default_factory=lambda: list(ALL_TARGETS))
     threads: list[int] = field(default_factory=lambda: [1])
     batches: list[int] = field(default_factory=lambda: [1])  # images per call (--batch)
     runs: int = 100
@@ -71,8 +85,12 @@ class BenchSettings:
     max_drop: float | None = None  # recommendation's accuracy budget (pp); None: convert's, else 1
     custom_objects: str | None = None  # FILE.py[:Names] for Keras models with custom layers
     weights: str | None = None  # the weights file of a Keras .json config
+    mcu_profiles: list = field(default_factory=list)  # boards the mcu rows are fitted to
 
     def __post_init__(self) -> None:
+        if self.mcu_profiles and "mcu" not in self.targets:
+            raise UsageError("--mcu-profile fits the mcu target's rows: add mcu to --targets "
+                             "(e.g. --targets cpu,mcu).")
         if self.runs < 1:
             raise UsageError(f"--runs must be at least 1, received {self.runs}.")
         if self.min_time_s < 0:
@@ -210,10 +228,45 @@ def _inputs(backend, testset: TestSet | None) -> tuple[list[np.ndarray], object]
     return [model_pixels_to_bgr(image) for image in testset.x], pre
 
 
-def _predictions(infer, prepared: np.ndarray, batch: int = 64) -> np.ndarray:
-    """The top-1 class of every prepared test image, in order."""
-    scores = np.concatenate([infer(prepared[i:i + batch]) for i in range(0, len(prepared), batch)])
-    return scores.reshape(len(scores), -1).argmax(1)
+def _scores(infer, prepared: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([infer(prepared[i:i + batch]) for i in range(0, len(prepared), batch)])
+
+
+def _synthetic_batch(backend, batch_size: int) -> np.ndarray:
+    """Random input in the model's own type (seeded), for a file without a card: what its
+    time is measured on when nothing says how an image becomes its input."""
+    rng = np.random.default_rng(0)
+    shape = (batch_size, *backend.input_shape[1:])
+    quantization = backend.input_quantization
+    if quantization is None:
+        return rng.random(shape, dtype=np.float32)
+    info = np.iinfo(quantization[2])
+    return rng.integers(info.min, info.max + 1, shape).astype(quantization[2])
+
+
+def mcu_fields(path: Path, backend, settings: BenchSettings, prepared: np.ndarray | None,
+               scores: np.ndarray | None) -> dict:
+    """An mcu row's own figures: the arena TFLite Micro measured and the one to reserve, the
+    fit per ``--mcu-profile`` and, with test images (``prepared``, TFLM's ``scores`` on them),
+    top-1 agreement with the same file on LiteRT's default kernels and the largest output
+    difference in quantization steps."""
+    from edgecv.runtime.boards import fit
+    from edgecv.runtime.litert import LiteRTBackend
+    from edgecv.runtime.tflm import reserved_arena
+
+    arena = backend.arena
+    reserved = reserved_arena(arena.total)
+    fields = {"arena_bytes": arena.total, "arena_head_bytes": arena.head,
+              "arena_tail_bytes": arena.tail, "arena_reserved_bytes": reserved,
+              "mcu_fit": [fit(profile, reserved, backend.size_bytes)
+                          for profile in settings.mcu_profiles] or None}
+    if prepared is not None:
+        with LiteRTBackend(path, checksum="off") as litert:
+            reference = _scores(litert.run_prepared, prepared)
+        fields["agreement_litert"] = float((scores.argmax(1) == reference.argmax(1)).mean())
+        fields["max_diff_steps_litert"] = quantization_steps(scores, reference,
+                                                             backend.micro.output["scale"])
+    return fields
 
 
 @dataclass
@@ -240,7 +293,7 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
     (once), preprocessing time, init time, first call and the memory it added. Returns the rows
     already finished (unavailable or failed) and the opened ones, which :func:`time_opened`
     times. ``card`` stands in for a Keras model's missing card."""
-    done, opened, accuracy, predictions, preprocess_ms = [], [], None, None, None
+    done, opened, accuracy, predictions, preprocess_ms, extra = [], [], None, None, None, None
     size, sha256, kernels = None, None, None
     if path.is_file():  # a SavedModel directory's size comes from its backend
         data = path.read_bytes()
@@ -267,22 +320,38 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
             break
         backend.card = backend.card or card
         row.format = _format_of(path, backend.card)
+        row.runtime = backend.name
         row.size_bytes = row.size_bytes or backend.size_bytes
         row.warnings = list(backend.warnings)
         try:
-            images, pre = _inputs(backend, testset)
-            classifier = Classifier(backend, preprocessing=pre)
-            batch = np.concatenate([classifier.prepare(images[i % len(images)])
-                                    for i in range(batch_size)])
-            _, first_ms = timed(classifier.infer, batch)  # before anything else runs on it
-            if testset is not None and accuracy is None:
-                prepared = np.concatenate([classifier.prepare(image) for image in images])
-                top1 = _predictions(classifier.infer, prepared)
-                accuracy, predictions = float((top1 == testset.y).mean()), top1.tolist()
-            if preprocess_ms is None:
-                pre_stats, _ = time_call(lambda: classifier.prepare(images[0]),
-                                         runs=settings.runs, min_time_s=0, warmup=3)
-                preprocess_ms = pre_stats.p50_ms
+            scored_on = None  # the test set accuracy was measured on
+            if backend.card is None and target in HOST_REFERENCE_TARGETS:
+                # a file made elsewhere: no preprocessing says how an image becomes its input;
+                # its arena, size and fit are what this target is for
+                infer, batch = backend.run_prepared, _synthetic_batch(backend, batch_size)
+                _, first_ms = timed(infer, batch)
+                extra = extra or mcu_fields(path, backend, settings, None, None)
+            else:
+                images, pre = _inputs(backend, testset)
+                classifier = Classifier(backend, preprocessing=pre)
+                infer = classifier.infer
+                batch = np.concatenate([classifier.prepare(images[i % len(images)])
+                                        for i in range(batch_size)])
+                _, first_ms = timed(infer, batch)  # before anything else runs on it
+                scored_on = testset
+                prepared = scores = None
+                if testset is not None and accuracy is None:
+                    prepared = np.concatenate([classifier.prepare(image) for image in images])
+                    scores = _scores(infer, prepared)
+                    # the top-1 class per test image, in order (a model's extra axes flattened)
+                    top1 = scores.reshape(len(scores), -1).argmax(1)
+                    accuracy, predictions = float((top1 == testset.y).mean()), top1.tolist()
+                if target == "mcu" and extra is None:
+                    extra = mcu_fields(path, backend, settings, prepared, scores)
+                if preprocess_ms is None:
+                    pre_stats, _ = time_call(lambda: classifier.prepare(images[0]),
+                                             runs=settings.runs, min_time_s=0, warmup=3)
+                    preprocess_ms = pre_stats.p50_ms
         except EdgecvError as exc:
             backend.close()
             done.append(replace(row, status="failed", reason=str(exc)))
@@ -290,9 +359,10 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
         rss_after = current_rss_mb()  # while loaded: close() releases the runtime's memory
         opened.append(_Opened(replace(
             row, init_ms=init_ms, first_ms=first_ms, accuracy=accuracy, predictions=predictions,
-            test_images=None if testset is None else len(testset), preprocess_ms=preprocess_ms,
+            test_images=None if scored_on is None else len(scored_on),
+            preprocess_ms=preprocess_ms,
             rss_delta_mb=None if rss_before is None or rss_after is None
-            else round(rss_after - rss_before, 1)), backend, classifier.infer, batch))
+            else round(rss_after - rss_before, 1), **(extra or {})), backend, infer, batch))
     return done, opened
 
 
@@ -321,11 +391,26 @@ def time_opened(opened: list[_Opened], settings: BenchSettings) -> list[BenchRow
         stats = {**timing.stats.to_dict(), "first_ms": o.row.first_ms,
                  "throughput_per_s": o.row.batch * 1000.0 / timing.stats.mean_ms}
         low, high = timing.p50_interval(CI_CONFIDENCE)
+        if o.row.target in HOST_REFERENCE_TARGETS:
+            rows.append(_host_reference_row(o.row, timing.stats.p50_ms, (low, high)))
+            continue
         rows.append(replace(o.row, **stats, rounds=settings.rounds,
                             p50_ci_ms=[round(low, 5), round(high, 5)],
                             peak_rss_mb=round(peak_rss_mb(), 1),
                             samples_ms=[round(float(s), 5) for s in samples]))
     return rows
+
+
+def _host_reference_row(row: BenchRow, p50_ms: float, interval: tuple[float, float]) -> BenchRow:
+    """A row of a target whose kernels ran on this host in place of the device's
+    (:data:`~edgecv.runtime.targets.HOST_REFERENCE_TARGETS`): its time goes into
+    ``host_reference_kernels_*`` only, and every latency and host-speed field stays empty, so
+    no table, plot or recommendation takes it for the device's latency."""
+    return replace(row, **{name: None for name in LATENCY_FIELDS}, init_ms=None,
+                   preprocess_ms=None, rss_delta_mb=None, samples_ms=[],
+                   host_reference_kernels_p50_ms=round(p50_ms, 5),
+                   host_reference_kernels_p50_ci_ms=[round(interval[0], 5),
+                                                     round(interval[1], 5)])
 
 
 def _edgetpu_compiled(path: Path) -> bool:
@@ -337,6 +422,17 @@ def _edgetpu_compiled(path: Path) -> bool:
         return is_edgetpu_compiled(path.read_bytes())
     except Exception:  # a corrupt file fails with its own reason when it is opened
         return False
+
+
+def _tflm_problem(path: Path) -> str | None:
+    """Why TFLite Micro cannot run the .tflite at ``path`` (an op it lacks, a float tensor), or
+    None; a file that cannot be read says why when it is opened."""
+    from edgecv.runtime.tflm import tflm_incompatibility
+
+    try:
+        return tflm_incompatibility(path.read_bytes())
+    except (OSError, EdgecvError):
+        return None
 
 
 def add_speedups(rows: list[BenchRow]) -> None:
@@ -365,13 +461,15 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
     # Read once per artifact, not once per target.
     runtimes = {path: runtime_for(path) for path in artifacts}
     compiled = {path: _edgetpu_compiled(path) for path in artifacts}
+    tflm_problems = ({path: _tflm_problem(path) for path in artifacts
+                      if runtimes[path] == "litert"} if "mcu" in settings.targets else {})
     cards = {path: borrowed_card(path, artifacts) for path in artifacts
              if runtimes[path] == "keras"}
     for target in settings.targets:
         target_rows, missing, opened = [], [], []
         for path in artifacts:
             runtime = runtimes[path]
-            reason = not_applicable(target, runtime, compiled[path])
+            reason = not_applicable(target, runtime, compiled[path], tflm_problems.get(path))
             if reason:
                 missing.append((path, "n/a", reason))
                 continue
@@ -425,6 +523,7 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
                      "ci_confidence": CI_CONFIDENCE, "threads": settings.threads,
                      "batches": settings.batches,
                      "targets": settings.targets, "checksum": settings.checksum,
+                     "mcu_profiles": [profile.name for profile in settings.mcu_profiles],
                      "testset": str(testset_path) if testset_path else None,
                      "input": "test images" if testset else "synthetic image (no test set)"},
         "warnings": warnings,

@@ -12,6 +12,8 @@ Where each job lives (a module imports only modules further down this list):
   :mod:`~edgecv.converters.qat`, :mod:`~edgecv.converters.edgetpu`; per-layer int8 error:
   :mod:`~edgecv.converters.quant_debug`;
 - :mod:`~edgecv.converters.verify`: an artifact run against the reference model, the drops;
+- :mod:`~edgecv.converters.arena`: a smaller TFLite Micro arena for a full-int8 file (operator
+  order, offline memory plan), measured in TFLM's interpreter;
 - :mod:`~edgecv.converters.cards`: the model card each artifact carries;
 - :mod:`~edgecv.converters.calibration`: what calibrates an int8 model;
 - :mod:`~edgecv.converters.npz`: reading an .npz of images (``--data``, ``--calib-data``);

@@ -44,7 +44,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
                 onnx_calibration: str = "auto", qat_epochs: int | None = None,
                 qat_lr: float | None = None, log: Callable[[str], None] = print,
                 progress: Callable[[str], None] | None = None,
-                recover_mix: str = "auto", min_agreement: float | None = None) -> dict:
+                recover_mix: str = "auto", min_agreement: float | None = None,
+                mcu_profiles=()) -> dict:
     """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
     (read with ``options``, see :func:`edgecv.converters.load.load_source`) or an already loaded :class:`RunData`;
     return the report.
@@ -67,17 +68,31 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     ``int8_qat`` and ``onnx_int8_qat`` (quantization-aware fine-tuning, minutes of training,
     shared; the second is the first's int8 graph in ONNX) are written only when asked for by
     name; ``qat_epochs`` / ``qat_lr`` set the fine-tuning (default 2 and 1e-4).
+    ``mcu`` (not part of --all) writes ``export/mcu/``, the int8 model for TFLite Micro
+    (:mod:`edgecv.converters.mcu`), fitted to ``mcu_profiles`` (names or ``RAM,FLASH`` as for
+    ``--mcu-profile``, or :class:`~edgecv.runtime.boards.BoardProfile`; default none).
     ``log`` gets one line per artifact, in table order; ``progress`` (default none) what is
     being built and verified now, for a status display.
     """
+    from edgecv.runtime.boards import BoardProfile, parse_profile
+
     budget = Budget(max_drop, min_agreement)
     check_recover_mix(recover_mix)  # before minutes of loading
+    profiles = tuple(p if isinstance(p, BoardProfile) else parse_profile(p)
+                     for p in mcu_profiles or ())
+    if profiles and "mcu" not in formats:
+        raise UsageError("--mcu-profile fits the microcontroller export: add --mcu (or bench a "
+                         ".tflite with --targets mcu).")
     settings = Settings(io=io, opset=opset, select_tf_ops=select_tf_ops,
                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr,
-                        budget=budget)
+                        budget=budget, mcu_profiles=profiles)
     chosen = selected_formats(formats, settings)  # before minutes of loading
     if out_dir is not None:
         _refuse_foreign_files(Path(out_dir))  # before minutes of loading
+        if "mcu" in formats:
+            from edgecv.converters.mcu import check_folder
+
+            check_folder(ExportDir(out_dir).mcu)
     run = _load(source, calib_samples, options, log, calib_data)
     info = _calibration_info(run, log)
     out = _output_dir(out_dir, run)
@@ -164,11 +179,14 @@ def _output_dir(out_dir: str | Path | None, run: RunData) -> Path:
 
 def files_convert_writes() -> list[str]:
     """The name of every file ``edgecv convert`` may write into its output folder: each
-    format's, --recover's mixed models, the Edge TPU report, the test set, conversion.json."""
+    format's, --recover's mixed models, the Edge TPU report, the microcontroller export's
+    (``mcu/...``), the test set, conversion.json."""
     export = ExportDir(Path())
-    return [*(spec.file for spec in FORMAT_TABLE.values()),
-            *(f"{MIXED_STEM}{suffix}" for suffix in (".tflite", ".onnx")), EDGETPU_REPORT,
-            export.testset.name, export.conversion.name]
+    return list(dict.fromkeys([
+        *(spec.file for spec in FORMAT_TABLE.values()),
+        *(f"{MIXED_STEM}{suffix}" for suffix in (".tflite", ".onnx")), EDGETPU_REPORT,
+        *(str(path) for path in export.mcu.files()), export.testset.name,
+        export.conversion.name]))
 
 
 def _refuse_foreign_files(out: Path) -> None:
@@ -384,6 +402,10 @@ def way_out(fmt: str, tried: set[str], rounding: dict | None = None,
                 "compare max_abs_diff in conversion.json and the ops `edgecv info` lists")
     if fmt in ("fp16", "dynamic"):
         return f"ship fp32 (the {fmt} file rounds the weights), or a larger --max-drop"
+    if fmt == "mcu":
+        return ("the microcontroller export ships the post-training int8 file, which TFLite "
+                "Micro runs as LiteRT's reference kernels do (see the int8 row); a larger "
+                "--max-drop (or a lower --min-agreement) accepts it")
     return "a larger --max-drop (or a lower --min-agreement) accepts it"
 
 

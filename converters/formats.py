@@ -7,11 +7,15 @@ before anything loads (:func:`edgecv.converters.qat.check_settings`); the float 
 formats may use Flex ops with ``--select-tf-ops`` and are then recorded as not verified when
 ai-edge-litert cannot run them (:func:`verify_allowing_flex`); ``edgetpu`` writes its
 compatibility report and is not verified here once compiled (:func:`verify_edgetpu`); the ONNX
-formats share one fp32 conversion (:meth:`Conversion.onnx_fp32_proto`).
+formats share one fp32 conversion (:meth:`Conversion.onnx_fp32_proto`); ``mcu`` exports the int8
+file (one conversion, shared: :meth:`Conversion.int8_file`) for TFLite Micro, needs the mcu
+extra (checked first, :func:`_check_mcu`) and is verified in TFLite Micro
+(:func:`verify_mcu`, :mod:`edgecv.converters.mcu`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,7 @@ from edgecv.converters.verify import Budget
 from edgecv.errors import ConversionError, EdgecvError, UsageError, unknown_name
 from edgecv.io import write_json_atomic
 from edgecv.modelfile.reference import reference_of
+from edgecv.rundir import ExportDir
 
 ONNX_CALIBRATION = ("auto", "minmax", "entropy", "percentile")
 
@@ -44,6 +49,7 @@ class Settings:
     qat_epochs: int | None = None
     qat_lr: float | None = None
     budget: Budget = Budget()  # what ONNX int8's recipe must meet on the check slice
+    mcu_profiles: tuple = ()  # boards the mcu export is fitted to (edgecv.runtime.boards)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Conversion:
     log: Callable[[str], None] = print
     onnx_fp32: object | None = None  # the fp32 ONNX proto, made once (onnx, onnx_int8, --recover)
     qat: tuple[bytes, dict] | None = None  # the QAT TFLite file and its record, made once
+    int8: bytes | None = None  # the full-int8 TFLite file with its card, made once (int8, mcu)
 
     def __post_init__(self):
         # One reference for every TFLite build: its frozen graph is made once and reused.
@@ -71,6 +78,17 @@ class Conversion:
 
             self.onnx_fp32 = to_onnx(self.run.model, self.settings.opset)
         return self.onnx_fp32
+
+    def int8_file(self) -> bytes:
+        """The full-int8 TFLite file (integer-only, its card embedded), converted on first use:
+        ``int8`` writes it, ``mcu`` exports it for TFLite Micro."""
+        if self.int8 is None:
+            from edgecv.converters.tflite import to_tflite_int8
+
+            run, io = self.run, self.settings.io
+            data = _integer_only(to_tflite_int8(self.reference, run.calibration, io=io), io)
+            self.int8 = with_tflite_card(data, run, "tflite_int8")
+        return self.int8
 
     def qat_int8(self) -> tuple[bytes, dict]:
         """The quantization-aware int8 TFLite file (integer-only, no card) and its record,
@@ -166,11 +184,27 @@ def build_dynamic(conversion: Conversion, notes: dict) -> bytes:
 
 
 def build_int8(conversion: Conversion, notes: dict) -> bytes:
-    from edgecv.converters.tflite import to_tflite_int8
+    return conversion.int8_file()
 
-    run, io = conversion.run, conversion.settings.io
-    data = _integer_only(to_tflite_int8(conversion.reference, run.calibration, io=io), io)
-    return with_tflite_card(data, run, "tflite_int8")
+
+def build_mcu(conversion: Conversion, notes: dict) -> bytes:
+    """The model the microcontroller export ships (:func:`edgecv.converters.mcu.mcu_model` of
+    the int8 file), refused in one line when TFLite Micro cannot run it (an op it lacks, named
+    with its Keras layer); how its arena is planned (the smallest of TFLM's plan, a better operator
+    order and an offline plan, outputs identical on the test split) goes into ``notes["plan"]``."""
+    from edgecv.converters.mcu import check_folder, mcu_model
+    from edgecv.runtime.tflm import NAME, tflm_incompatibility
+
+    check_folder(ExportDir(conversion.out).mcu)
+    int8 = conversion.int8_file()
+    problem = tflm_incompatibility(int8)
+    if problem:
+        raise ConversionError(f"the int8 model cannot run on {NAME}: {problem}. Fix: replace "
+                              "that layer with one TFLite Micro has a kernel for, or leave out "
+                              "--mcu.")
+    data, notes["plan"] = mcu_model(int8, conversion.run.test_x)
+    notes["from"] = FORMAT_TABLE["int8"].file
+    return data
 
 
 def build_int8_qat(conversion: Conversion, notes: dict) -> bytes:
@@ -328,8 +362,44 @@ def verify_edgetpu(conversion: Conversion, row: dict, path: Path) -> str | None:
     return verify_in_runtime(conversion, row, path)
 
 
+def verify_mcu(conversion: Conversion, row: dict, path: Path) -> str | None:
+    """Run the test split through TFLite Micro and write the rest of the export beside the
+    shipped model (:func:`edgecv.converters.mcu.verify_export`); the row gets the figures
+    against the reference model, and ``tflm`` (the comparison with LiteRT), ``arena`` and
+    ``fit``; mcu.json all of it."""
+    from edgecv.converters import mcu
+    from edgecv.runtime.boards import fit_text
+
+    source = {"file": FORMAT_TABLE["int8"].file,
+              "sha256": hashlib.sha256(conversion.int8_file()).hexdigest()}
+    figures, record = mcu.verify_export(path, conversion.run, conversion.keras_scores, source,
+                                        row.get("plan", {}), list(conversion.settings.mcu_profiles))
+    row.update(figures)
+    verify.score_drops(row, conversion.keras_accuracy)
+    verification = record["verification"]
+    row["tflm"] = {key: value for key, value in verification.items() if key not in (
+        "accuracy", "reference_accuracy", "accuracy_drop_pp", "agreement_vs_reference_model")}
+    row.update(arena=record["arena"], fit=record["fit"], record=f"{path.parent.name}/mcu.json")
+    indent = " " * len("mcu        ")
+    conversion.log(f"mcu        {mcu.arena_text(record)}")
+    conversion.log(f"{indent}{mcu.verification_text(verification)}")
+    for line in record["fit"]:
+        conversion.log(f"{indent}{fit_text(line)}")
+    return None
+
+
 def _check_qat(settings: Settings) -> None:
     qat.check_settings(settings.qat_epochs, settings.qat_lr)
+
+
+def _check_mcu(settings: Settings) -> None:
+    """The mcu extra is installed (TFLite Micro measures the arena and verifies the export)."""
+    from edgecv.errors import BackendUnavailable
+    from edgecv.runtime.tflm import INSTALL_HINT, NAME, tflm_missing
+
+    if tflm_missing():
+        raise BackendUnavailable(NAME, f"tflite-micro is not installed, and --mcu needs it: "
+                                 f"{INSTALL_HINT}")
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -346,11 +416,16 @@ FORMAT_TABLE: dict[str, Format] = {f.name: f for f in (
     Format("onnx_int8", "model_int8.onnx", build_onnx_int8, quiet=True),
     Format("onnx_int8_qat", "model_int8_qat.onnx", build_onnx_int8_qat, check=_check_qat),
     Format("edgetpu", "model_edgetpu.tflite", build_edgetpu, verify_edgetpu),
+    # last: its verification (the test split in TFLite Micro, one image at a time) is the longest
+    Format("mcu", "mcu/model.tflite", build_mcu, verify_mcu, check=_check_mcu),
 )}
 # Each post-training int8 format and its quantization-aware twin: written only with --qat
 # (minutes of fine-tuning, one run shared by both).
 QAT_TWINS = {"int8": "int8_qat", "onnx_int8": "onnx_int8_qat"}
 QAT_FORMATS = tuple(QAT_TWINS.values())
+# Not part of --all: QAT trains for minutes; mcu needs the mcu extra and runs the test split
+# through TFLite Micro's reference kernels.
+NOT_IN_ALL = (*QAT_FORMATS, "mcu")
 
 
 def with_qat(formats: list[str]) -> list[str]:

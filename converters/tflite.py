@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgecv.errors import ConversionError, UsageError
-from edgecv.tflite_schema import operator_types
+# integer_only_violations lives with the schema (the device side checks files for TFLite Micro
+# with it) and is re-exported here, where the int8 converters use it.
+from edgecv.tflite_schema import integer_only_violations, operator_types  # noqa: F401
 from edgecv.io import captured_output
 from edgecv.tf_import import import_tensorflow
 
@@ -203,24 +205,3 @@ def to_tflite_int16x8(model, calibration: np.ndarray) -> bytes:
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
 
     return _convert(model, configure)
-
-
-def integer_only_violations(model: bytes, io: str = "int8") -> list[str]:
-    """Ops of a full-int8 model that touch a tensor other than int8/int32, or are not builtin.
-
-    The QUANTIZE/DEQUANTIZE ops at the model's edges may also use the ``io`` type (uint8 or
-    float32) that was asked for with ``--io``.
-    """
-    allowed = {"int8", "int32"}
-    edge_allowed = allowed | ({io} if io in ("uint8", "float32") else set())
-    problems: list[str] = []
-    for name, dtypes in operator_types(model):
-        if name.startswith(("CUSTOM", "FLEX")) or name == "DELEGATE":
-            problem = f"{name} (not a builtin op)"
-        else:
-            bad = sorted(set(dtypes) - (edge_allowed if name in ("QUANTIZE", "DEQUANTIZE")
-                                        else allowed))
-            problem = f"{name} uses {', '.join(bad)} tensors" if bad else None
-        if problem and problem not in problems:
-            problems.append(problem)
-    return problems

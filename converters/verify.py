@@ -132,21 +132,31 @@ def check_data_scores(run: RunData, limit: int = 1000):
     return x, y, where, run.model.predict(x, batch_size=256, verbose=0)
 
 
-def artifact_scores(path: Path, x: np.ndarray, workers: int | None = None) -> np.ndarray:
-    """Scores of the artifact at ``path`` on ``x``, in its runtime, 64 images per call.
+def artifact_scores(path: Path, x: np.ndarray, workers: int | None = None,
+                    target: str = "cpu", reference_kernels: bool = False) -> np.ndarray:
+    """Scores of the artifact at ``path`` on ``x``, in its runtime on ``target`` (default cpu),
+    64 images per call; ``reference_kernels`` (a .tflite on the cpu): LiteRT's reference
+    kernels (``BUILTIN_REF``) instead of XNNPACK.
 
     ``x`` is cut into ``workers`` (default: every usable core) contiguous shards, each run by a
     session of its own with 1 thread, in a thread of its own: LiteRT and ONNX Runtime release
     the GIL while they compute, and kernels without a multi-threaded path (LiteRT's int16x8
     reference kernels, the slowest of all to verify) get every core that way. Each image's
-    scores do not depend on the shard it ran in."""
+    scores do not depend on the shard it ran in. TFLite Micro (``mcu``) holds the GIL while it
+    computes, so it runs as one shard."""
     from edgecv.runtime import open_backend, usable_cores
 
-    workers = max(1, min(workers or usable_cores(), len(x) // 64))
+    workers = 1 if target == "mcu" else max(1, min(workers or usable_cores(), len(x) // 64))
 
     def score(part: np.ndarray, threads: int | None) -> np.ndarray:
         # just written: conversion.json is older, so no checksum to check against
-        with open_backend(path, checksum="off", threads=threads) as backend:
+        if reference_kernels:
+            from edgecv.runtime.litert import LiteRTBackend
+
+            backend = LiteRTBackend(path, threads=threads, checksum="off", reference_kernels=True)
+        else:
+            backend = open_backend(path, target=target, checksum="off", threads=threads)
+        with backend:
             return np.concatenate([backend.run(part[i:i + 64]) for i in range(0, len(part), 64)])
 
     if workers == 1:
@@ -158,9 +168,15 @@ def artifact_scores(path: Path, x: np.ndarray, workers: int | None = None) -> np
 
 def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
     """Run ``path`` in its runtime on the test split; accuracy (None when the data has no
-    labels), top-1 agreement with the reference scores, and output difference."""
-    scores = artifact_scores(path, run.test_x)
+    labels), top-1 agreement with the reference scores, and output difference
+    (:func:`verify_scores`)."""
+    return verify_scores(artifact_scores(path, run.test_x), run, keras_scores)
 
+
+def verify_scores(scores: np.ndarray, run: RunData, keras_scores: np.ndarray) -> dict:
+    """An artifact's ``scores`` on the test split against the reference model's: accuracy
+    (None when the data has no labels), top-1 agreement, output difference, what the
+    disagreements are and, with labels, the per-class rows."""
     diff = np.abs(scores - keras_scores)
     predicted, expected = scores.argmax(1), keras_scores.argmax(1)
     row = {

@@ -131,6 +131,10 @@ QAT_OPTION = typer.Option(False, "--qat", help="Also quantization-aware fine-tun
                           "(model_int8_qat.tflite, and model_int8_qat.onnx when ONNX int8 is "
                           "written; minutes of training; not part of --all).")
 QAT_EPOCHS_OPTION = typer.Option(2, help="--qat: fine-tuning epochs over the training split.")
+MCU_PROFILE_OPTION = typer.Option(
+    None, "--mcu-profile", metavar="BOARD|RAM,FLASH", help="A board to fit the microcontroller model to (repeatable): "
+    "nano33ble, stm32f746disco, esp32s3, pico, sparkfun_edge, or RAM,FLASH such as 256K,1M.",
+    show_default="none")
 
 
 def _run_out(name: str | None, out: str | None) -> str | None:
@@ -219,7 +223,8 @@ def train_command(
 def convert_command(
     run: str = typer.Argument(..., metavar="RUN_OR_MODEL",
                               help="Run directory written by `edgecv train`, or a model: .keras, "
-                              ".h5, a SavedModel directory, or a JSON config with --weights."),
+                              ".h5, a SavedModel directory, or a JSON config with --weights; "
+                              "or a full-int8 .tflite with --mcu."),
     fp16: bool = typer.Option(False, "--fp16", help="TFLite with float16 weights."),
     dynamic: bool = typer.Option(False, "--dynamic", help="TFLite dynamic-range (int8 weights)."),
     int8: bool = typer.Option(False, "--int8", help="TFLite full-integer int8 (and ONNX int8 "
@@ -228,7 +233,11 @@ def convert_command(
     onnx: bool = typer.Option(False, "--onnx", help="ONNX via tf2onnx."),
     edgetpu: bool = typer.Option(False, "--edgetpu", help="uint8-I/O int8 model + Edge TPU "
                                  "compatibility report (compiled if edgetpu_compiler is on PATH)."),
-    all_formats: bool = typer.Option(False, "--all", help="Every format."),
+    mcu: bool = typer.Option(False, "--mcu", help="The int8 model for a microcontroller "
+                             "(TFLite Micro): C++ files, the arena, verified in TFLite Micro, "
+                             "in export/mcu (needs the mcu extra; not part of --all)."),
+    mcu_profile: Optional[list[str]] = MCU_PROFILE_OPTION,
+    all_formats: bool = typer.Option(False, "--all", help="Every format (but --qat and --mcu)."),
     io: str = typer.Option("int8", help="Input/output type of the int8 TFLite model: int8, uint8 "
                            "or float32."),
     calib_samples: int = typer.Option(300, help="Training images used for calibration "
@@ -253,7 +262,8 @@ def convert_command(
     qat_epochs: int = QAT_EPOCHS_OPTION,
     qat_lr: float = typer.Option(1e-4, help="--qat: peak learning rate (Adam, cosine to 0)."),
     out: Optional[str] = typer.Option(None, help="Output directory.",
-                                      show_default="RUN/export or MODEL-STEM_export"),
+                                      show_default="RUN/export, MODEL-STEM_export, or "
+                                      "TFLITE-STEM_mcu"),
     json_out: bool = typer.Option(False, "--json", help="Print conversion.json to stdout instead "
                                   "of the table."),
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Flex (TensorFlow) "
@@ -284,23 +294,51 @@ def convert_command(
 ) -> None:
     """Convert a run or a Keras model to verified TFLite and ONNX artifacts.
 
-    TFLite fp32 always; fp16, dynamic, int8, int16x8 and ONNX (fp32, int8) on request. Every
-    artifact carries the model card and is verified on held-out data."""
+    TFLite fp32 always; fp16, dynamic, int8, int16x8 and ONNX (fp32, int8) on request, and
+    with --mcu the int8 model as C++ files for TFLite Micro (also from a full-int8 .tflite).
+    Every artifact carries the model card and is verified on held-out data."""
     import json as json_module
 
     from edgecv.converters.convert import convert_run
-    from edgecv.converters.formats import FORMATS, QAT_FORMATS, with_qat
+    from edgecv.converters.formats import FORMATS, NOT_IN_ALL, with_qat
     from edgecv.converters.sources import ModelOptions, parse_floats, parse_scale
     from edgecv.preprocessing import normalisation_from_flags
     from edgecv.modelfile.kinds import is_keras_source
+    from edgecv.runtime.boards import parse_profiles
 
+    profiles = parse_profiles(mcu_profile)  # bad values: one line, exit 2, before anything
+    options = ModelOptions(data=data, weights=weights, custom_objects=custom_objects,
+                           img_size=img_size, channels=channels, scale=scale, mean=mean, std=std,
+                           labels=labels)
+    if run.lower().endswith(".tflite"):
+        others = [flag for flag, given in (
+            ("--fp16", fp16), ("--dynamic", dynamic), ("--int16x8", int16x8), ("--onnx", onnx),
+            ("--edgetpu", edgetpu), ("--all", all_formats), ("--qat", qat),
+            ("--recover", recover), ("--calib-data", calib_data is not None),
+            ("--select-tf-ops", select_tf_ops)) if given] + options.given()
+        if not mcu:
+            raise UsageError(f"'{run}' is already a TFLite model: convert takes a .tflite only to "
+                             "the microcontroller export; add --mcu (or give a run directory or a "
+                             "Keras model for the other formats).")
+        if others:
+            raise UsageError(f"{', '.join(others)}: not for a .tflite, which convert only exports "
+                             "for a microcontroller as it is (--mcu, --mcu-profile, --out, --json "
+                             "apply).")
+        from edgecv.converters.mcu import export_tflite
+
+        record = export_tflite(run, out, profiles, log=(lambda _line: None) if json_out else echo)
+        if json_out:
+            typer.echo(json_module.dumps(record, indent=2))
+        return
     if all_formats:
-        formats = [name for name in FORMATS if name not in QAT_FORMATS]
+        formats = [name for name in FORMATS if name not in NOT_IN_ALL]
     else:
-        formats = [name for name, wanted in (("fp16", fp16), ("dynamic", dynamic), ("int8", int8),
-                                             ("int16x8", int16x8), ("onnx", onnx),
-                                             ("onnx_int8", onnx and int8), ("edgetpu", edgetpu))
-                   if wanted]
+        formats = [name for name, wanted in (("fp16", fp16), ("dynamic", dynamic),
+                                             ("int8", int8), ("int16x8", int16x8),
+                                             ("onnx", onnx), ("onnx_int8", onnx and int8),
+                                             ("edgetpu", edgetpu)) if wanted]
+    if mcu:  # the microcontroller export is the int8 file's
+        formats = [*formats, *(["int8"] if "int8" not in formats else []), "mcu"]
     if qat:
         formats = with_qat(formats)
     def log(line: str) -> None:  # warnings go to stderr, so --json keeps stdout clean
@@ -309,9 +347,6 @@ def convert_command(
         elif not json_out:
             echo(line)
 
-    options = ModelOptions(data=data, weights=weights, custom_objects=custom_objects,
-                           img_size=img_size, channels=channels, scale=scale, mean=mean, std=std,
-                           labels=labels)
     if (scale, mean, std) != (None, None, None) and is_keras_source(run):
         # Checked here, before the model loads (converters.sources applies the same rule); a
         # run directory refuses all three flags.
@@ -326,7 +361,7 @@ def convert_command(
                              select_tf_ops=select_tf_ops, options=options,
                              calib_data=calib_data, onnx_calibration=onnx_calibration,
                              qat_epochs=qat_epochs, qat_lr=qat_lr, log=log, progress=progress,
-                             recover_mix=recover_mix)
+                             recover_mix=recover_mix, mcu_profiles=profiles)
     if json_out:
         typer.echo(json_module.dumps(report, indent=2))
 
@@ -524,8 +559,11 @@ def bench_command(
     models: list[str] = typer.Argument(..., help="Run directories, export directories, model "
                                        "files (.tflite, .onnx, .keras, .h5, .json) or SavedModel "
                                        "directories."),
-    targets: str = typer.Option("all", help="Comma list of cpu, gpu, tpu, edgetpu, or all."),
+    targets: str = typer.Option("all", help="Comma list of cpu, gpu, tpu, edgetpu, mcu, or all "
+                                "(every one but mcu: TFLite Micro's reference kernels on this "
+                                "machine, the arena a microcontroller needs; the mcu extra)."),
     threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2,4 or max."),
+    mcu_profile: Optional[list[str]] = MCU_PROFILE_OPTION,
     runs: int = typer.Option(100, help="Timed runs per row (at least)."),
     min_time: float = typer.Option(1.0, help="Seconds of timed runs per row (at least)."),
     warmup: int = typer.Option(10, help="Untimed runs before timing."),
@@ -573,13 +611,15 @@ def bench_command(
     from edgecv.benchmarks.report import report_title, write_reports
     from edgecv.benchmarks.suite import (BenchSettings, discover, find_testset, parse_counts,
                                          parse_threads)
+    from edgecv.runtime.boards import parse_profiles
     from edgecv.runtime.targets import parse_targets
 
     settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
                              batches=parse_counts(batch, "--batch"),
                              runs=runs, min_time_s=min_time, warmup=warmup, rounds=rounds,
                              max_drop=max_drop, checksum=checksum,
-                             custom_objects=custom_objects, weights=weights)
+                             custom_objects=custom_objects, weights=weights,
+                             mcu_profiles=parse_profiles(mcu_profile))
     artifacts = discover(models, include_keras=keras)
     testset = Path(data) if data else find_testset(artifacts)
     interrupted = False
@@ -706,7 +746,8 @@ def _bench_on_devices(specs, ssh_config, artifacts, settings, testset, *, thread
     device_settings = {"targets": ",".join(settings.targets), "threads": threads, "batch": batch,
                        "runs": settings.runs, "min_time_s": settings.min_time_s,
                        "warmup": settings.warmup, "rounds": settings.rounds,
-                       "max_drop": max_drop, "checksum": settings.checksum}
+                       "max_drop": max_drop, "checksum": settings.checksum,
+                       "mcu_profiles": [profile.name for profile in settings.mcu_profiles]}
 
     def log(line: str) -> None:
         typer.echo(line, err=True)

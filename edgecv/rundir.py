@@ -33,6 +33,65 @@ def _json_record(path: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+# What mcu.json says to mark a folder as edgecv's microcontroller export.
+MCU_EXPORT_MARK = "edgecv convert --mcu"
+
+
+@dataclass(frozen=True)
+class McuDir:
+    """What ``edgecv convert --mcu`` writes for a microcontroller: ``RUN/export/mcu`` (an
+    export's :attr:`ExportDir.mcu`), or ``<stem>_mcu`` beside a ``.tflite`` converted alone."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def model(self) -> Path:
+        """The model the C array holds, byte for byte, as a .tflite file."""
+        return self.path / "model.tflite"
+
+    @property
+    def model_data_cc(self) -> Path:
+        return self.path / "model_data.cc"
+
+    @property
+    def model_data_h(self) -> Path:
+        return self.path / "model_data.h"
+
+    @property
+    def model_ops_h(self) -> Path:
+        return self.path / "model_ops.h"
+
+    @property
+    def model_settings_h(self) -> Path:
+        return self.path / "model_settings.h"
+
+    @property
+    def main_cc(self) -> Path:
+        return self.path / "main.cc"
+
+    @property
+    def readme(self) -> Path:
+        return self.path / "README.md"
+
+    @property
+    def record(self) -> Path:
+        """mcu.json: the arena, the model bytes, the ops, the verification, the fit."""
+        return self.path / "mcu.json"
+
+    def files(self) -> list[Path]:
+        """Every file of the export, mcu.json last (it is written last)."""
+        return [self.model, self.model_data_cc, self.model_data_h, self.model_ops_h,
+                self.model_settings_h, self.main_cc, self.readme, self.record]
+
+    def is_mcu_export(self) -> bool:
+        """True if mcu.json is edgecv's (its ``export`` is :data:`MCU_EXPORT_MARK`)."""
+        record = _json_record(self.record)
+        return record is not None and record.get("export") == MCU_EXPORT_MARK
+
+
 @dataclass(frozen=True)
 class ExportDir:
     """What ``edgecv convert`` writes beside the artifacts (``RUN/export`` or ``--out``)."""
@@ -51,6 +110,11 @@ class ExportDir:
     def testset(self) -> Path:
         """The held-out test split as uint8 images (:mod:`edgecv.testset`)."""
         return self.path / "testset.npz"
+
+    @property
+    def mcu(self) -> McuDir:
+        """The microcontroller export (``--mcu``)."""
+        return McuDir(self.path / "mcu")
 
     def is_export(self) -> bool:
         """True if ``conversion.json`` is ``edgecv convert``'s: a JSON object with its ``run``

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from edgecv.errors import EdgecvError
 
 
@@ -48,8 +51,52 @@ def builtin_op_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
-def operator_types(model: bytes) -> list[tuple[str, list[str]]]:
-    """(operator name, dtypes of its input/output tensors) for every op stored in the file."""
+@dataclass(frozen=True)
+class Operator:
+    """One operator stored in a TFLite file: ``name`` (the builtin's, e.g. ``CONV_2D``, or
+    ``CUSTOM:<code>``), the dtypes of its input and output tensors, its output tensors' names."""
+
+    name: str
+    dtypes: list[str]
+    outputs: list[str]
+
+    @property
+    def layer(self) -> str | None:
+        """The Keras layer it came from, read from its first output's name (:func:`keras_layer`)."""
+        return keras_layer(self.outputs[0]) if self.outputs else None
+
+    def described(self) -> str:
+        """``CONV_2D (layer 'conv1')``, or ``SOFTMAX (tensor 'output_0')`` when no layer shows."""
+        if self.layer:
+            return f"{self.name} (layer '{self.layer}')"
+        return f"{self.name} (tensor '{self.outputs[0]}')" if self.outputs else self.name
+
+
+# A Keras 3 layer's ops sit in a name scope "<layer>_<n>" under the model's ("functional_1/
+# conv1_1/convolution1"); nested models add scopes ("functional_1/mobilenetv2_1/block_1_expand_1/
+# Conv2D"). The converter joins the names of fused ops with ";".
+_LAYER_SCOPE = re.compile(r"^(.+)_\d+$")
+
+
+def keras_layer(tensor: str) -> str | None:
+    """The Keras layer a tensor of a converted model came from, read from its name: the
+    innermost ``<layer>_<n>`` scope below the model's (``functional_1/gelu_1/Gelu/mul_2`` ->
+    ``gelu``), else the second part of ``model/layer/op``; None when the name holds neither
+    (a renamed model output such as ``output_0``)."""
+    parts = tensor.split(";")[0].split("/")
+    layer = None
+    for part in parts[1:]:
+        match = _LAYER_SCOPE.match(part)
+        if match is None:
+            break
+        layer = match.group(1)
+    if layer is None and len(parts) >= 3:
+        layer = parts[1]
+    return layer
+
+
+def operators(model: bytes) -> list[Operator]:
+    """Every operator stored in the file, subgraph by subgraph, in execution order."""
     schema = tflite_schema()
     op_names = builtin_op_names()
     type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -60,15 +107,44 @@ def operator_types(model: bytes) -> list[tuple[str, list[str]]]:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         name = op_names.get(builtin, str(builtin))
         if name == "CUSTOM":
-            name = f"CUSTOM:{(code.CustomCode() or b'').decode()}"
+            name = f"CUSTOM:{(code.CustomCode() or b'').decode(errors='replace')}"
         codes.append(name)
     result = []
     for s in range(root.SubgraphsLength()):
         graph = root.Subgraphs(s)
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
-            indices = [*op.InputsAsNumpy().tolist(), *op.OutputsAsNumpy().tolist()] \
-                if op.InputsLength() or op.OutputsLength() else []
-            dtypes = [type_names[graph.Tensors(i).Type()] for i in indices if i >= 0]
-            result.append((codes[op.OpcodeIndex()], dtypes))
+            inputs = op.InputsAsNumpy().tolist() if op.InputsLength() else []
+            outputs = op.OutputsAsNumpy().tolist() if op.OutputsLength() else []
+            dtypes = [type_names[graph.Tensors(i).Type()] for i in [*inputs, *outputs] if i >= 0]
+            names = [(graph.Tensors(i).Name() or b"").decode(errors="replace")
+                     for i in outputs if i >= 0]
+            result.append(Operator(codes[op.OpcodeIndex()], dtypes, names))
     return result
+
+
+def operator_types(model: bytes) -> list[tuple[str, list[str]]]:
+    """(operator name, dtypes of its input/output tensors) for every op stored in the file."""
+    return [(op.name, op.dtypes) for op in operators(model)]
+
+
+def integer_only_violations(model: bytes, io: str = "int8") -> list[str]:
+    """Ops of a full-int8 model that touch a tensor other than int8/int32, or are not builtin,
+    each named with its Keras layer (:meth:`Operator.described`).
+
+    The QUANTIZE/DEQUANTIZE ops at the model's edges may also use the ``io`` type (uint8 or
+    float32) that was asked for with ``--io``.
+    """
+    allowed = {"int8", "int32"}
+    edge_allowed = allowed | ({io} if io in ("uint8", "float32") else set())
+    problems: list[str] = []
+    for op in operators(model):
+        if op.name.startswith(("CUSTOM", "FLEX")) or op.name == "DELEGATE":
+            problem = f"{op.described()} is not a builtin op"
+        else:
+            bad = sorted(set(op.dtypes) - (edge_allowed if op.name in ("QUANTIZE", "DEQUANTIZE")
+                                           else allowed))
+            problem = f"{op.described()} uses {', '.join(bad)} tensors" if bad else None
+        if problem and problem not in problems:
+            problems.append(problem)
+    return problems

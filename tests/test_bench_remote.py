@@ -399,6 +399,30 @@ def test_a_checked_report_names_this_machines_files_and_keeps_reasons_on_one_lin
                              "job1", ["gpu"])
 
 
+def test_an_mcu_row_must_carry_its_host_time_and_no_latency(tmp_path):
+    """A device's mcu rows: their time is its reference kernels' (host_reference_kernels_*),
+    never a latency a recommendation could take."""
+    from fake_device import honest_report
+
+    sent = [answers.Sent("0/model_int8.tflite", tmp_path / "model_int8.tflite", "a" * 64)]
+    manifest = {"artifacts": [sent[0].relative], "settings": {},
+                "files": {sent[0].relative: sent[0].sha256}}
+
+    def mcu_report(**fields):
+        report = honest_report(str(tmp_path / "device"), "job1", manifest)
+        report["rows"][0].update(target="mcu", runtime="tflm", threads=None, **fields)
+        return report
+
+    host = {"host_reference_kernels_p50_ms": 3.0, "host_reference_kernels_p50_ci_ms": [2.9, 3.1]}
+    no_latency = {key: None for key in ("p50_ms", "p50_ci_ms", "mean_ms")}
+    checked = answers.check_report(mcu_report(**host, **no_latency), sent, "job1", ["mcu"])
+    assert checked["rows"][0]["host_reference_kernels_p50_ms"] == 3.0
+    with pytest.raises(answers.BadAnswer, match="reference kernels', yet it carries a latency"):
+        answers.check_report(mcu_report(**host), sent, "job1", ["mcu"])
+    with pytest.raises(answers.BadAnswer, match="without a host_reference_kernels_p50 above 0"):
+        answers.check_report(mcu_report(**no_latency), sent, "job1", ["mcu"])
+
+
 @pytest.mark.parametrize("line, expected", [
     ('EDGECV {"report": {}, "error": "x"}', "not one of stored, progress, report, error"),
     ('EDGECV ["report"]', "not one of"),
@@ -591,6 +615,26 @@ def test_bench_on_a_second_environment_merges_rows_per_device(device_run, tmp_pa
     assert third.returncode == 0, third.stderr
     assert report["devices"][0]["transfer"]["copied"] == 1
     assert {r["test_images"] for r in report["rows"]} == {50}
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_device_s_mcu_rows_carry_the_fit_to_the_profiles_asked_for(device_run, tmp_path):
+    """--mcu-profile travels to the device, and its mcu rows (arena, fit, host reference time)
+    pass the checks of what comes back."""
+    pytest.importorskip("tflite_micro", reason="the mcu extra (tflite-micro) is not installed")
+    report_path = tmp_path / "bench.json"
+    done = run_cli("bench", device_run, "--on", f"local:{sys.executable}?dir={tmp_path / 'c'}",
+                   "--targets", "mcu", "--mcu-profile", "pico", "--mcu-profile", "64K,512K",
+                   "--runs", "3", "--min-time", "0", "--rounds", "2", "--warmup", "1",
+                   "--json", report_path)
+    assert done.returncode == 0, done.stderr
+    [row] = [r for r in json.loads(report_path.read_text())["rows"]
+             if r["format"] == "tflite_int8"]
+    assert row["status"] == "ok" and row["device"] == f"local:{sys.executable}"
+    assert [f["profile"] for f in row["mcu_fit"]] == ["pico", "64K,512K"]
+    assert row["arena_bytes"] > 0 and row["host_reference_kernels_p50_ms"] > 0
+    assert row["p50_ms"] is None
 
 
 @pytest.mark.tf

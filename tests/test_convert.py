@@ -161,7 +161,8 @@ def test_card_travels_in_every_artifact(converted, trained_run):
         card = read_card(out / name)
         assert card.labels == config["labels"], fmt
         assert card.preprocessing == Preprocessing.from_dict(config["preprocessing"]), fmt
-        assert card.format.endswith(fmt), (fmt, card.format)
+        # the microcontroller export ships the int8 file byte for byte, its card included
+        assert card.format.endswith("int8" if fmt == "mcu" else fmt), (fmt, card.format)
 
 
 def test_onnx_runs_in_opencv_dnn_like_keras(converted, trained_run):

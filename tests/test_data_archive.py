@@ -205,6 +205,261 @@ def test_corrupt_archives_are_one_line(folder, tmp_path):
         load_dataset("nowhere.zip", 32, 32, 3)
 
 
+# --- limits on what an archive unpacks to (issue 31): bombs are refused as they stream ---------
+
+def _one_line(info, *fragments):
+    message = str(info.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message
+
+
+def _zip_bomb(target: Path, size: int) -> Path:
+    """A zip of one member of ``size`` zero bytes (deflate: about 1,000 to 1)."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("train/cat/ok.jpg", b"abc")
+        out.writestr("train/dog/zeros.jpg", bytes(size))
+    return target
+
+
+def test_a_zip_bomb_is_refused_by_the_ratio_it_unpacks_at(tmp_path, monkeypatch):
+    import dataclasses
+
+    from edgecv.data.archive import UnpackLimits, unpack_archive
+
+    bomb = _zip_bomb(tmp_path / "bomb.zip", 16 << 20)
+    limits = UnpackLimits(ratio_after_bytes=2 << 20)  # judged from 2 MiB instead of 64 MiB
+    with pytest.raises(DataError) as info:
+        unpack_archive(bomb, limits)
+    _one_line(info, "bomb.zip' refused", "member 'train/dog/zeros.jpg'",
+              "EDGECV_MAX_UNPACK_RATIO=200", "raise EDGECV_MAX_UNPACK_RATIO")
+    assert cache_entries(tmp_path) == []  # the partial unpack is gone
+    # The limit is settable: trusted, the same archive unpacks.
+    monkeypatch.setenv("EDGECV_MAX_UNPACK_RATIO", "100000")
+    root, _ = unpack_archive(bomb, dataclasses.replace(UnpackLimits.from_env(),
+                                                       ratio_after_bytes=2 << 20))
+    assert (root / "dog" / "zeros.jpg").stat().st_size == 16 << 20
+    monkeypatch.setenv("EDGECV_MAX_UNPACK_RATIO", "a lot")
+    with pytest.raises(UsageError, match="EDGECV_MAX_UNPACK_RATIO must be a whole number"):
+        UnpackLimits.from_env()
+
+
+def _archive_of(target: Path, members: dict[str, bytes]) -> Path:
+    """A .zip (deflated) or .tar.gz of ``members`` (name -> bytes), by ``target``'s suffix."""
+    if target.suffix == ".zip":
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+            for name, data in members.items():
+                out.writestr(name, data)
+        return target
+    with tarfile.open(target, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return target
+
+
+def test_many_empty_members_are_a_bomb_too(tmp_path):
+    """100,000 files from a 480 KB tar.gz (issue 31): each file takes at least a block of disk,
+    so thousands of empty members from a few KB pass the ratio only a bomb reaches."""
+    from edgecv.data.archive import UnpackLimits, unpack_archive
+
+    archive = _archive_of(tmp_path / "many.tar.gz",
+                      {f"train/cat/{i:05d}.jpg": b"" for i in range(1000)})
+    assert archive.stat().st_size < 20_000
+    with pytest.raises(DataError) as info:
+        unpack_archive(archive, UnpackLimits(ratio_after_bytes=1 << 20))
+    _one_line(info, "many.tar.gz' refused", "EDGECV_MAX_UNPACK_RATIO", "member 'train/cat/0")
+    assert cache_entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_more_members_than_the_limit_are_refused(tmp_path, monkeypatch, suffix):
+    from edgecv.data.archive import unpack_archive
+
+    members = {f"train/{c}/{i}.jpg": b"abc" for c in ("cat", "dog") for i in range(15)}
+    archive = _archive_of(tmp_path / f"many{suffix}", members)
+    monkeypatch.setenv("EDGECV_MAX_ARCHIVE_MEMBERS", "20")
+    with pytest.raises(DataError) as info:
+        unpack_archive(archive)
+    _one_line(info, f"many{suffix}' refused", "EDGECV_MAX_ARCHIVE_MEMBERS=20",
+              "raise EDGECV_MAX_ARCHIVE_MEMBERS")
+    assert cache_entries(tmp_path) == []
+    monkeypatch.setenv("EDGECV_MAX_ARCHIVE_MEMBERS", "1000")
+    root, _ = unpack_archive(archive)
+    assert len(list(root.rglob("*.jpg"))) == 30
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_a_member_larger_than_any_image_is_refused(tmp_path, monkeypatch, suffix):
+    from edgecv.data.archive import unpack_archive
+
+    noise = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    members = {"train/cat/ok.jpg": b"abc", "train/dog/huge.jpg": noise}
+    archive = _archive_of(tmp_path / f"huge{suffix}", members)
+    monkeypatch.setenv("EDGECV_MAX_IMAGE_BYTES", "100000")
+    with pytest.raises(DataError) as info:
+        unpack_archive(archive)
+    _one_line(info, f"huge{suffix}' refused", "member 'train/dog/huge.jpg'",
+              "EDGECV_MAX_IMAGE_BYTES=100,000", "raise EDGECV_MAX_IMAGE_BYTES")
+    assert cache_entries(tmp_path) == []
+
+
+def test_the_unpack_fits_its_budget_and_the_free_space(folder, tmp_path, monkeypatch):
+    from edgecv.data.archive import UnpackLimits, unpack_archive
+
+    archive = make_archive(folder, tmp_path / "mini.tar")
+    monkeypatch.setenv("EDGECV_MAX_UNPACK_BYTES", "50000")  # 36 files take 36 blocks at least
+    with pytest.raises(DataError) as info:
+        unpack_archive(archive)
+    _one_line(info, "mini.tar' refused", "EDGECV_MAX_UNPACK_BYTES=50,000",
+              "raise EDGECV_MAX_UNPACK_BYTES")
+    assert cache_entries(tmp_path) == []
+    monkeypatch.delenv("EDGECV_MAX_UNPACK_BYTES")
+    # A disk that would be left with less free space than the margin: refused, and where.
+    with pytest.raises(DataError) as info:
+        unpack_archive(archive, UnpackLimits(free_margin_bytes=1 << 62))
+    _one_line(info, "mini.tar' refused", "free in", "set EDGECV_CACHE_DIR")
+    assert cache_entries(tmp_path) == []
+    root, _ = unpack_archive(archive)
+    assert len(list(root.rglob("*.jpg"))) == len(CLASSES) * PER_CLASS
+
+
+def _gnu_sparse_member(name: str, realsize: int) -> bytes:
+    """An old-GNU sparse member ('S'): 512 bytes stored, declared ``realsize`` long (tarfile
+    reads such members but cannot write them)."""
+    stored = b"x" * 512
+    info = tarfile.TarInfo(name)
+    info.size, info.type = len(stored), tarfile.GNUTYPE_SPARSE
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    header[386:398] = tarfile.itn(realsize - len(stored), 12, tarfile.GNU_FORMAT)  # offset
+    header[398:410] = tarfile.itn(len(stored), 12, tarfile.GNU_FORMAT)  # bytes there
+    header[483:495] = tarfile.itn(realsize, 12, tarfile.GNU_FORMAT)  # the file's real size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + stored
+
+
+def _sparse_archive(target: Path, kind: str) -> Path:
+    """A tar.xz whose member 'train/cat/big.jpg' is sparse, declared 64 GiB, in one of the three
+    ways GNU tar writes them."""
+    size = 64 << 30
+    raw = io.BytesIO()
+    if kind == "gnu":
+        raw.write(_gnu_sparse_member("train/cat/big.jpg", size) + bytes(1024))
+    else:
+        pax = ({"GNU.sparse.size": str(size), "GNU.sparse.numblocks": "1",
+                "GNU.sparse.map": "0,512"} if kind == "pax_0.1" else
+               {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                "GNU.sparse.name": "train/cat/big.jpg", "GNU.sparse.realsize": str(size)})
+        data = (b"1\n0\n512\n".ljust(512, b"\0") if kind == "pax_1.0" else b"") + b"x" * 512
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("train/cat/big.jpg")
+            info.pax_headers, info.size = pax, len(data)
+            tar.addfile(info, io.BytesIO(data))
+    import lzma
+
+    target.write_bytes(lzma.compress(raw.getvalue()))
+    return target
+
+
+@pytest.mark.parametrize("kind", ["gnu", "pax_0.1", "pax_1.0"])
+def test_a_sparse_member_is_refused(tmp_path, kind):
+    from edgecv.data.archive import unpack_archive
+
+    archive = _sparse_archive(tmp_path / "sparse.tar.xz", kind)
+    assert archive.stat().st_size < 1000
+    with pytest.raises(DataError) as info:
+        unpack_archive(archive)
+    _one_line(info, "sparse.tar.xz' refused", "'train/cat/big.jpg' is a sparse file",
+              "68,719,476,736 bytes")
+    assert cache_entries(tmp_path) == []
+
+
+KILLED_UNPACK = """
+import os, signal, sys
+from pathlib import Path
+from edgecv.data import archive
+
+def die_mid_unpack(path, target, *rest):
+    (Path(target) / "half.jpg").write_bytes(b"x" * 1000)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+archive._extract = die_mid_unpack
+archive.unpack_archive(sys.argv[1])
+"""
+
+
+def test_a_killed_unpack_is_removed_by_the_next_one(folder, tmp_path):
+    import subprocess
+    import sys
+
+    archive = make_archive(folder, tmp_path / "mini.tar.gz")
+    child = subprocess.run([sys.executable, "-c", KILLED_UNPACK, str(archive)],
+                           env=os.environ.copy(), capture_output=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    datasets = tmp_path / "cache" / "datasets"
+    left = [p for p in datasets.iterdir() if p.name.startswith(".")]
+    assert len(left) == 1 and (left[0] / "half.jpg").is_file()  # what a SIGKILL leaves
+    # A concurrent unpack (this process: alive) keeps its folder.
+    alive = datasets / f".0123456789abcdef.{os.getpid()}-abc.partial"
+    alive.mkdir()
+    from edgecv.data.archive import unpack_archive
+
+    unpack_archive(archive)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert cache_entries(tmp_path) == sorted([alive.name, digest])
+
+
+def _small_archives(folder: Path, tmp_path: Path) -> dict[str, bytes]:
+    """Every archive kind of a small real tree, and the hostile ones of the tests above."""
+    small = tmp_path / "small" / "train"
+    for cls in CLASSES[:2]:
+        (small / cls).mkdir(parents=True)
+        for path in sorted((folder / cls).iterdir())[:2]:
+            shutil.copy(path, small / cls / path.name)
+    kinds = {}
+    for suffix in (".zip", ".tar", ".tar.gz", ".tar.xz"):
+        kinds[f"good{suffix}"] = make_archive(small, tmp_path / f"good{suffix}").read_bytes()
+    kinds["bomb.zip"] = _zip_bomb(tmp_path / "bomb.zip", 4 << 20).read_bytes()
+    kinds["sparse.tar.xz"] = _sparse_archive(tmp_path / "sparse.tar.xz", "gnu").read_bytes()
+    kinds["many.tar.gz"] = _archive_of(tmp_path / "many.tar.gz", {
+        f"train/cat/{i}.jpg": b"" for i in range(400)}).read_bytes()
+    return kinds
+
+
+def test_damaged_and_hostile_archives_are_one_line_errors(folder, tmp_path):
+    """Seeded byte flips in each kind of archive, good and hostile: each either unpacks or is
+    refused with one DataError line (a damaged deflate or LZMA member of a zip raised zlib.error
+    or LZMAError through the corrupt-archive net)."""
+    import random
+
+    from edgecv.data.archive import UnpackLimits, unpack_archive
+
+    limits = UnpackLimits(ratio_after_bytes=1 << 20)
+    rng = random.Random(31)
+    outcomes = {}
+    for name, data in _small_archives(folder, tmp_path).items():
+        for trial in range(20):
+            damaged = bytearray(data)
+            for _ in range(rng.randint(1, 3)):
+                damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            path = tmp_path / "fuzz" / f"{trial}-{name}"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(bytes(damaged))
+            try:
+                unpack_archive(path, limits)
+                outcome = "unpacked"
+            except DataError as exc:
+                assert "\n" not in str(exc) and path.name in str(exc), str(exc)
+                outcome = "refused" if "refused" in str(exc) else "corrupt"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert set(outcomes) == {"unpacked", "refused", "corrupt"}, outcomes
+    leftovers = [p for p in (tmp_path / "cache" / "datasets").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
 def test_over_the_memory_budget_the_train_split_streams(folder, monkeypatch):
     in_memory = load_dataset(str(folder), 24, 24, 3, seed=2)
     monkeypatch.setenv("EDGECV_MAX_MEMORY_BYTES", "1000")

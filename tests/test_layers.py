@@ -12,7 +12,8 @@ PACKAGES = {"edgecv": ROOT / "edgecv", "edgecv.converters": ROOT / "converters",
 # The device side: runs on a Raspberry Pi-class machine without TensorFlow or the training code.
 DEVICE = ("edgecv.runtime", "edgecv.card", "edgecv.classify", "edgecv.predict", "edgecv.camera",
           "edgecv.images", "edgecv.preprocessing", "edgecv.testset", "edgecv.tflite_schema",
-          "edgecv.io", "edgecv.errors", "edgecv.timing", "edgecv.modelfile", "edgecv.rundir")
+          "edgecv.io", "edgecv.errors", "edgecv.limits", "edgecv.timing", "edgecv.modelfile",
+          "edgecv.rundir")
 TRAINING = ("edgecv.training", "edgecv.converters", "edgecv.models", "edgecv.data")
 # Layers in data-flow order. The training side (data, model, artifact) builds on the device
 # side (the converters write cards and verify artifacts in the runtime); the device side never

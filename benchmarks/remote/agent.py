@@ -190,6 +190,7 @@ def _place(job: Job, files: dict[str, str]) -> Path:
 def bench(job: Job, stream) -> None:
     """Run the bench of the manifest (first stdin line) on the linked files; print the report."""
     from edgecv.benchmarks.suite import BenchSettings, parse_counts, parse_threads, run_benchmark
+    from edgecv.runtime.boards import parse_profiles
     from edgecv.runtime.targets import parse_targets
 
     job.register()
@@ -204,7 +205,8 @@ def bench(job: Job, stream) -> None:
                              batches=parse_counts(given["batch"], "--batch"),
                              runs=given["runs"], min_time_s=given["min_time_s"],
                              warmup=given["warmup"], rounds=given["rounds"],
-                             max_drop=given["max_drop"], checksum=given["checksum"])
+                             max_drop=given["max_drop"], checksum=given["checksum"],
+                             mcu_profiles=parse_profiles(given.get("mcu_profiles")))
     testset = run / manifest["testset"] if manifest.get("testset") else None
 
     def progress(row: dict) -> None:

@@ -209,6 +209,11 @@ _ROW_KINDS["integer_kernels"] = AnyOf((Record({"quantized": int, "integer": int,
 # one class index per test image: a CIFAR-10 test split alone is 10,000
 MAX_PREDICTIONS = 200_000
 _ROW_KINDS["predictions"] = AnyOf((ListOf(int, MAX_PREDICTIONS), None))
+_ROW_KINDS["mcu_fit"] = AnyOf((list[Record(  # edgecv.runtime.boards.fit()
+    {"profile": str, "board": str, "ram_bytes": int, "flash_bytes": int, "source": str,
+     "note": str, "arena_bytes": int, "model_bytes": int, "ram_margin_bytes": int,
+     "flash_margin_bytes": int, "fits_ram": bool, "fits_flash": bool, "fits": bool,
+     "not_counted": str}, optional=frozenset({"note"}))], None))
 ROW = Record(_ROW_KINDS)  # BenchRow.to_dict(): every field, its type
 
 PROGRESS = Record({"artifact": str, "target": str, "threads": int | None, "status": str})
@@ -304,9 +309,12 @@ def check_report(report, sent: list[Sent], job: str, targets: list[str]) -> dict
     """The device's bench report, checked, as ``{"machine", "warnings", "rows"}`` with each
     row's ``path`` this machine's file (a row for no artifact keeps ``*``). Rows are exactly
     :class:`BenchRow`'s fields and pass :func:`validate_report`, name a sent artifact and one of
-    ``targets``; a measured row has its p50, interval and size; a row is marked ``emulated``
-    exactly when the device's machine record says it runs under emulation; reasons and warnings
-    are put on one line (:func:`one_line`). BadAnswer otherwise."""
+    ``targets``; a measured row has its p50, interval and size (a host-reference target's, the
+    mcu's, its ``host_reference_kernels_*`` and no latency); a row is marked ``emulated`` exactly
+    when the device's machine record says it runs under emulation; reasons and warnings are put
+    on one line (:func:`one_line`). BadAnswer otherwise."""
+    from edgecv.runtime.targets import HOST_REFERENCE_TARGETS
+
     if isinstance(report, dict):
         for row in report["rows"] if isinstance(report.get("rows"), list) else []:
             if isinstance(row, dict) and "reason" in row:
@@ -325,9 +333,16 @@ def check_report(report, sent: list[Sent], job: str, targets: list[str]) -> dict
         if row["target"] not in targets:
             raise BadAnswer(f"{where} is for target {_shown(row['target'])}, which was not asked "
                             f"for ({', '.join(targets)})")
-        if row["status"] == "ok" and not (row["p50_ms"] and row["p50_ms"] > 0
-                                          and row["p50_ci_ms"] and row["size_bytes"] is not None):
-            raise BadAnswer(f"{where} is 'ok' without a p50 above 0, its interval and its size")
+        host = row["target"] in HOST_REFERENCE_TARGETS
+        p50, interval = (("host_reference_kernels_p50_ms", "host_reference_kernels_p50_ci_ms")
+                         if host else ("p50_ms", "p50_ci_ms"))
+        if row["status"] == "ok" and not (row[p50] and row[p50] > 0 and row[interval]
+                                          and row["size_bytes"] is not None):
+            raise BadAnswer(f"{where} is 'ok' without a {p50.removesuffix('_ms')} above 0, its "
+                            "interval and its size")
+        if host and any(row[key] is not None for key in ("p50_ms", "p50_ci_ms", "mean_ms")):
+            raise BadAnswer(f"{where} is on {row['target']}, whose time is this device's "
+                            "reference kernels', yet it carries a latency")
     try:
         validate_report({"rows": rows, "machine": report["machine"],
                          "warnings": report["warnings"]})

@@ -17,8 +17,9 @@ from edgecv.benchmarks.report.plots import (MATPLOTLIB_NOTE, figure_png, ok_rows
                                             plot_latency_distribution, plot_latency_vs_accuracy,
                                             plot_thread_scaling)
 from edgecv.benchmarks.report.schema import is_number, validate_report
-from edgecv.benchmarks.report.tables import (DEFAULT_TITLE, agreement_lines, answer_lines,
-                                             columns, int8_lines, is_measurement, plain_value,
+from edgecv.benchmarks.report.tables import (DEFAULT_TITLE, RIGHT_ALIGNED, agreement_lines,
+                                             answer_lines, columns, int8_lines, mcu_lines,
+                                             plain_value,
                                              row_cells)
 from edgecv.io import write_text_atomic
 
@@ -138,7 +139,7 @@ def _results_table(rows: list[dict]) -> str:
                         notes.append(reason)
                     cell = f"{row['status']} [{notes.index(reason) + 1}]"
                 cells.append(f'<td class="status-{_esc(kind)}">{_esc(cell)}</td>')
-            elif is_measurement(column) or column in ("threads", "batch"):
+            elif column in RIGHT_ALIGNED or column in ("threads", "batch"):
                 cells.append(f'<td class="num">{_esc(cell)}</td>')
             else:
                 cells.append(f'<td class="name">{_esc(cell)}</td>')
@@ -258,10 +259,10 @@ def write_html(report: dict, path, sections: Sequence[Section] = (),
             f"<li>{_esc(warning)}</li>" for warning in report["warnings"]) + "</ul>")
     parts += ["<h2>Results</h2>", _results_table(rows)]
     parts += [f"<p>{_esc(line)}</p>" for line in agreement_lines(report)]
-    int8 = int8_lines(report)
-    if int8:
-        parts += [f"<p>{_esc(int8[0])}</p><ul>"
-                  + "".join(f"<li>{_esc(line[2:])}</li>" for line in int8[1:]) + "</ul>"]
+    for block in (int8_lines(report), mcu_lines(report)):
+        if block:
+            parts += [f"<p>{_esc(block[0])}</p><ul>"
+                      + "".join(f"<li>{_esc(line[2:])}</li>" for line in block[1:]) + "</ul>"]
     parts += ["<h2>Plots</h2>", _plots_html(rows)]
     parts += [_section_html(section) for section in sections]
     parts.append("</body></html>")

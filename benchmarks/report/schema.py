@@ -21,7 +21,11 @@ STATUSES = ("ok", "unavailable", "n/a", "failed")
 
 _NUMERIC_FIELDS = ("size_bytes", "accuracy", "agreement", "test_images", "init_ms", "first_ms", "mean_ms",
                    "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "throughput_per_s",
-                   "runs", "rounds", "preprocess_ms", "rss_delta_mb", "peak_rss_mb", "speedup_vs_fp32")
+                   "runs", "rounds", "preprocess_ms", "rss_delta_mb", "peak_rss_mb", "speedup_vs_fp32",
+                   "arena_bytes", "arena_head_bytes", "arena_tail_bytes", "arena_reserved_bytes",
+                   "agreement_litert", "max_diff_steps_litert", "host_reference_kernels_p50_ms")
+_FRACTIONS = ("accuracy", "agreement", "agreement_litert")  # within 0..1
+_INTERVALS = ("p50_ci_ms", "host_reference_kernels_p50_ci_ms")  # [low, high]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -33,10 +37,11 @@ def validate_report(report) -> None:
 
     Required: a dict with a ``rows`` list; each row a dict with ``artifact``, ``target`` and a
     ``status`` in STATUSES. Optional ``machine``/``settings`` (dicts) and ``warnings`` (list).
-    Measurements must be None or finite numbers, ``accuracy`` and ``agreement`` within 0..1,
-    ``threads`` None or a positive int, ``samples_ms`` absent, None or a list of finite numbers
-    >= 0, ``predictions`` absent, None or one class index (int >= 0) per test image,
-    ``emulated`` absent or true/false.
+    Measurements must be None or finite numbers, ``accuracy``, ``agreement`` and
+    ``agreement_litert`` within 0..1, ``threads`` None or a positive int, the intervals None or
+    [low, high], ``mcu_fit`` None or a list of objects, ``samples_ms`` absent, None or a list of
+    finite numbers >= 0, ``predictions`` absent, None or one class index (int >= 0) per test
+    image, ``emulated`` absent or true/false.
     """
     if not isinstance(report, dict):
         raise ValueError(f"A benchmark report must be a dict. Received: {type(report).__name__}")
@@ -73,7 +78,7 @@ def _validate_row(index: int, row) -> None:
         if not is_number(value) or not math.isfinite(value):
             raise ValueError(f"{where}: `{key}` must be None or a finite number. "
                              f"Received: {key}={value!r}")
-    for key in ("accuracy", "agreement"):
+    for key in _FRACTIONS:
         value = row.get(key)
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"{where}: `{key}` is a fraction in [0, 1]. "
@@ -89,13 +94,18 @@ def _validate_row(index: int, row) -> None:
         raise ValueError(f"{where}: `predictions` must be None or one class index (an int >= 0) "
                          f"per test image ({row.get('test_images')}). Received: "
                          f"predictions={shown}")
-    interval = row.get("p50_ci_ms")
-    if interval is not None and not (
-            isinstance(interval, (list, tuple)) and len(interval) == 2
-            and all(is_number(v) and math.isfinite(v) for v in interval)
-            and interval[0] <= interval[1]):
-        raise ValueError(f"{where}: `p50_ci_ms` must be None or [low, high] with low <= high. "
-                         f"Received: p50_ci_ms={interval!r}")
+    for key in _INTERVALS:
+        interval = row.get(key)
+        if interval is not None and not (
+                isinstance(interval, (list, tuple)) and len(interval) == 2
+                and all(is_number(v) and math.isfinite(v) for v in interval)
+                and interval[0] <= interval[1]):
+            raise ValueError(f"{where}: `{key}` must be None or [low, high] with low <= high. "
+                             f"Received: {key}={interval!r}")
+    fit = row.get("mcu_fit")
+    if fit is not None and not (isinstance(fit, list) and all(isinstance(f, dict) for f in fit)):
+        raise ValueError(f"{where}: `mcu_fit` must be None or a list of objects. "
+                         f"Received: mcu_fit={fit!r}")
     samples = row.get("samples_ms")
     if samples is not None:
         try:

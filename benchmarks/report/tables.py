@@ -16,11 +16,17 @@ from edgecv.io import write_text_atomic
 TABLE_COLUMNS = ("artifact", "format", "target", "threads", "batch", "status", "size MB", "accuracy",
                  "init ms", "first ms", "mean ms", "p50 ms", "p50 CI ms", "p90 ms", "p99 ms", "FPS",
                  "preprocess ms", "peak RSS MB", "RSS delta MB", "speedup vs fp32")
-# Cells that hold a measurement: always "-" for a row that is not "ok".
+# Added after TABLE_COLUMNS when a row is on the mcu target (TFLite Micro on this machine): the
+# arena measured, top-1 agreement with the same file on LiteRT, the time of TFLM's reference
+# kernels on this host (named so: it is no microcontroller's latency), the fit per profile.
+MCU_COLUMNS = ("arena KB", "agreement vs LiteRT", "host reference kernels p50 ms", "fits")
+# Cells that hold a measurement: always "-" for a row that is not "ok" (right-aligned, as the
+# MCU_COLUMNS are).
 MEASUREMENT_COLUMNS = TABLE_COLUMNS[6:]
 DEVICE_COLUMN = "device"  # first, when the rows come from `edgecv bench --on` devices
 # after accuracy, when a row has one (`--on`: top-1 agreement with the reference device)
 AGREEMENT_COLUMN = "agreement"
+RIGHT_ALIGNED = (*MEASUREMENT_COLUMNS, AGREEMENT_COLUMN, *MCU_COLUMNS)
 EMULATED = " (emulated)"  # after the target of a row timed under emulation
 DEFAULT_TITLE = "edgecv benchmark"  # a report written by code that did not say what it measured
 
@@ -35,26 +41,44 @@ def report_title(command: str, subjects: Sequence[str]) -> str:
 
 def columns(rows: list[dict]) -> tuple[str, ...]:
     """TABLE_COLUMNS, led by ``device`` when a row names the device that measured it, with
-    ``agreement`` after ``accuracy`` when a row has one."""
+    ``agreement`` after ``accuracy`` when a row has one, followed by MCU_COLUMNS when a row is on
+    the mcu target."""
     shown = list(TABLE_COLUMNS)
     if any(r.get("agreement") is not None for r in rows):
         shown.insert(shown.index("accuracy") + 1, AGREEMENT_COLUMN)
-    return (DEVICE_COLUMN, *shown) if any(r.get("device") for r in rows) else tuple(shown)
-
-
-def is_measurement(column: str) -> bool:
-    """A right-aligned column of numbers, "-" for a row that is not ok."""
-    return column in MEASUREMENT_COLUMNS or column == AGREEMENT_COLUMN
+    if any(r.get("device") for r in rows):
+        shown.insert(0, DEVICE_COLUMN)
+    if any(r.get("target") == "mcu" for r in rows):
+        shown += MCU_COLUMNS
+    return tuple(shown)
 
 
 def row_cells(row: dict, shown: tuple[str, ...]) -> list[str]:
     """:func:`table_cells` for the ``shown`` columns (:func:`columns`)."""
     cells = dict(zip(TABLE_COLUMNS, table_cells(row)))
+    cells.update(zip(MCU_COLUMNS, mcu_cells(row)))
     cells[DEVICE_COLUMN] = str(row.get("device") or "-")
     agreement = row.get("agreement")
     cells[AGREEMENT_COLUMN] = f"{100 * agreement:.2f}%" \
         if row["status"] == "ok" and agreement is not None else "-"
     return [cells[column] for column in shown]
+
+
+def mcu_cells(row: dict) -> list[str]:
+    """The MCU_COLUMNS of a row: arena in KB (10^3 bytes, as ``size MB`` is in 10^6), agreement
+    with LiteRT in percent, the host reference kernels' p50, and which profiles it fits
+    (``nano33ble yes, pico no``); "-" where the row has none (any other target)."""
+    ok = row["status"] == "ok"
+
+    def shown(key, fmt):
+        value = row.get(key)
+        return fmt(value) if ok and value is not None else "-"
+
+    return [shown("arena_bytes", lambda b: f"{b / 1e3:.1f}"),
+            shown("agreement_litert", lambda a: f"{100 * a:.2f}%"),
+            shown("host_reference_kernels_p50_ms", _format_ms),
+            shown("mcu_fit", lambda fits: ", ".join(
+                f"{f['profile']} {'yes' if f['fits'] else 'no'}" for f in fits) or "-")]
 
 
 def table_cells(row: dict) -> list[str]:
@@ -192,6 +216,31 @@ def int8_lines(report: dict) -> list[str]:
             *(f"- {line}" for line in int8.get("outlook") or []), *fused.values()]
 
 
+def mcu_lines(report: dict) -> list[str]:
+    """Under the table, when a row ran on the mcu target: what its figures are, then per row
+    the arena and each profile's fit with its margins, and what is not measured."""
+    rows = [row for row in report["rows"] if row.get("target") == "mcu" and row["status"] == "ok"]
+    if not rows:
+        return []
+    from edgecv.runtime.boards import NOT_COUNTED, fit_text
+
+    lines = ["mcu: TFLite Micro's interpreter on this machine: the tensor arena its recording "
+             "allocator measured (reserved: kTensorArenaSize), agreement with the same file on "
+             "LiteRT; its time is that of the reference kernels on this host's CPU, not a "
+             "microcontroller's latency, and is never recommended:"]
+    for row in rows:
+        where = f"{row['device']}: " if row.get("device") else ""
+        lines.append(f"- {where}{row['artifact']}: arena {row['arena_bytes']:,} bytes (head "
+                     f"{row['arena_head_bytes']:,}, tail {row['arena_tail_bytes']:,}; reserve "
+                     f"{row['arena_reserved_bytes']:,}), model {row['size_bytes']:,} bytes"
+                     + (f", {row['max_diff_steps_litert']} step(s) at most from LiteRT"
+                        if row.get("max_diff_steps_litert") is not None else ""))
+        lines += [f"- {where}{row['artifact']} on {fit_text(fit)}"
+                  for fit in row.get("mcu_fit") or []]
+    lines.append(f"- {NOT_COUNTED}")
+    return lines
+
+
 def _machine_summary(machine: dict) -> str:
     parts = [str(machine.get("cpu") or "unknown CPU")]
     if machine.get("emulation"):
@@ -266,16 +315,17 @@ def markdown_table(report: dict, title: str = DEFAULT_TITLE) -> str:
         lines.append("")
     shown = columns(report["rows"])
     lines.append("| " + " | ".join(shown) + " |")
-    lines.append("|" + "|".join("---:" if is_measurement(c) else "---"
+    lines.append("|" + "|".join("---:" if c in RIGHT_ALIGNED else "---"
                                 for c in shown) + "|")
     for row in report["rows"]:
         lines.append("| " + " | ".join(_md_escape(cell) for cell in row_cells(row, shown)) + " |")
     agreement = agreement_lines(report)
     if agreement:
         lines += ["", *(_md_escape(line) for line in agreement)]
-    int8 = int8_lines(report)
-    if int8:
-        lines += ["", _md_escape(int8[0]), "", *(f"- {_md_escape(line[2:])}" for line in int8[1:])]
+    for block in (int8_lines(report), mcu_lines(report)):
+        if block:
+            lines += ["", _md_escape(block[0]), "",
+                      *(f"- {_md_escape(line[2:])}" for line in block[1:])]
     return "\n".join(lines) + "\n"
 
 
@@ -308,7 +358,7 @@ def print_table(report: dict, console=None) -> None:
     table = Table(title="edgecv bench", box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     for column in shown:
         table.add_column("\n".join(column.split()), no_wrap=column != "status",
-                         justify="right" if is_measurement(column) else "left")
+                         justify="right" if column in RIGHT_ALIGNED else "left")
     notes: list[str] = []
     for row in report["rows"]:
         cells = row_cells(row, shown)
@@ -327,5 +377,5 @@ def print_table(report: dict, console=None) -> None:
     console.print(table)
     for number, note in enumerate(notes, 1):
         console.print(f"[{number}] {note}", highlight=False, markup=False)
-    for line in agreement_lines(report) + int8_lines(report):
+    for line in [*agreement_lines(report), *int8_lines(report), *mcu_lines(report)]:
         console.print(line, highlight=False, markup=False)

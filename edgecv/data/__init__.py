@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.errors import DataError, DatasetUnavailable, UsageError, unknown_name
+from edgecv.limits import env_limit
 
 BUILTIN_DATASETS = ("digits",)
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -48,16 +49,7 @@ MEMORY_ENV = "EDGECV_MAX_MEMORY_BYTES"
 def memory_budget() -> int:
     """Bytes of decoded train images kept in memory: env ``EDGECV_MAX_MEMORY_BYTES``, default
     :data:`MAX_DATASET_BYTES` (6 GiB)."""
-    value = os.environ.get(MEMORY_ENV)
-    if value is None or value == "":
-        return MAX_DATASET_BYTES
-    try:
-        budget = int(value)
-    except ValueError:
-        budget = -1
-    if budget < 0:
-        raise UsageError(f"{MEMORY_ENV} must be a whole number of bytes >= 0, received '{value}'.")
-    return budget
+    return env_limit(MEMORY_ENV, MAX_DATASET_BYTES)
 
 
 class Split:

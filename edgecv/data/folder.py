@@ -4,7 +4,8 @@ Keras' ``image_dataset_from_directory`` silently ignores unknown extensions and 
 JPEG only mid-epoch without naming it; ``cv2.imread`` returns a half-grey image for a truncated
 JPEG (shared/RUNTIME_FACTS.md). So every file under the root is checked and decoded once by
 :func:`scan_and_load` (which keeps the converted pixels, so loading does not decode again) with
-:func:`edgecv.images.check_image_file`; each one that cannot be used is listed in
+:func:`edgecv.images.check_image_file`; each one that cannot be used (a bad marker, too many
+bytes or pixels for the limits of :mod:`edgecv.limits`, an error of OpenCV's) is listed in
 ``FolderScan.skipped`` with a reason. Nothing is dropped silently.
 
 Class names are the subfolders' names, and they go into labels.txt (one per line), JSON files,

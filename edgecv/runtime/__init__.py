@@ -47,7 +47,8 @@ def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None =
                  checksum: str = "warn", custom_objects: str | None = None,
                  weights: str | None = None) -> Backend:
     """Open ``path`` (.tflite, .onnx, or a Keras model: .keras, .h5, .json with ``weights``, a
-    SavedModel directory) on ``target`` (default cpu) with its runtime. ``custom_objects``
+    SavedModel directory) on ``target`` (default cpu) with its runtime: a .tflite on ``mcu``
+    runs in TFLite Micro (:class:`~edgecv.runtime.tflm.TFLMBackend`). ``custom_objects``
     (``FILE.py[:Names]``) and ``weights`` apply to Keras models only. Raises ModelFileError for a
     missing/corrupt file and :class:`~edgecv.errors.BackendUnavailable` (with the reason) when the target cannot run
     it here."""
@@ -62,6 +63,14 @@ def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None =
         raise ModelFileError(f"unsupported model file type '{path.suffix}' for '{path}'; "
                              "expected .tflite, .onnx, .keras, .h5, .json or a SavedModel "
                              "directory.") from exc
+    if target == "mcu":
+        from edgecv.errors import BackendUnavailable
+        from edgecv.runtime.tflm import NAME, TFLMBackend
+
+        if runtime != "litert":
+            raise BackendUnavailable(NAME, f"'{path.name}' is not a .tflite file: a "
+                                     "microcontroller (TFLite Micro) runs full-int8 .tflite files")
+        return TFLMBackend(path, checksum=checksum)
     if runtime == "litert":
         from edgecv.runtime.litert import LiteRTBackend
 

@@ -52,6 +52,14 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((q.astype(np.int64) - zero_point) * np.float64(scale)).astype(np.float32)
 
 
+def quantization_steps(a: np.ndarray, b: np.ndarray, scale: float) -> int | None:
+    """The largest difference of two arrays of dequantized scores, in quantization steps of
+    ``scale`` (None for a float output, scale 0; 0 for empty arrays)."""
+    if not scale:
+        return None
+    return int(np.rint(np.abs(a.astype(np.float64) - b).max() / scale)) if a.size else 0
+
+
 def dequantize_table(scale: float, zero_point: int, dtype) -> np.ndarray | None:
     """For 8-bit outputs: the 256 float32 values of :func:`dequantize`, indexed by the byte
     (``table[q.view(np.uint8)]`` is one numpy call instead of four). None for wider types."""
@@ -60,6 +68,27 @@ def dequantize_table(scale: float, zero_point: int, dtype) -> np.ndarray | None:
         return None
     codes = np.arange(256, dtype=np.uint8).view(dtype)
     return dequantize(codes, scale, zero_point)
+
+
+def to_model_input(batch: np.ndarray, input_quantization: tuple | None) -> np.ndarray:
+    """``batch`` in the model's input type: quantized with ``input_quantization`` (scale, zero
+    point, dtype) unless it already is of that type (pre-quantized by a pixel table); as it is
+    for a float input (None)."""
+    if input_quantization is not None and batch.dtype != input_quantization[2]:
+        return quantize(batch, *input_quantization)
+    return batch
+
+
+def to_scores(out: np.ndarray, output_quantization: tuple | None,
+              table: np.ndarray | None) -> np.ndarray:
+    """A model's raw output as float32 scores: through ``table`` (:func:`dequantize_table`) for
+    8-bit integers, dequantized with ``output_quantization`` (scale, zero point) for wider
+    ones, as it is for a float output."""
+    if table is not None:
+        return table[out.view(np.uint8)]
+    if output_quantization is not None:
+        return dequantize(out, *output_quantization)
+    return out.astype(np.float32, copy=False)
 
 
 class Backend(ABC):

@@ -29,9 +29,10 @@ MAX_TENSOR_BYTES = 1 << 30
 MAX_TOTAL_TENSOR_BYTES = 4 << 30
 CHECKSUM_POLICIES = ("warn", "refuse", "off")
 
-_ITEM_SIZES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1,
-               "int16": 2, "int8": 1, "float64": 8, "uint64": 8, "uint32": 4, "uint16": 2,
-               "complex64": 8, "complex128": 16, "bfloat16": 2}
+# bytes per element of each TFLite tensor type (lower-case schema names) with a fixed size
+ITEM_BYTES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1,
+              "int16": 2, "int8": 1, "float64": 8, "uint64": 8, "uint32": 4, "uint16": 2,
+              "complex64": 8, "complex128": 16, "bfloat16": 2}
 
 
 def check_tflite_tensor_sizes(model: bytes, max_tensor_bytes: int = MAX_TENSOR_BYTES,
@@ -50,7 +51,7 @@ def check_tflite_tensor_sizes(model: bytes, max_tensor_bytes: int = MAX_TENSOR_B
             for t in range(graph.TensorsLength()):
                 tensor = graph.Tensors(t)
                 dtype = type_names.get(tensor.Type(), "unknown")
-                item = _ITEM_SIZES.get(dtype)
+                item = ITEM_BYTES.get(dtype)
                 if item is None or tensor.Sparsity() is not None:
                     continue  # strings, int4 and sparse tensors have no fixed byte size
                 shape = tensor.ShapeAsNumpy().tolist() if tensor.ShapeLength() else []

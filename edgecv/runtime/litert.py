@@ -11,7 +11,8 @@ import numpy as np
 from edgecv.card import read_tflite_card
 from edgecv.errors import BackendUnavailable, ModelFileError
 from edgecv.io import captured_output
-from edgecv.runtime.base import Backend, dequantize, dequantize_table, quantize, runtime_message
+from edgecv.runtime.base import (Backend, dequantize_table, runtime_message, to_model_input,
+                                 to_scores)
 from edgecv.runtime.integrity import check_recorded_checksum, check_tflite_tensor_sizes
 from edgecv.runtime.targets import load_interpreter_class
 
@@ -34,6 +35,20 @@ def load_delegate(library: str, options: dict | None = None):
                                  + runtime_message(exc)) from exc
 
 
+def _reference_resolver():
+    """The ``OpResolverType.BUILTIN_REF`` of the runtime that provides the Interpreter class."""
+    try:
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import OpResolverType
+        except ImportError:
+            from edgecv.tf_import import import_tensorflow
+
+            OpResolverType = import_tensorflow().lite.experimental.OpResolverType
+    return OpResolverType.BUILTIN_REF
+
+
 def _target_delegates(target: str, device: str | None) -> list:
     from edgecv.runtime.targets import GPU_DELEGATE_LIBRARIES, edgetpu_library, probe
 
@@ -51,20 +66,30 @@ def _target_delegates(target: str, device: str | None) -> list:
 
 class LiteRTBackend(Backend):
     """A .tflite file in a LiteRT Interpreter. ``threads`` sets the CPU thread count (default:
-    the runtime's choice); ``checksum`` is warn/refuse/off (see runtime.integrity)."""
+    the runtime's choice); ``checksum`` is warn/refuse/off (see runtime.integrity).
+    ``reference_kernels`` (default False; cpu only) runs LiteRT's reference kernels
+    (``BUILTIN_REF``: no XNNPACK, no optimized kernels): slow, the correctness anchor TFLite
+    Micro's kernels are compared with."""
 
     name = "litert"
 
     def __init__(self, path: Path, *, threads: int | None = None, target: str = "cpu",
-                 device: str | None = None, checksum: str = "warn"):
+                 device: str | None = None, checksum: str = "warn",
+                 reference_kernels: bool = False):
         path = Path(path)
         # Bytes, not model_path: model_content runs the flatbuffer verifier (RUNTIME_FACTS.md).
         data = path.read_bytes()
         interpreter_class = load_interpreter_class()
         warning = check_recorded_checksum(path, data, checksum)
+        kernels = {}
+        if reference_kernels:
+            if target != "cpu":
+                raise BackendUnavailable(f"LiteRT on {target}", "reference kernels run on the cpu")
+            kernels["experimental_op_resolver_type"] = _reference_resolver()
         try:
             with captured_output(replay_on_error=False):  # XNNPACK's INFO line on fd 2
-                self.interpreter = interpreter_class(model_content=data, num_threads=threads)
+                self.interpreter = interpreter_class(model_content=data, num_threads=threads,
+                                                     **kernels)
         except (ValueError, RuntimeError) as exc:
             # LiteRT's messages span lines ("...\nAllocateTensors() called on inconsistent model.")
             raise ModelFileError(f"'{path}' is not a valid TFLite model: "
@@ -159,16 +184,10 @@ class LiteRTBackend(Backend):
         return self._in_quant
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_quant is not None and batch.dtype != self._in_quant[2]:  # not pre-quantized
-            batch = quantize(batch, *self._in_quant)
-        self.interpreter.set_tensor(self._in_index, batch)
+        self.interpreter.set_tensor(self._in_index, to_model_input(batch, self._in_quant))
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self._out_index)
-        if self._out_table is not None:
-            return self._out_table[out.view(np.uint8)]
-        if self._out_quant is not None:
-            return dequantize(out, *self._out_quant)
-        return out.astype(np.float32, copy=False)
+        return to_scores(self.interpreter.get_tensor(self._out_index), self._out_quant,
+                         self._out_table)
 
     def _release(self) -> None:
         # The interpreter owns the model's tensors and arena (and any delegate); the tensor

@@ -2,8 +2,11 @@
 
 Targets: ``cpu`` (LiteRT/XNNPACK, ONNX Runtime CPU, Keras), ``gpu`` (ONNX Runtime CUDA/TensorRT
 providers, the LiteRT GPU delegate, TensorFlow GPU), ``tpu`` (a Cloud TPU running the Keras
-model under TPUStrategy; detected by :mod:`edgecv.runtime.tpu`) and ``edgetpu`` (LiteRT with
-the libedgetpu delegate on a model compiled by edgetpu_compiler). Probes never fake a device:
+model under TPUStrategy; detected by :mod:`edgecv.runtime.tpu`), ``edgetpu`` (LiteRT with
+the libedgetpu delegate on a model compiled by edgetpu_compiler) and ``mcu`` (a full-int8
+.tflite in TFLite Micro's interpreter, :mod:`edgecv.runtime.tflm`: the reference kernels a
+microcontroller runs and the arena it must reserve, on this machine; its time per inference is
+the host's, never a microcontroller's latency: :data:`HOST_REFERENCE_TARGETS`). Probes never fake a device:
 they look for the library, the device node or the provider, and return the reason when
 something is missing. Nothing here imports TensorFlow unless the Keras runtime is probed.
 """
@@ -18,7 +21,14 @@ from pathlib import Path
 
 from edgecv.errors import unknown_name
 
-TARGETS = ("cpu", "gpu", "tpu", "edgetpu")
+TARGETS = ("cpu", "gpu", "tpu", "edgetpu", "mcu")
+# ``all``: the targets a model is deployed to as it is. ``mcu`` runs the whole test split through
+# TFLM's single-threaded reference kernels (minutes for a 96 px MobileNetV2) and needs the mcu
+# extra, so it is asked for by name.
+ALL_TARGETS = ("cpu", "gpu", "tpu", "edgetpu")
+# Targets whose time per inference is measured on this machine's reference kernels: it says
+# nothing of the device's latency, so it is reported only as such and never recommended.
+HOST_REFERENCE_TARGETS = ("mcu",)
 RUNTIMES = ("litert", "onnxruntime", "keras")  # edgecv.modelfile.kinds.runtime_for picks one
 
 # ONNX Runtime providers that mean "a GPU", best first.
@@ -33,10 +43,11 @@ EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 
 
 def parse_targets(text: str) -> list[str]:
-    """``"cpu,gpu"`` -> ["cpu", "gpu"]; ``all`` -> every target; unknown names raise UsageError."""
+    """``"cpu,gpu"`` -> ["cpu", "gpu"]; ``all`` -> :data:`ALL_TARGETS` (every target but mcu);
+    unknown names raise UsageError."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["all"]:
-        return list(TARGETS)
+        return list(ALL_TARGETS)
     for name in names:
         if name not in TARGETS:
             raise unknown_name("target", name, TARGETS)
@@ -153,13 +164,26 @@ def probe(target: str, runtime: str) -> str | None:
                 "keras": lambda: _probe_tensorflow("GPU")}[runtime]()
     if target == "tpu":
         return _probe_tpu() if runtime == "keras" else None
+    if target == "mcu":
+        from edgecv.runtime.tflm import tflm_missing
+
+        return tflm_missing() if runtime == "litert" else None
     return _probe_edgetpu() if runtime == "litert" else None
 
 
-def not_applicable(target: str, runtime: str, edgetpu_compiled: bool = False) -> str | None:
-    """Why an artifact of ``runtime`` can never run on ``target`` (whatever the hardware), or None."""
+def not_applicable(target: str, runtime: str, edgetpu_compiled: bool = False,
+                   tflm_problem: str | None = None) -> str | None:
+    """Why an artifact of ``runtime`` can never run on ``target`` (whatever the hardware), or
+    None. ``tflm_problem``: why TFLite Micro cannot run the file
+    (:func:`edgecv.runtime.tflm.tflm_incompatibility`), for the mcu target."""
     if target == "tpu" and runtime != "keras":
         return "a Cloud TPU runs the Keras model (TPUStrategy), not a .tflite/.onnx file"
+    if target == "mcu":
+        if runtime != "litert":
+            return "a microcontroller (TFLite Micro) runs full-int8 .tflite files only"
+        if edgetpu_compiled:
+            return "compiled for the Edge TPU: its edgetpu-custom-op runs only with libedgetpu"
+        return tflm_problem
     if target == "edgetpu":
         if runtime != "litert":
             return "the Edge TPU runs only .tflite files compiled by edgetpu_compiler"
