@@ -4,9 +4,9 @@
         [--json PATH]
 
     # the committed benchmarks/results/arm64_qemu.json: the tiny run of tests/conftest.py
-    # (seed_cnn, 16x16 digits) and a CIFAR-10 resnet8 (edgecv train --data
-    # ../shared/data/cifar10_train.tar.xz --model resnet8 --time-limit 5m, then
-    # edgecv convert RUN --int8 --onnx):
+    # (seed_cnn, 16x16 digits: fp32, fp16, int8, ONNX, ONNX int8) and a CIFAR-10 resnet8
+    # (edgecv train --data ../shared/data/cifar10_train.tar.xz --model resnet8 --time-limit 3m,
+    # then edgecv convert RUN --fp16 --dynamic --int8 --int16x8 --onnx):
     python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUNS/tiny RUNS/cifar-resnet8 \\
         --host-packages
 
@@ -65,7 +65,8 @@ def _host_packages_s(folder: Path) -> float:
     folder (apt-get install --reinstall), as root."""
     (folder / "partial").mkdir(parents=True)
     start = time.perf_counter()
-    subprocess.run(["apt-get", "-qq", "-y", "-o", f"Dir::Cache::archives={folder}", "install",
+    subprocess.run(["apt-get", "-qq", "-y", "-o", "Dpkg::Lock::Timeout=120", "-o",
+                    f"Dir::Cache::archives={folder}", "install",
                     "--reinstall", "--no-install-recommends", "qemu-user-static",
                     "binfmt-support"], check=True, capture_output=True, stdin=subprocess.DEVNULL,
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
@@ -171,6 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
         setup["cold_s"], python = _build(scratch / "device", caches)
         setup["reuse_s"], _ = _build(scratch / "device", caches)
         setup["warm_s"], _ = _build(scratch / "device-warm", caches)
+        # what a fresh machine of this kind pays before the first bench: the host packages
+        # (when timed) and the cold build
+        setup["from_nothing_s"] = round(setup.get("host_packages_install_s", 0.0)
+                                        + setup["cold_s"], 1)
         setup["folder_mb"] = round(sum(p.stat().st_size for p in (scratch / "device").rglob("*")
                                        if p.is_file() and not p.is_symlink()) / 1e6, 1)
         devices = {"aarch64": python,
