@@ -12,8 +12,9 @@
 
 Setup (benchmarks/devices/arm64_qemu.sh, each a fresh process, wall time): ``cold`` builds a new
 folder with empty caches (apt lists and .debs, pip's cache: everything downloaded); ``reuse`` runs
-it again on that folder; ``warm`` builds a second new folder with the caches the cold build
-filled. The host packages (qemu-user-static, binfmt-support) are already installed then; with
+it again on that folder; ``warm_cortex_a72`` builds a second new folder with the caches the cold
+build filled, as a Cortex-A72 (``--cpu cortex-a72``); ``from_nothing`` adds the host packages to
+the cold build. The host packages (qemu-user-static, binfmt-support) are already installed then; with
 ``--host-packages`` (root) their install is timed too, as ``apt-get install --reinstall`` from an
 empty download folder: what a fresh machine adds.
 
@@ -21,8 +22,11 @@ Then per run, ``edgecv bench RUN/export --on local --on local:DEVICE --targets c
 --no-keras``: per artifact the accuracy on x86 and on the aarch64 device, the top-1
 agreement of the device with x86 (goal: accuracy within 0.5 pp, agreement >= 99.9%), and the
 emulated p50 (not a board's speed). Then the int8 files again on ``DEVICE_MAX``, the same
-device with QEMU's default CPU (``QEMU_CPU=max``); and ``no_cpuinfo`` runs the runtimes with the
-device's sysroot but without its /proc/cpuinfo: the evidence for two things the script sets up.
+device with QEMU's default CPU (``QEMU_CPU=max``); ``no_cpuinfo`` runs the runtimes with the
+device's sysroot but without its /proc/cpuinfo; ``int8_outputs_by_qemu_cpu`` compares the last
+run's int8 .tflite outputs with x86's, value by value, on 20 seeded inputs under each emulated
+CPU (the A76 and A72 devices, the A72 under the A76's cpuinfo, ``max`` with and without SME or
+SVE): the evidence for what the script sets up and why.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ BENCH = ("--targets", "cpu", "--no-keras", "--runs", "20", "--min-time", "0.2", 
 GOAL_PP, GOAL_AGREEMENT = 0.5, 0.999
 
 
-def _build(folder: Path, env: dict) -> tuple[float, str]:
+def _build(folder: Path, env: dict, *options: str) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run(["bash", str(SCRIPT), str(folder)], capture_output=True, text=True,
+    done = subprocess.run(["bash", str(SCRIPT), str(folder), *options], capture_output=True,
+                          text=True,
                           env={**os.environ, "EDGECV_HOST_PYTHON": sys.executable, **env})
     wall = round(time.perf_counter() - start, 1)
     if done.returncode != 0:
@@ -112,16 +117,73 @@ def _no_cpuinfo(python: str, folder: Path, tflite: Path) -> dict:
     return found
 
 
+# Runs a .tflite on saved inputs, one at a time, and saves its outputs: the same code on x86
+# (the reference) and on the device under each QEMU_CPU.
+INVOKE = """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+inputs = np.load(sys.argv[1])
+interpreter = Interpreter(model_path=sys.argv[2])
+interpreter.allocate_tensors()
+given, taken = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+outputs = []
+for one in inputs:
+    interpreter.set_tensor(given["index"], one[None])
+    interpreter.invoke()
+    outputs.append(interpreter.get_tensor(taken["index"])[0])
+np.save(sys.argv[3], np.stack(outputs))
+"""
+QEMU_CPUS = ("max", "max,sme=off", "max,sve=off")  # on the Cortex-A76 device's sysroot
+
+
+def _int8_outputs_by_cpu(devices: dict[str, str], folder: Path, tflite: Path,
+                         count: int = 20) -> dict:
+    """The int8 file's outputs on ``count`` seeded random inputs on each of ``devices`` ({label:
+    its Python}), compared value by value with the same file on x86: which emulated CPU (and
+    /proc/cpuinfo) changes them (with QEMU's ``max``, LiteRT's int8 accuracy fell to chance)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    given = Interpreter(model_path=str(tflite)).get_input_details()[0]
+    info = np.iinfo(given["dtype"])
+    inputs = np.random.default_rng(0).integers(info.min, info.max + 1,
+                                               (count, *given["shape"][1:])).astype(given["dtype"])
+    np.save(folder / "inputs.npy", inputs)
+
+    def outputs(executable: str, name: str):
+        saved = folder / f"outputs-{name}.npy"
+        done = subprocess.run([executable, "-c", INVOKE, str(folder / "inputs.npy"), str(tflite),
+                               str(saved)], capture_output=True, text=True, cwd="/", timeout=600)
+        if done.returncode != 0:
+            return None, (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1]
+        return np.load(saved).astype(np.int64), None
+
+    reference, error = outputs(sys.executable, "x86")
+    if reference is None:
+        raise SystemExit(f"the int8 file does not run on x86: {error}")
+    found = {}
+    for number, (label, wrapper) in enumerate(devices.items()):
+        emulated, error = outputs(wrapper, str(number))
+        found[label] = {"error": error} if emulated is None else {
+            "values": int(reference.size),
+            "values_differing": int((emulated != reference).sum()),
+            "max_difference_steps": int(np.abs(emulated - reference).max()),
+            "top1_differing": int((emulated.reshape(count, -1).argmax(1)
+                                   != reference.reshape(count, -1).argmax(1)).sum())}
+    return found
+
+
 def _bench(models: list[Path], devices: dict[str, str], cache: Path) -> tuple[float, dict]:
     report_path = cache / "bench.json"
     command = [sys.executable, "-m", "edgecv", "bench", *map(str, models), "--on", "local",
                *[a for python in devices.values()
-                 for a in ("--on", f"local:{python}?dir={cache / 'device'}")], *BENCH,
+                 for a in ("--on", f"local:{python}?dir={cache / 'device-cache'}")], *BENCH,
                "--json", str(report_path)]
+    report_path.unlink(missing_ok=True)  # the previous bench's must not pass for this one's
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd="/")
     wall = round(time.perf_counter() - start, 1)
-    if not report_path.is_file():
+    if done.returncode != 0 or not report_path.is_file():
         raise SystemExit(f"edgecv bench failed: {done.stderr.strip().splitlines()[-1:]}")
     return wall, json.loads(report_path.read_text())
 
@@ -171,7 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "PIP_CACHE_DIR": str(scratch / "pip-cache")}
         setup["cold_s"], python = _build(scratch / "device", caches)
         setup["reuse_s"], _ = _build(scratch / "device", caches)
-        setup["warm_s"], _ = _build(scratch / "device-warm", caches)
+        # a second folder from the caches the cold build filled, as a Pi 4's core
+        setup["warm_cortex_a72_s"], python_a72 = _build(scratch / "device-a72", caches, "--cpu",
+                                                        "cortex-a72")
         # what a fresh machine of this kind pays before the first bench: the host packages
         # (when timed) and the cold build
         setup["from_nothing_s"] = round(setup.get("host_packages_install_s", 0.0)
@@ -203,7 +267,16 @@ def main(argv: list[str] | None = None) -> dict:
                                     for c in report["recommendations"]]}
         tflite = next(Path(run / "export").glob("*_int8.tflite"), None) or \
             next(Path(run / "export").glob("*.tflite"))
-        evidence = {"no_cpuinfo": _no_cpuinfo(python, scratch, tflite.resolve())}
+        cpus = {"cortex-a76": python, "cortex-a72": python_a72,
+                # QEMU's Cortex-A72 under the A76's cpuinfo, which claims dot product (asimddp)
+                "cortex-a72 under the cortex-a76 cpuinfo": _variant(
+                    python, scratch, "python-a72-a76-cpuinfo", cpu="cortex-a72"),
+                **{cpu: _variant(python, scratch, f"python-{cpu.replace(',', '-')}", cpu=cpu)
+                   for cpu in QEMU_CPUS}}
+        evidence = {"no_cpuinfo": _no_cpuinfo(python, scratch, tflite.resolve()),
+                    "int8_outputs_by_qemu_cpu": {"file": f"{run_label(run)}/export/{tflite.name}",
+                                                 **_int8_outputs_by_cpu(cpus, scratch,
+                                                                        tflite.resolve())}}
     result = {
         "benchmark": "arm64_qemu", "machine": machine_info(), "device_machine": device_machine,
         "settings": {"bench": list(BENCH), "devices": {"aarch64": "QEMU_CPU cortex-a76",
