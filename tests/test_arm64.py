@@ -3,11 +3,10 @@ emulation in the machine record, the `emulated` mark that keeps their timings ou
 recommendation, the top-1 agreement with the same file on another device.
 
 The unit tests need no emulation and no TensorFlow. The last test builds (or reuses) the device
-with the script and benches the tiny run on it next to this machine. From nothing (the host
-packages and a build with empty caches) it took about 2 min on this loaded 2-core machine, and
-the tiny run's bench about 1 min more (the experiment's run of 2026-12-07, file timestamps;
-benchmarks/experiments/arm64_qemu.py records them as `from_nothing_s`): a few minutes of CI's
-90 (the suite takes about 8), so CI runs it: .ci/run installs QEMU and sets
+with the script and benches the tiny run on it next to this machine. From nothing it took 63 s
+on this loaded 2-core machine (benchmarks/results/arm64_qemu.json, `from_nothing_s`: 15 s for
+the host packages, 48 s for a build with empty caches), and the tiny run's bench 55 s: about
+2 min of CI's 90 (the suite takes about 8), so CI runs it: .ci/run installs QEMU and sets
 EDGECV_REQUIRE_ARM64=1. The device folder is built once per machine and reused
 ($EDGECV_ARM64_DIR, default ~/.cache/edgecv/arm64-qemu/device): a later run only checks it
 (about 10 s) and reinstalls edgecv when its source changed. Without qemu-user-static, root or
