@@ -8,6 +8,9 @@ cannot tell them apart), the smallest file. Rows carry ``p50_ci_ms`` from the in
 of :func:`edgecv.timing.time_rounds`. Rows of a target whose time was measured on this host's
 reference kernels in place of the device's (the mcu target) are never recommended: that time
 says nothing of the device's latency.
+
+Rows measured under emulation (``emulated``: QEMU running an aarch64 Python here) never take
+part: their accuracy is real, their timings say nothing about the emulated CPU's speed.
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ def _with_summary(choice: dict) -> dict:
 
 def recommend(rows: list[dict], max_drop: float) -> list[dict]:
     """One recommendation per target that has a measured row, in the rows' target order; none
-    for a host-reference target (mcu), whatever its rows hold."""
+    for a host-reference target (mcu), whatever its rows hold; rows timed under emulation are
+    left out."""
+    rows = [r for r in rows if not r.get("emulated")]
     targets = list(dict.fromkeys(r["target"] for r in rows
                                  if r["target"] not in HOST_REFERENCE_TARGETS))
     found = (recommend_target([r for r in rows if r["target"] == t], max_drop) for t in targets)

@@ -24,11 +24,18 @@ class BenchRow:
     target: str
     threads: int | None
     batch: int | None = None  # images per call (None: the row did not run)
+    # measured under emulation (machine record's "emulation"): its timings are not the emulated
+    # CPU's, and no recommendation uses them; its accuracy and predictions are real
+    emulated: bool = False
     status: str
     reason: str | None
     size_bytes: int | None = None
     sha256: str | None = None
     accuracy: float | None = None
+    # top-1 agreement with the same file (SHA-256) on the same target on the device
+    # `agreement_with` (`edgecv bench --on`: `local` when given, else the first device)
+    agreement: float | None = None
+    agreement_with: str | None = None
     test_images: int | None = None
     init_ms: float | None = None
     first_ms: float | None = None
@@ -66,6 +73,7 @@ class BenchRow:
     host_reference_kernels_p50_ci_ms: list[float] | None = None
     tied_with_best: bool | None = None  # p50 interval overlaps the fastest row within budget's
     samples_ms: list[float] = field(default_factory=list)
+    predictions: list[int] | None = None  # top-1 class per test image, in the test set's order
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -293,7 +293,7 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
     (once), preprocessing time, init time, first call and the memory it added. Returns the rows
     already finished (unavailable or failed) and the opened ones, which :func:`time_opened`
     times. ``card`` stands in for a Keras model's missing card."""
-    done, opened, accuracy, preprocess_ms, extra = [], [], None, None, None
+    done, opened, accuracy, predictions, preprocess_ms, extra = [], [], None, None, None, None
     size, sha256, kernels = None, None, None
     if path.is_file():  # a SavedModel directory's size comes from its backend
         data = path.read_bytes()
@@ -343,7 +343,9 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
                 if testset is not None and accuracy is None:
                     prepared = np.concatenate([classifier.prepare(image) for image in images])
                     scores = _scores(infer, prepared)
-                    accuracy = float((scores.argmax(1) == testset.y).mean())
+                    # the top-1 class per test image, in order (a model's extra axes flattened)
+                    top1 = scores.reshape(len(scores), -1).argmax(1)
+                    accuracy, predictions = float((top1 == testset.y).mean()), top1.tolist()
                 if target == "mcu" and extra is None:
                     extra = mcu_fields(path, backend, settings, prepared, scores)
                 if preprocess_ms is None:
@@ -356,7 +358,7 @@ def open_artifact(path: Path, target: str, threads: list[int | None], settings: 
             break
         rss_after = current_rss_mb()  # while loaded: close() releases the runtime's memory
         opened.append(_Opened(replace(
-            row, init_ms=init_ms, first_ms=first_ms, accuracy=accuracy,
+            row, init_ms=init_ms, first_ms=first_ms, accuracy=accuracy, predictions=predictions,
             test_images=None if scored_on is None else len(scored_on),
             preprocess_ms=preprocess_ms,
             rss_delta_mb=None if rss_before is None or rss_after is None
@@ -380,7 +382,7 @@ def time_opened(opened: list[_Opened], settings: BenchSettings) -> list[BenchRow
     for o, timing in zip(opened, timings):
         if o.error is not None:
             rows.append(replace(o.row, status="failed", reason=str(o.error), init_ms=None,
-                                first_ms=None, accuracy=None, test_images=None,
+                                first_ms=None, accuracy=None, predictions=None, test_images=None,
                                 preprocess_ms=None, rss_delta_mb=None))
             continue
         samples = timing.samples_ns / 1e6
@@ -509,6 +511,7 @@ def run_benchmark(artifacts: list[Path], settings: BenchSettings, testset_path: 
     add_speedups(rows)
     for row in rows:
         warnings.extend(w for w in row.warnings if w not in warnings)
+        row.emulated = info["emulation"] is not None
     row_dicts = [row.to_dict() for row in rows]
     max_drop, budget_from = accuracy_budget(settings, artifacts)
     return {

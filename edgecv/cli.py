@@ -734,6 +734,7 @@ def _bench_on_devices(specs, ssh_config, artifacts, settings, testset, *, thread
     from edgecv.benchmarks.recommend import sentence
     from edgecv.benchmarks.remote import bench_on_devices, parse_devices
     from edgecv.benchmarks.report import print_table
+    from edgecv.benchmarks.report.tables import emulation_summary
     from edgecv.benchmarks.suite import accuracy_budget, run_benchmark
 
     devices = parse_devices(specs)
@@ -757,6 +758,10 @@ def _bench_on_devices(specs, ssh_config, artifacts, settings, testset, *, thread
             return
         for choice in run.report.get("recommendations") or []:
             log(f"{run.device.name}: {sentence(choice)}")
+        emulation = (run.report.get("machine") or {}).get("emulation")
+        if emulation:
+            log(f"{run.device.name}: timed under {emulation_summary(emulation)}: no "
+                "recommendation from these timings")
         log(f"{run.device.name}: done in {run.seconds:.0f} s")
 
     report, interrupted = bench_on_devices(

@@ -277,6 +277,9 @@ LIES = {  # what the device says -> what its one failed row says
     "wrong-type": "threads must be an integer; received '1; reboot'",
     "terminal-escape": "holds a control character",
     "sha256": "the SHA-256 000000000000..., but the file sent has",
+    "emulated-mark": "row 0 says emulated=false, but the device's machine record says it runs "
+                     "under emulation",
+    "predictions": "`predictions` must be None or one class index (an int >= 0) per test image (10)",
     "not-json": "a message that is not JSON",
     "deep": "a message that is not JSON (RecursionError",
     "flood": "a line longer than 33,554,432 bytes",

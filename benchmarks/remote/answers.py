@@ -67,6 +67,14 @@ class AnyOf:
     kinds: tuple
 
 
+@dataclass(frozen=True)
+class ListOf:
+    """A list of ``kind`` holding at most ``limit`` items (where :data:`MAX_ITEMS` is too few)."""
+
+    kind: object
+    limit: int
+
+
 ANY = object  # any JSON value (its strings clean, its numbers finite, its size bounded)
 MAX_DEPTH = 16
 
@@ -84,7 +92,7 @@ def _is_clean(text: str) -> bool:
 def check_value(value, kind, where: str, depth: int = 0) -> None:
     """Raise :class:`BadAnswer` unless the parsed JSON ``value`` is of ``kind``: a type hint
     (``str``, ``int``, ``float``, ``bool``, ``None``, ``X | Y``, ``list[X]``, ``dict[str, X]``),
-    a :class:`Record`, an :class:`AnyOf` or :data:`ANY`. Numbers are finite, ``float`` takes an
+    a :class:`Record`, an :class:`AnyOf`, a :class:`ListOf` or :data:`ANY`. Numbers are finite, ``float`` takes an
     int, strings are clean text of at most :data:`MAX_TEXT` characters, lists and dicts hold at
     most :data:`MAX_ITEMS` and nest at most :data:`MAX_DEPTH` deep."""
     if depth > MAX_DEPTH:
@@ -108,6 +116,13 @@ def check_value(value, kind, where: str, depth: int = 0) -> None:
                         f"{_shown(value)}")
     if isinstance(kind, Record):
         return _check_record(value, kind, where, depth)
+    if isinstance(kind, ListOf):
+        if not isinstance(value, list) or len(value) > kind.limit:
+            raise BadAnswer(f"{where} must be a list (of at most {kind.limit:,}); received "
+                            f"{_shown(value)}")
+        for index, item in enumerate(value):
+            check_value(item, kind.kind, f"{where}[{index}]", depth + 1)
+        return
     if kind is ANY:
         kind = {str: str, bool: bool, int: int, float: float, list: list, dict: dict}.get(
             type(value), float if isinstance(value, numbers.Real) else type(None))
@@ -173,7 +188,9 @@ MACHINE = Record({  # edgecv.benchmarks.machine.machine_info()
     "cpu": str, "cores": int | None, "usable_cores": int | None, "governor": str,
     "platform": str, "machine": str, "python": str, "versions": dict[str, str],
     "int8": Record({"arch": str, "features": list[str], "int8_dot_product": bool,
-                    "outlook": list[str]})})
+                    "outlook": list[str]}),
+    "emulation": AnyOf((Record({"handler": str, "interpreter": str, "qemu_cpu": str | None}),
+                        None))})
 
 FACTS = Record({  # probe.main(): each key present or not, depending on what the device has
     "python": str, "python_path": str, "hostname": str, "boot_id": str | None, "root": str,
@@ -189,6 +206,9 @@ _ROW_KINDS = {name: kind for name, kind in typing.get_type_hints(BenchRow).items
               if name in {f.name for f in fields(BenchRow)} and name != "warnings"}
 _ROW_KINDS["integer_kernels"] = AnyOf((Record({"quantized": int, "integer": int, "float": int,
                                                "ops": dict[str, int]}), None))
+# one class index per test image: a CIFAR-10 test split alone is 10,000
+MAX_PREDICTIONS = 200_000
+_ROW_KINDS["predictions"] = AnyOf((ListOf(int, MAX_PREDICTIONS), None))
 _ROW_KINDS["mcu_fit"] = AnyOf((list[Record(  # edgecv.runtime.boards.fit()
     {"profile": str, "board": str, "ram_bytes": int, "flash_bytes": int, "source": str,
      "note": str, "arena_bytes": int, "model_bytes": int, "ram_margin_bytes": int,
@@ -290,8 +310,9 @@ def check_report(report, sent: list[Sent], job: str, targets: list[str]) -> dict
     row's ``path`` this machine's file (a row for no artifact keeps ``*``). Rows are exactly
     :class:`BenchRow`'s fields and pass :func:`validate_report`, name a sent artifact and one of
     ``targets``; a measured row has its p50, interval and size (a host-reference target's, the
-    mcu's, its ``host_reference_kernels_*`` and no latency); reasons and warnings are put on
-    one line (:func:`one_line`). BadAnswer otherwise."""
+    mcu's, its ``host_reference_kernels_*`` and no latency); a row is marked ``emulated`` exactly
+    when the device's machine record says it runs under emulation; reasons and warnings are put
+    on one line (:func:`one_line`). BadAnswer otherwise."""
     from edgecv.runtime.targets import HOST_REFERENCE_TARGETS
 
     if isinstance(report, dict):
@@ -302,8 +323,13 @@ def check_report(report, sent: list[Sent], job: str, targets: list[str]) -> dict
             report["warnings"] = [one_line(warning) for warning in report["warnings"]]
     check_value(report, REPORT, "the report")
     rows = report["rows"]
+    emulated = report["machine"]["emulation"] is not None
     for index, row in enumerate(rows):
         where = f"row {index}"
+        if row["emulated"] != emulated:
+            raise BadAnswer(f"{where} says emulated={str(row['emulated']).lower()}, but the "
+                            "device's machine record says it runs "
+                            + ("under emulation" if emulated else "natively"))
         if row["target"] not in targets:
             raise BadAnswer(f"{where} is for target {_shown(row['target'])}, which was not asked "
                             f"for ({', '.join(targets)})")

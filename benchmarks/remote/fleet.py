@@ -415,9 +415,36 @@ def _failed_row(device: Device, reason: str) -> dict:
     return row.to_dict()
 
 
+def add_agreement(rows: list[dict], reference: str | None) -> None:
+    """Set each row's ``agreement``: the fraction of test images whose top-1 class equals the
+    one the ``reference`` device predicted with the same file (SHA-256) on the same target, and
+    ``agreement_with`` (the reference's name); None for the reference's own rows and where
+    either side has no predictions (no test set, a failed row)."""
+    theirs = {}
+    for row in rows:
+        if row.get("device") == reference and row.get("sha256") and row.get("predictions"):
+            theirs.setdefault((row["sha256"], row["target"]), row["predictions"])
+    for row in rows:
+        row["agreement"], row["agreement_with"] = None, None
+        mine = row.get("predictions")
+        other = theirs.get((row.get("sha256"), row["target"]))
+        if row.get("device") == reference or not mine or not other or len(mine) != len(other):
+            continue
+        row["agreement"] = round(sum(a == b for a, b in zip(mine, other)) / len(mine), 6)
+        row["agreement_with"] = reference
+
+
+def agreement_reference(runs: list[DeviceRun]) -> str | None:
+    """The device every other device's predictions are compared with: ``local`` when it was
+    benched, else the first device with a report."""
+    names = [run.device.name for run in runs if run.report is not None]
+    return "local" if "local" in names else (names[0] if names else None)
+
+
 def merge_reports(runs: list[DeviceRun], settings: dict, local_machine: dict) -> dict:
     """One report: every device's rows and recommendations tagged with its name, one row per
-    failed device, each device's machine record under ``devices``."""
+    failed device, each device's machine record under ``devices``, each row's top-1 agreement
+    with the same file on the reference device (:func:`add_agreement`)."""
     rows, recommendations, warnings, devices = [], [], [], []
     for run in runs:
         name = run.device.name
@@ -436,6 +463,7 @@ def merge_reports(runs: list[DeviceRun], settings: dict, local_machine: dict) ->
         recommendations += [{"device": name, **choice}
                             for choice in run.report.get("recommendations") or []]
         warnings += [f"{name}: {warning}" for warning in run.report.get("warnings") or []]
+    add_agreement(rows, agreement_reference(runs))
     return {"edgecv_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": local_machine, "devices": devices, "settings": settings,

@@ -29,7 +29,7 @@ DEFAULT_CACHE_MB = 1000
 RECENT_S = 3600
 
 RUNTIME_PACKAGES = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu",
-                    "numpy", "opencv-python")
+                    "numpy", "opencv-python", "opencv-python-headless")
 
 
 def read_text(path):

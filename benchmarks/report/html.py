@@ -17,8 +17,9 @@ from edgecv.benchmarks.report.plots import (MATPLOTLIB_NOTE, figure_png, ok_rows
                                             plot_latency_distribution, plot_latency_vs_accuracy,
                                             plot_thread_scaling)
 from edgecv.benchmarks.report.schema import is_number, validate_report
-from edgecv.benchmarks.report.tables import (DEFAULT_TITLE, RIGHT_ALIGNED, answer_lines,
-                                             columns, int8_lines, mcu_lines, plain_value,
+from edgecv.benchmarks.report.tables import (DEFAULT_TITLE, RIGHT_ALIGNED, agreement_lines,
+                                             answer_lines, columns, int8_lines, mcu_lines,
+                                             plain_value,
                                              row_cells)
 from edgecv.io import write_text_atomic
 
@@ -157,8 +158,8 @@ def _plots_html(rows: list[dict]) -> str:
     except ImportError:
         return f'<p class="note">{_esc(MATPLOTLIB_NOTE)}</p>'
     skipped = len(rows) - len(ok_rows(rows))
-    only_ok = (f" Only rows with status ok and one image per call are plotted ({skipped} other "
-               "row(s) left out)."
+    only_ok = (f" Only rows with status ok, one image per call and not emulated are plotted "
+               f"({skipped} other row(s) left out)."
                if skipped else "")
     parts = []
     plots = [
@@ -257,6 +258,7 @@ def write_html(report: dict, path, sections: Sequence[Section] = (),
         parts.append('<ul class="warnings">' + "".join(
             f"<li>{_esc(warning)}</li>" for warning in report["warnings"]) + "</ul>")
     parts += ["<h2>Results</h2>", _results_table(rows)]
+    parts += [f"<p>{_esc(line)}</p>" for line in agreement_lines(report)]
     for block in (int8_lines(report), mcu_lines(report)):
         if block:
             parts += [f"<p>{_esc(block[0])}</p><ul>"

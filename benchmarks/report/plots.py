@@ -65,8 +65,9 @@ def pareto_front(points) -> list[int]:
 
 def ok_rows(rows: list[dict]) -> list[dict]:
     """The rows the latency plots show: measured, one image per call (``--batch`` rows above 1
-    are throughput figures, in the tables)."""
-    return [row for row in rows if row.get("status") == "ok" and row.get("batch") in (1, None)]
+    are throughput figures, in the tables), not under emulation (its timings are not a CPU's)."""
+    return [row for row in rows if row.get("status") == "ok" and row.get("batch") in (1, None)
+            and not row.get("emulated")]
 
 
 def _row_label(row: dict, with_threads: bool = True) -> str:

@@ -19,12 +19,12 @@ from edgecv.io import write_text_atomic
 
 STATUSES = ("ok", "unavailable", "n/a", "failed")
 
-_NUMERIC_FIELDS = ("size_bytes", "accuracy", "test_images", "init_ms", "first_ms", "mean_ms",
+_NUMERIC_FIELDS = ("size_bytes", "accuracy", "agreement", "test_images", "init_ms", "first_ms", "mean_ms",
                    "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "throughput_per_s",
                    "runs", "rounds", "preprocess_ms", "rss_delta_mb", "peak_rss_mb", "speedup_vs_fp32",
                    "arena_bytes", "arena_head_bytes", "arena_tail_bytes", "arena_reserved_bytes",
                    "agreement_litert", "max_diff_steps_litert", "host_reference_kernels_p50_ms")
-_FRACTIONS = ("accuracy", "agreement_litert")  # within 0..1
+_FRACTIONS = ("accuracy", "agreement", "agreement_litert")  # within 0..1
 _INTERVALS = ("p50_ci_ms", "host_reference_kernels_p50_ci_ms")  # [low, high]
 
 
@@ -37,9 +37,11 @@ def validate_report(report) -> None:
 
     Required: a dict with a ``rows`` list; each row a dict with ``artifact``, ``target`` and a
     ``status`` in STATUSES. Optional ``machine``/``settings`` (dicts) and ``warnings`` (list).
-    Measurements must be None or finite numbers, ``accuracy`` and ``agreement_litert`` within
-    0..1, ``threads`` None or a positive int, the intervals None or [low, high], ``mcu_fit``
-    None or a list of objects, ``samples_ms`` absent, None or a list of finite numbers >= 0.
+    Measurements must be None or finite numbers, ``accuracy``, ``agreement`` and
+    ``agreement_litert`` within 0..1, ``threads`` None or a positive int, the intervals None or
+    [low, high], ``mcu_fit`` None or a list of objects, ``samples_ms`` absent, None or a list of
+    finite numbers >= 0, ``predictions`` absent, None or one class index (int >= 0) per test
+    image, ``emulated`` absent or true/false.
     """
     if not isinstance(report, dict):
         raise ValueError(f"A benchmark report must be a dict. Received: {type(report).__name__}")
@@ -81,6 +83,17 @@ def _validate_row(index: int, row) -> None:
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"{where}: `{key}` is a fraction in [0, 1]. "
                              f"Received: {key}={value!r}")
+    if not isinstance(row.get("emulated", False), bool):
+        raise ValueError(f"{where}: `emulated` must be true or false. "
+                         f"Received: emulated={row['emulated']!r}")
+    predictions = row.get("predictions")
+    if predictions is not None and not (
+            isinstance(predictions, list) and all(_is_int(p) and p >= 0 for p in predictions)
+            and (row.get("test_images") is None or len(predictions) == row["test_images"])):
+        shown = predictions if len(repr(predictions)) < 120 else f"{repr(predictions)[:117]}..."
+        raise ValueError(f"{where}: `predictions` must be None or one class index (an int >= 0) "
+                         f"per test image ({row.get('test_images')}). Received: "
+                         f"predictions={shown}")
     for key in _INTERVALS:
         interval = row.get(key)
         if interval is not None and not (

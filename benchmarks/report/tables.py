@@ -23,8 +23,11 @@ MCU_COLUMNS = ("arena KB", "agreement vs LiteRT", "host reference kernels p50 ms
 # Cells that hold a measurement: always "-" for a row that is not "ok" (right-aligned, as the
 # MCU_COLUMNS are).
 MEASUREMENT_COLUMNS = TABLE_COLUMNS[6:]
-RIGHT_ALIGNED = (*MEASUREMENT_COLUMNS, *MCU_COLUMNS)
 DEVICE_COLUMN = "device"  # first, when the rows come from `edgecv bench --on` devices
+# after accuracy, when a row has one (`--on`: top-1 agreement with the reference device)
+AGREEMENT_COLUMN = "agreement"
+RIGHT_ALIGNED = (*MEASUREMENT_COLUMNS, AGREEMENT_COLUMN, *MCU_COLUMNS)
+EMULATED = " (emulated)"  # after the target of a row timed under emulation
 DEFAULT_TITLE = "edgecv benchmark"  # a report written by code that did not say what it measured
 
 
@@ -37,18 +40,28 @@ def report_title(command: str, subjects: Sequence[str]) -> str:
 
 
 def columns(rows: list[dict]) -> tuple[str, ...]:
-    """TABLE_COLUMNS, led by ``device`` when a row names the device that measured it, followed
-    by MCU_COLUMNS when a row is on the mcu target."""
-    shown = (DEVICE_COLUMN, *TABLE_COLUMNS) if any(r.get("device") for r in rows) else TABLE_COLUMNS
-    return (*shown, *MCU_COLUMNS) if any(r.get("target") == "mcu" for r in rows) else shown
+    """TABLE_COLUMNS, led by ``device`` when a row names the device that measured it, with
+    ``agreement`` after ``accuracy`` when a row has one, followed by MCU_COLUMNS when a row is on
+    the mcu target."""
+    shown = list(TABLE_COLUMNS)
+    if any(r.get("agreement") is not None for r in rows):
+        shown.insert(shown.index("accuracy") + 1, AGREEMENT_COLUMN)
+    if any(r.get("device") for r in rows):
+        shown.insert(0, DEVICE_COLUMN)
+    if any(r.get("target") == "mcu" for r in rows):
+        shown += MCU_COLUMNS
+    return tuple(shown)
 
 
 def row_cells(row: dict, shown: tuple[str, ...]) -> list[str]:
     """:func:`table_cells` for the ``shown`` columns (:func:`columns`)."""
-    cells = table_cells(row)
-    if shown[0] == DEVICE_COLUMN:
-        cells = [str(row.get("device") or "-"), *cells]
-    return [*cells, *mcu_cells(row)] if shown[-1] == MCU_COLUMNS[-1] else cells
+    cells = dict(zip(TABLE_COLUMNS, table_cells(row)))
+    cells.update(zip(MCU_COLUMNS, mcu_cells(row)))
+    cells[DEVICE_COLUMN] = str(row.get("device") or "-")
+    agreement = row.get("agreement")
+    cells[AGREEMENT_COLUMN] = f"{100 * agreement:.2f}%" \
+        if row["status"] == "ok" and agreement is not None else "-"
+    return [cells[column] for column in shown]
 
 
 def mcu_cells(row: dict) -> list[str]:
@@ -74,13 +87,15 @@ def table_cells(row: dict) -> list[str]:
     A row that is not "ok" shows "STATUS: REASON" in the status cell and "-" in every
     measurement cell; a missing measurement of an ok row is "-" too. Sizes are in MB (10^6
     bytes), accuracy in percent with 2 decimals, the p50 interval as "low-high" (90%, over the
-    interleaved rounds), FPS is ``throughput_per_s``, RSS in MB (the delta signed).
+    interleaved rounds), FPS is ``throughput_per_s``, RSS in MB (the delta signed). The target of
+    a row timed under emulation reads "cpu (emulated)".
     """
     status = row["status"]
     ok = status == "ok"
     threads = row.get("threads")
     batch = row.get("batch")
-    cells = [str(row["artifact"]), str(row.get("format") or "-"), str(row["target"]),
+    target = str(row["target"]) + (EMULATED if row.get("emulated") else "")
+    cells = [str(row["artifact"]), str(row.get("format") or "-"), target,
              "-" if threads is None else str(threads), "-" if batch is None else str(batch)]
     cells.append("ok" if ok else f"{status}: {row.get('reason') or '(no reason given)'}")
 
@@ -119,6 +134,56 @@ def answer_lines(report: dict) -> list[str]:
         device = f"on {choice['device']}: " if choice.get("device") else ""
         lines += [device + sentence(choice), f"  why: {choice['reason']} (budget from "
                                     f"{choice.get('max_drop_from', '--max-drop')})"]
+    return lines + emulated_lines(report)
+
+
+def emulation_summary(emulation: dict) -> str:
+    """``QEMU user mode (binfmt_misc handler qemu-aarch64, QEMU_CPU cortex-a76)``."""
+    kind = "QEMU user mode" if "qemu" in f"{emulation.get('handler')} " \
+        f"{emulation.get('interpreter')}".lower() else "an emulator"
+    cpu = f"QEMU_CPU {emulation['qemu_cpu']}" if emulation.get("qemu_cpu") else "default CPU"
+    return f"{kind} (binfmt_misc handler {emulation.get('handler')}, {cpu})"
+
+
+def emulated_lines(report: dict) -> list[str]:
+    """One line per machine (the report's, or each ``--on`` device's) that benched under
+    emulation: its rows' timings are not a board's, so it gets no recommendation."""
+    machines = [(device["name"], device.get("machine") or {})
+                for device in report.get("devices") or []] \
+        or [(None, report.get("machine") or {})]
+    lines = []
+    for name, machine in machines:
+        if machine.get("emulation") and any(
+                row["status"] == "ok" for row in report["rows"]
+                if name is None or row.get("device") == name):
+            lines.append(f"{f'on {name}: ' if name else ''}no recommendation: measured under "
+                         f"{emulation_summary(machine['emulation'])}; its rows' timings (target "
+                         "marked 'emulated') say nothing about a real board's speed, its accuracy"
+                         " and agreement are real")
+    return lines
+
+
+def agreement_lines(report: dict) -> list[str]:
+    """Per device compared with a reference (``--on``): the lowest top-1 agreement over its
+    files and the largest accuracy difference from the reference's same file."""
+    lines = []
+    for device in dict.fromkeys(row.get("device") for row in report["rows"]
+                                if row.get("agreement") is not None):
+        rows = [row for row in report["rows"] if row.get("device") == device
+                and row.get("agreement") is not None and row["status"] == "ok"]
+        if not rows:
+            continue
+        reference = rows[0]["agreement_with"]
+        accuracy = {(row.get("sha256"), row["target"]): row.get("accuracy")
+                    for row in report["rows"] if row.get("device") == reference}
+        gaps = [abs(row["accuracy"] - accuracy[key]) * 100 for row in rows
+                if row.get("accuracy") is not None
+                and accuracy.get(key := (row.get("sha256"), row["target"])) is not None]
+        lowest = min(rows, key=lambda row: row["agreement"])
+        lines.append(f"top-1 agreement of {device} with {reference} on the same files: lowest "
+                     f"{100 * lowest['agreement']:.2f}% ({lowest['artifact']}, "
+                     f"{len({row['sha256'] for row in rows})} file(s) compared)"
+                     + (f"; accuracy differs by at most {max(gaps):.2f} pp" if gaps else ""))
     return lines
 
 
@@ -178,6 +243,8 @@ def mcu_lines(report: dict) -> list[str]:
 
 def _machine_summary(machine: dict) -> str:
     parts = [str(machine.get("cpu") or "unknown CPU")]
+    if machine.get("emulation"):
+        parts[0] += f", emulated by {emulation_summary(machine['emulation'])}"
     if machine.get("cores") is not None:
         parts.append(f"{machine['cores']} cores")
     parts.append(f"governor {machine.get('governor') or 'unknown'}")
@@ -252,6 +319,9 @@ def markdown_table(report: dict, title: str = DEFAULT_TITLE) -> str:
                                 for c in shown) + "|")
     for row in report["rows"]:
         lines.append("| " + " | ".join(_md_escape(cell) for cell in row_cells(row, shown)) + " |")
+    agreement = agreement_lines(report)
+    if agreement:
+        lines += ["", *(_md_escape(line) for line in agreement)]
     for block in (int8_lines(report), mcu_lines(report)):
         if block:
             lines += ["", _md_escape(block[0]), "",
@@ -307,5 +377,5 @@ def print_table(report: dict, console=None) -> None:
     console.print(table)
     for number, note in enumerate(notes, 1):
         console.print(f"[{number}] {note}", highlight=False, markup=False)
-    for line in [*int8_lines(report), *mcu_lines(report)]:
+    for line in [*agreement_lines(report), *int8_lines(report), *mcu_lines(report)]:
         console.print(line, highlight=False, markup=False)
