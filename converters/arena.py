@@ -577,7 +577,7 @@ def reordered(model: bytes, order) -> bytes:
     operators = tree.subgraphs[0].operators
     tree.subgraphs[0].operators = [operators[op] for op in order]
     _drop_offline_plan(tree)
-    return pack_model(tree, len(model) + 1024)
+    return pack_model(tree, len(model) + 1024, files_of=model)
 
 
 def with_offline_plan(model: bytes, offsets: dict[int, int]) -> bytes:
@@ -603,7 +603,7 @@ def with_offline_plan(model: bytes, offsets: dict[int, int]) -> bytes:
     entry = schema.MetadataT()
     entry.name, entry.buffer = OFFLINE_PLAN_METADATA, len(tree.buffers) - 1
     tree.metadata = [*(tree.metadata or []), entry]
-    return pack_model(tree, len(model) + len(payload) + 1024)
+    return pack_model(tree, len(model) + len(payload) + 1024, files_of=model)
 
 
 # -- measured in TFLM ------------------------------------------------------------------------

@@ -88,7 +88,8 @@ class ModelCard:
 
 def embed_tflite_card(model: bytes, card: ModelCard) -> bytes:
     """Return the TFLite flatbuffer ``model`` with ``card`` stored as metadata ``edgecv_card``
-    (an existing card is replaced)."""
+    (an existing card is replaced; the other metadata and the associated files zipped after the
+    flatbuffer are kept)."""
     schema = tflite_schema()
     tree = unpack_model(model)
     tree.metadata = [m for m in (tree.metadata or [])
@@ -100,7 +101,7 @@ def embed_tflite_card(model: bytes, card: ModelCard) -> bytes:
     entry.name = CARD_KEY
     entry.buffer = len(tree.buffers) - 1
     tree.metadata.append(entry)
-    return pack_model(tree, len(model) + 4096)
+    return pack_model(tree, len(model) + 4096, files_of=model)
 
 
 def read_tflite_card(model: bytes) -> ModelCard | None:

@@ -35,14 +35,22 @@ def unpack_model(model: bytes):
     return tree
 
 
-def pack_model(tree, size_hint: int) -> bytes:
+def pack_model(tree, size_hint: int, files_of: bytes | None = None) -> bytes:
     """Serialize a ``schema.ModelT`` (the object API, after editing it) back to TFLite bytes;
-    ``size_hint``: the expected size (the builder grows past it)."""
+    ``size_hint``: the expected size (the builder grows past it). Packing writes the flatbuffer
+    alone, so ``files_of``, the file ``tree`` was read from, gives back the associated files
+    zipped after its flatbuffer (the label file of standard TFLite Metadata,
+    :mod:`edgecv.tflite_metadata`); default none."""
     import flatbuffers
 
     builder = flatbuffers.Builder(size_hint)
     builder.Finish(tree.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    packed = bytes(builder.Output())
+    if files_of is not None:
+        from edgecv.tflite_metadata import associated_files, with_associated_files
+
+        packed = with_associated_files(packed, associated_files(files_of))
+    return packed
 
 
 def builtin_op_names() -> dict[int, str]:
