@@ -142,10 +142,12 @@ def test_int8_model_is_integer_only_with_int8_io(converted):
 
     out, _ = converted
     data = (out / "model_int8.tflite").read_bytes()
-    assert integer_only_violations(data) == []
+    assert integer_only_violations(data, io="uint8") == []  # --io uint8, the default
     with open_backend(out / "model_int8.tflite") as backend:
-        assert backend.card.input_dtype == "int8" and backend.card.output_dtype == "int8"
-        assert backend.card.input_quantization.scale == pytest.approx(1 / 255, rel=1e-3)
+        assert backend.card.input_dtype == "uint8" and backend.card.output_dtype == "uint8"
+        # the raw pixels (scale 1/255, zero point 0 for pixel / 255), not the calibrated range
+        assert backend.card.input_quantization.scale == pytest.approx(1 / 255, rel=1e-6)
+        assert backend.card.input_quantization.zero_point == 0
     # a float model is, of course, not integer-only: the check can fail
     assert integer_only_violations((out / "model_fp32.tflite").read_bytes())
 
