@@ -301,7 +301,8 @@ def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budge
     run = conversion.run
     try:
         split = rounding.rounding_split(run.model, run.calibration, run.test_x, run.test_y,
-                                        conversion.keras_scores, io=conversion.settings.io)
+                                        conversion.keras_scores, io=conversion.settings.io,
+                                        preprocessing=run.preprocessing)
     except Exception as exc:  # noqa: BLE001  (any failure: the artifacts still need their report)
         why = first_line(exc)
         conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart not measured: {why}")

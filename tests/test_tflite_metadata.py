@@ -170,3 +170,22 @@ def test_a_label_file_declaring_gigabytes_is_refused_before_it_is_read():
 
 def test_a_model_without_metadata_reads_as_none():
     assert read_tflite_metadata(with_card(tiny_tflite(), ["a", "b"])) is None
+
+
+def test_the_edge_tpu_check_and_tflite_micro_read_a_file_with_metadata():
+    """The metadata is a buffer and a metadata entry, and the zip lies after the flatbuffer:
+    the Edge TPU's static check and TFLite Micro read the file as they read it without."""
+    from edgecv.converters import edgetpu
+    from tiny_tflite import tiny_int8_tflite, with_int8_card
+
+    plain = with_int8_card(tiny_int8_tflite(), [str(i) for i in range(64)])
+    # written whatever the int8 input (convert would not): only loading is at stake here
+    data = with_tflite_metadata(plain, classifier_metadata(read_tflite_card(plain)))
+    assert read_tflite_metadata(data).labels == [str(i) for i in range(64)]
+    assert edgetpu.static_report(data) == edgetpu.static_report(plain)
+    pytest.importorskip("tflite_micro", reason="the mcu extra (tflite-micro) is not installed")
+    from edgecv.runtime.tflm import MicroInterpreter
+
+    x = np.random.default_rng(0).integers(-128, 128, (4, 8, 8, 1), dtype=np.int8)
+    with_metadata, without = MicroInterpreter(data), MicroInterpreter(plain)
+    np.testing.assert_array_equal(with_metadata.invoke(x), without.invoke(x))
