@@ -23,14 +23,13 @@ or float32 images), a uint8 input quantized otherwise, Flex ops, a label with a 
 
 from __future__ import annotations
 
-import io
 import struct
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgecv.errors import ModelFileError
+from edgecv.tflite_schema import associated_files, with_associated_files
 
 METADATA_NAME = "TFLITE_METADATA"  # the model.metadata entry clients look up
 METADATA_IDENTIFIER = b"M001"  # metadata_schema.fbs's file_identifier
@@ -38,8 +37,6 @@ METADATA_IDENTIFIER = b"M001"  # metadata_schema.fbs's file_identifier
 # VOCABULARY file, no 1.1 tokenizer options or subgraph process units).
 MIN_PARSER_VERSION = "1.0.0"
 LABELS_FILE = "labels.txt"
-# Associated files read back from a (hostile) model are refused above this size.
-MAX_ASSOCIATED_FILE_BYTES = 4 * 1024 * 1024
 
 # metadata_schema.fbs enums and union member indices used here
 COLOR_SPACES = {"RGB": 1, "GRAYSCALE": 2}
@@ -266,66 +263,24 @@ def labels_text(labels: list[str]) -> bytes:
     return "".join(f"{label}\n" for label in labels).encode()
 
 
-def with_associated_files(model: bytes, files: dict[str, bytes]) -> bytes:
-    """``model`` (a flatbuffer with no zip after it) with ``files`` appended as a zip archive
-    (stored, not compressed), as tflite-support's populator appends them."""
-    if not files:
-        return model
-    out = io.BytesIO(model)
-    with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in files.items():
-            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    return out.getvalue()
-
-
-def associated_files(model: bytes) -> dict[str, bytes]:
-    """The files of the zip appended to ``model`` ({} when it has none); a malformed archive or
-    a file over :data:`MAX_ASSOCIATED_FILE_BYTES` is a :class:`ModelFileError`."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(model)) as archive:
-            entries = archive.infolist()
-            too_big = [e.filename for e in entries if e.file_size > MAX_ASSOCIATED_FILE_BYTES]
-            if too_big:
-                raise ModelFileError(f"the model's associated file '{too_big[0]}' declares more "
-                                     f"than {MAX_ASSOCIATED_FILE_BYTES:,} bytes.")
-            return {e.filename: archive.read(e) for e in entries[:16]}
-    except zipfile.BadZipFile:
-        return {}
-    except (OSError, ValueError, NotImplementedError, EOFError) as exc:
-        raise ModelFileError(f"corrupt associated files in the model ({exc})"[:240]) from exc
-
-
 def without_tflite_metadata(model: bytes) -> bytes:
     """``model`` without its standard metadata: the ``TFLITE_METADATA`` entry dropped (its
     buffer emptied) and the appended zip gone (repacking writes the flatbuffer alone)."""
-    from edgecv.tflite_schema import pack_model, unpack_model
+    from edgecv.tflite_schema import drop_metadata, pack_model, unpack_model
 
     tree = unpack_model(model)
-    kept = []
-    for entry in tree.metadata or []:
-        name = entry.name.decode(errors="replace") if isinstance(entry.name, bytes) else entry.name
-        if name == METADATA_NAME:
-            tree.buffers[entry.buffer].data = None
-        else:
-            kept.append(entry)
-    tree.metadata = kept or None
+    drop_metadata(tree, METADATA_NAME)
     return pack_model(tree, len(model) + 1024)
 
 
 def with_tflite_metadata(model: bytes, meta: ImageClassifierMetadata) -> bytes:
     """``model`` with ``meta`` as its standard metadata (replacing any it had) and the label file
     appended. The other metadata entries (edgecv's card, TFLite's own) are kept."""
-    from edgecv.tflite_schema import pack_model, tflite_schema, unpack_model
+    from edgecv.tflite_schema import pack_model, set_metadata, unpack_model
 
-    schema = tflite_schema()
     payload = metadata_flatbuffer(meta)
-    tree = unpack_model(without_tflite_metadata(model))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(payload, np.uint8)
-    tree.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(tree.buffers) - 1
-    tree.metadata = [*(tree.metadata or []), entry]
+    tree = unpack_model(model)  # packing drops the zip of the label file it may have had
+    set_metadata(tree, METADATA_NAME, payload)
     packed = pack_model(tree, len(model) + len(payload) + 1024)
     return with_associated_files(packed, {meta.label_file: labels_text(meta.labels)})
 

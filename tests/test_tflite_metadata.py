@@ -13,11 +13,11 @@ import pytest
 from edgecv.card import ModelCard, Quantization, embed_tflite_card, read_tflite_card
 from edgecv.errors import ModelFileError
 from edgecv.preprocessing import Preprocessing
-from edgecv.tflite_metadata import (LABELS_FILE, METADATA_NAME, associated_files,
-                                    classifier_metadata, metadata_buffer, metadata_flatbuffer,
-                                    metadata_refusal, pixel_normalization, pixel_quantization,
-                                    read_tflite_metadata, with_tflite_metadata,
-                                    without_tflite_metadata)
+from edgecv.tflite_metadata import (LABELS_FILE, METADATA_NAME, classifier_metadata,
+                                    metadata_buffer, metadata_flatbuffer, metadata_refusal,
+                                    pixel_normalization, pixel_quantization, read_tflite_metadata,
+                                    with_tflite_metadata, without_tflite_metadata)
+from edgecv.tflite_schema import associated_files
 from tiny_tflite import dense_graph, tiny_tflite, with_card
 
 LABELS = ["cat", "dög", "a label, with \"quotes\""]
@@ -128,8 +128,7 @@ def test_files_a_client_can_use_get_metadata():
 
 def _with_raw_metadata(model: bytes, payload: bytes, files: dict | None = None) -> bytes:
     """``model`` with ``payload`` as its TFLITE_METADATA buffer, as written by a stranger."""
-    from edgecv.tflite_metadata import with_associated_files
-    from edgecv.tflite_schema import pack_model, tflite_schema, unpack_model
+    from edgecv.tflite_schema import pack_model, tflite_schema, unpack_model, with_associated_files
 
     schema = tflite_schema()
     tree = unpack_model(model)
