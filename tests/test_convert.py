@@ -357,6 +357,52 @@ def test_an_int8_tflite_file_carried_to_onnx_computes_what_the_file_computes(io,
     assert (carried.argmax(1) == litert.argmax(1)).mean() >= 0.95
 
 
+def test_a_uint8_input_takes_the_raw_pixels_whatever_calibration_saw():
+    """Calibration images that never reach 0 or 255, and a mean and std other than 0 and 1:
+    the converter's uint8 input range is theirs, so the raw pixels a phone client copies into
+    the tensor would be read wrongly; with_pixel_input makes the input the pixels themselves,
+    and only the QUANTIZE behind it changes its work."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecv.converters.tflite import to_tflite_int8, with_pixel_input
+    from edgecv.preprocessing import Preprocessing
+    from edgecv.tflite_metadata import pixel_quantization
+
+    pre = Preprocessing(8, 8, 3, mean=(0.5,), std=(0.25,))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(
+        keras.layers.Flatten()(x)))
+    rng = np.random.default_rng(0)
+    calibration = pre.normalize(rng.integers(60, 200, (64, 8, 8, 3), dtype=np.uint8))
+    plain = to_tflite_int8(model, calibration, io="uint8")
+    data = with_pixel_input(plain, pre)
+    pixels = rng.integers(60, 200, (32, 8, 8, 3), dtype=np.uint8)
+    expected = model.predict(pre.normalize(pixels), verbose=0)
+
+    def fed_raw_pixels(model_bytes):
+        interpreter = Interpreter(model_content=model_bytes)
+        interpreter.allocate_tensors()
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        scores = []
+        for image in pixels:
+            interpreter.set_tensor(inp["index"], image[None])
+            interpreter.invoke()
+            scale, zero_point = out["quantization"]
+            scores.append((interpreter.get_tensor(out["index"])[0].astype(np.int64) - zero_point)
+                          * scale)
+        return inp["quantization"], np.array(scores)
+
+    quantization, scores = fed_raw_pixels(data)
+    wanted = pixel_quantization(pre)  # 1 / 63.75 and 128
+    assert quantization[0] == pytest.approx(wanted[0], rel=1e-6) and quantization[1] == wanted[1]
+    assert np.abs(scores - expected).max() <= 0.05
+    calibrated, _ = fed_raw_pixels(plain)
+    assert calibrated != quantization  # what the converter chose differs: the test can fail
+
+
 def test_edgetpu_static_report_finds_where_the_graph_splits():
     import keras
 
