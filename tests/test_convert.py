@@ -43,6 +43,23 @@ def test_every_format_is_written_with_checksums(converted):
     assert not [p.name for p in out.iterdir() if ".partial" in p.name]
 
 
+def test_every_tflite_file_carries_the_standard_metadata_beside_its_card(converted):
+    """The mixed, QAT, Edge TPU and microcontroller files too: each describes what its card says
+    (here every input is float32 or uint8 raw pixels, so none is left without)."""
+    from edgecv.card import read_tflite_card
+    from edgecv.tflite_metadata import classifier_metadata, read_tflite_metadata
+
+    out, _ = converted
+    files = sorted(out.rglob("*.tflite"))
+    assert {"model_int8_qat.tflite", "model_edgetpu.tflite", "mcu/model.tflite"} <= {
+        path.relative_to(out).as_posix() for path in files}
+    for path in files:
+        data = path.read_bytes()
+        card = read_tflite_card(data)
+        assert read_tflite_metadata(data) == classifier_metadata(card), path.name
+        assert "tflite_metadata" not in card.extra
+
+
 def test_artifacts_match_the_keras_model(converted):
     out, report = converted
     rows = {row["format"]: row for row in report["artifacts"]}

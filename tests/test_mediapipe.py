@@ -6,7 +6,7 @@ its int8 file (the default --io uint8) load, MediaPipe's categories are edgecv's
 top-1 equals edgecv predict's on the 600 fixture photos. The photos are handed to both as
 lossless PNGs of the pixels edgecv decodes, so both clients see the same pixels: MediaPipe's own
 JPEG decoder differs from OpenCV's by a level here and there, which moves near-tied scores
-(measured: 598 and 594 of 600 equal from the JPEGs). The int8 file with --io int8 carries no
+(measured once on a similar run, from the JPEGs: fp32 598 and int8 594 of 600 equal). The int8 file with --io int8 carries no
 metadata and says why. A 1-channel model: MediaPipe Tasks refuses it (RGB only)."""
 
 import json
