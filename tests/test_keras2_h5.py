@@ -251,4 +251,5 @@ def test_a_keras2_mobilenet_trained_elsewhere_converts_with_qat(tmp_path):
     assert converted.exit_code == 0, converted.output[-2000:]
     assert integer_only_violations((out / "model_int8_qat.tflite").read_bytes(), io="uint8") == []
     ops = [op["op_name"] for op in _ops_and_tensors(out / "model_int8_qat.tflite")[0]]
-    assert ops[:2] == ["MUL", "ADD"], ops
+    # the uint8 input (--io's default) is requantized to int8 first, then the Rescaling
+    assert ops[:3] == ["QUANTIZE", "MUL", "ADD"], ops
