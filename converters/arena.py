@@ -551,23 +551,11 @@ def check_offline_plan(model: bytes, limit: int | None = None) -> int:
     return max((offsets[t] + graph.sizes[t] for t in graph.sizes), default=0)
 
 
-def _drop_offline_plan(tree) -> None:
-    """Remove ``tree``'s OfflineMemoryAllocation metadata (its buffer stays, emptied)."""
-    kept = []
-    for entry in tree.metadata or []:
-        name = entry.name.decode(errors="replace") if isinstance(entry.name, bytes) else entry.name
-        if name == OFFLINE_PLAN_METADATA:
-            tree.buffers[entry.buffer].data = None
-        else:
-            kept.append(entry)
-    tree.metadata = kept or None
-
-
 def reordered(model: bytes, order) -> bytes:
     """``model`` with its operators stored (and so run) in ``order`` (operator indices of the
     file); an offline plan it held is dropped (it was planned for the old order).
     :class:`ModelFileError` if ``order`` is not a valid order of the graph."""
-    from edgecv.tflite_schema import pack_model, unpack_model
+    from edgecv.tflite_schema import drop_metadata, pack_model, unpack_model
 
     order = [int(op) for op in order]
     if not is_valid_order(read_graph(model), order):
@@ -576,8 +564,8 @@ def reordered(model: bytes, order) -> bytes:
     tree = unpack_model(model)
     operators = tree.subgraphs[0].operators
     tree.subgraphs[0].operators = [operators[op] for op in order]
-    _drop_offline_plan(tree)
-    return pack_model(tree, len(model) + 1024)
+    drop_metadata(tree, OFFLINE_PLAN_METADATA)
+    return pack_model(tree, len(model) + 1024, files_of=model)
 
 
 def with_offline_plan(model: bytes, offsets: dict[int, int]) -> bytes:
@@ -585,9 +573,8 @@ def with_offline_plan(model: bytes, offsets: dict[int, int]) -> bytes:
     every other tensor gets -1) as TFLM's OfflineMemoryAllocation metadata, replacing one it
     held. :class:`ModelFileError` if the offsets fail :func:`plan_problems` for the file's order
     (a malformed plan is never written)."""
-    from edgecv.tflite_schema import pack_model, tflite_schema, unpack_model
+    from edgecv.tflite_schema import pack_model, set_metadata, unpack_model
 
-    schema = tflite_schema()
     graph = read_graph(model)
     planned = {t: offsets.get(t, -1) for t in graph.sizes}
     problems = plan_problems(graph, planned, allow_online=False)
@@ -596,14 +583,8 @@ def with_offline_plan(model: bytes, offsets: dict[int, int]) -> bytes:
     values = [planned.get(t, -1) for t in range(graph.tensor_count)]
     payload = struct.pack(f"<3I{len(values)}i", OFFLINE_PLAN_VERSION, 0, len(values), *values)
     tree = unpack_model(model)
-    _drop_offline_plan(tree)
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(payload, np.uint8)
-    tree.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = OFFLINE_PLAN_METADATA, len(tree.buffers) - 1
-    tree.metadata = [*(tree.metadata or []), entry]
-    return pack_model(tree, len(model) + len(payload) + 1024)
+    set_metadata(tree, OFFLINE_PLAN_METADATA, payload)
+    return pack_model(tree, len(model) + len(payload) + 1024, files_of=model)
 
 
 # -- measured in TFLM ------------------------------------------------------------------------

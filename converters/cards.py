@@ -10,6 +10,8 @@ import numpy as np
 
 from edgecv.card import ModelCard, Quantization, embed_onnx_card, embed_tflite_card
 from edgecv.converters.rundata import RunData
+from edgecv.tflite_metadata import (classifier_metadata, metadata_refusal, with_tflite_metadata,
+                                    without_tflite_metadata)
 
 
 def model_card(run: RunData, card_format: str, **quant) -> ModelCard:
@@ -37,13 +39,20 @@ def tflite_io_quantization(model: bytes) -> tuple[str, str, Quantization | None,
 
 def with_tflite_card(data: bytes, run: RunData, card_format: str, extra: dict | None = None,
                      io_from: bytes | None = None) -> bytes:
-    """``data`` (a TFLite flatbuffer) with its card embedded; ``extra`` default ``{}``.
+    """``data`` (a TFLite flatbuffer) with its card embedded and the standard TFLite Metadata
+    that describes the same (:mod:`edgecv.tflite_metadata`: what MediaPipe Tasks and the Task
+    Library read), or, when a client could not use the file as the metadata would say, the
+    card's ``extra["tflite_metadata"]`` saying why it has none. ``extra`` default ``{}``.
     ``io_from``: the flatbuffer whose input/output types the card records (default ``data``; a
     compiled Edge TPU model is described by its uncompiled one, which the CPU interpreter reads)."""
     in_dtype, out_dtype, in_q, out_q = tflite_io_quantization(io_from or data)
     card = model_card(run, card_format, input_dtype=in_dtype, output_dtype=out_dtype,
-                      input_quantization=in_q, output_quantization=out_q, extra=extra or {})
-    return embed_tflite_card(data, card)
+                      input_quantization=in_q, output_quantization=out_q, extra=dict(extra or {}))
+    refusal = metadata_refusal(card)
+    if refusal is not None:
+        card.extra["tflite_metadata"] = f"none: {refusal}"
+        return embed_tflite_card(without_tflite_metadata(data), card)
+    return with_tflite_metadata(embed_tflite_card(data, card), classifier_metadata(card))
 
 
 def with_onnx_card(proto, run: RunData, card_format: str) -> bytes:

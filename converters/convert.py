@@ -38,7 +38,7 @@ from edgecv.testset import save_testset
 
 
 def convert_run(source: str | Path | RunData, formats: list[str], *,
-                out_dir: str | Path | None = None, io: str = "int8", calib_samples: int = 300,
+                out_dir: str | Path | None = None, io: str = "uint8", calib_samples: int = 300,
                 opset: int = 17, max_drop: float = 1.0, recover: bool = False,
                 select_tf_ops: bool = False, options=None, calib_data: str | None = None,
                 onnx_calibration: str = "auto", qat_epochs: int | None = None,
@@ -50,7 +50,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     (read with ``options``, see :func:`edgecv.converters.load.load_source`) or an already loaded :class:`RunData`;
     return the report.
 
-    Defaults: int8 I/O for the int8 model, 300 calibration samples, opset 17, max drop 1.0 pp
+    Defaults: uint8 I/O for the int8 model (its input the raw pixels: what phones' clients,
+    the Edge TPU and TFLite Micro all take; ``io="int8"`` for int8 I/O), 300 calibration samples, opset 17, max drop 1.0 pp
     (of accuracy; of agreement with the reference when the data has no labels), no Flex ops.
     Output: ``out_dir``, else ``RUN/export`` or, for a model file, ``<stem>_export`` beside it.
     ``min_agreement`` (``--min-agreement``, percent, default none) also holds every artifact to
@@ -300,7 +301,8 @@ def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budge
     run = conversion.run
     try:
         split = rounding.rounding_split(run.model, run.calibration, run.test_x, run.test_y,
-                                        conversion.keras_scores, io=conversion.settings.io)
+                                        conversion.keras_scores, io=conversion.settings.io,
+                                        preprocessing=run.preprocessing)
     except Exception as exc:  # noqa: BLE001  (any failure: the artifacts still need their report)
         why = first_line(exc)
         conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart not measured: {why}")

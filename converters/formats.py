@@ -42,7 +42,7 @@ class Settings:
     Flex ops allowed, ONNX calibration method, QAT epochs and learning rate (None: its
     defaults)."""
 
-    io: str = "int8"
+    io: str = "uint8"
     opset: int = 17
     select_tf_ops: bool = False
     onnx_calibration: str = "auto"
@@ -85,9 +85,12 @@ class Conversion:
         if self.int8 is None:
             from edgecv.converters.tflite import to_tflite_int8
 
+            from edgecv.converters.tflite import with_pixel_input
+
             run, io = self.run, self.settings.io
             data = _integer_only(to_tflite_int8(self.reference, run.calibration, io=io), io)
-            self.int8 = with_tflite_card(data, run, "tflite_int8")
+            self.int8 = with_tflite_card(with_pixel_input(data, run.preprocessing), run,
+                                         "tflite_int8")
         return self.int8
 
     def qat_int8(self) -> tuple[bytes, dict]:
@@ -98,8 +101,11 @@ class Conversion:
             settings = self.settings
             chosen = {k: v for k, v in (("epochs", settings.qat_epochs), ("lr", settings.qat_lr))
                       if v is not None}
+            from edgecv.converters.tflite import with_pixel_input
+
             data, record = qat.build_qat_int8(self.run, io=settings.io, log=self.log, **chosen)
-            self.qat = _integer_only(data, settings.io), record
+            data = with_pixel_input(_integer_only(data, settings.io), self.run.preprocessing)
+            self.qat = data, record
         return self.qat
 
 
@@ -296,11 +302,14 @@ def build_edgetpu(conversion: Conversion, notes: dict) -> bytes:
 
     The static compatibility report and the compiler's verdict go into the card's ``extra``
     (and ``edgetpu_report.json``, :func:`verify_edgetpu`)."""
-    from edgecv.converters.tflite import to_tflite_int8
+    from edgecv.converters.tflite import to_tflite_int8, with_pixel_input
 
     run = conversion.run
-    data = uncompiled = _integer_only(to_tflite_int8(conversion.reference, run.calibration,
-                                                     io="uint8", static_batch=True), "uint8")
+    data = _integer_only(to_tflite_int8(conversion.reference, run.calibration, io="uint8",
+                                        static_batch=True), "uint8")
+    # the pixel input before compiling: the compiler may fold the input's requantization into
+    # the Edge TPU op, after which the input's quantization can no longer change
+    data = uncompiled = with_pixel_input(data, run.preprocessing)
     report = {"static": edgetpu.static_report(data)}
     compiler = edgetpu.find_compiler()
     if compiler is None:

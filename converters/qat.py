@@ -253,6 +253,10 @@ def quantize_model(model, check: np.ndarray | None = None):
     preprocessing layers with their output quantized (:func:`_output_quantized_config`)."""
     tf_keras, tfmot = import_tfmot()
     qk = tfmot.quantization.keras
+    # tf_keras numbers unnamed layers per process ("quantize_layer", "quantize_layer_1"), and
+    # with a uint8 input the QAT file keeps that name on the input QUANTIZE's output tensor: the
+    # counters start afresh so the file does not depend on what the process built before
+    tf_keras.backend.reset_uids()
     flat = to_tf_keras(model, check)
     config = _output_quantized_config(tfmot)
 

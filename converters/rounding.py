@@ -87,17 +87,20 @@ def _part(scores: np.ndarray, reference: np.ndarray, y: np.ndarray | None) -> di
 
 
 def rounding_split(model, calibration: np.ndarray, x: np.ndarray, y: np.ndarray | None,
-                   reference_scores: np.ndarray, io: str = "int8") -> dict | None:
+                   reference_scores: np.ndarray, io: str = "int8",
+                   preprocessing=None) -> dict | None:
     """The int8 rounding of ``model`` taken apart on ``x`` (labels ``y`` or None), each part a
     row as :class:`~edgecv.converters.verify.Budget` judges one (accuracy, agreement, drops)
     plus its flips and exact ties: ``weights`` (the kernels on their grid, float, vs
     ``reference_scores``) and ``activations`` (that twin's int8 file, ``io`` as the int8
     file's, calibrated on ``calibration``, vs the twin); ``kernels``: how many were moved;
+    ``preprocessing`` (default None): a uint8 input then takes the raw pixels, as in the
+    shipped file (:func:`edgecv.converters.tflite.with_pixel_input`);
     ``seconds``: what measuring took (one more int8 conversion and two scorings of ``x``).
     None when ``model`` is not a Keras model (a SavedModel signature has no layers to move).
     The model's weights move for the length of the twin's scoring and conversion: call it when
     nothing else runs the model."""
-    from edgecv.converters.tflite import to_tflite_int8
+    from edgecv.converters.tflite import to_tflite_int8, with_pixel_input
     from edgecv.converters.verify import artifact_scores
 
     if not hasattr(model, "_flatten_layers"):
@@ -106,6 +109,8 @@ def rounding_split(model, calibration: np.ndarray, x: np.ndarray, y: np.ndarray 
     with weights_on_int8_grid(model) as kernels:
         twin_scores = model.predict(x, batch_size=256, verbose=0)
         data = to_tflite_int8(model, calibration, io=io)
+    if preprocessing is not None:
+        data = with_pixel_input(data, preprocessing)
     with tempfile.TemporaryDirectory(prefix="edgecv-rounding-") as tmp:
         path = Path(tmp) / "int8_weights_on_grid.tflite"
         path.write_bytes(data)

@@ -205,3 +205,41 @@ def to_tflite_int16x8(model, calibration: np.ndarray) -> bytes:
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
 
     return _convert(model, configure)
+
+
+def with_pixel_input(data: bytes, preprocessing) -> bytes:
+    """A uint8-input int8 model whose input holds the raw 0..255 pixels: the input tensor's
+    quantization set to :func:`edgecv.tflite_metadata.pixel_quantization` of ``preprocessing``
+    (scale ``scale / std``, zero point ``mean / scale``), so a client that feeds an
+    image's pixels unchanged, as MediaPipe Tasks, the Task Library and pycoral do for a uint8
+    input, computes what the model was trained on.
+
+    The converter quantizes the input with the range calibration saw, which differs from the
+    pixels' whenever the calibration images miss a 0 or a 255, or the normalisation is not
+    pixel / 255. Only the QUANTIZE op behind the input reads that quantization (it requantizes
+    to the int8 tensor inside, computing its multiplier from both at load time), so nothing else
+    changes. ``data`` is returned unchanged when its input is not uint8, when an op other than
+    QUANTIZE reads it, or when no pixel quantization exists (a per-channel normalisation)."""
+    from edgecv.tflite_metadata import pixel_quantization
+    from edgecv.tflite_schema import pack_model, tflite_schema, unpack_model
+
+    schema = tflite_schema()
+    wanted = pixel_quantization(preprocessing)
+    tree = unpack_model(data)
+    graph = tree.subgraphs[0]
+    if wanted is None or len(graph.inputs) != 1:
+        return data
+    index = int(graph.inputs[0])
+    tensor = graph.tensors[index]
+    quantize = schema.BuiltinOperator.QUANTIZE
+    readers = [tree.operatorCodes[op.opcodeIndex] for op in graph.operators
+               if index in [int(i) for i in op.inputs]]
+    if (tensor.type != schema.TensorType.UINT8 or not readers
+            or any(max(code.builtinCode, code.deprecatedBuiltinCode) != quantize
+                   for code in readers)):
+        return data
+    scale, zero_point = wanted
+    quantization = schema.QuantizationParametersT()
+    quantization.scale, quantization.zeroPoint = [scale], [zero_point]
+    tensor.quantization = quantization
+    return pack_model(tree, len(data) + 1024)

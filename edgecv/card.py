@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from edgecv import __version__
 from edgecv.errors import EdgecvError, ModelFileError
 from edgecv.preprocessing import Preprocessing
-from edgecv.tflite_schema import TFLITE_IDENTIFIER, pack_model, tflite_schema, unpack_model
+from edgecv.tflite_schema import (TFLITE_IDENTIFIER, pack_model, set_metadata, tflite_schema,
+                                  unpack_model)
 
 CARD_KEY = "edgecv_card"
 
@@ -88,19 +89,11 @@ class ModelCard:
 
 def embed_tflite_card(model: bytes, card: ModelCard) -> bytes:
     """Return the TFLite flatbuffer ``model`` with ``card`` stored as metadata ``edgecv_card``
-    (an existing card is replaced)."""
-    schema = tflite_schema()
+    (an existing card is replaced; the other metadata and the associated files zipped after the
+    flatbuffer are kept)."""
     tree = unpack_model(model)
-    tree.metadata = [m for m in (tree.metadata or [])
-                     if (m.name.decode() if isinstance(m.name, bytes) else m.name) != CARD_KEY]
-    buffer = schema.BufferT()
-    buffer.data = list(card.to_json().encode())
-    tree.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = CARD_KEY
-    entry.buffer = len(tree.buffers) - 1
-    tree.metadata.append(entry)
-    return pack_model(tree, len(model) + 4096)
+    set_metadata(tree, CARD_KEY, card.to_json().encode())
+    return pack_model(tree, len(model) + 4096, files_of=model)
 
 
 def read_tflite_card(model: bytes) -> ModelCard | None:

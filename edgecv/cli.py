@@ -238,8 +238,11 @@ def convert_command(
                              "in export/mcu (needs the mcu extra; not part of --all)."),
     mcu_profile: Optional[list[str]] = MCU_PROFILE_OPTION,
     all_formats: bool = typer.Option(False, "--all", help="Every format (but --qat and --mcu)."),
-    io: str = typer.Option("int8", help="Input/output type of the int8 TFLite model: int8, uint8 "
-                           "or float32."),
+    io: str = typer.Option("uint8", help="Input/output type of the int8 TFLite model: uint8 "
+                           "(its input the raw pixels: phones' MediaPipe / Task Library, Edge "
+                           "TPU, TFLite Micro), int8 (TFLite Micro without the two requantize "
+                           "ops at the edges; no standard metadata: phone clients refuse int8 "
+                           "input) or float32."),
     calib_samples: int = typer.Option(300, help="Training images used for calibration "
                                       "(stratified: an equal share per class)."),
     calib_data: Optional[str] = typer.Option(None, help="Calibrate on this instead (same forms "

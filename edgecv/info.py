@@ -38,6 +38,8 @@ def describe(path: str | Path) -> str:
         lines.append("operators (install onnx to list them)")
     else:
         lines.append("operators " + ", ".join(f"{n} x{c}" for n, c in sorted(ops.items())))
+    if path.suffix == ".tflite":
+        lines.extend(_standard_metadata_lines(data, card))
     if card is None:
         lines.append("card      none (not written by edgecv: preprocessing must be given by hand)")
     else:
@@ -45,6 +47,22 @@ def describe(path: str | Path) -> str:
         lines.extend(f"  {key:<20} {json.dumps(value)}"
                      for key, value in sorted(json.loads(card.to_json()).items()))
     return "\n".join(lines)
+
+
+def _standard_metadata_lines(data: bytes, card) -> list[str]:
+    """The standard TFLite Metadata (what MediaPipe Tasks and the Task Library read), or why
+    the file has none (the card says so when edgecv left it out)."""
+    from edgecv.tflite_metadata import METADATA_NAME, read_tflite_metadata
+
+    meta = read_tflite_metadata(data)
+    if meta is None:
+        why = (card.extra or {}).get("tflite_metadata") if card is not None else None
+        return [f"metadata  {why or 'none (no ' + METADATA_NAME + ' entry)'}"]
+    return [f"metadata  {METADATA_NAME}: {meta.summary()}",
+            f"  {'name':<20} {meta.name}", f"  {'version':<20} {meta.version}",
+            f"  {'author':<20} {meta.author}", f"  {'description':<20} {meta.description}",
+            f"  {'labels':<20} {json.dumps(meta.labels[:20])}"
+            + (f" and {len(meta.labels) - 20} more" if len(meta.labels) > 20 else "")]
 
 
 # --- Keras models (training side: TensorFlow is imported only here) -------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from dataclasses import dataclass
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, ModelFileError
 
 
 def tflite_schema():
@@ -17,6 +19,8 @@ def tflite_schema():
     return schema
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier
+# Associated files read back from a (hostile) model are refused above this size.
+MAX_ASSOCIATED_FILE_BYTES = 4 * 1024 * 1024
 
 
 def unpack_model(model: bytes):
@@ -35,14 +39,80 @@ def unpack_model(model: bytes):
     return tree
 
 
-def pack_model(tree, size_hint: int) -> bytes:
+def pack_model(tree, size_hint: int, files_of: bytes | None = None) -> bytes:
     """Serialize a ``schema.ModelT`` (the object API, after editing it) back to TFLite bytes;
-    ``size_hint``: the expected size (the builder grows past it)."""
+    ``size_hint``: the expected size (the builder grows past it). Packing writes the flatbuffer
+    alone, so ``files_of``, the file ``tree`` was read from, gives back the associated files
+    zipped after its flatbuffer (the label file of standard TFLite Metadata,
+    :mod:`edgecv.tflite_metadata`, :func:`associated_files`); default none."""
     import flatbuffers
 
     builder = flatbuffers.Builder(size_hint)
     builder.Finish(tree.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    packed = bytes(builder.Output())
+    if files_of is not None:
+        packed = with_associated_files(packed, associated_files(files_of))
+    return packed
+
+
+def with_associated_files(model: bytes, files: dict[str, bytes]) -> bytes:
+    """``model`` (a flatbuffer with no zip after it) with ``files`` appended as a zip archive
+    (stored, not compressed), as tflite-support's populator appends them."""
+    if not files:
+        return model
+    out = io.BytesIO(model)
+    with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return out.getvalue()
+
+
+def associated_files(model: bytes) -> dict[str, bytes]:
+    """The files of the zip appended to ``model`` ({} when it has none); a malformed archive or
+    a file over :data:`MAX_ASSOCIATED_FILE_BYTES` is a :class:`ModelFileError`."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as archive:
+            entries = archive.infolist()
+            too_big = [e.filename for e in entries if e.file_size > MAX_ASSOCIATED_FILE_BYTES]
+            if too_big:
+                raise ModelFileError(f"the model's associated file '{too_big[0]}' declares more "
+                                     f"than {MAX_ASSOCIATED_FILE_BYTES:,} bytes.")
+            return {e.filename: archive.read(e) for e in entries[:16]}
+    except zipfile.BadZipFile:
+        return {}
+    except (OSError, ValueError, NotImplementedError, EOFError) as exc:
+        raise ModelFileError(f"corrupt associated files in the model ({exc})"[:240]) from exc
+
+
+def _metadata_name(entry) -> str:
+    return entry.name.decode(errors="replace") if isinstance(entry.name, bytes) else entry.name
+
+
+def drop_metadata(tree, name: str) -> None:
+    """Remove ``tree``'s (a ``schema.ModelT``) metadata entries called ``name``; their buffers
+    stay, emptied, so the buffer indices of tensors and other entries do not move."""
+    kept = []
+    for entry in tree.metadata or []:
+        if _metadata_name(entry) == name:
+            tree.buffers[entry.buffer].data = None
+        else:
+            kept.append(entry)
+    tree.metadata = kept or None
+
+
+def set_metadata(tree, name: str, payload: bytes) -> None:
+    """``payload`` as ``tree``'s metadata entry ``name`` in a new buffer, replacing an entry of
+    that name (:func:`drop_metadata`); the other entries are kept."""
+    import numpy as np
+
+    schema = tflite_schema()
+    drop_metadata(tree, name)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(payload, np.uint8)
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(tree.buffers) - 1
+    tree.metadata = [*(tree.metadata or []), entry]
 
 
 def builtin_op_names() -> dict[int, str]:

@@ -308,7 +308,7 @@ def test_an_int8_model_gets_its_integers_from_one_table_lookup(tiny_run):
         for pixels in testset.x[:20]:
             image = model_pixels_to_bgr(pixels)
             batch = classifier.prepare(image)
-            assert batch.dtype == np.int8
+            assert batch.dtype == np.uint8  # --io uint8, the default
             float_path = backend.run(prepare_image(image, classifier.preprocessing)[None])
             assert np.array_equal(classifier.infer(batch), float_path)
         with pytest.raises(DataError, match="expected"):

@@ -184,7 +184,7 @@ def test_round_trip_every_form_on_an_image_folder(world, kind, form):
     card = read_card(out / "model_int8.tflite")
     assert card.source_run == str(path.resolve())
     assert card.labels == CLASSES  # the folder's classes
-    assert card.preprocessing == world["pre"] and card.input_dtype == "int8"
+    assert card.preprocessing == world["pre"] and card.input_dtype == "uint8"
     testset = load_testset(out / "testset.npz")
     np.testing.assert_array_equal(testset.x, test.x)
     assert json.loads((out / "conversion.json").read_text()) == report

@@ -43,6 +43,23 @@ def test_every_format_is_written_with_checksums(converted):
     assert not [p.name for p in out.iterdir() if ".partial" in p.name]
 
 
+def test_every_tflite_file_carries_the_standard_metadata_beside_its_card(converted):
+    """The mixed, QAT, Edge TPU and microcontroller files too: each describes what its card says
+    (here every input is float32 or uint8 raw pixels, so none is left without)."""
+    from edgecv.card import read_tflite_card
+    from edgecv.tflite_metadata import classifier_metadata, read_tflite_metadata
+
+    out, _ = converted
+    files = sorted(out.rglob("*.tflite"))
+    assert {"model_int8_qat.tflite", "model_edgetpu.tflite", "mcu/model.tflite"} <= {
+        path.relative_to(out).as_posix() for path in files}
+    for path in files:
+        data = path.read_bytes()
+        card = read_tflite_card(data)
+        assert read_tflite_metadata(data) == classifier_metadata(card), path.name
+        assert "tflite_metadata" not in card.extra
+
+
 def test_artifacts_match_the_keras_model(converted):
     out, report = converted
     rows = {row["format"]: row for row in report["artifacts"]}
@@ -142,10 +159,12 @@ def test_int8_model_is_integer_only_with_int8_io(converted):
 
     out, _ = converted
     data = (out / "model_int8.tflite").read_bytes()
-    assert integer_only_violations(data) == []
+    assert integer_only_violations(data, io="uint8") == []  # --io uint8, the default
     with open_backend(out / "model_int8.tflite") as backend:
-        assert backend.card.input_dtype == "int8" and backend.card.output_dtype == "int8"
-        assert backend.card.input_quantization.scale == pytest.approx(1 / 255, rel=1e-3)
+        assert backend.card.input_dtype == "uint8" and backend.card.output_dtype == "uint8"
+        # the raw pixels (scale 1/255, zero point 0 for pixel / 255), not the calibrated range
+        assert backend.card.input_quantization.scale == pytest.approx(1 / 255, rel=1e-6)
+        assert backend.card.input_quantization.zero_point == 0
     # a float model is, of course, not integer-only: the check can fail
     assert integer_only_violations((out / "model_fp32.tflite").read_bytes())
 
@@ -353,6 +372,52 @@ def test_an_int8_tflite_file_carried_to_onnx_computes_what_the_file_computes(io,
     carried = artifact_scores(tmp_path / "model.onnx", samples)
     assert np.abs(carried - litert).max() <= 2 / 256 + 1e-6
     assert (carried.argmax(1) == litert.argmax(1)).mean() >= 0.95
+
+
+def test_a_uint8_input_takes_the_raw_pixels_whatever_calibration_saw():
+    """Calibration images that never reach 0 or 255, and a mean and std other than 0 and 1:
+    the converter's uint8 input range is theirs, so the raw pixels a phone client copies into
+    the tensor would be read wrongly; with_pixel_input makes the input the pixels themselves,
+    and only the QUANTIZE behind it changes its work."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecv.converters.tflite import to_tflite_int8, with_pixel_input
+    from edgecv.preprocessing import Preprocessing
+    from edgecv.tflite_metadata import pixel_quantization
+
+    pre = Preprocessing(8, 8, 3, mean=(0.5,), std=(0.25,))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(
+        keras.layers.Flatten()(x)))
+    rng = np.random.default_rng(0)
+    calibration = pre.normalize(rng.integers(60, 200, (64, 8, 8, 3), dtype=np.uint8))
+    plain = to_tflite_int8(model, calibration, io="uint8")
+    data = with_pixel_input(plain, pre)
+    pixels = rng.integers(60, 200, (32, 8, 8, 3), dtype=np.uint8)
+    expected = model.predict(pre.normalize(pixels), verbose=0)
+
+    def fed_raw_pixels(model_bytes):
+        interpreter = Interpreter(model_content=model_bytes)
+        interpreter.allocate_tensors()
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        scores = []
+        for image in pixels:
+            interpreter.set_tensor(inp["index"], image[None])
+            interpreter.invoke()
+            scale, zero_point = out["quantization"]
+            scores.append((interpreter.get_tensor(out["index"])[0].astype(np.int64) - zero_point)
+                          * scale)
+        return inp["quantization"], np.array(scores)
+
+    quantization, scores = fed_raw_pixels(data)
+    wanted = pixel_quantization(pre)  # 1 / 63.75 and 128
+    assert quantization[0] == pytest.approx(wanted[0], rel=1e-6) and quantization[1] == wanted[1]
+    assert np.abs(scores - expected).max() <= 0.05
+    calibrated, _ = fed_raw_pixels(plain)
+    assert calibrated != quantization  # what the converter chose differs: the test can fail
 
 
 def test_edgetpu_static_report_finds_where_the_graph_splits():

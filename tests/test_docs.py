@@ -108,24 +108,6 @@ def test_readme_is_a_front_page():
         'pip install -e ".[train,test]" && python -m pytest']
 
 
-def test_phone_deployment_page_joins_the_guides_only_when_it_exists(tmp_path):
-    """docs/hooks/nav.py: a strict build must neither miss docs/deployment.md nor name it in the
-    nav before it exists."""
-    spec = importlib.util.spec_from_file_location("edgecv_docs_nav", ROOT / "docs/hooks/nav.py")
-    hook = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hook)
-
-    class Config:
-        docs_dir = str(tmp_path)
-        nav = [{"Home": "index.md"}, {"Guides": [{"The camera": "guides/camera.md"}]}]
-
-    assert hook.on_config(Config).nav[1]["Guides"] == [{"The camera": "guides/camera.md"}]
-    (tmp_path / "deployment.md").write_text("# Phones\n")
-    guides = hook.on_config(Config).nav[1]["Guides"]
-    assert guides[-1] == {"Deploying to a phone": "deployment.md"}
-    assert len(hook.on_config(Config).nav[1]["Guides"]) == 2  # added once
-
-
 def test_readme_python_example_imports_what_exists():
     """The README's Python example imports names the package has (no TensorFlow needed)."""
     readme = (ROOT / "README.md").read_text()

@@ -214,7 +214,7 @@ def test_qat_fine_tunes_a_keras2_h5(tmp_path, stem):
         assert rows["onnx_int8_qat"]["agreement"] >= 0.9, rows["onnx_int8_qat"]
     assert rows["int8_qat"]["qat"]["epochs"] == 2
     data = (out / "model_int8_qat.tflite").read_bytes()
-    assert integer_only_violations(data) == []
+    assert integer_only_violations(data, io="uint8") == []
     if stem == "resnet_keras2":  # the Rescaling became an int8 MUL whose output range is 0..1
         ops, tensors = _ops_and_tensors(out / "model_int8_qat.tflite")
         mul = next(op for op in ops if op["op_name"] == "MUL")
@@ -249,6 +249,7 @@ def test_a_keras2_mobilenet_trained_elsewhere_converts_with_qat(tmp_path):
     converted = _cli("convert", model, "--int8", "--qat", "--qat-epochs", "1", "--data", MINI,
                      "--scale", "1", "--max-drop", "100", "--out", out)
     assert converted.exit_code == 0, converted.output[-2000:]
-    assert integer_only_violations((out / "model_int8_qat.tflite").read_bytes()) == []
+    assert integer_only_violations((out / "model_int8_qat.tflite").read_bytes(), io="uint8") == []
     ops = [op["op_name"] for op in _ops_and_tensors(out / "model_int8_qat.tflite")[0]]
-    assert ops[:2] == ["MUL", "ADD"], ops
+    # the uint8 input (--io's default) is requantized to int8 first, then the Rescaling
+    assert ops[:3] == ["QUANTIZE", "MUL", "ADD"], ops

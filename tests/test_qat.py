@@ -178,9 +178,9 @@ def test_qat_beats_plain_int8_on_a_model_that_quantizes_badly(outlier_run, tmp_p
         (rows["int8"]["agreement"], rows["int8_qat"]["agreement"])
     assert rows["int8"]["recovered_by"] == "model_int8_qat.tflite"
     data = (tmp_path / "model_int8_qat.tflite").read_bytes()
-    assert integer_only_violations(data) == []
+    assert integer_only_violations(data, io="uint8") == []
     card = read_tflite_card(data)
-    assert card.format == "tflite_int8_qat" and card.input_dtype == "int8"
+    assert card.format == "tflite_int8_qat" and card.input_dtype == "uint8"
     qat = rows["int8_qat"]["qat"]
     assert qat["epochs"] == 10 and qat["steps"] == 10 * (len(outlier_run.train) // 64)
     assert len(qat["history"]) == 10 and qat["target"].startswith("the float model's scores")
