@@ -7,10 +7,12 @@
     # (seed_cnn, 16x16 digits: fp32, fp16, int8, ONNX, ONNX int8):
     python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUNS/tiny --host-packages
 
-    # still to measure: a CIFAR-10 resnet8 (edgecv train --data
-    # ../shared/data/cifar10_train.tar.xz --model resnet8 --time-limit 3m, then edgecv convert
-    # RUN --fp16 --dynamic --int8 --int16x8 --onnx); its bench of 7 files on the 7,500-image
-    # test split under emulation had not ended after 50 min on a 2-core machine at load 13.
+    # a CIFAR-10 resnet8 (edgecv train --data ../shared/data/cifar10_train.tar.xz --model
+    # resnet8 --time-limit 3m, then edgecv convert RUN --fp16 --dynamic --int8 --int16x8 --onnx)
+    # added to it on 1,000 of its test images (its 7 files on the whole 7,500-image split under
+    # emulation had not ended after 50 min on a 2-core machine at load 13):
+    python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUNS/cifar-resnet8 \\
+        --test-images 1000 --add-runs ~/.cache/edgecv/arm64-qemu/device
 
 Setup (benchmarks/devices/arm64_qemu.sh, each a fresh process, wall time): ``cold`` builds a new
 folder with empty caches (apt lists and .debs, pip's cache: everything downloaded); ``reuse`` runs
@@ -220,12 +222,92 @@ def _per_artifact(report: dict, devices: dict[str, str]) -> dict:
     return table
 
 
+def _subset_export(run: Path, count: int, scratch: Path) -> Path:
+    """A copy of ``run``'s export whose testset.npz holds ``count`` class-stratified test images
+    (seed 0): TFLite's reference kernels under emulation take minutes per thousand images."""
+    import shutil
+
+    import numpy as np
+
+    from edgecv.converters.calibration import stratified_indices
+
+    folder = scratch / f"subset-{run.name}" / "export"
+    folder.mkdir(parents=True)
+    for item in (run / "export").iterdir():
+        if item.is_file() and item.name != "testset.npz":
+            shutil.copy2(item, folder / item.name)
+    with np.load(run / "export" / "testset.npz") as saved:
+        data = {key: saved[key] for key in saved.files}
+    index = np.sort(stratified_indices(data["y"], count, seed=0, total=len(data["y"])))
+    np.savez(folder / "testset.npz", **{key: value[index] if key != "labels" else value
+                                       for key, value in data.items()})
+    return folder.parent
+
+
+def _measure_runs(run_dirs: list[Path], devices: dict[str, str], scratch: Path,
+                  test_images: int | None) -> tuple[dict, dict | None]:
+    """Per run: its export benched on x86 and the aarch64 device, then its int8 files with
+    QEMU's default CPU; (the per-run figures, the device's machine record)."""
+    python = devices["aarch64"]
+    runs, device_machine = {}, None
+    for source in run_dirs:
+        run = _subset_export(source, test_images, scratch) if test_images else source
+        wall, report = _bench([run / "export"], {"aarch64": python}, scratch)
+        records = {d["name"]: d for d in report["devices"]}
+        device_machine = records[f"local:{python}"]["machine"]
+        failed = {d["name"]: d["reason"] for d in report["devices"] if d["status"] != "ok"}
+        # QEMU's default CPU: the int8 files only (float ones were not at issue), with x86
+        max_wall, max_report = _bench(sorted((run / "export").glob("*int8*")),
+                                      {"aarch64_max": devices["aarch64_max"]}, scratch)
+        failed |= {d["name"]: d["reason"] for d in max_report["devices"] if d["status"] != "ok"}
+        table = _per_artifact(report, devices)
+        for artifact, entry in _per_artifact(max_report, devices).items():
+            table[artifact].update({k: v for k, v in entry.items()
+                                    if k.startswith("qemu_cpu_max")})
+        runs[run_label(source)] = {
+            "bench_wall_s": wall, "qemu_cpu_max_bench_wall_s": max_wall, "test_images": next(
+                (r["test_images"] for r in report["rows"] if r["test_images"]), None),
+            "failed_devices": failed, "artifacts": table,
+            "all_meet_goal": all(e.get("meets_goal") for e in table.values()),
+            "recommendations": [{k: c[k] for k in ("device", "artifact", "threads")}
+                                for c in report["recommendations"]]}
+    return runs, device_machine
+
+
+def add_runs(args) -> dict:
+    """``--add-runs DEVICE_DIR``: the runs benched on that device (built there if missing) and
+    added to the results file, whose setup and evidence are kept."""
+    result = json.loads(args.json.read_text())
+    _, python = _build(args.add_runs, {})
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        devices = {"aarch64": python,
+                   "aarch64_max": _variant(python, scratch, "python-qemu-cpu-max", cpu="max")}
+        runs, _ = _measure_runs(args.runs, devices, scratch, args.test_images)
+    for figures in runs.values():
+        figures["machine"] = machine_info()  # this session's, beside the file's first
+    result["runs"].update(runs)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    for label, figures in runs.items():
+        print(f"{label}: bench {figures['bench_wall_s']} s, goal met: {figures['all_meet_goal']}")
+        for artifact, entry in figures["artifacts"].items():
+            print(f"  {artifact}: {entry}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = runs_parser(__doc__, "arm64_qemu.json")
     parser.add_argument("--host-packages", action="store_true",
                         help="also time the install of qemu-user-static and binfmt-support "
                              "(root)")
+    parser.add_argument("--test-images", type=int, default=None,
+                        help="bench each run on this many class-stratified test images")
+    parser.add_argument("--add-runs", type=Path, metavar="DEVICE_DIR", default=None,
+                        help="only bench the runs, on the device built (or reused) in "
+                             "DEVICE_DIR, and add them to the existing --json")
     args = parser.parse_args(argv)
+    if args.add_runs:
+        return add_runs(args)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         setup = {"host_packages_installed_before": _host_ready()}
@@ -246,27 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
                                        if p.is_file() and not p.is_symlink()) / 1e6, 1)
         devices = {"aarch64": python,
                    "aarch64_max": _variant(python, scratch, "python-qemu-cpu-max", cpu="max")}
-        runs, device_machine = {}, None
-        for run in args.runs:
-            wall, report = _bench([run / "export"], {"aarch64": python}, scratch)
-            records = {d["name"]: d for d in report["devices"]}
-            device_machine = records[f"local:{python}"]["machine"]
-            failed = {d["name"]: d["reason"] for d in report["devices"] if d["status"] != "ok"}
-            # QEMU's default CPU: the int8 files only (float ones were not at issue), with x86
-            max_wall, max_report = _bench(sorted((run / "export").glob("*int8*")),
-                                          {"aarch64_max": devices["aarch64_max"]}, scratch)
-            failed |= {d["name"]: d["reason"] for d in max_report["devices"] if d["status"] != "ok"}
-            table = _per_artifact(report, devices)
-            for artifact, entry in _per_artifact(max_report, devices).items():
-                table[artifact].update({k: v for k, v in entry.items()
-                                        if k.startswith("qemu_cpu_max")})
-            runs[run_label(run)] = {
-                "bench_wall_s": wall, "qemu_cpu_max_bench_wall_s": max_wall, "test_images": next(
-                    (r["test_images"] for r in report["rows"] if r["test_images"]), None),
-                "failed_devices": failed, "artifacts": table,
-                "all_meet_goal": all(e.get("meets_goal") for e in table.values()),
-                "recommendations": [{k: c[k] for k in ("device", "artifact", "threads")}
-                                    for c in report["recommendations"]]}
+        runs, device_machine = _measure_runs(args.runs, devices, scratch, args.test_images)
+        run = args.runs[-1]
         tflite = next(Path(run / "export").glob("*_int8.tflite"), None) or \
             next(Path(run / "export").glob("*.tflite"))
         cpus = {"cortex-a76": python, "cortex-a72": python_a72,
