@@ -215,7 +215,7 @@ def _load_keras_dataset(name, height, width, channels, val_fraction, test_fracti
             f"could not download the '{name}' dataset ({reason}). Keras datasets are fetched "
             f"from the internet on first use: run `python -c \"import keras; "
             f"keras.datasets.{name}.load_data()\"` once on a machine with internet access "
-            f"(it caches under ~/.keras/datasets/), or use --data digits / --data PATH."
+            f"(it caches under ~/.keras/datasets/), or use `data` digits / `data` PATH."
         ) from exc
     return _keras_dataset(name, ((x_a, y_a), (x_b, y_b)), height, width, channels, val_fraction,
                           test_fraction, seed, {"kind": "keras", "name": name})
@@ -269,7 +269,7 @@ def _load_archive(path, *args) -> Dataset:
     root, digest = unpack_archive(path)
     resolved = str(Path(path).resolve())
     # "name" repeats the path because run readers reload non-folder sources by "name"
-    # (converters/load.py, edgecv/pipeline.py): load_dataset(name) unpacks (or reuses) it again.
+    # (converters/load.py, edgecv/api.py): load_dataset(name) unpacks (or reuses) it again.
     source = {"kind": "archive", "name": resolved, "path": resolved, "sha256": digest}
     stem = Path(path).name
     for suffix in ARCHIVE_SUFFIXES:
@@ -302,8 +302,8 @@ def dataset_kind(spec: str) -> str:
         return "folder"
     raise unknown_name(
         "dataset", spec, BUILTIN_DATASETS + KERAS_DATASETS,
-        hint="A folder of images (or an archive of one) is given by its path (e.g. --data "
-             "./images or --data images.tar.gz).",
+        hint="A folder of images (or an archive of one) is given by its path (e.g. `data` "
+             "./images or `data` images.tar.gz).",
     )
 
 

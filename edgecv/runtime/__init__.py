@@ -54,7 +54,7 @@ def open_backend(path: str | Path, *, target: str = "cpu", threads: int | None =
     it here."""
     path = Path(path)
     if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1, received {threads}.")
+        raise UsageError(f"`threads` must be at least 1, received {threads}.")
     if not path.is_file() and not is_saved_model(path):
         raise ModelFileError(f"model file '{path}' does not exist.")
     try:
