@@ -392,8 +392,8 @@ def inspect_command(
     source: str = typer.Argument(..., metavar="SOURCE",
                                  help="A run directory, a model file (.keras, .h5, a "
                                  "SavedModel, a .json config with --weights) or a float .tflite."),
-    quant: bool = typer.Option(False, "--quant", help="Per-layer quantization error: the TF "
-                               "QuantizationDebugger and the AI Edge Quantizer's validation."),
+    quant: bool = typer.Option(True, "--quant", hidden=True, help="Per-layer quantization "
+                               "error (the default view; accepted for scripts that give it)."),
     top: int = typer.Option(10, help="How many of the worst layers to print per view."),
     samples: int = typer.Option(64, help="Calibration images used as debug samples."),
     activations: int = typer.Option(8, help="Activation bits for the AI Edge Quantizer's "
@@ -410,7 +410,7 @@ def inspect_command(
     out: Optional[str] = typer.Option(None, help="Where the CSV files go.",
                                       show_default="RUN/export, or beside the model"),
 ) -> None:
-    """Inspect a model: --quant ranks the layers that lose most when quantized.
+    """Inspect a model: rank the layers that lose most when quantized.
 
     Two views, worst first, as tables and CSV files: quant_debug.csv (TF QuantizationDebugger:
     RMSE in quantization steps, SQNR; needs the TensorFlow model) and quant_validate.csv (AI
@@ -423,8 +423,6 @@ def inspect_command(
     from edgecv.converters.quant_debug import write_csv
     from edgecv.converters.sources import ModelOptions
 
-    if not quant:
-        raise UsageError("say what to inspect: edgecv inspect --quant SOURCE.")
     if activations not in (8, 16):
         raise UsageError(f"--activations must be 8 or 16, received {activations}.")
     options = ModelOptions(data=data, scale=scale, mean=mean, std=std, weights=weights,

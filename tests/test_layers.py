@@ -114,7 +114,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_reader_sees_imports_inside_functions():
     edges = graph()
-    assert "edgecv.runtime.keras" in edges["edgecv.runtime"]  # imported inside open_backend
+    assert "edgecv.runtime.keras" in edges["edgecv.runtime.backends"]  # inside open_backend
     assert "edgecv.models" in edges["edgecv.training.trainer"]
 
 
@@ -173,3 +173,28 @@ def test_import_edgecv_imports_no_tensorflow_and_no_runtime():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# edgecv/__init__.py resolves the API's names lazily (PEP 562 __getattr__); the experiments'
+# package is being moved out on its own.
+INIT_WITH_CODE = {ROOT / "edgecv" / "__init__.py",
+                  ROOT / "benchmarks" / "experiments" / "__init__.py"}
+
+
+def test_package_init_files_hold_no_logic():
+    """A package's __init__.py says what is where and re-exports names; the code lives in a
+    module a reader can find by name (edgecv.data, .models and .runtime held 337, 175 and 95
+    lines of it)."""
+    found = []
+    for folder in PACKAGES.values():
+        for path in folder.rglob("__init__.py"):
+            if path in INIT_WITH_CODE:
+                continue
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr)):
+                    continue
+                if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in
+                                                     node.targets] == ["__all__"]:
+                    continue
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []

@@ -78,7 +78,7 @@ assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "imported
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_info_is_complete_and_matches_the_builder(name):
-    from edgecv.models import _REGISTRY
+    from edgecv.models.registry import _REGISTRY
 
     info = get_model_info(name)
     assert isinstance(info, ModelInfo) and info.name == name
