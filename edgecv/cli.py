@@ -392,8 +392,9 @@ def inspect_command(
     source: str = typer.Argument(..., metavar="SOURCE",
                                  help="A run directory, a model file (.keras, .h5, a "
                                  "SavedModel, a .json config with --weights) or a float .tflite."),
-    quant: bool = typer.Option(True, "--quant", hidden=True, help="Per-layer quantization "
-                               "error (the default view; accepted for scripts that give it)."),
+    quant: bool = typer.Option(True, "--quant", help="Per-layer quantization error: the TF "
+                               "QuantizationDebugger and the AI Edge Quantizer's validation "
+                               "(the default, and today the only view: the flag may be left out)."),
     top: int = typer.Option(10, help="How many of the worst layers to print per view."),
     samples: int = typer.Option(64, help="Calibration images used as debug samples."),
     activations: int = typer.Option(8, help="Activation bits for the AI Edge Quantizer's "

@@ -280,7 +280,7 @@ def test_labels_file_and_named_custom_objects(world, tmp_path):
                          log=quiet)
     assert read_card(tmp_path / "out" / "model_fp32.tflite").labels == ["two", "zero", "one"]
     assert report["source"]["labels_from"] == "--labels"
-    assert any("differ from --labels" in w for w in report["source"]["warnings"])
+    assert any("differ from `labels`" in w for w in report["source"]["warnings"])
     # names that are not in the file are a one-line error listing what it defines
     from edgecv.errors import UsageError
     from edgecv.modelfile.keras_file import load_custom_objects

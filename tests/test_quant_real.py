@@ -152,10 +152,10 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     # the crushed channels are the activations' rounding: the split says so, and the way out
     # is 16-bit activations, not QAT
     with pytest.raises(AccuracyDropError, match=r"model_int8.tflite agrees with the reference "
-                       r"on \d+\.\d\d% of the images, under --min-agreement 90.*Next: "
-                       r"--recover gives the layers that lose most 16-bit activations or float: "
+                       r"on \d+\.\d\d% of the images, under `min_agreement` 90.*Next: "
+                       r"`recover` gives the layers that lose most 16-bit activations or float: "
                        r"the int8 activations alone \(weights exact\) give \d+\.\d\d% agreement"
-                       r".*--qat keeps int8 activations"):
+                       r".*`qat` keeps int8 activations"):
         convert_run(labelled, ["int8"], out_dir=tmp_path / "strict", max_drop=100.0,
                     min_agreement=90.0, log=quiet)
     written = json.loads((tmp_path / "strict" / "conversion.json").read_text())

@@ -235,7 +235,7 @@ def test_xla_on_compiles_the_training_step(tmp_path):
                                deterministic=False, tensorboard=False, out=str(tmp_path / "run")),
                    log=lines.append)
     model_line = next(line for line in lines if line.startswith("model:"))
-    assert "xla: on (--xla on)" in model_line, model_line
+    assert "xla: on (`xla='on'`)" in model_line, model_line
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["train"]["xla"] == "on"
     assert np.isfinite(result.metrics["test_accuracy"])

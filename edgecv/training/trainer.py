@@ -300,7 +300,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         compile_model(model, config, rate)
     log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}; "
         f"precision: {precision} ({precision_reason.removeprefix('auto: ')}); "
-        f"xla: {'on' if model.jit_compile else 'off'} (`xla` {config.xla})")
+        f"xla: {'on' if model.jit_compile else 'off'} (`xla='{config.xla}'`)")
 
     augmenter = build_augmenter(config)
     train_ds = make_tf_dataset(dataset.train, preprocessing, config.batch_size, training=True,
