@@ -89,25 +89,25 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         if self.mcu_profiles and "mcu" not in self.targets:
-            raise UsageError("--mcu-profile fits the mcu target's rows: add mcu to --targets "
-                             "(e.g. --targets cpu,mcu).")
+            raise UsageError("`mcu_profile` fits the mcu target's rows: add mcu to `targets` "
+                             "(e.g. `targets='cpu,mcu'`).")
         if self.runs < 1:
-            raise UsageError(f"--runs must be at least 1, received {self.runs}.")
+            raise UsageError(f"`runs` must be at least 1, received {self.runs}.")
         if self.min_time_s < 0:
-            raise UsageError(f"--min-time must be 0 or more, received {self.min_time_s}.")
+            raise UsageError(f"`min_time` must be 0 or more, received {self.min_time_s}.")
         if self.rounds < 1:
-            raise UsageError(f"--rounds must be at least 1, received {self.rounds}.")
+            raise UsageError(f"`rounds` must be at least 1, received {self.rounds}.")
         if self.warmup < 0:
-            raise UsageError(f"--warmup must be 0 or more, received {self.warmup}.")
+            raise UsageError(f"`warmup` must be 0 or more, received {self.warmup}.")
         if self.max_drop is not None and not self.max_drop >= 0:
-            raise UsageError(f"--max-drop must be 0 or more, received {self.max_drop}.")
+            raise UsageError(f"`max_drop` must be 0 or more, received {self.max_drop}.")
         if self.checksum not in CHECKSUM_POLICIES:
-            raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
+            raise UsageError(f"`checksum` must be one of {', '.join(CHECKSUM_POLICIES)}, "
                              f"received '{self.checksum}'.")
         if not self.threads or any(t < 1 for t in self.threads):
-            raise UsageError(f"--threads must list counts of at least 1, received {self.threads}.")
+            raise UsageError(f"`threads` must list counts of at least 1, received {self.threads}.")
         if not self.batches or any(b < 1 for b in self.batches):
-            raise UsageError(f"--batch must list sizes of at least 1, received {self.batches}.")
+            raise UsageError(f"`batch` must list sizes of at least 1, received {self.batches}.")
 
 
 def parse_threads(text: str) -> list[int]:
@@ -115,7 +115,7 @@ def parse_threads(text: str) -> list[int]:
     from edgecv.runtime import usable_cores
 
     parts = [str(usable_cores()) if p.strip() == "max" else p for p in text.split(",")]
-    return parse_counts(",".join(parts), "--threads", "1,2,4 (or max)", received=text)
+    return parse_counts(",".join(parts), "`threads`", "1,2,4 (or max)", received=text)
 
 
 def parse_counts(text: str, flag: str, example: str = "1,8,32",
@@ -141,7 +141,7 @@ def discover(paths: Iterable[str | Path], include_keras: bool = True) -> list[Pa
             if path.suffix.lower() not in ARTIFACT_SUFFIXES:
                 raise ModelFileError(f"unsupported model file type '{path.suffix}' for '{path}'; "
                                      "expected .tflite, .onnx, .keras, .h5 or .json (with "
-                                     "--weights).")
+                                     "`weights`).")
             found.append(path)
             if path.suffix.lower() in KERAS_SUFFIXES:  # and what `edgecv convert MODEL` wrote
                 found.extend(sorted(p for p in model_export_dir(path).path.glob("*")
@@ -224,7 +224,7 @@ def _inputs(backend, testset: TestSet | None) -> tuple[list[np.ndarray], object]
         return [model_pixels_to_bgr(image)], pre
     if testset.x.shape[1:] != pre.input_shape:
         raise UsageError(f"the test set's images are {testset.x.shape[1:]}, but "
-                         f"'{backend.path.name}' takes {pre.input_shape}; give --data for this model.")
+                         f"'{backend.path.name}' takes {pre.input_shape}; give `data` for this model.")
     return [model_pixels_to_bgr(image) for image in testset.x], pre
 
 

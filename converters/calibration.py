@@ -40,7 +40,7 @@ def stratified_indices(y: np.ndarray | None, count: int, seed: int = 0,
     seeded random sample of ``range(total)``. Why: a random 300 of an unbalanced set can leave a class out, and its
     activation ranges are then never seen by the calibrator."""
     if count < 1:
-        raise UsageError(f"--calib-samples must be at least 1, received {count}.")
+        raise UsageError(f"`calib_samples` must be at least 1, received {count}.")
     rng = np.random.default_rng(seed)
     if y is None:
         return np.sort(rng.permutation(total or 0)[:count])

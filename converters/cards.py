@@ -18,7 +18,7 @@ def model_card(run: RunData, card_format: str, **quant) -> ModelCard:
     """The card of ``run``'s model as ``card_format`` (e.g. ``tflite_int8``, ``onnx``);
     ``quant``: the card's dtype / quantization / ``extra`` fields."""
     return ModelCard(labels=run.labels, preprocessing=run.preprocessing, format=card_format,
-                     source_run=str(run.run_dir.resolve()), **quant)
+                     source_run=str(run.source.resolve()), **quant)
 
 
 def tflite_io_quantization(model: bytes) -> tuple[str, str, Quantization | None,

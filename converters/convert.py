@@ -33,6 +33,7 @@ from edgecv.converters.rundata import RunData
 from edgecv.converters.verify import Budget, budget_drop, figures
 from edgecv.errors import AccuracyDropError, UsageError, first_line
 from edgecv.io import atomic_path, write_json_atomic
+from edgecv.results import Conversion as ConversionRecord
 from edgecv.rundir import ExportDir, RunDir
 from edgecv.testset import save_testset
 
@@ -82,8 +83,8 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     profiles = tuple(p if isinstance(p, BoardProfile) else parse_profile(p)
                      for p in mcu_profiles or ())
     if profiles and "mcu" not in formats:
-        raise UsageError("--mcu-profile fits the microcontroller export: add --mcu (or bench a "
-                         ".tflite with --targets mcu).")
+        raise UsageError("`mcu_profile` fits the microcontroller export: add `formats=['mcu']` (or bench a "
+                         ".tflite with `targets='mcu'`).")
     settings = Settings(io=io, opset=opset, select_tf_ops=select_tf_ops,
                         onnx_calibration=onnx_calibration, qat_epochs=qat_epochs, qat_lr=qat_lr,
                         budget=budget, mcu_profiles=profiles)
@@ -105,7 +106,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
             _recover_over_budget(rows, conversion, budget, recover_mix)
         _credit_qat(rows, budget)
         _write_testset(run, out, log)
-        report = {"run": str(run.run_dir), "keras_accuracy": conversion.keras_accuracy,
+        report = {"run": str(run.source), "keras_accuracy": conversion.keras_accuracy,
                   "test_images": int(len(run.test_x)),
                   "calibration_samples": int(len(run.calibration)), "calibration": info,
                   "int8_io": io, "opset": opset, "max_drop_pp": max_drop,
@@ -117,9 +118,12 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
         if select_tf_ops:
             report["select_tf_ops"] = True
         report["artifacts"] = rows
+        # conversion.json is the typed record's dict: what the Python API returns is the file
+        conversion_record = ConversionRecord.from_dict(report, out_dir=out)
+        report = conversion_record.to_dict()
         write_json_atomic(ExportDir(out).conversion, report)
     log(f"wrote {len(rows)} artifact(s) and conversion.json to {out}")
-    _check_budget(rows, budget, out)
+    _check_budget(rows, budget, out, conversion_record)
     return report
 
 
@@ -132,7 +136,7 @@ def _writing_into(out: Path, run: RunData):
     conversion can be run again into it. If the conversion fails before any file of its own is
     in the folder, the record goes too: nothing is left behind."""
     export = ExportDir(out)
-    write_json_atomic(export.conversion, {"run": str(run.run_dir), "artifacts": [],
+    write_json_atomic(export.conversion, {"run": str(run.source), "artifacts": [],
                                           "incomplete": "edgecv convert is writing this folder"})
     try:
         yield
@@ -168,7 +172,7 @@ def _calibration_info(run: RunData, log: Callable[[str], None]) -> dict:
 def _output_dir(out_dir: str | Path | None, run: RunData) -> Path:
     """``out_dir``, else the source's default; checked to replace nothing convert did not
     write (:func:`_refuse_foreign_files`), created and checked writable."""
-    out = Path(out_dir) if out_dir else (run.default_out or RunDir(run.run_dir).export.path)
+    out = Path(out_dir) if out_dir else (run.default_out or RunDir(run.source).export.path)
     _refuse_foreign_files(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +207,7 @@ def _refuse_foreign_files(out: Path) -> None:
         raise UsageError(
             f"refusing to write into '{out}': it holds '{taken[0]}', which edgecv convert would "
             "replace but did not write (no conversion.json of edgecv convert beside it); move "
-            "it out or choose another --out."
+            "it out or choose another `out`."
         )
 
 
@@ -213,7 +217,7 @@ def _reference_scores(run: RunData, log: Callable[[str], None]):
     reference = run.notes.get("reference", "keras model")
     if run.test_y is None:
         log(f"{reference}: {len(run.test_x)} test images without labels: verification reports "
-            "agreement and output difference; --max-drop applies to agreement")
+            "agreement and output difference; `max_drop` applies to agreement")
         return keras_scores, None
     keras_accuracy = float((keras_scores.argmax(1) == run.test_y).mean())
     log(f"{reference}: test accuracy {keras_accuracy:.4f} on {len(run.test_y)} images")
@@ -382,36 +386,37 @@ def way_out(fmt: str, tried: set[str], rounding: dict | None = None,
                  f"agreement" + ("" if part["accuracy_drop_pp"] is None else
                                  f", {part['accuracy_drop_pp']:+.2f} pp of accuracy"))
         if blame == "activations" and "int8_mixed" not in tried:
-            return (f"--recover gives the layers that lose most 16-bit activations or float: "
-                    f"{alone}, and --qat keeps int8 activations")
+            return (f"`recover` gives the layers that lose most 16-bit activations or float: "
+                    f"{alone}, and `qat` keeps int8 activations")
         if blame == "activations" and "int16x8" not in tried:
-            return f"--int16x8 (16-bit activations throughout): {alone}"
+            return f"`formats=['int16x8']` (16-bit activations throughout): {alone}"
         if blame == "weights" and "int8_mixed" not in tried:
-            qat = ", or --qat to fine-tune them" if "int8_qat" not in tried else ""
-            return (f"--recover --recover-mix float keeps the layers whose weights lose most in "
+            qat = ", or `qat` to fine-tune them" if "int8_qat" not in tried else ""
+            return (f"`recover` `recover_mix='float'` keeps the layers whose weights lose most in "
                     f"float{qat}: {alone}, which 16-bit activations cannot mend")
         if blame == "activations":  # every remedy for them tried: no weight remedy reaches
-            return f"a larger --max-drop (or a lower --min-agreement) accepts it: {alone}"
+            return f"a larger `max_drop` (or a lower `min_agreement`) accepts it: {alone}"
     if fmt in _MIXED and _MIXED[fmt] not in tried:
-        more = ", or --qat to fine-tune it for int8" if QAT_TWINS[fmt] not in tried else ""
-        return f"--recover keeps the layers that lose most in float{more}"
+        more = ", or `qat` to fine-tune it for int8" if QAT_TWINS[fmt] not in tried else ""
+        return f"`recover` keeps the layers that lose most in float{more}"
     if plain and QAT_TWINS[plain] not in tried:
-        return "--qat fine-tunes the model for int8 (quantization-aware training)"
+        return "`qat` fine-tunes the model for int8 (quantization-aware training)"
     if fmt in QAT_TWINS.values():
-        return "more --qat-epochs, or --recover on the post-training int8"
+        return "more `qat_epochs`, or `recover` on the post-training int8"
     if fmt in ("fp32", "onnx"):
         return ("the float file differs from the Keras model, which no quantization explains: "
                 "compare max_abs_diff in conversion.json and the ops `edgecv info` lists")
     if fmt in ("fp16", "dynamic"):
-        return f"ship fp32 (the {fmt} file rounds the weights), or a larger --max-drop"
+        return f"ship fp32 (the {fmt} file rounds the weights), or a larger `max_drop`"
     if fmt == "mcu":
         return ("the microcontroller export ships the post-training int8 file, which TFLite "
                 "Micro runs as LiteRT's reference kernels do (see the int8 row); a larger "
-                "--max-drop (or a lower --min-agreement) accepts it")
-    return "a larger --max-drop (or a lower --min-agreement) accepts it"
+                "`max_drop` (or a lower `min_agreement`) accepts it")
+    return "a larger `max_drop` (or a lower `min_agreement`) accepts it"
 
 
-def _check_budget(rows: list[dict], budget: Budget, out: Path) -> None:
+def _check_budget(rows: list[dict], budget: Budget, out: Path,
+                  record: ConversionRecord | None = None) -> None:
     # a mixed fallback that missed is moot once its int8 row is recovered otherwise (QAT)
     moot = {_MIXED[r["format"]] for r in rows if "recovered_by" in r and r["format"] in _MIXED}
     over = [r for r in rows if budget.misses(r) and "recovered_by" not in r
@@ -424,4 +429,5 @@ def _check_budget(rows: list[dict], budget: Budget, out: Path) -> None:
         rounding = next((r.get("rounding") for r in rows if r["format"] == "int8"), None)
         raise AccuracyDropError(f"{worst['file']} {budget.misses(worst)}; see "
                                 f"{out / 'conversion.json'}. Next: "
-                                f"{way_out(worst['format'], tried, rounding, budget)}.")
+                                f"{way_out(worst['format'], tried, rounding, budget)}.",
+                                conversion=record)

@@ -207,7 +207,7 @@ def build_mcu(conversion: Conversion, notes: dict) -> bytes:
     if problem:
         raise ConversionError(f"the int8 model cannot run on {NAME}: {problem}. Fix: replace "
                               "that layer with one TFLite Micro has a kernel for, or leave out "
-                              "--mcu.")
+                              "`formats=['mcu']`.")
     data, notes["plan"] = mcu_model(int8, conversion.run.test_x)
     notes["from"] = FORMAT_TABLE["int8"].file
     return data
@@ -287,7 +287,7 @@ def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto",
     from edgecv.converters import onnx as onnx_converter
 
     if method not in ONNX_CALIBRATION:
-        raise unknown_name("--onnx-calibration value", method, ONNX_CALIBRATION)
+        raise unknown_name("`onnx_calibration` value", method, ONNX_CALIBRATION)
     if method != "auto":
         return onnx_converter.to_onnx_int8(fp32_proto, run.calibration, method=method), {
             "method": method, "types": "u8s8", "chosen_by": "--onnx-calibration"}
@@ -407,7 +407,7 @@ def _check_mcu(settings: Settings) -> None:
     from edgecv.runtime.tflm import INSTALL_HINT, NAME, tflm_missing
 
     if tflm_missing():
-        raise BackendUnavailable(NAME, f"tflite-micro is not installed, and --mcu needs it: "
+        raise BackendUnavailable(NAME, f"tflite-micro is not installed, and `formats=['mcu']` needs it: "
                                  f"{INSTALL_HINT}")
 
 
@@ -460,14 +460,14 @@ def selected_formats(formats: list[str], settings: Settings) -> list[Format]:
                if FORMAT_TABLE[name].file.endswith(".tflite") and not FORMAT_TABLE[name].flex]
     if settings.select_tf_ops and refused:
         raise UsageError(
-            f"--select-tf-ops applies to the fp32, fp16 and dynamic TFLite models only; "
+            f"`select_tf_ops` applies to the fp32, fp16 and dynamic TFLite models only; "
             f"{', '.join(refused)} cannot use Flex ops (a full-integer model needs builtin int8 "
             f"kernels, the Edge TPU runs no TensorFlow op): drop "
-            f"{', '.join('--' + f for f in refused)} (or --all).")
+            f"`formats={refused}` (or `formats=['all']`).")
     chosen = [spec for name, spec in FORMAT_TABLE.items() if name == "fp32" or name in formats]
     for spec in chosen:
         if spec.check is not None:
             spec.check(settings)
     if settings.onnx_calibration not in ONNX_CALIBRATION:
-        raise unknown_name("--onnx-calibration value", settings.onnx_calibration, ONNX_CALIBRATION)
+        raise unknown_name("`onnx_calibration` value", settings.onnx_calibration, ONNX_CALIBRATION)
     return chosen

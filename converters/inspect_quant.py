@@ -57,7 +57,7 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
     """Both views for ``source`` with ``samples`` sample images (at least 100 calibrate)."""
     options = options or ModelOptions()
     if samples < 1:
-        raise UsageError(f"--samples must be at least 1, received {samples}.")
+        raise UsageError(f"`samples` must be at least 1, received {samples}.")
     calib_samples = max(samples, 100)
     if str(source).lower().endswith(".tflite"):
         out = Path(out_dir) if out_dir else Path(source).resolve().parent
@@ -78,7 +78,7 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
 
         run = load_source(source, calib_samples, options, log)
         calibration = run.calibration
-        default_out = run.default_out or RunDir(run.run_dir).export.path
+        default_out = run.default_out or RunDir(run.source).export.path
         result = QuantInspection(str(source), (run.calibration_info or {}).get(
             "source", "the source's calibration split"), Path(out_dir or default_out))
         _check_outputs(result.out_dir)
@@ -122,15 +122,15 @@ def _tflite_source(path: Path, options: ModelOptions, calib_samples: int,
     if np.dtype(detail["dtype"]) != np.float32 or any(
             t["quantization"][0] for t in interpreter.get_tensor_details()
             if np.dtype(t["dtype"]) in (np.int8, np.uint8, np.int16)):
-        raise UsageError(f"'{path}' is already quantized; inspect --quant quantizes the float "
+        raise UsageError(f"'{path}' is already quantized; inspect quantizes the float "
                          "model: pass its fp32 .tflite (edgecv convert writes "
                          "model_fp32.tflite), the run or the model file.")
     if len(detail["shape"]) != 4:
         raise UsageError(f"'{path}' takes input of shape {tuple(detail['shape'])}; edgecv "
                          "inspects image classifiers with one (N, H, W, C) input.")
     if card is not None:
-        given = [f for f in ("--scale", "--mean", "--std", "--img-size", "--channels")
-                 if f in options.given()]
+        given = [f"`{name}`" for name in ("scale", "mean", "std", "img_size", "channels")
+                 if name in options.given()]
         if given:
             raise UsageError(f"'{path}' carries an edgecv model card, which fixes the "
                              f"preprocessing: drop {', '.join(given)}.")
@@ -143,7 +143,7 @@ def _tflite_source(path: Path, options: ModelOptions, calib_samples: int,
     else:
         pre = resolve_contract(path, tuple(int(d) for d in detail["shape"][1:]), options)
     if options.data is None:
-        raise UsageError(f"'{path}' names no run whose images could calibrate it: pass --data "
+        raise UsageError(f"'{path}' names no run whose images could calibrate it: pass `data` "
                          "SOURCE (digits, an image folder, an archive or an .npz).")
     data = load_model_data(options.data, pre, int(output["shape"][-1]), calib_samples,
                            options.seed)

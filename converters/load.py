@@ -33,7 +33,7 @@ def load_run(run_dir: str | Path, calib_samples: int = 300) -> RunData:
         raise UsageError(f"'{run_dir}' is not an edgecv run directory (no config.json written "
                          "by edgecv train); train one with `edgecv train` first.")
     if calib_samples < 1:
-        raise UsageError(f"--calib-samples must be at least 1, received {calib_samples}.")
+        raise UsageError(f"`calib_samples` must be at least 1, received {calib_samples}.")
     config = json.loads(files.config.read_text())
     pre = Preprocessing.from_dict(config["preprocessing"])
     model = load_keras_model(files.model)
@@ -82,12 +82,12 @@ def _load_run_source(source, calib_samples: int, options) -> RunData:
     if not Path(source).exists():
         raise UsageError(f"'{source}' does not exist; give a run directory written by `edgecv "
                          "train` or a model (.keras, .h5, a SavedModel directory, a .json config "
-                         "with --weights).")
+                         "with `weights`).")
     if not RunDir(source).is_run():
         raise UsageError(f"'{source}' is not an edgecv run directory (no config.json written by "
                          "edgecv train) nor a model (.keras, .h5, a SavedModel directory, a .json "
-                         "config with --weights).")
-    given = options.given()
+                         "config with `weights`).")
+    given = [f"`{name}`" for name in options.given()]
     if given:
         raise UsageError(f"'{source}' is an edgecv run: its config.json fixes the preprocessing, "
                          f"labels and data, so {', '.join(given)} apply to model files only.")

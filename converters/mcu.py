@@ -345,7 +345,7 @@ measured here:
 
 ## Fit
 
-{fits or "No --mcu-profile was given."}
+{fits or "No `mcu_profile` was given."}
 {boards.NOT_COUNTED[0].upper() + boards.NOT_COUNTED[1:]}. The arena was measured with the
 reference kernels on a 64-bit machine: a board's optimized kernels (CMSIS-NN, ESP-NN) may need
 scratch buffers these do not (the margin above), and `interpreter.arena_used_bytes()` prints
@@ -370,7 +370,7 @@ def check_folder(folder: McuDir) -> None:
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise UsageError(f"'{path}' is a symbolic link or a file, not a folder: edgecv convert "
                          "writes the microcontroller files only into a folder of its own; move "
-                         "it or choose another --out.")
+                         "it or choose another `out`.")
 
 
 def mark_incomplete(folder: McuDir) -> None:
@@ -568,8 +568,8 @@ def refuse_foreign_files(folder: McuDir) -> None:
     taken = [p.name for p in folder.files() if p.exists() or p.is_symlink()]
     if taken:
         raise UsageError(f"refusing to write into '{folder.path}': it holds '{taken[0]}', which "
-                         "edgecv convert --mcu would replace but did not write (no mcu.json of "
-                         "edgecv's beside it); move it out or choose another --out.")
+                         "edgecv convert would replace but did not write (no mcu.json of "
+                         "edgecv's beside it); move it out or choose another `out`.")
 
 
 def export_tflite(model_path: str | Path, out_dir: str | Path | None = None,

@@ -30,7 +30,7 @@ def to_onnx(model, opset: int = 17):
 
     tf = import_tensorflow()
     if not 13 <= opset <= 21:
-        raise UsageError(f"--opset must be between 13 and 21, received {opset}.")
+        raise UsageError(f"`opset` must be between 13 and 21, received {opset}.")
     import tf2onnx  # noqa: F401  (missing: an ImportError, not a conversion failure)
 
     from edgecv.modelfile.reference import reference_of
@@ -65,7 +65,7 @@ def from_tflite(data: bytes, opset: int = 17):
     from edgecv.converters.cards import tflite_io_quantization
 
     if not 13 <= opset <= 21:
-        raise UsageError(f"--opset must be between 13 and 21, received {opset}.")
+        raise UsageError(f"`opset` must be between 13 and 21, received {opset}.")
     with tempfile.TemporaryDirectory() as workdir:
         source = Path(workdir) / "model.tflite"
         source.write_bytes(data)
@@ -213,7 +213,7 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     if method not in methods:
-        raise UsageError(f"--onnx-calibration must be auto or one of {', '.join(methods)}, "
+        raise UsageError(f"`onnx_calibration` must be auto or one of {', '.join(methods)}, "
                          f"received '{method}'.")
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     if activation_type not in types or weight_type not in types:

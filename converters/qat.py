@@ -242,8 +242,8 @@ def _unsupported_layer_message(model_name: str, exc: Exception) -> str:
     found = re.search(r"Layer (\S+?):<class '(?:[\w.]*\.)?(\w+)'> is not supported", text)
     if found:
         return (f"layer '{found.group(1)}' ({found.group(2)}) of '{model_name}' has no "
-                "quantization-aware version in tfmot; leave out --qat (post-training --int8, "
-                "and --recover for what it loses, still apply).")
+                "quantization-aware version in tfmot; leave out `qat` (post-training `formats=['int8']`, "
+                "and `recover` for what it loses, still apply).")
     return f"tfmot cannot quantize '{model_name}': {text[:240]}"
 
 
@@ -365,7 +365,7 @@ def to_tflite_int8_qat(qat_model, io: str = "int8") -> bytes:
     from edgecv.converters.tflite import INT8_IO_TYPES, _convert
 
     if io not in INT8_IO_TYPES:
-        raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, received '{io}'.")
+        raise UsageError(f"`io` must be one of {', '.join(INT8_IO_TYPES)}, received '{io}'.")
 
     def configure(tf, converter):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -401,9 +401,9 @@ def check_settings(epochs: int | None, lr: float | None) -> None:
     """Refuse ``--qat-epochs`` under 1 and a ``--qat-lr`` that is not positive (None: the
     default, fine); ``edgecv convert`` checks before minutes of loading."""
     if epochs is not None and epochs < 1:
-        raise UsageError(f"--qat-epochs must be at least 1, received {epochs}.")
+        raise UsageError(f"`qat_epochs` must be at least 1, received {epochs}.")
     if lr is not None and not lr > 0:
-        raise UsageError(f"--qat-lr must be positive, received {lr}.")
+        raise UsageError(f"`qat_lr` must be positive, received {lr}.")
 
 
 def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float = QAT_LR,
@@ -423,11 +423,11 @@ def build_qat_int8(run, *, io: str = "int8", epochs: int = QAT_EPOCHS, lr: float
     check_settings(epochs, lr)
     if run.train is None or len(run.train) == 0:
         raise UsageError("quantization-aware training needs the training images: convert a run "
-                         "directory, or give a model file --data with a train split.")
+                         "directory, or give a model file `data` with a train split.")
     if as_functional(run.model) is None:
         raise QatError("quantization-aware training needs a Keras functional or Sequential "
                        "model; a SavedModel signature or a subclassed model cannot be "
-                       "fine-tuned (convert the Keras model, or leave out --qat).")
+                       "fine-tuned (convert the Keras model, or leave out `qat`).")
     start = time.perf_counter()
     qat_model = quantize_model(run.model, check=run.calibration[:8])
     teacher = to_tf_keras(run.model)

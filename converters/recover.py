@@ -43,7 +43,7 @@ def check_recover_mix(mix: str) -> None:
     if mix not in RECOVER_MIXES:
         from edgecv.errors import unknown_name
 
-        raise unknown_name("--recover-mix value", mix, RECOVER_MIXES)
+        raise unknown_name("`recover_mix` value", mix, RECOVER_MIXES)
 
 
 def rank_tensors(rows: list[dict]) -> list[dict]:
@@ -211,7 +211,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     if kind == "tflite" and mix in ("auto", "int16"):
         if not aeq.available():
             if mix == "int16":
-                raise EdgecvError(f"--recover-mix int16 needs the AI Edge Quantizer: "
+                raise EdgecvError(f"`recover_mix='int16'` needs the AI Edge Quantizer: "
                                   f"{aeq.INSTALL}.")
         else:
             fp32 = (out / "model_fp32.tflite").read_bytes()  # always written, before int8
@@ -279,7 +279,7 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
             break
     data = None
     if row is None and carried is None:
-        raise EdgecvError(f"--recover: {full.name} has no quantized tensor to keep in float.")
+        raise EdgecvError(f"`recover`: {full.name} has no quantized tensor to keep in float.")
     if row is None:  # ONNX's own first step already had more float ops than the carried mix
         row, data = carried["row"], carried["data"]
         row["alternative"] = {"float_layers": stopped_at, "made": False}  # ONNX's own mix

@@ -16,11 +16,11 @@ from edgecv.preprocessing import Preprocessing
 
 @dataclass
 class RunData:
-    """What a conversion needs, from a training run or from a model file (``run_dir`` is then
-    the model file or SavedModel directory, ``model`` a Keras model or a
-    :class:`~edgecv.modelfile.saved_model.SavedModelReference`)."""
+    """What a conversion needs, from a training run or from a model file: ``source`` is the run
+    directory or the model file (or SavedModel directory) it was read from, ``model`` a Keras
+    model or a :class:`~edgecv.modelfile.saved_model.SavedModelReference`."""
 
-    run_dir: Path
+    source: Path
     model: object
     labels: list[str]
     preprocessing: Preprocessing
@@ -29,7 +29,7 @@ class RunData:
     test_y: np.ndarray | None  # None: the data has no labels, verification is agreement only
     test_images: np.ndarray | None = None  # uint8, as loaded (written to testset.npz)
     test_ids: list | None = None
-    default_out: Path | None = None  # None: RunDir(run_dir).export
+    default_out: Path | None = None  # None: RunDir(source).export
     notes: dict = field(default_factory=dict)  # how a model file was read (conversion.json)
     calibration_info: dict = field(default_factory=dict)  # what calibrated (conversion.json)
     val_x: np.ndarray | None = None  # float32, normalised; picks the ONNX calibration method

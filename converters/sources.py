@@ -66,17 +66,17 @@ class ModelOptions:
     def __post_init__(self) -> None:  # refuse bad values before any model is loaded
         if self.scale is not None:
             parse_scale(self.scale)
-        for flag, value in (("--mean", self.mean), ("--std", self.std)):
+        for flag, value in (("`mean`", self.mean), ("`std`", self.std)):
             if value is not None:
                 parse_floats(value, flag)
         if self.channels is not None and self.channels not in (1, 3):
-            raise UsageError(f"--channels must be 1 or 3, received {self.channels}.")
+            raise UsageError(f"`channels` must be 1 or 3, received {self.channels}.")
         if self.img_size is not None and self.img_size < 8:
-            raise UsageError(f"--img-size must be at least 8, received {self.img_size}.")
+            raise UsageError(f"`img_size` must be at least 8, received {self.img_size}.")
 
     def given(self) -> list[str]:
-        """The CLI flags of the options that were set (seed excluded)."""
-        return [f"--{f.name.replace('_', '-')}" for f in fields(self)
+        """The names of the options that were set (seed excluded)."""
+        return [f.name for f in fields(self)
                 if f.name != "seed" and getattr(self, f.name) is not None]
 
 
@@ -90,10 +90,10 @@ def parse_scale(value: str | float) -> float:
         else:
             scale = float(text)
     except (ValueError, ZeroDivisionError):
-        raise UsageError(f"--scale must be a number or a fraction like 1/255, received "
+        raise UsageError(f"`scale` must be a number or a fraction like 1/255, received "
                          f"'{value}'.") from None
     if not math.isfinite(scale) or scale <= 0:
-        raise UsageError(f"--scale must be positive and finite, received '{value}'.")
+        raise UsageError(f"`scale` must be positive and finite, received '{value}'.")
     return scale
 
 
@@ -118,7 +118,7 @@ def load_model(path: str | Path, options: ModelOptions):
     kind = model_format(path)
     if kind == "savedmodel":
         if options.custom_objects or options.weights:
-            flag = "--custom-objects" if options.custom_objects else "--weights"
+            flag = "`custom_objects`" if options.custom_objects else "`weights`"
             raise UsageError(f"{flag} does not apply to a SavedModel ('{path}'): it carries its "
                              "weights and traced graphs, no Python classes.")
         return load_saved_model(path), kind
@@ -134,29 +134,29 @@ def resolve_contract(path: str | Path, image_shape, options: ModelOptions) -> Pr
     height, width, channels = image_shape
     if options.img_size is not None:
         if any(d is not None and d != options.img_size for d in (height, width)):
-            raise UsageError(f"--img-size {options.img_size} contradicts the model's input "
+            raise UsageError(f"`img_size` {options.img_size} contradicts the model's input "
                              f"{height}x{width}; leave it out (the model fixes it).")
         height = width = options.img_size
     if options.channels is not None:
         if channels is not None and channels != options.channels:
-            raise UsageError(f"--channels {options.channels} contradicts the model's input, "
+            raise UsageError(f"`channels` {options.channels} contradicts the model's input, "
                              f"which has {channels} channel(s); leave it out.")
         channels = options.channels
     normalisation = normalisation_from_flags(
         parse_scale(options.scale) if options.scale is not None else None,
-        parse_floats(options.mean, "--mean") if options.mean is not None else None,
-        parse_floats(options.std, "--std") if options.std is not None else None)
+        parse_floats(options.mean, "`mean`") if options.mean is not None else None,
+        parse_floats(options.std, "`std`") if options.std is not None else None)
     scale, mean, std = normalisation or (None, None, None)
     missing = []
     if height is None or width is None:
-        missing.append("--img-size N (the model's input height/width are not fixed)")
+        missing.append("`img_size` N (the model's input height/width are not fixed)")
     if channels is None:
-        missing.append("--channels 1|3 (the model's input channels are not fixed)")
+        missing.append("`channels` 1|3 (the model's input channels are not fixed)")
     if scale is None:
-        missing.append("--scale (e.g. --scale 1/255) and/or --mean and --std (the "
+        missing.append("`scale` (e.g. `scale=1/255`) and/or `mean` and `std` (the "
                        "normalisation the model was trained with)")
     if options.data is None:
-        missing.append(f"--data ({DATA_HINT}) for calibration and verification")
+        missing.append(f"`data` ({DATA_HINT}) for calibration and verification")
     if missing:
         known = "x".join("?" if d is None else str(d) for d in (height, width, channels))
         raise UsageError(f"'{path}' is not an edgecv run, so the preprocessing contract and the "
@@ -240,7 +240,7 @@ def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
         path = Path(labels_file)
         labels = read_labels(path)
         if len(labels) != num_classes:
-            raise UsageError(f"--labels '{path}' has {len(labels)} names, but the model outputs "
+            raise UsageError(f"`labels` '{path}' has {len(labels)} names, but the model outputs "
                              f"{num_classes} scores; give one name per output, in output order.")
         if data.labels and data.labels != labels and data.test_y is not None:
             if set(data.labels) <= set(labels):  # the data's classes, matched by name
@@ -250,22 +250,22 @@ def resolve_labels(labels_file: str | None, data: ModelData, num_classes: int,
                     return None if y is None else index[y]
                 return labels, by_name, "--labels"
             elif len(data.labels) == num_classes:
-                log(f"warning: the data's class names {data.labels[:5]} differ from --labels "
+                log(f"warning: the data's class names {data.labels[:5]} differ from `labels` "
                     f"{labels[:5]}; assuming the same order (class i of the data = output i)")
             else:
                 raise DataError(f"the data has {len(data.labels)} classes that are not all in "
-                                f"--labels '{path}'; they cannot be matched to the outputs.")
+                                f"`labels` '{path}'; they cannot be matched to the outputs.")
         return labels, same, "--labels"
     if data.labels:
         if len(data.labels) != num_classes:
             raise DataError(
                 f"the data has {len(data.labels)} classes ({', '.join(data.labels[:5])}"
                 f"{', ...' if len(data.labels) > 5 else ''}) but the model outputs {num_classes} "
-                f"scores; give --labels with {num_classes} names that include the data's classes.")
+                f"scores; give `labels` with {num_classes} names that include the data's classes.")
         return list(data.labels), same, "data"
     labels = [f"class_{i}" for i in range(num_classes)]
-    log(f"warning: no --labels: the model card names the {num_classes} outputs class_0.."
-        f"class_{num_classes - 1}; pass --labels labels.txt (one name per line, in output order)")
+    log(f"warning: no `labels`: the model card names the {num_classes} outputs class_0.."
+        f"class_{num_classes - 1}; pass `labels` labels.txt (one name per line, in output order)")
     return labels, same, "default (class_i)"
 
 
@@ -279,7 +279,7 @@ def load_model_source(path: str | Path, options: ModelOptions, *, calib_samples:
     Defaults: 300 calibration samples; output directory ``<model stem>_export`` beside the
     model; the card's ``source_run`` is the model's path."""
     if calib_samples < 1:
-        raise UsageError(f"--calib-samples must be at least 1, received {calib_samples}.")
+        raise UsageError(f"`calib_samples` must be at least 1, received {calib_samples}.")
     path = Path(path)
     if path.name == SAVED_MODEL_FILE:
         path = path.parent

@@ -58,7 +58,7 @@ def _convert(model, configure=None, *, static_batch: bool = False,
             raise ConversionError(
                 f"TFLite conversion of '{model.name}' failed: {where} has no builtin TFLite "
                 "kernel. Fix: replace that layer with builtin-compatible layers (e.g. express "
-                "it with keras.ops that TFLite lowers), or pass --select-tf-ops to write fp32/"
+                "it with keras.ops that TFLite lowers), or pass `select_tf_ops` to write fp32/"
                 "fp16/dynamic models with Flex ops, marked not deployable (a Flex model "
                 f"{FLEX_REASON}).") from exc
         first = text.strip().splitlines()[0][:240] if text.strip() else type(exc).__name__
@@ -180,7 +180,7 @@ def to_tflite_int8(model, calibration: np.ndarray, io: str = "int8",
     camera pipelines) or float32 (a quantize/dequantize pair stays inside the model).
     ``static_batch`` fixes the batch dimension to 1 (default: dynamic)."""
     if io not in INT8_IO_TYPES:
-        raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, received '{io}'.")
+        raise UsageError(f"`io` must be one of {', '.join(INT8_IO_TYPES)}, received '{io}'.")
     dataset = representative_samples(calibration)
 
     def configure(tf, converter):

@@ -233,9 +233,9 @@ class Budget:
 
     def __post_init__(self) -> None:
         if not self.max_drop >= 0:
-            raise UsageError(f"--max-drop must be 0 or more, received {self.max_drop}.")
+            raise UsageError(f"`max_drop` must be 0 or more, received {self.max_drop}.")
         if self.min_agreement is not None and not 0 < self.min_agreement <= 100:
-            raise UsageError(f"--min-agreement is a percentage in (0, 100], received "
+            raise UsageError(f"`min_agreement` is a percentage in (0, 100], received "
                              f"{self.min_agreement}.")
 
     def misses(self, row: dict) -> str | None:
@@ -246,11 +246,11 @@ class Budget:
             return None
         if drop > self.max_drop + 1e-9:
             what = "accuracy" if row.get("accuracy_drop_pp") is not None else "agreement"
-            return (f"lost {drop:.2f} pp of {what} vs the reference, more than --max-drop "
+            return (f"lost {drop:.2f} pp of {what} vs the reference, more than `max_drop` "
                     f"{self.max_drop}")
         if self.min_agreement is not None and 100 * row["agreement"] < self.min_agreement - 1e-9:
             return (f"agrees with the reference on {100 * row['agreement']:.2f}% of the images, "
-                    f"under --min-agreement {self.min_agreement}")
+                    f"under `min_agreement` {self.min_agreement}")
         return None
 
     def fits(self, row: dict) -> bool:

@@ -5,7 +5,9 @@ model card's preprocessing (fit, colour and resize, then one lookup in the pixel
 :meth:`~edgecv.preprocessing.Preprocessing.pixel_table`: the values of
 :func:`edgecv.preprocessing.prepare_image`, quantized for a model with integer input), its
 inference call (:attr:`Classifier.infer`) and top-k decoding. Bench, predict and camera all go
-through it.
+through it; :func:`predict_images` is ``edgecv predict``'s loop (one :class:`Prediction` per
+image file or array; an image that cannot be read is a Prediction with ``error``, the others go
+on).
 numpy + OpenCV only.
 """
 
@@ -13,24 +15,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import dataclasses
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
 import numpy as np
 
-from edgecv.errors import UsageError
+from edgecv.errors import DataError, ModelFileError, UsageError
+from edgecv.images import read_image
 from edgecv.preprocessing import FIT_MODES, Preprocessing, apply_pixel_table, prepare_pixels
 from edgecv.runtime.base import Backend, quantize
 
 
+@dataclass(frozen=True)
+class ClassScore:
+    """One class of a prediction's top-k and its score."""
+
+    label: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": self.score}
+
+
 @dataclass
 class Prediction:
-    """The top-k classes of one image, best first, and the inference time in ms."""
+    """The top-k classes of one image, best first, and the inference time in ms; for an image
+    given by path, the path, and ``error`` (the rest None) if it could not be classified."""
 
     label: str | None
     score: float | None
-    top_k: list[dict] = field(default_factory=list)
+    top_k: list[ClassScore] = field(default_factory=list)
     ms: float | None = None
+    path: str | None = None
+    error: str | None = None
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "score": self.score, "top_k": self.top_k, "ms": self.ms}
+        """The ``edgecv predict --json`` line: ``{"path", "label", "score", "top_k", "ms"}``
+        (``path`` only for an image given by path), or ``{"path", "error"}``."""
+        where = {} if self.path is None else {"path": self.path}
+        if self.error is not None:
+            return {**where, "error": self.error}
+        return {**where, "label": self.label, "score": self.score,
+                "top_k": [choice.to_dict() for choice in self.top_k], "ms": self.ms}
 
 
 def top_k(scores: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0) -> list[dict]:
@@ -64,14 +91,14 @@ class Classifier:
         if preprocessing is None and card is not None:
             preprocessing = card.preprocessing
         if labels is None or preprocessing is None:
-            raise UsageError(f"'{backend.path}' carries no edgecv model card: give --labels and "
+            raise UsageError(f"'{backend.path}' carries no edgecv model card: give `labels` and "
                              "convert it with edgecv so its preprocessing travels with it.")
         if k < 1:
-            raise UsageError(f"--top-k must be at least 1, received {k}.")
+            raise UsageError(f"`top_k` must be at least 1, received {k}.")
         if fit not in FIT_MODES:
-            raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
+            raise UsageError(f"`fit` must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
         if not 0.0 <= threshold <= 1.0:
-            raise UsageError(f"--threshold must be between 0 and 1, received {threshold}.")
+            raise UsageError(f"`threshold` must be between 0 and 1, received {threshold}.")
         self.backend = backend
         self.labels = list(labels)
         self.preprocessing = preprocessing
@@ -98,8 +125,9 @@ class Classifier:
 
     def decode(self, scores: np.ndarray, ms: float | None = None) -> Prediction:
         """One score vector -> a Prediction (label/score None if nothing passes the threshold)."""
-        best = top_k(scores, self.labels, self.k, self.threshold)
-        return Prediction(best[0]["label"] if best else None, best[0]["score"] if best else None,
+        best = [ClassScore(**choice) for choice in top_k(scores, self.labels, self.k,
+                                                          self.threshold)]
+        return Prediction(best[0].label if best else None, best[0].score if best else None,
                           best, None if ms is None else round(ms, 4))
 
     def classify(self, image: np.ndarray) -> Prediction:
@@ -108,3 +136,32 @@ class Classifier:
 
         scores, ms = timed(self.infer, self.prepare(image))
         return self.decode(scores[0], ms)
+
+
+def _failed(path: str | None, error: str) -> Prediction:
+    return Prediction(None, None, path=path, error=error)
+
+
+def predict_images(classifier: Classifier,
+                   images: Iterable[Path | str | np.ndarray]) -> Iterator[Prediction]:
+    """One :class:`~edgecv.classify.Prediction` per image file or decoded image (a numpy array,
+    as ``cv2.imread`` gives it), in order. A file that cannot be read, or an image whose pixels
+    the model cannot take (e.g. a gray+alpha image, which no conversion rule covers), is a
+    Prediction with ``error`` set; the others go on."""
+    for item in images:
+        path = None if isinstance(item, np.ndarray) else str(item)
+        if path is None:
+            image = item
+        else:
+            try:
+                image = read_image(item)
+            except DataError as exc:
+                yield _failed(path, str(exc))
+                continue
+        try:
+            prediction = classifier.classify(image)
+        except (DataError, ModelFileError) as exc:  # preprocessing, or the runtime on this input
+            yield _failed(path, str(exc) if path is None else f"{path}: {exc}")
+            continue
+        yield dataclasses.replace(prediction, path=path)
+

@@ -4,6 +4,7 @@ so ``edgecv --help`` stays instant on any device."""
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from contextlib import contextmanager
 from typing import Optional
@@ -50,24 +51,72 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+# The library names a keyword argument in backticks, Keras style (`max_drop`, `deterministic=False`,
+# `formats=['int16x8']`); the CLI shows the flag that sets it. A format is a flag of its own.
+_ARGUMENT = re.compile(r"`([a-z_][a-z0-9_]*)(?:=([^`]*))?`")
+_FORMAT_FLAGS = {"onnx_int8": "--onnx --int8", "int8_qat": "--qat", "onnx_int8_qat": "--qat"}
+
+
+def _flag(name: str, command: str | None):
+    """The option (a click Option) called ``name`` (its Python name) of ``command``, else of any
+    command; None if no command has one."""
+    commands = typer.main.get_command(app).commands
+    own = [param for param in commands[command].params if param.name == name] \
+        if command in commands else []
+    if own:
+        return own[0]  # an option, or an argument (shown as its metavar)
+    return next((param for each in commands.values() for param in each.params
+                 if param.param_type_name == "option" and param.name == name), None)
+
+
+def cli_terms(message: str, command: str | None = None) -> str:
+    """``message`` with each backticked keyword argument of the library (`max_drop`,
+    `deterministic=False`, `formats=['mcu']`) as the flag of ``command`` (else of any command)
+    that sets it (--max-drop, --no-deterministic, --mcu); other backticked text is kept."""
+
+    def replace(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if name == "formats" and value:
+            names = re.findall(r"[a-z0-9_]+", value)
+            return " ".join(_FORMAT_FLAGS.get(n, f"--{n.replace('_', '-')}") for n in names)
+        option = _flag(name, command)
+        if option is None:
+            return match.group(0)
+        if option.param_type_name == "argument":
+            return (option.metavar or option.name.upper()) if value is None else value
+        if value is None or (option.is_flag and value == "True"):
+            return option.opts[0]
+        if option.is_flag and value == "False":
+            return option.secondary_opts[0] if option.secondary_opts else match.group(0)
+        return f"{option.opts[0]} {value.strip(chr(39) + chr(34))}"
+
+    return _ARGUMENT.sub(replace, message)
+
+
+def _fail(message: str, code: int, command: str | None = None) -> None:
+    typer.echo(f"error: {cli_terms(message, command)}", err=True)
     raise typer.Exit(code)
 
 
 def user_errors(command):
-    """Turn EdgecvError (a user mistake or an unavailable resource) into one line + exit code."""
+    """Turn EdgecvError (a user mistake or an unavailable resource) into one line + exit code,
+    in the CLI's terms (:func:`cli_terms`)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except EdgecvError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(str(exc), exc.exit_code, command.__name__.removesuffix("_command"))
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
     return wrapper
+
+
+def _log(line: str) -> None:
+    """A progress line of the library, in the CLI's terms."""
+    echo(cli_terms(line))
 
 
 def _version_callback(value: bool) -> None:
@@ -137,15 +186,6 @@ MCU_PROFILE_OPTION = typer.Option(
     show_default="none")
 
 
-def _run_out(name: str | None, out: str | None) -> str | None:
-    """The run directory from --name / --out (None: the trainer picks runs/DATA-MODEL[-N])."""
-    if name and out:
-        raise UsageError("give either --name or --out, not both.")
-    if name and ("/" in name or name in (".", "..")):
-        raise UsageError(f"--name must be a plain name, received '{name}'; use --out for a path.")
-    return out or (f"runs/{name}" if name else None)
-
-
 @app.command("train", cls=_Command)
 @user_errors
 def train_command(
@@ -199,29 +239,16 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue an interrupted run (--out/--name)."),
 ) -> None:
     """Train a compact CNN and write a run directory (model, labels, config, curves, metrics)."""
-    from edgecv.training import TrainConfig, train
-    from edgecv.training.timeplan import parse_duration
+    options = dict(locals())
+    from edgecv import api
 
-    run_out = _run_out(name, out)
-    config = TrainConfig(
-        data=data, model=model, img_size=img_size, channels=channels,
-        epochs=epochs, time_limit=parse_duration(time_limit),
-        batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-        label_smoothing=label_smoothing, lr_schedule=lr_schedule,
-        warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split, test_split=test_split, seed=seed,
-        deterministic=deterministic, precision=precision, xla=xla,
-        patience=patience, strategy=strategy, weights=weights, fine_tune_epochs=fine_tune_epochs,
-        fine_tune_layers=fine_tune_layers, tensorboard=tensorboard,
-        out=run_out,
-    )
-    train(config, overwrite=overwrite, resume=resume, resume_epochs=epochs, log=typer.echo)
-
+    api.train(**options, log=_log)
 
 
 @app.command("convert", cls=_Command)
 @user_errors
 def convert_command(
-    run: str = typer.Argument(..., metavar="RUN_OR_MODEL",
+    source: str = typer.Argument(..., metavar="SOURCE",
                               help="Run directory written by `edgecv train`, or a model: .keras, "
                               ".h5, a SavedModel directory, or a JSON config with --weights; "
                               "or a full-int8 .tflite with --mcu."),
@@ -300,73 +327,52 @@ def convert_command(
     TFLite fp32 always; fp16, dynamic, int8, int16x8 and ONNX (fp32, int8) on request, and
     with --mcu the int8 model as C++ files for TFLite Micro (also from a full-int8 .tflite).
     Every artifact carries the model card and is verified on held-out data."""
+    options = dict(locals())
     import json as json_module
 
-    from edgecv.converters.convert import convert_run
-    from edgecv.converters.formats import FORMATS, NOT_IN_ALL, with_qat
-    from edgecv.converters.sources import ModelOptions, parse_floats, parse_scale
-    from edgecv.preprocessing import normalisation_from_flags
-    from edgecv.modelfile.kinds import is_keras_source
-    from edgecv.runtime.boards import parse_profiles
+    from edgecv import api
 
-    profiles = parse_profiles(mcu_profile)  # bad values: one line, exit 2, before anything
-    options = ModelOptions(data=data, weights=weights, custom_objects=custom_objects,
-                           img_size=img_size, channels=channels, scale=scale, mean=mean, std=std,
-                           labels=labels)
-    if run.lower().endswith(".tflite"):
-        others = [flag for flag, given in (
-            ("--fp16", fp16), ("--dynamic", dynamic), ("--int16x8", int16x8), ("--onnx", onnx),
-            ("--edgetpu", edgetpu), ("--all", all_formats), ("--qat", qat),
-            ("--recover", recover), ("--calib-data", calib_data is not None),
-            ("--select-tf-ops", select_tf_ops)) if given] + options.given()
-        if not mcu:
-            raise UsageError(f"'{run}' is already a TFLite model: convert takes a .tflite only to "
-                             "the microcontroller export; add --mcu (or give a run directory or a "
-                             "Keras model for the other formats).")
-        if others:
-            raise UsageError(f"{', '.join(others)}: not for a .tflite, which convert only exports "
-                             "for a microcontroller as it is (--mcu, --mcu-profile, --out, --json "
-                             "apply).")
-        from edgecv.converters.mcu import export_tflite
+    json_out = options.pop("json_out")
+    flags = {name: options.pop(name) for name in api.FORMAT_FLAGS}
+    formats = [name for name, given in flags.items() if given]
+    if options.pop("all_formats"):
+        formats.append("all")
 
-        record = export_tflite(run, out, profiles, log=(lambda _line: None) if json_out else echo)
-        if json_out:
-            typer.echo(json_module.dumps(record, indent=2))
-        return
-    if all_formats:
-        formats = [name for name in FORMATS if name not in NOT_IN_ALL]
-    else:
-        formats = [name for name, wanted in (("fp16", fp16), ("dynamic", dynamic),
-                                             ("int8", int8), ("int16x8", int16x8),
-                                             ("onnx", onnx), ("onnx_int8", onnx and int8),
-                                             ("edgetpu", edgetpu)) if wanted]
-    if mcu:  # the microcontroller export is the int8 file's
-        formats = [*formats, *(["int8"] if "int8" not in formats else []), "mcu"]
-    if qat:
-        formats = with_qat(formats)
     def log(line: str) -> None:  # warnings go to stderr, so --json keeps stdout clean
         if line.startswith("warning:"):
-            echo(line, err=True)
+            echo(cli_terms(line), err=True)
         elif not json_out:
-            echo(line)
+            echo(cli_terms(line))
 
-    if (scale, mean, std) != (None, None, None) and is_keras_source(run):
-        # Checked here, before the model loads (converters.sources applies the same rule); a
-        # run directory refuses all three flags.
-        normalisation_from_flags(
-            parse_scale(scale) if scale is not None else None,
-            parse_floats(mean, "--mean") if mean is not None else None,
-            parse_floats(std, "--std") if std is not None else None)
     with _status_line() as progress:
-        report = convert_run(run, formats, out_dir=out, io=io, calib_samples=calib_samples,
-                             opset=opset, max_drop=max_drop, min_agreement=min_agreement,
-                             recover=recover,
-                             select_tf_ops=select_tf_ops, options=options,
-                             calib_data=calib_data, onnx_calibration=onnx_calibration,
-                             qat_epochs=qat_epochs, qat_lr=qat_lr, log=log, progress=progress,
-                             recover_mix=recover_mix, mcu_profiles=profiles)
+        result = api.convert(formats=formats, **options, log=log, progress=progress)
     if json_out:
-        typer.echo(json_module.dumps(report, indent=2))
+        typer.echo(json_module.dumps(result.to_dict(), indent=2))
+
+
+@contextmanager
+def _progress_bar():
+    """Yields the function that shows a bench row being measured on a transient progress bar
+    (stderr); the bar appears with the first row, so an error before it is the only line."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bar = Progress(console=Console(stderr=True), transient=True)
+    task = None
+
+    def advance(row) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("benchmarking", total=None)
+        bar.update(task, description=f"{row.artifact} on {row.target}"
+                   + (f" x{row.threads}" if row.threads else ""))
+
+    try:
+        yield advance
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 @contextmanager
@@ -386,10 +392,12 @@ def _status_line():
 @app.command("inspect", cls=_Command)
 @user_errors
 def inspect_command(
-    source: str = typer.Argument(..., help="A run directory, a model file (.keras, .h5, a "
+    source: str = typer.Argument(..., metavar="SOURCE",
+                                 help="A run directory, a model file (.keras, .h5, a "
                                  "SavedModel, a .json config with --weights) or a float .tflite."),
-    quant: bool = typer.Option(False, "--quant", help="Per-layer quantization error: the TF "
-                               "QuantizationDebugger and the AI Edge Quantizer's validation."),
+    quant: bool = typer.Option(True, "--quant", help="Per-layer quantization error: the TF "
+                               "QuantizationDebugger and the AI Edge Quantizer's validation "
+                               "(the default, and today the only view: the flag may be left out)."),
     top: int = typer.Option(10, help="How many of the worst layers to print per view."),
     samples: int = typer.Option(64, help="Calibration images used as debug samples."),
     activations: int = typer.Option(8, help="Activation bits for the AI Edge Quantizer's "
@@ -406,7 +414,7 @@ def inspect_command(
     out: Optional[str] = typer.Option(None, help="Where the CSV files go.",
                                       show_default="RUN/export, or beside the model"),
 ) -> None:
-    """Inspect a model: --quant ranks the layers that lose most when quantized.
+    """Inspect a model: rank the layers that lose most when quantized.
 
     Two views, worst first, as tables and CSV files: quant_debug.csv (TF QuantizationDebugger:
     RMSE in quantization steps, SQNR; needs the TensorFlow model) and quant_validate.csv (AI
@@ -419,14 +427,12 @@ def inspect_command(
     from edgecv.converters.quant_debug import write_csv
     from edgecv.converters.sources import ModelOptions
 
-    if not quant:
-        raise UsageError("say what to inspect: edgecv inspect --quant SOURCE.")
     if activations not in (8, 16):
         raise UsageError(f"--activations must be 8 or 16, received {activations}.")
     options = ModelOptions(data=data, scale=scale, mean=mean, std=std, weights=weights,
                            custom_objects=custom_objects)
     result = inspect_quant(source, options, samples=samples, activation_bits=activations,
-                           out_dir=out, log=lambda line: typer.echo(line, err=True))
+                           out_dir=out, log=lambda line: typer.echo(cli_terms(line, "inspect"), err=True))
     console = Console()
     result.out_dir.mkdir(parents=True, exist_ok=True)
     if result.debugger is not None:
@@ -461,7 +467,7 @@ def inspect_command(
                    f"{rounding_text(result.rounding)} (16-bit activations mend the activations' "
                    "part; QAT or float layers the weights')")
     for view, reason in result.skipped.items():
-        typer.echo(f"{view} view skipped: {reason}", err=True)
+        typer.echo(f"{view} view skipped: {cli_terms(reason, 'inspect')}", err=True)
 
 
 @app.command("info", cls=_Command)
@@ -480,39 +486,28 @@ def info_command(
     from edgecv.modelfile.kinds import is_keras_source
 
     if is_keras_source(model):
-        typer.echo(describe_keras(model, weights=weights, custom_objects=custom_objects))
+        typer.echo(cli_terms(describe_keras(model, weights=weights, custom_objects=custom_objects),
+                             "info"))
     else:
         from edgecv.errors import UsageError
 
         if weights or custom_objects:
             raise UsageError("--weights and --custom-objects apply to Keras models only.")
-        typer.echo(describe(model))
+        typer.echo(cli_terms(describe(model), "info"))
 
 
 def _warn(lines) -> None:
     for line in lines:
-        typer.echo(f"warning: {line}", err=True)
-
-
-def _deployment(model: str, target: str, threads: int | None):
-    """The model file and threads for predict / camera: a file as given; for a run or export
-    directory, what its bench.json recommends for ``target`` (said on stderr)."""
-    from edgecv.deploy import resolve
-
-    deployment = resolve(model, target, threads)
-    if deployment.source != "the model file given":
-        typer.echo(f"using {deployment.model} with {deployment.threads or 'default'} thread(s), "
-                   f"recommended by {deployment.source}", err=True)
-    return deployment
+        typer.echo(f"warning: {cli_terms(line)}", err=True)
 
 
 @app.command("predict", cls=_Command)
 @user_errors
 def predict_command(
-    model: str = typer.Argument(..., help="A .tflite or .onnx artifact written by edgecv convert, "
+    source: str = typer.Argument(..., metavar="SOURCE", help="A .tflite or .onnx artifact written by edgecv convert, "
                                 "or a run / export directory: the artifact and threads its "
                                 "bench.json recommends for --target."),
-    inputs: list[str] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    images: list[str] = typer.Argument(..., metavar="IMAGES", help="Image files and/or folders (searched recursively)."),
     top_k: int = typer.Option(3, "--top-k", help="How many classes to show per image."),
     threshold: float = typer.Option(0.0, help="Hide classes scoring below this."),
     target: str = typer.Option("cpu", help="cpu, gpu or edgetpu."),
@@ -527,39 +522,30 @@ def predict_command(
 
     One table row (or with --json one JSON line) per image; an unreadable image is reported
     and the others go on."""
+    options = dict(locals())
     import json as json_module
 
-    from edgecv.classify import Classifier
-    from edgecv.images import image_paths
-    from edgecv.predict import predict_files
-    from edgecv.runtime import open_backend
-    from edgecv.runtime.targets import parse_targets
+    from edgecv import api
 
-    parse_targets(target)
-    paths = image_paths(inputs)
-    failed = 0
-    deployment = _deployment(model, target, threads)
-    with open_backend(deployment.model, target=target, threads=deployment.threads,
-                      checksum=checksum) as backend:
-        _warn(backend.warnings)
-        classifier = Classifier(backend, fit=fit, k=top_k, threshold=threshold)
-        for record in predict_files(classifier, paths):
-            failed += "error" in record
-            if json_out:
-                typer.echo(json_module.dumps(record))
-            elif "error" in record:
-                typer.echo(f"{record['path']}: error: {record['error']}")
-            else:
-                best = "  ".join(f"{c['label']} {c['score']:.3f}" for c in record["top_k"]) or "-"
-                typer.echo(f"{record['path']}: {best}  ({record['ms']:.2f} ms)")
-    if failed == len(paths):
+    json_out = options.pop("json_out")
+    predictions = api.predict(**options,
+                              log=lambda line: echo(cli_terms(line), err=True))
+    for prediction in predictions:
+        if json_out:
+            typer.echo(json_module.dumps(prediction.to_dict()))
+        elif prediction.error is not None:
+            typer.echo(f"{prediction.path}: error: {prediction.error}")
+        else:
+            best = "  ".join(f"{c.label} {c.score:.3f}" for c in prediction.top_k) or "-"
+            typer.echo(f"{prediction.path}: {best}  ({prediction.ms:.2f} ms)")
+    if all(prediction.error is not None for prediction in predictions):
         raise typer.Exit(1)
 
 
 @app.command("bench", cls=_Command)
 @user_errors
 def bench_command(
-    models: list[str] = typer.Argument(..., help="Run directories, export directories, model "
+    source: list[str] = typer.Argument(..., metavar="SOURCE", help="Run directories, export directories, model "
                                        "files (.tflite, .onnx, .keras, .h5, .json) or SavedModel "
                                        "directories."),
     targets: str = typer.Option("all", help="Comma list of cpu, gpu, tpu, edgetpu, mcu, or all "
@@ -609,38 +595,27 @@ def bench_command(
     the recommendation: the fastest row within the accuracy budget, ties to the smaller file.
     With --on, the same on each device (files copied once, checked by SHA-256), rows and
     recommendation per device."""
-    from pathlib import Path
+    options = dict(locals())
+    from edgecv import api
+    from edgecv.benchmarks.report import print_table
 
-    from edgecv.benchmarks.report import report_title, write_reports
-    from edgecv.benchmarks.suite import (BenchSettings, discover, find_testset, parse_counts,
-                                         parse_threads)
-    from edgecv.runtime.boards import parse_profiles
-    from edgecv.runtime.targets import parse_targets
+    def log(line: str) -> None:
+        typer.echo(cli_terms(line), err=True)
 
-    settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
-                             batches=parse_counts(batch, "--batch"),
-                             runs=runs, min_time_s=min_time, warmup=warmup, rounds=rounds,
-                             max_drop=max_drop, checksum=checksum,
-                             custom_objects=custom_objects, weights=weights,
-                             mcu_profiles=parse_profiles(mcu_profile))
-    artifacts = discover(models, include_keras=keras)
-    testset = Path(data) if data else find_testset(artifacts)
-    interrupted = False
-    if on:
-        report, interrupted = _bench_on_devices(on, ssh_config, artifacts, settings, testset,
-                                                threads=threads, batch=batch)
-    else:
-        report = _run_bench(artifacts, settings, testset)
-    write_reports(report, json_path, md_path, html_path,
-                  log=lambda message: typer.echo(message, err=True),
-                  title=report_title("bench", models))
-    if interrupted:
+    with _progress_bar() as advance:  # each device's answer is logged instead (on)
+        report = api.bench(**options, log=log, progress=None if on else advance)
+    record = report.to_dict()
+    _warn(record["warnings"])
+    print_table(record)
+    if report.settings.get("testset") is None and not on:
+        typer.echo("note: no test set found, accuracy not measured (give --data)", err=True)
+    if report.interrupted:
         _fail("interrupted: the report keeps the devices that finished", 130)
-    failed = [row for row in report["rows"] if row["status"] == "failed"]
-    if failed:
-        where = f"{failed[0]['device']}: " if failed[0].get("device") else ""
-        typer.echo(f"error: {len(failed)} row(s) failed: {where}{failed[0]['artifact']} on "
-                   f"{failed[0]['target']}: {failed[0]['reason']}", err=True)
+    if report.failed:
+        first = report.failed[0]
+        where = f"{first.device}: " if first.device else ""
+        typer.echo(f"error: {len(report.failed)} row(s) failed: {where}{first.artifact} on "
+                   f"{first.target}: {first.reason}", err=True)
         raise typer.Exit(1)
 
 
@@ -672,111 +647,24 @@ def pipeline_command(
     Converts to fp32, fp16, int8, ONNX and ONNX int8 (and what --recover and --qat add),
     verifies each on the test split, benchmarks on every target and writes RUN/report.html with
     curves, conversion and latency tables."""
+    options = dict(locals())
+    from edgecv import api
     from edgecv.benchmarks.report import print_table
-    from edgecv.benchmarks.suite import BenchSettings, parse_threads
-    from edgecv.pipeline import run_pipeline
-    from edgecv.runtime.targets import parse_targets
-    from edgecv.training import TrainConfig
-    from edgecv.training.timeplan import parse_duration
+    from edgecv.errors import AccuracyDropError
 
-    if qat:  # before minutes of training: the settings, and the extra that QAT needs
-        from edgecv.converters.qat import check_settings, import_tfmot
-
-        check_settings(qat_epochs, None)
-        import_tfmot()
-    run_out = _run_out(name, out)
-    settings = BenchSettings(targets=parse_targets(targets), threads=parse_threads(threads),
-                             min_time_s=min_time)
-    config = TrainConfig(data=data, model=model, img_size=img_size, channels=channels,
-                         epochs=epochs, seed=seed,
-                         time_limit=parse_duration(time_limit),
-                         tensorboard=False, out=run_out)
-    run_dir, report, drop_error = run_pipeline(config, bench_settings=settings,
-                                               overwrite=overwrite, max_drop=max_drop,
-                                               min_agreement=min_agreement,
-                                               recover=recover,
-                                               qat_epochs=qat_epochs if qat else None,
-                                               log=echo)
-    _warn(report["warnings"])
-    print_table(report)
-    typer.echo(f"report: {run_dir / 'report.html'}")
+    try:
+        result = api.pipeline(**options, log=_log)
+        drop_error = None
+    except AccuracyDropError as exc:
+        if exc.result is None:
+            raise
+        result, drop_error = exc.result, exc
+    record = result.bench.to_dict()
+    _warn(record["warnings"])
+    print_table(record)
+    typer.echo(f"report: {result.report_html}")
     if drop_error is not None:
         raise drop_error
-
-
-def _run_bench(artifacts, settings, testset) -> dict:
-    """Run the suite with a progress bar and print the table; return the report."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from edgecv.benchmarks.report import print_table
-    from edgecv.benchmarks.suite import run_benchmark
-
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("benchmarking", total=None)
-
-        def advance(row: dict) -> None:
-            progress.update(task, description=f"{row['artifact']} on {row['target']}"
-                            + (f" x{row['threads']}" if row["threads"] else ""))
-
-        report = run_benchmark(artifacts, settings, testset, progress=advance)
-    _warn(report["warnings"])
-    print_table(report)
-    if testset is None:
-        typer.echo("note: no test set found, accuracy not measured (give --data)", err=True)
-    return report
-
-
-def _bench_on_devices(specs, ssh_config, artifacts, settings, testset, *, threads: str,
-                      batch: str) -> tuple[dict, bool]:
-    """``bench --on``: every device in parallel, each device's answer printed when known."""
-    import dataclasses
-    from pathlib import Path
-
-    from edgecv.benchmarks.recommend import sentence
-    from edgecv.benchmarks.remote import bench_on_devices, parse_devices
-    from edgecv.benchmarks.report import print_table
-    from edgecv.benchmarks.report.tables import emulation_summary
-    from edgecv.benchmarks.suite import accuracy_budget, run_benchmark
-
-    devices = parse_devices(specs)
-    if ssh_config and not Path(ssh_config).is_file():
-        raise UsageError(f"--ssh-config '{ssh_config}' is not a file; give an ssh client "
-                         "config (the format of ~/.ssh/config).")
-    max_drop, budget_from = accuracy_budget(settings, artifacts)
-    settings = dataclasses.replace(settings, max_drop=max_drop)
-    device_settings = {"targets": ",".join(settings.targets), "threads": threads, "batch": batch,
-                       "runs": settings.runs, "min_time_s": settings.min_time_s,
-                       "warmup": settings.warmup, "rounds": settings.rounds,
-                       "max_drop": max_drop, "checksum": settings.checksum,
-                       "mcu_profiles": [profile.name for profile in settings.mcu_profiles]}
-
-    def log(line: str) -> None:
-        typer.echo(line, err=True)
-
-    def done(run) -> None:
-        if run.error:
-            log(f"{run.device.name}: failed: {run.error}")
-            return
-        for choice in run.report.get("recommendations") or []:
-            log(f"{run.device.name}: {sentence(choice)}")
-        emulation = (run.report.get("machine") or {}).get("emulation")
-        if emulation:
-            log(f"{run.device.name}: timed under {emulation_summary(emulation)}: no "
-                "recommendation from these timings")
-        log(f"{run.device.name}: done in {run.seconds:.0f} s")
-
-    report, interrupted = bench_on_devices(
-        devices, artifacts, testset, lambda paths: run_benchmark(paths, settings, testset),
-        device_settings, {**device_settings, "devices": [d.name for d in devices],
-                          "testset": str(testset) if testset else None},
-        ssh_config=ssh_config, log=log, on_done=done)
-    for choice in report["recommendations"]:
-        choice["max_drop_from"] = budget_from
-    _warn(report["warnings"])
-    print_table(report)
-    return report, interrupted
 
 
 @app.command("camera", cls=_Command)
@@ -813,6 +701,9 @@ def camera_command(
 
     A window with the top-k labels, FPS and inference time (q/Esc quits, s saves a snapshot),
     or headless with status lines, --record and --json. Ends with a summary."""
+    from pathlib import Path
+
+    from edgecv.api import deployment
     from edgecv.camera import CameraSettings, display_problem, parse_source, run_camera
     from edgecv.classify import Classifier
     from edgecv.io import read_labels
@@ -825,8 +716,9 @@ def camera_command(
                               json_path=json_path, max_frames=max_frames, reconnect_s=reconnect,
                               open_timeout_s=open_timeout)
     try:
-        deployment = _deployment(model, target, threads)
-        with open_backend(deployment.model, target=target, threads=deployment.threads,
+        model_file, model_threads = deployment(Path(model), target, threads,
+                                               lambda line: typer.echo(cli_terms(line, "camera"), err=True))
+        with open_backend(model_file, target=target, threads=model_threads,
                           checksum=checksum) as backend:
             _warn(backend.warnings)
             classifier = Classifier(backend, labels=label_names, fit=fit, k=top_k,
@@ -837,18 +729,18 @@ def camera_command(
                 _warn([f"{problem}; running headless."])
                 settings.headless = True
             summary = run_camera(classifier, settings,
-                                 log=lambda line: typer.echo(line, err=True))
+                                 log=lambda line: typer.echo(cli_terms(line, "camera"), err=True))
     except EdgecvError as exc:
-        _exit_if_stuck_in_opencv(f"error: {exc}", exc.exit_code)
+        _exit_if_stuck_in_opencv(f"error: {cli_terms(str(exc), 'camera')}", exc.exit_code)
         raise
     except KeyboardInterrupt:
         _exit_if_stuck_in_opencv("error: interrupted", 130)
         raise
     for line in summary.lines():
-        typer.echo(line, err=json_path == "-")
+        typer.echo(cli_terms(line, "camera"), err=json_path == "-")
     if summary.failure:
-        _exit_if_stuck_in_opencv(f"error: {summary.failure}", 1)
-        _fail(summary.failure, 1)
+        _exit_if_stuck_in_opencv(f"error: {cli_terms(summary.failure, 'camera')}", 1)
+        _fail(summary.failure, 1, "camera")
     _exit_if_stuck_in_opencv(None, 0)
 
 

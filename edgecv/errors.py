@@ -54,7 +54,15 @@ class QatError(EdgecvError):
 
 
 class AccuracyDropError(EdgecvError):
-    """An artifact lost more accuracy than ``--max-drop`` allows (the report is still written)."""
+    """An artifact lost more accuracy than ``max_drop`` allows. The files and conversion.json
+    are still written: ``conversion`` is the :class:`edgecv.results.Conversion` (None where
+    unknown); ``result``, from :func:`edgecv.pipeline`, the whole
+    :class:`edgecv.results.PipelineResult`."""
+
+    def __init__(self, message: str, *, conversion=None, result=None):
+        super().__init__(message)
+        self.conversion = conversion
+        self.result = result
 
 
 # --- runtimes (edgecv.runtime) ---------------------------------------------------------------------

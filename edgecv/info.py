@@ -173,7 +173,7 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
     if kind == "json" and weights is None:
         from edgecv.errors import UsageError
 
-        raise UsageError(f"a JSON config holds no weights: pass --weights FILE.weights.h5 with '{path}'.")
+        raise UsageError(f"a JSON config holds no weights: pass `weights` FILE.weights.h5 with '{path}'.")
     config = keras_file.read_model_config(path)
     lambdas = keras_file.lambda_layer_names(config)
     custom = keras_file.custom_class_names(config)
@@ -215,6 +215,6 @@ def describe_keras(path: str | Path, weights: str | Path | None = None,
                      "custom layer)")
     else:
         lines.append("lambda      none")
-    lines.append(f"custom      {', '.join(custom)} (load with --custom-objects FILE.py)"
+    lines.append(f"custom      {', '.join(custom)} (load with `custom_objects` FILE.py)"
                  if custom else "custom      none")
     return "\n".join(lines)

@@ -149,11 +149,11 @@ def read_labels(path: str | os.PathLike) -> list[str]:
         labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
                   if line.strip()]
     except FileNotFoundError:
-        raise UsageError(f"--labels file '{path}' does not exist.") from None
+        raise UsageError(f"`labels` file '{path}' does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --labels '{path}': {exc}.") from exc
+        raise UsageError(f"cannot read `labels` '{path}': {exc}.") from exc
     if not labels:
-        raise UsageError(f"--labels '{path}' holds no class names.")
+        raise UsageError(f"`labels` '{path}' holds no class names.")
     return labels
 
 

@@ -119,16 +119,16 @@ def normalisation_from_flags(scale: float | None, mean: tuple[float, ...] | None
     if scale is None and mean is None and std is None:
         return None
     if std is not None and any(s <= 0 for s in std):
-        raise UsageError(f"--std must be positive, received {list(std)}.")
+        raise UsageError(f"`std` must be positive, received {list(std)}.")
     if scale is None:
         looks_unit = (max(abs(s) for s in std) <= 1 if std is not None
                       else max(abs(m) for m in mean) <= 1)
         if looks_unit:
-            given = " ".join(f"--{name} {','.join(f'{v:g}' for v in values)}"
+            given = " ".join(f"`{name}` {','.join(f'{v:g}' for v in values)}"
                              for name, values in (("mean", mean), ("std", std)) if values)
             raise UsageError(
-                f"{given} looks like statistics of 0..1 pixels, but without --scale mean and "
-                "std are in 0..255 pixel units: add --scale 1/255 (or --scale 1 if the model "
+                f"{given} looks like statistics of 0..1 pixels, but without `scale` mean and "
+                "std are in 0..255 pixel units: add `scale=1/255` (or `scale=1` if the model "
                 "really takes 0..255 pixels).")
         scale = 1.0
     return scale, mean or (0.0,), std or (1.0,)
@@ -191,7 +191,7 @@ def fit_to_aspect(image: np.ndarray, height: int, width: int, fit: str = "crop")
     distorts it, which is what training on a folder of odd-sized images did).
     """
     if fit not in FIT_MODES:
-        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
+        raise UsageError(f"`fit` must be one of {', '.join(FIT_MODES)}, received '{fit}'.")
     h, w = image.shape[:2]
     if fit == "stretch" or h * width == w * height:
         return image

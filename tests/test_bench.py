@@ -428,7 +428,7 @@ def test_pipeline_checks_settings_before_training(tmp_path, flags, fragment):
 # --- the device side ----------------------------------------------------------------------------
 
 def test_device_side_imports_no_tensorflow(tiny_run):
-    code = ("import sys; from edgecv.runtime import open_backend; import edgecv.predict, "
+    code = ("import sys; from edgecv.runtime import open_backend; import edgecv, edgecv.api, "
             "edgecv.classify, edgecv.benchmarks.suite, edgecv.benchmarks.report; "
             f"b = open_backend({str(tiny_run / 'export' / 'model_int8.tflite')!r}); "
             "print([m for m in ('tensorflow', 'keras', 'sklearn', 'tf2onnx') if m in sys.modules])")

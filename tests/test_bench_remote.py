@@ -43,7 +43,7 @@ def test_ssh_spec_keeps_user_host_port_and_options():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("ftp://pi", "--on takes ssh://"),
+    ("ftp://pi", "`on` takes ssh://"),
     ("ssh://", "names no host"),
     ("ssh://pi:70000", "port must be a number"),
     ("ssh://pi?pyton=x", "unknown option 'pyton'"),

@@ -280,7 +280,7 @@ def test_labels_file_and_named_custom_objects(world, tmp_path):
                          log=quiet)
     assert read_card(tmp_path / "out" / "model_fp32.tflite").labels == ["two", "zero", "one"]
     assert report["source"]["labels_from"] == "--labels"
-    assert any("differ from --labels" in w for w in report["source"]["warnings"])
+    assert any("differ from `labels`" in w for w in report["source"]["warnings"])
     # names that are not in the file are a one-line error listing what it defines
     from edgecv.errors import UsageError
     from edgecv.modelfile.keras_file import load_custom_objects
@@ -311,11 +311,11 @@ def test_a_dynamic_input_size_needs_flags_and_gets_fixed(world, tmp_path):
         convert_run(path, ["int8"], options=ModelOptions(), log=quiet)
     message = str(info.value)
     assert "\n" not in message and "input gives ?x?x1" in message
-    for flag in ("--img-size N", "--scale (e.g. --scale 1/255)", "--data"):
+    for flag in ("`img_size` N", "`scale` (e.g. `scale=1/255`)", "`data`"):
         assert flag in message
-    assert "--channels" not in message  # the model fixes that one
+    assert "`channels`" not in message  # the model fixes that one
 
-    with pytest.raises(UsageError, match=r"looks like statistics of 0..1 pixels.*--scale 1/255"):
+    with pytest.raises(UsageError, match=r"looks like statistics of 0..1 pixels.*`scale=1/255`"):
         convert_run(path, [], options=ModelOptions(img_size=16, mean="0.5", std="0.25",
                                                    data=str(world["folder"])), log=quiet)
     report = convert_run(path, ["int8"], options=ModelOptions(
@@ -378,10 +378,10 @@ def test_an_unsupported_op_is_named_and_select_tf_ops_marks_the_file(world, tmp_
                                                        custom_objects=custom), log=quiet)
         message = str(info.value)
         assert "tf.MatrixInverse (layer 'invert') has no builtin TFLite kernel" in message
-        assert "--select-tf-ops" in message and "\n" not in message
+        assert "`select_tf_ops`" in message and "\n" not in message
 
     options = ModelOptions(data=npz, scale="1/255", custom_objects=str(world["layers_py"]))
-    with pytest.raises(UsageError, match="--select-tf-ops applies to the fp32, fp16 and dynamic"):
+    with pytest.raises(UsageError, match="`select_tf_ops` applies to the fp32, fp16 and dynamic"):
         convert_run(tmp_path / "odd.keras", ["int8"], select_tf_ops=True, options=options,
                     log=quiet)
     report = convert_run(tmp_path / "odd.keras", ["fp16"], select_tf_ops=True, options=options,
@@ -401,11 +401,11 @@ def test_user_errors_are_one_line(world, tmp_path):
     from edgecv.modelfile.keras_file import load_keras_model
 
     keras_file = model_path(world, "functional", "keras")
-    with pytest.raises(UsageError, match="pass --weights"):
+    with pytest.raises(UsageError, match="pass `weights`"):
         load_keras_model(model_path(world, "functional", "json"))
-    with pytest.raises(UsageError, match="--weights goes with a JSON config only"):
+    with pytest.raises(UsageError, match="`weights` goes with a JSON config only"):
         load_keras_model(keras_file, weights=world["root"] / "functional" / "model.weights.h5")
-    with pytest.raises(ModelFileError, match=r"custom class\(es\) CustomDense.*--custom-objects"):
+    with pytest.raises(ModelFileError, match=r"custom class\(es\) CustomDense.*`custom_objects`"):
         load_keras_model(keras_file)
     weights_only = tmp_path / "weights.h5"
     shutil.copy(world["root"] / "functional" / "model.weights.h5", weights_only)
@@ -414,7 +414,7 @@ def test_user_errors_are_one_line(world, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text('{"edgecv_version": "0.1.0", "train": {}}')
-    with pytest.raises(UsageError, match=r"is an edgecv run.*so --data, --scale apply to "
+    with pytest.raises(UsageError, match=r"is an edgecv run.*so `data`, `scale` apply to "
                                          r"model files only"):
         load_source(run, options=ModelOptions(scale="1/255", data="digits"))
 

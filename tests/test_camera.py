@@ -236,11 +236,11 @@ def test_summary_mean_against_rounded_records_of_a_fast_model():
 
 def test_frame_record_shape():
     from edgecv.camera import Frame, frame_record
-    from edgecv.classify import Prediction, top_k
+    from edgecv.classify import ClassScore, Prediction, top_k
 
-    best = top_k(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], k=2)
+    best = [ClassScore(**c) for c in top_k(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], k=2)]
     record = frame_record(Frame(7, 0.233333333, np.zeros((2, 2), np.uint8)),
-                          Prediction(best[0]["label"], best[0]["score"], best, 1.23456789))
+                          Prediction(best[0].label, best[0].score, best, 1.23456789))
     assert list(record) == ["frame", "t", "label", "score", "top_k", "ms"]
     assert record["frame"] == 7 and record["t"] == 0.2333 and record["label"] == "b"
     assert record["top_k"] == [{"label": "b", "score": 0.7}, {"label": "c", "score": 0.2}]
@@ -296,13 +296,13 @@ def test_recorder_refuses_a_count_mismatch_and_bad_names(tmp_path):
 
 def test_json_lines_and_recording_are_sinks_of_one_interface(tmp_path):
     from edgecv.camera import Frame, JsonLinesSink, RecordingSink, summarize
-    from edgecv.classify import Prediction
+    from edgecv.classify import ClassScore, Prediction
 
     sinks = [JsonLinesSink(str(tmp_path / "out.jsonl")), RecordingSink(tmp_path / "out.avi")]
     assert [sink.wants_overlay for sink in sinks] == [False, True]
     for sink in sinks:
         sink.open(25.0)
-    prediction = Prediction("a", 0.9, [{"label": "a", "score": 0.9}], 1.0)
+    prediction = Prediction("a", 0.9, [ClassScore("a", 0.9)], 1.0)
     for index in range(3):
         frame = Frame(index, index / 25, np.zeros((48, 64), np.uint8))
         for sink in sinks:
@@ -327,11 +327,11 @@ def test_a_full_recording_queue_waits_and_counts_never_drops(tmp_path):
     """The writer thread encodes behind a bounded queue; a producer faster than the encoder
     waits (counted) and every frame is in the verified file, in order."""
     from edgecv.camera import Frame, RecordingSink, summarize
-    from edgecv.classify import Prediction
+    from edgecv.classify import ClassScore, Prediction
 
     sink = RecordingSink(tmp_path / "out.avi", queue_frames=1)
     sink.open(30.0)
-    prediction = Prediction("a", 0.9, [{"label": "a", "score": 0.9}], 1.0)
+    prediction = Prediction("a", 0.9, [ClassScore("a", 0.9)], 1.0)
     rng = np.random.default_rng(0)
     for index in range(40):  # noise encodes slowly: the queue of one fills
         image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
@@ -420,10 +420,9 @@ def test_a_lost_live_source_is_reconnected_then_given_up(monkeypatch):
 
 def test_overlay_enlarges_small_frames_and_draws_in_colour():
     from edgecv.camera import draw_overlay
-    from edgecv.classify import Prediction
+    from edgecv.classify import ClassScore, Prediction
 
-    prediction = Prediction("7", 0.9, [{"label": "7", "score": 0.9}, {"label": "1", "score": 0.1}],
-                            0.5)
+    prediction = Prediction("7", 0.9, [ClassScore("7", 0.9), ClassScore("1", 0.1)], 0.5)
     small = draw_overlay(np.zeros((32, 32), np.uint8), prediction, fps=123.4, ms=0.5)
     assert small.shape == (480, 480, 3) and small.dtype == np.uint8 and small.any()
     none = draw_overlay(np.zeros((480, 640, 3), np.uint8), Prediction(None, None, [], 0.5), 0.0,
@@ -782,7 +781,7 @@ def test_window_shows_the_overlay_s_saves_a_snapshot_and_the_key_quits(model, tm
     import cv2
 
     from edgecv.camera import draw_overlay
-    from edgecv.classify import Prediction
+    from edgecv.classify import ClassScore, Prediction
 
     model_path, testset = model
     # q and Esc each see another digit: the first test image, and the first of another class.
@@ -800,11 +799,13 @@ def test_window_shows_the_overlay_s_saves_a_snapshot_and_the_key_quits(model, tm
     record = records[0]
     assert {json.dumps(r["top_k"]) for r in records} == {json.dumps(record["top_k"])}
     frame = cv2.imdecode(np.frombuffer(server.jpegs[0], np.uint8), cv2.IMREAD_COLOR)
-    expected = draw_overlay(frame.copy(), Prediction(record["label"], record["score"],
-                                                     record["top_k"], record["ms"]), 0.0, None)
+    expected = draw_overlay(frame.copy(), Prediction(
+        record["label"], record["score"], [ClassScore(**c) for c in record["top_k"]],
+        record["ms"]), 0.0, None)
     swapped = [dict(row) for row in record["top_k"]]  # the same scores, labels 1 and 2 swapped
     swapped[0]["label"], swapped[1]["label"] = swapped[1]["label"], swapped[0]["label"]
-    wrong = draw_overlay(frame.copy(), Prediction(swapped[0]["label"], record["score"], swapped,
+    wrong = draw_overlay(frame.copy(), Prediction(swapped[0]["label"], record["score"],
+                                                  [ClassScore(**c) for c in swapped],
                                                   record["ms"]), 0.0, None)
     assert differing(expected[PANEL], wrong[PANEL]) > 100  # the labels' glyphs tell them apart
     assert differing(expected[PANEL], frame[PANEL]) > 1000  # the panel darkens and writes

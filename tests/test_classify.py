@@ -48,7 +48,7 @@ def test_classifier_uses_the_card_and_reports_time(flat_model, tmp_path):
             classifier.classify(np.zeros((8, 8), np.uint8))
         prediction = classifier.decode(np.array([0.1, 0.2, 0.6, 0.1]), ms=1.23456)
     assert prediction.label == "owl" and prediction.score == 0.6 and prediction.ms == 1.2346
-    assert [c["label"] for c in prediction.top_k] == ["owl", "dog"]
+    assert [c.label for c in prediction.top_k] == ["owl", "dog"]
 
 
 def test_classifier_without_card_needs_labels(tmp_path):
@@ -58,8 +58,8 @@ def test_classifier_without_card_needs_labels(tmp_path):
         Classifier(backend)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [({"k": 0}, "--top-k must be at least 1"),
-                                              ({"threshold": 1.5}, "--threshold must be between 0 and 1")])
+@pytest.mark.parametrize("kwargs, fragment", [({"k": 0}, "`top_k` must be at least 1"),
+                                              ({"threshold": 1.5}, "`threshold` must be between 0 and 1")])
 def test_classifier_validates_options(flat_model, kwargs, fragment):
     with open_backend(flat_model) as backend, pytest.raises(UsageError, match=fragment):
         Classifier(backend, **kwargs)

@@ -230,8 +230,8 @@ def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, t
     # written, with the usual way out
     monkeypatch.setattr(rounding, "rounding_split", broken_split)
     lines = []
-    with pytest.raises(AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*--max-drop 1.0"
-                       r".*\. Next: --recover keeps the layers that lose most in float, or --qat"):
+    with pytest.raises(AccuracyDropError, match=r"model_int8.tflite lost \d+\.\d+ pp.*`max_drop` 1.0"
+                       r".*\. Next: `recover` keeps the layers that lose most in float, or `qat`"):
         convert.convert_run(trained_run, ["int8"], out_dir=tmp_path, calib_samples=50,
                             max_drop=1.0, log=lines.append)
     report = json.loads((tmp_path / "conversion.json").read_text())
@@ -638,7 +638,7 @@ def test_the_format_table_selects_in_order_and_refuses_before_loading():
     assert SELECT_TF_OPS_FORMATS == ("fp32", "fp16", "dynamic")
     chosen = selected_formats(["onnx_int8", "int8", "onnx"], Settings())
     assert [spec.name for spec in chosen] == ["fp32", "int8", "onnx", "onnx_int8"]
-    with pytest.raises(UsageError, match="--qat-epochs must be at least 1, received 0"):
+    with pytest.raises(UsageError, match="`qat_epochs` must be at least 1, received 0"):
         selected_formats(["int8_qat"], Settings(qat_epochs=0))
     with pytest.raises(UsageError, match="int8, edgetpu cannot use Flex ops"):
         selected_formats(["int8", "edgetpu"], Settings(select_tf_ops=True))

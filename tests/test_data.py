@@ -78,7 +78,7 @@ def test_keras_dataset_offline_gives_one_clear_error(monkeypatch):
         load_dataset("mnist", 28, 28, 1)
     message = str(info.value)
     assert "could not download the 'mnist' dataset" in message
-    assert "keras.datasets.mnist.load_data()" in message and "--data digits" in message
+    assert "keras.datasets.mnist.load_data()" in message and "`data` digits" in message
     assert "\n" not in message
 
 

@@ -46,7 +46,8 @@ def test_inspect_any_float_tflite_and_the_run(tiny_run, tmp_path):
     """A run's fp32 .tflite: its card gives the preprocessing and its source run the images; the
     TF view is skipped (no TensorFlow model), said in one line. The run itself: both views."""
     tflite = tiny_run / "export" / "model_fp32.tflite"
-    result = run_cli("inspect", "--quant", tflite, "--out", tmp_path / "t", "--top", "3")
+    # the quantization view is the default: no --quant needed (it was refused without)
+    result = run_cli("inspect", tflite, "--out", tmp_path / "t", "--top", "3")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "AI Edge Quantizer: worst 3 of" in result.stdout
     assert "debugger view skipped: the TF QuantizationDebugger needs the TensorFlow model" \

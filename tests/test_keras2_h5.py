@@ -133,7 +133,7 @@ def test_a_layer_class_keras3_does_not_know_is_named(tmp_path):
     message = str(caught.value)
     assert "\n" not in message
     assert "RetiredNorm" in message and "'dw0_bn'" in message
-    assert "--custom-objects" in message and "model.export" in message
+    assert "`custom_objects`" in message and "model.export" in message
 
 
 def test_a_keras2_field_keras3_cannot_take_is_named(tmp_path):

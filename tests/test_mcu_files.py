@@ -178,7 +178,7 @@ def test_fit_arithmetic_and_profile_parsing():
                                        "0.0 KiB short")
     assert all(board.source and board.ram_bytes and board.flash_bytes for board in BOARDS.values())
     for bad in ("", "256K", "abc", "256K,", "0,1M", "1,2,3", "-5K,1M"):
-        with pytest.raises(UsageError, match="--mcu-profile"):
+        with pytest.raises(UsageError, match="`mcu_profile`"):
             parse_profile(bad)
 
 
@@ -348,7 +348,7 @@ def test_profiles_apply_to_the_mcu_target_only():
     from edgecv.errors import UsageError
     from edgecv.runtime.boards import parse_profiles
 
-    with pytest.raises(UsageError, match="add mcu to --targets"):
+    with pytest.raises(UsageError, match="add mcu to `targets`"):
         BenchSettings(targets=["cpu"], mcu_profiles=parse_profiles(["pico"]))
 
 

@@ -78,7 +78,7 @@ assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "imported
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_info_is_complete_and_matches_the_builder(name):
-    from edgecv.models import _REGISTRY
+    from edgecv.models.registry import _REGISTRY
 
     info = get_model_info(name)
     assert isinstance(info, ModelInfo) and info.name == name
@@ -118,7 +118,7 @@ def test_only_mobilenet_supports_pretrained_weights():
     ("ds_cnn", (32, 32, 1), 10, {"blocks": 0}, "received blocks=0"),
     ("ds_cnn", (32, 32, 1), 10, {"filters": 8.5}, "received filters=8.5"),
     ("mobilenet_v2", (96, 96, 3), 10, {"alpha": 0}, "received alpha=0"),
-    ("mobilenet_v2", (96, 96, 1), 10, {"weights": "imagenet"}, "use --channels 3"),
+    ("mobilenet_v2", (96, 96, 1), 10, {"weights": "imagenet"}, "use `channels=3`"),
     ("mobilenet_v2", (96, 96, 3), 10, {"weights": "imagenet", "alpha": 0.6},
      "received alpha=0.6"),
     ("mobilenet_v2", (96, 96, 3), 10, {"weights": "/nope/base.weights.h5"},
@@ -274,7 +274,7 @@ def test_mobilenet_imagenet_download_failure_says_offline(tf, monkeypatch):
     assert not isinstance(info.value, UsageError)
     message = str(info.value)
     assert "could not download ImageNet weights for mobilenet_v2" in message
-    assert "URL fetch failure" in message and "--weights PATH" in message
+    assert "URL fetch failure" in message and "`weights` PATH" in message
 
 
 # --- count_macs -----------------------------------------------------------------------------------

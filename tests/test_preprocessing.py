@@ -54,12 +54,12 @@ def test_each_normalisation_flag_works_alone(flags, expected):
 
 
 @pytest.mark.parametrize("flags, fragment", [
-    ((None, (0.5,), None), "--mean 0.5 looks like statistics of 0..1 pixels"),
-    ((None, None, (0.25,)), "--std 0.25 looks like statistics of 0..1 pixels"),
+    ((None, (0.5,), None), "`mean` 0.5 looks like statistics of 0..1 pixels"),
+    ((None, None, (0.25,)), "`std` 0.25 looks like statistics of 0..1 pixels"),
     ((None, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-     "--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 looks like statistics of 0..1 pixels"),
-    ((None, None, (0.0,)), "--std must be positive, received [0.0]"),
-    ((1 / 255, None, (1.0, -2.0, 1.0)), "--std must be positive, received [1.0, -2.0, 1.0]"),
+     "`mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225 looks like statistics of 0..1 pixels"),
+    ((None, None, (0.0,)), "`std` must be positive, received [0.0]"),
+    ((1 / 255, None, (1.0, -2.0, 1.0)), "`std` must be positive, received [1.0, -2.0, 1.0]"),
 ])
 def test_bad_normalisation_flags_are_one_line_usage_errors(flags, fragment):
     from edgecv.preprocessing import normalisation_from_flags
@@ -68,7 +68,7 @@ def test_bad_normalisation_flags_are_one_line_usage_errors(flags, fragment):
         normalisation_from_flags(*flags)
     assert fragment in str(info.value) and "\n" not in str(info.value)
     if "looks like" in fragment:
-        assert "add --scale 1/255" in str(info.value)
+        assert "add `scale=1/255`" in str(info.value)
 
 
 def test_contract_round_trips_through_dict():
@@ -130,7 +130,7 @@ def test_fit_letterbox_pads_with_black_and_keeps_every_pixel():
 def test_fit_stretch_and_bad_mode():
     frame = np.zeros((10, 30), np.uint8)
     assert fit_to_aspect(frame, 8, 8, "stretch") is frame
-    with pytest.raises(UsageError, match="--fit must be one of crop, letterbox, stretch, received 'zoom'"):
+    with pytest.raises(UsageError, match="`fit` must be one of crop, letterbox, stretch, received 'zoom'"):
         fit_to_aspect(frame, 8, 8, "zoom")
 
 

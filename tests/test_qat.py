@@ -78,7 +78,7 @@ def test_a_layer_tfmot_cannot_quantize_is_one_line_naming_it_and_the_way_out():
     x = keras.layers.ELU(name="elu")(keras.layers.Conv2D(4, 3)(inputs))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)), name="net")
     with pytest.raises(QatError, match=r"layer 'elu' \(ELU\) of 'net' has no quantization-aware "
-                                       r"version in tfmot; leave out --qat") as info:
+                                       r"version in tfmot; leave out `qat`") as info:
         quantize_model(model)
     assert "\n" not in str(info.value) and "QuantizeConfig" not in str(info.value)
 

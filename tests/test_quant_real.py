@@ -109,17 +109,17 @@ def test_the_budget_judges_accuracy_and_agreement_apart():
     assert Budget(0.5).fits(churn)
     assert not Budget(0.5, 98.5).fits(churn)
     assert Budget(0.5, 98.5).misses(churn) == ("agrees with the reference on 97.00% of the "
-                                               "images, under --min-agreement 98.5")
+                                               "images, under `min_agreement` 98.5")
     lost = {"accuracy_drop_pp": 0.8, "agreement_drop_pp": 0.5, "agreement": 0.995}
     assert Budget(0.5, 98.5).misses(lost) == ("lost 0.80 pp of accuracy vs the reference, more "
-                                              "than --max-drop 0.5")
+                                              "than `max_drop` 0.5")
     no_labels = {"accuracy_drop_pp": None, "agreement_drop_pp": 1.2, "agreement": 0.988}
     assert "pp of agreement" in Budget(1.0).misses(no_labels)
     assert Budget(1.5, 98.8).fits(no_labels)
     assert not Budget().fits({"format": "onnx"})  # not verified: neither fits nor misses
     assert Budget().misses({"format": "onnx"}) is None
     for bad in ({"max_drop": -1}, {"min_agreement": 0}, {"min_agreement": 100.5}):
-        with pytest.raises(UsageError, match="--m"):
+        with pytest.raises(UsageError, match="`m"):
             Budget(**bad)
 
 
@@ -152,10 +152,10 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     # the crushed channels are the activations' rounding: the split says so, and the way out
     # is 16-bit activations, not QAT
     with pytest.raises(AccuracyDropError, match=r"model_int8.tflite agrees with the reference "
-                       r"on \d+\.\d\d% of the images, under --min-agreement 90.*Next: "
-                       r"--recover gives the layers that lose most 16-bit activations or float: "
+                       r"on \d+\.\d\d% of the images, under `min_agreement` 90.*Next: "
+                       r"`recover` gives the layers that lose most 16-bit activations or float: "
                        r"the int8 activations alone \(weights exact\) give \d+\.\d\d% agreement"
-                       r".*--qat keeps int8 activations"):
+                       r".*`qat` keeps int8 activations"):
         convert_run(labelled, ["int8"], out_dir=tmp_path / "strict", max_drop=100.0,
                     min_agreement=90.0, log=quiet)
     written = json.loads((tmp_path / "strict" / "conversion.json").read_text())
@@ -275,7 +275,7 @@ def test_recover_tries_int16_activations_before_float(outlier_run, tmp_path):
               for d in types}
     assert {"int16", "int8"} <= dtypes and "float32" not in dtypes
 
-    with pytest.raises(UsageError, match="--recover-mix value 'fast'"):
+    with pytest.raises(UsageError, match="`recover_mix` value 'fast'"):
         convert_run(outlier_run, ["int8"], out_dir=tmp_path / "x", recover=True,
                     recover_mix="fast", log=lambda _: None)
     # auto: both mixes fit 20 pp; the faster one on this machine ships, the other is summarised
@@ -318,8 +318,8 @@ def test_recover_mixes_int16_and_float_layers_when_int16_alone_misses(weight_out
     # the failure names float layers, not 16-bit activations
     split = plain["rounding"]
     assert split["weights"]["agreement"] < 0.5 < 0.9 < split["activations"]["agreement"]
-    with pytest.raises(AccuracyDropError, match=r"Next: --recover --recover-mix float keeps the "
-                       r"layers whose weights lose most in float, or --qat to fine-tune them: "
+    with pytest.raises(AccuracyDropError, match=r"Next: `recover` `recover_mix='float'` keeps the "
+                       r"layers whose weights lose most in float, or `qat` to fine-tune them: "
                        r"the int8 weights alone \(activations in float\) give \d+\.\d\d% "
                        r"agreement.*which 16-bit activations cannot mend"):
         convert_run(weight_outlier_run, ["int8"], out_dir=tmp_path / "plain", max_drop=10.0,

@@ -235,7 +235,7 @@ def test_xla_on_compiles_the_training_step(tmp_path):
                                deterministic=False, tensorboard=False, out=str(tmp_path / "run")),
                    log=lines.append)
     model_line = next(line for line in lines if line.startswith("model:"))
-    assert "xla: on (--xla on)" in model_line, model_line
+    assert "xla: on (`xla='on'`)" in model_line, model_line
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["train"]["xla"] == "on"
     assert np.isfinite(result.metrics["test_accuracy"])
@@ -294,7 +294,7 @@ def test_a_bad_time_limit_is_one_usage_error(text):
     from edgecv.errors import UsageError
     from edgecv.training.timeplan import parse_duration
 
-    with pytest.raises(UsageError, match="--time-limit must be a positive duration"):
+    with pytest.raises(UsageError, match="`time_limit` must be a positive duration"):
         parse_duration(text)
 
 
@@ -331,9 +331,9 @@ def test_a_resumed_time_plan_counts_the_time_already_trained():
 def test_time_limit_options_that_cannot_combine_are_refused():
     from edgecv.errors import UsageError
 
-    for changes, fragment in [({"lr_schedule": "step"}, "needs --lr-schedule cosine"),
+    for changes, fragment in [({"lr_schedule": "step"}, "needs `lr_schedule='cosine'`"),
                               ({"strategy": "multiworker"}, "multiworker"),
-                              ({"time_limit": -1.0}, "--time-limit must be positive")]:
+                              ({"time_limit": -1.0}, "`time_limit` must be positive")]:
         with pytest.raises(UsageError, match=fragment):
             resolve(TrainConfig(**{"time_limit": 60.0, **changes}))
     assert resolve_for_data(TrainConfig(time_limit=60.0), 1_200).epochs == 10_000  # a cap

@@ -81,7 +81,7 @@ def pipeline_report(tiny_run, tmp_path_factory):
     import json
 
     from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, run_benchmark
-    from edgecv.pipeline import write_run_report
+    from edgecv.run_report import write_run_report
 
     run = tmp_path_factory.mktemp("report") / "digits-seed_cnn"
     shutil.copytree(tiny_run, run)  # the shared run stays without bench files

@@ -129,7 +129,7 @@ def test_checksum_recorded_at_convert_time_is_checked_on_load(tmp_path, policy):
     with open_backend(path, checksum=policy) as backend:
         assert np.allclose(backend.run(np.zeros((1, 8, 8, 1), np.float32)), 0.75)
         if policy == "warn":
-            assert len(backend.warnings) == 1 and "--checksum refuse" in backend.warnings[0]
+            assert len(backend.warnings) == 1 and "`checksum='refuse'`" in backend.warnings[0]
         else:
             assert backend.warnings == []
 
@@ -139,7 +139,7 @@ def test_unknown_checksum_policy(tmp_path):
     path.write_bytes(tiny_tflite())
     from edgecv.errors import UsageError
 
-    with pytest.raises(UsageError, match="--checksum must be one of warn, refuse, off, received 'yes'"):
+    with pytest.raises(UsageError, match="`checksum` must be one of warn, refuse, off, received 'yes'"):
         open_backend(path, checksum="yes")
 
 

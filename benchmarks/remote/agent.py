@@ -202,7 +202,7 @@ def bench(job: Job, stream) -> None:
     given = manifest["settings"]
     settings = BenchSettings(targets=parse_targets(given["targets"]),
                              threads=parse_threads(given["threads"]),
-                             batches=parse_counts(given["batch"], "--batch"),
+                             batches=parse_counts(given["batch"], "`batch`"),
                              runs=given["runs"], min_time_s=given["min_time_s"],
                              warmup=given["warmup"], rounds=given["rounds"],
                              max_drop=given["max_drop"], checksum=given["checksum"],

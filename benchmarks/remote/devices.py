@@ -68,21 +68,21 @@ def parse_device(spec: str) -> Device:
         python = os.path.expanduser(python)
         found = shutil.which(python) if python else None
         if found is None:
-            raise UsageError(f"--on '{spec}': '{python}' is not an executable Python here; give "
+            raise UsageError(f"`on` '{spec}': '{python}' is not an executable Python here; give "
                              "local:PATH/TO/python (e.g. local:~/venv2/bin/python).")
         return Device(spec=spec, name=text.partition("?")[0], kind="python", python=found,
                       root=options.get("dir", DEFAULT_ROOT), **_cache_limits(spec, options))
     if not text.startswith("ssh://"):
-        raise UsageError(f"--on takes {FORMS}; received '{spec}'.")
+        raise UsageError(f"`on` takes {FORMS}; received '{spec}'.")
     if any(not char.isprintable() for char in text):
-        raise UsageError(f"--on {spec!r} holds a control character; give {FORMS}.")
+        raise UsageError(f"`on` {spec!r} holds a control character; give {FORMS}.")
     parts = urlsplit(text)
     if parts.password:
-        raise UsageError(f"--on '{spec}' holds a password: edgecv never takes a password, it uses "
+        raise UsageError(f"`on` '{spec}' holds a password: edgecv never takes a password, it uses "
                          f"your ssh keys; give {FORMS}.")
     user, host, port = _address(spec, parts.netloc)
     if parts.path not in ("", "/") or parts.fragment:
-        raise UsageError(f"--on '{spec}': unexpected path or fragment; give {FORMS}.")
+        raise UsageError(f"`on` '{spec}': unexpected path or fragment; give {FORMS}.")
     values = _options(spec, parts.query, QUERY_KEYS)
     return Device(spec=spec, name=parts.netloc, kind="ssh", host=host, user=user, port=port,
                   python=values.get("python", DEFAULT_PYTHON), root=values.get("dir", DEFAULT_ROOT),
@@ -95,16 +95,16 @@ def _address(spec: str, netloc: str) -> tuple[str | None, str, int | None]:
     found = NETLOC.fullmatch(netloc)
     user, host, port = found["user"], found["host"], found["port"]
     if not host:
-        raise UsageError(f"--on '{spec}' names no host; give {FORMS}.")
+        raise UsageError(f"`on` '{spec}' names no host; give {FORMS}.")
     if not HOST_NAME.fullmatch(host):
-        raise UsageError(f"--on '{spec}': the host '{host}' is not a host name, an address or an "
+        raise UsageError(f"`on` '{spec}': the host '{host}' is not a host name, an address or an "
                          "~/.ssh/config alias (letters, digits, '.', '_', '-', not first); give "
                          "one, e.g. ssh://pi@raspberrypi.")
     if user is not None and not USER_NAME.fullmatch(user):
-        raise UsageError(f"--on '{spec}': the user '{user}' is not a user name (letters, digits, "
+        raise UsageError(f"`on` '{spec}': the user '{user}' is not a user name (letters, digits, "
                          "'.', '_', '-', not first); give one, e.g. ssh://pi@raspberrypi.")
     if port is not None and not (PORT.fullmatch(port) and 1 <= int(port) <= 65535):
-        raise UsageError(f"--on '{spec}': the port must be a number from 1 to 65535; received "
+        raise UsageError(f"`on` '{spec}': the port must be a number from 1 to 65535; received "
                          f"'{port}'.")
     # urlsplit's form: lowercase, no brackets (ssh matches ~/.ssh/config Host lines alike)
     return user, host.strip("[]").replace("%25", "%").lower(), None if port is None else int(port)
@@ -120,7 +120,7 @@ def _cache_limits(spec: str, values: dict[str, str]) -> dict[str, float]:
         except ValueError:
             limits[key] = -1.0
         if not 0 < limits[key] < float("inf"):
-            raise UsageError(f"--on '{spec}': {key}= must be a number above 0; received "
+            raise UsageError(f"`on` '{spec}': {key}= must be a number above 0; received "
                              f"'{text}'.")
     return limits
 
@@ -130,15 +130,15 @@ def _options(spec: str, query: str, allowed: tuple[str, ...]) -> dict[str, str]:
     found = parse_qs(query, keep_blank_values=True)
     unknown = sorted(set(found) - set(allowed))
     if unknown:
-        raise UsageError(f"--on '{spec}': unknown option '{unknown[0]}'; the options are "
+        raise UsageError(f"`on` '{spec}': unknown option '{unknown[0]}'; the options are "
                          f"{', '.join(allowed)}.")
     values = {key: found[key][-1] for key in found}
     empty = [key for key, value in values.items() if not value]
     if empty:
-        raise UsageError(f"--on '{spec}': the option {empty[0]}= is empty; give a value.")
+        raise UsageError(f"`on` '{spec}': the option {empty[0]}= is empty; give a value.")
     unprintable = [key for key, value in values.items() if not value.isprintable()]
     if unprintable:
-        raise UsageError(f"--on {spec!r}: the option {unprintable[0]}= holds a control "
+        raise UsageError(f"`on` {spec!r}: the option {unprintable[0]}= holds a control "
                          "character; give a plain path.")
     return values
 
@@ -149,5 +149,5 @@ def parse_devices(specs: list[str]) -> list[Device]:
     names = [device.name for device in devices]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
-        raise UsageError(f"--on names '{twice[0]}' twice; give each device once.")
+        raise UsageError(f"`on` names '{twice[0]}' twice; give each device once.")
     return devices

@@ -43,7 +43,8 @@ def draw_overlay(image: np.ndarray, prediction: Prediction, fps: float,
     thickness = max(1, round(scale * 2))
     line = int(34 * scale)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    rows = prediction.top_k or [{"label": "(below threshold)", "score": None}]
+    rows = [choice.to_dict() for choice in prediction.top_k] or [
+        {"label": "(below threshold)", "score": None}]
     panel_w, panel_h = min(width, int(330 * scale)), min(height, line * len(rows) + line // 2)
     region = canvas[:panel_h, :panel_w]
     region[:] = (region * 0.4).astype(np.uint8)  # darken behind the text

@@ -64,19 +64,19 @@ class CameraSettings:
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
-            raise UsageError(f"--max-frames must be at least 1, received {self.max_frames}.")
+            raise UsageError(f"`max_frames` must be at least 1, received {self.max_frames}.")
         if not 0 <= self.reconnect_s <= 24 * 3600:
-            raise UsageError(f"--reconnect must be between 0 and 86400 seconds, "
+            raise UsageError(f"`reconnect` must be between 0 and 86400 seconds, "
                              f"received {self.reconnect_s:g}.")
         if self.record and Path(self.record).suffix.lower() not in RECORD_CODECS:
-            raise UsageError(f"--record must end in {' or '.join(RECORD_CODECS)} (mp4v or MJPG), "
+            raise UsageError(f"`record` must end in {' or '.join(RECORD_CODECS)} (mp4v or MJPG), "
                              f"received '{Path(self.record).name}'.")
         if (self.record and self.source.kind == "file"
                 and Path(self.record).resolve() == Path(self.source.target).resolve()):
-            raise UsageError(f"--record '{self.record}' is the video being read; choose another "
+            raise UsageError(f"`record` '{self.record}' is the video being read; choose another "
                              "file name.")
         if self.open_timeout_s <= 0:
-            raise UsageError(f"--open-timeout must be positive, received "
+            raise UsageError(f"`open_timeout` must be positive, received "
                              f"{self.open_timeout_s:g}.")
 
 
@@ -227,7 +227,7 @@ def run_camera(classifier: Classifier, settings: CameraSettings, *,
                     for sink in sinks:
                         sink.flush()
         except BrokenPipeError:
-            ended = "output closed (the reader of --json - went away)"
+            ended = "output closed (the reader of `json_path` - went away)"
         except BaseException as exc:  # finish the outputs, then re-raise
             error = exc
             ended = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}"

@@ -56,7 +56,8 @@ def frame_record(frame: Frame, prediction: Prediction) -> dict:
     """The JSON record of one processed frame: frame (source index), t (s), label, score,
     top_k, ms (inference)."""
     return {"frame": frame.index, "t": round(frame.t, 4), "label": prediction.label,
-            "score": prediction.score, "top_k": prediction.top_k, "ms": prediction.ms}
+            "score": prediction.score,
+            "top_k": [choice.to_dict() for choice in prediction.top_k], "ms": prediction.ms}
 
 
 class JsonLinesSink:
@@ -80,7 +81,7 @@ class JsonLinesSink:
             # closed in close()
             self._handle = open(self.target, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise UsageError(f"cannot write --json '{self.target}': "
+            raise UsageError(f"cannot write `json_path` '{self.target}': "
                              f"{exc.strerror or exc}.") from exc
 
     def write(self, frame: Frame, prediction: Prediction,
@@ -200,10 +201,10 @@ class VideoRecorder:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in RECORD_CODECS:
-            raise UsageError(f"--record must end in {' or '.join(RECORD_CODECS)} (mp4v or MJPG), "
+            raise UsageError(f"`record` must end in {' or '.join(RECORD_CODECS)} (mp4v or MJPG), "
                              f"received '{self.path.name}'.")
         if self.path.is_dir():
-            raise UsageError(f"--record '{self.path}' is a folder; give a file name.")
+            raise UsageError(f"`record` '{self.path}' is a folder; give a file name.")
         self.fps = float(fps) if fps and 0 < fps <= 240 else DEFAULT_RECORD_FPS
         self.fourcc = RECORD_CODECS[suffix]
         try:

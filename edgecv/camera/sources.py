@@ -52,14 +52,14 @@ def parse_source(text: str | int) -> SourceSpec:
     file -> file; a device node such as ``/dev/video0`` -> camera. Anything else: UsageError."""
     text = str(text).strip()
     if not text:
-        raise UsageError("--source is empty; give a camera index, a video file, a folder of "
+        raise UsageError("`source` is empty; give a camera index, a video file, a folder of "
                          "images or a stream URL.")
     if text.isdigit():
         return SourceSpec("camera", int(text))
     if "://" in text:
         scheme = text.split("://", 1)[0]
         if not scheme.replace("+", "").isalnum():
-            raise UsageError(f"--source '{text}' is not a valid URL (scheme '{scheme}').")
+            raise UsageError(f"`source` '{text}' is not a valid URL (scheme '{scheme}').")
         return SourceSpec("url", text)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -68,7 +68,7 @@ def parse_source(text: str | int) -> SourceSpec:
         return SourceSpec("file", str(path))
     if path.exists():  # a character device: /dev/video0
         return SourceSpec("camera", str(path))
-    raise UsageError(f"--source '{text}' does not exist; give a camera index (0), a video file, "
+    raise UsageError(f"`source` '{text}' does not exist; give a camera index (0), a video file, "
                      "a folder of images or a stream URL (rtsp://, http://).")
 
 

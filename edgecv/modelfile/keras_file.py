@@ -38,7 +38,7 @@ from edgecv.modelfile.kinds import check_model_file, model_format
 LAMBDA_ADVICE = ("edgecv loads with safe_mode, and a Lambda layer is Python code stored in the "
                  "file that loading would run. Replace each Lambda with a built-in layer or a "
                  "custom Layer subclass (get_config + register_keras_serializable, passed with "
-                 "--custom-objects FILE.py), re-save the model and convert that")
+                 "`custom_objects` FILE.py), re-save the model and convert that")
 
 
 def read_model_config(path: str | Path) -> dict:
@@ -58,7 +58,7 @@ def read_model_config(path: str | Path) -> dict:
             if text is None:
                 raise ModelFileError(
                     f"'{path}' holds weights only (no model config); give the architecture too: "
-                    f"edgecv convert model.json --weights {path}, or a whole-model .keras/.h5.")
+                    f"edgecv convert model.json `weights` {path}, or a whole-model .keras/.h5.")
             text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
         elif kind == "json":
             text = path.read_text(encoding="utf-8")
@@ -216,7 +216,7 @@ def _load_error(path: Path, exc: Exception, config: dict | None) -> ModelFileErr
             if path.suffix.lower() in (".h5", ".json") else ""
         return ModelFileError(
             f"cannot load '{path}': it uses the custom class(es) {', '.join(custom)}{where}, "
-            f"which Keras 3 does not define and nobody registered; pass --custom-objects "
+            f"which Keras 3 does not define and nobody registered; pass `custom_objects` "
             f"FILE.py that defines them.{legacy}"[:600])
     # A field Keras 3's constructor does not take ("Unrecognized keyword arguments passed to
     # X: {'f': v}" or "X.__init__() got an unexpected keyword argument 'f'").
@@ -252,10 +252,10 @@ def load_keras_model(path: str | Path, custom_objects: dict | None = None,
         raise ModelFileError(f"'{path}' is a SavedModel, not a Keras model; use "
                              "load_saved_model() (edgecv convert accepts both).")
     if kind == "json" and weights is None:
-        raise UsageError(f"a JSON config holds no weights: pass --weights FILE.weights.h5 with "
+        raise UsageError(f"a JSON config holds no weights: pass `weights` FILE.weights.h5 with "
                          f"'{path}'.")
     if kind != "json" and weights is not None:
-        raise UsageError(f"--weights goes with a JSON config only; '{path}' is a whole model "
+        raise UsageError(f"`weights` goes with a JSON config only; '{path}' is a whole model "
                          "with its weights.")
     config = read_model_config(path)
     refuse_lambda(path, config)
@@ -342,7 +342,7 @@ def parse_custom_objects_spec(spec: str) -> tuple[Path, list[str]]:
         if head.lower().endswith(".py") and "/" not in tail and "\\" not in tail:
             text, names = head, [n.strip() for n in tail.split(",") if n.strip()]
             if not names:
-                raise UsageError(f"--custom-objects '{spec}' names no class after ':'; give "
+                raise UsageError(f"`custom_objects` '{spec}' names no class after ':'; give "
                                  "FILE.py or FILE.py:ClassA,ClassB.")
     return Path(text), names
 
@@ -358,9 +358,9 @@ def load_custom_objects(spec: str) -> dict:
     it again would register its classes a second time."""
     path, names = parse_custom_objects_spec(spec)
     if not path.is_file():
-        raise UsageError(f"--custom-objects file '{path}' does not exist.")
+        raise UsageError(f"`custom_objects` file '{path}' does not exist.")
     if path.suffix.lower() != ".py":
-        raise UsageError(f"--custom-objects expects a Python file (.py), received '{path}'.")
+        raise UsageError(f"`custom_objects` expects a Python file (.py), received '{path}'.")
     keras = _import_keras()
     source = path.read_bytes()
     digest = hashlib.sha256(str(path.resolve()).encode() + b"\0" + source).hexdigest()[:12]
@@ -377,7 +377,7 @@ def load_custom_objects(spec: str) -> dict:
         except Exception as exc:  # the user's code: any error means the same to them
             del sys.modules[module_name]
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            raise UsageError(f"--custom-objects '{path}' failed to import: "
+            raise UsageError(f"`custom_objects` '{path}' failed to import: "
                              f"{type(exc).__name__}: {first}") from exc
         finally:
             sys.path.remove(str(path.resolve().parent))
@@ -389,7 +389,7 @@ def load_custom_objects(spec: str) -> dict:
         if missing:
             available = sorted(n for n, obj in vars(module).items()
                                if inspect.isclass(obj) and obj.__module__ == module_name)
-            raise UsageError(f"--custom-objects: {', '.join(repr(n) for n in missing)} not "
+            raise UsageError(f"`custom_objects`: {', '.join(repr(n) for n in missing)} not "
                              f"defined in '{path}' (it defines: {', '.join(available) or 'no classes'}).")
         chosen = [getattr(module, n) for n in names]
     else:
@@ -398,7 +398,7 @@ def load_custom_objects(spec: str) -> dict:
                       if before.get(key) is not obj or getattr(obj, "__module__", None) == module_name]
         chosen = list(defined.values()) + [obj for obj in registered if obj not in defined.values()]
         if not chosen:
-            raise UsageError(f"--custom-objects '{path}' defines no Keras Layer or Model subclass "
+            raise UsageError(f"`custom_objects` '{path}' defines no Keras Layer or Model subclass "
                              "and registers nothing with keras.saving.register_keras_serializable.")
     objects = {}
     for obj in chosen:

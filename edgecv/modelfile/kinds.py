@@ -60,7 +60,7 @@ def check_model_file(path: str | Path) -> Path:
     elif suffix != ".json":
         raise ModelFileError(
             f"unsupported model file type '{suffix}' for '{path}'; expected .keras, .h5, a .json "
-            "config (with --weights) or a SavedModel directory."
+            "config (with `weights`) or a SavedModel directory."
         )
     return path
 

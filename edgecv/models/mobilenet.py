@@ -50,7 +50,7 @@ def mobilenet_v2(input_shape, num_classes, alpha: float = 0.35, weights: str | N
             raise EdgecvError(
                 f"could not download ImageNet weights for mobilenet_v2 ({reason}). This machine "
                 "looks offline: download them once with internet access (they are cached in "
-                "~/.keras/models/) or pass --weights PATH to a local weights file."
+                "~/.keras/models/) or pass `weights` PATH to a local weights file."
             ) from exc
     else:
         base = build_base(None)
@@ -94,7 +94,7 @@ def _check_weights(weights, input_shape, alpha: float) -> Path | None:
                          f"received weights={weights!r}.")
     if input_shape[2] != 3:
         raise UsageError(f"pretrained mobilenet_v2 weights need 3 channels (RGB), received "
-                         f"input_shape={tuple(input_shape)}; use --channels 3.")
+                         f"input_shape={tuple(input_shape)}; use `channels=3`.")
     if weights == "imagenet":
         if alpha not in IMAGENET_ALPHAS:
             raise UsageError(f"ImageNet mobilenet_v2 weights exist for alpha in "

@@ -72,11 +72,11 @@ def parse_size(text: str, what: str, spec: str) -> int:
     microcontroller datasheets mean them); UsageError naming ``what`` of ``spec`` otherwise."""
     match = _SIZE.match(text)
     if match is None:
-        raise UsageError(f"--mcu-profile '{spec}': the {what} '{text}' is not a size; write it "
+        raise UsageError(f"`mcu_profile` '{spec}': the {what} '{text}' is not a size; write it "
                          "like 256K, 1M or 262144 (bytes).")
     size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower() or None])
     if size < 1:
-        raise UsageError(f"--mcu-profile '{spec}': the {what} must be more than 0 bytes.")
+        raise UsageError(f"`mcu_profile` '{spec}': the {what} must be more than 0 bytes.")
     return size
 
 
@@ -87,13 +87,13 @@ def parse_profile(spec: str) -> BoardProfile:
     if "," in text:
         parts = text.split(",")
         if len(parts) != 2:
-            raise UsageError(f"--mcu-profile '{spec}' has {len(parts)} parts; give RAM,FLASH "
+            raise UsageError(f"`mcu_profile` '{spec}' has {len(parts)} parts; give RAM,FLASH "
                              "(e.g. 256K,1M) or a board name: " + ", ".join(BOARDS) + ".")
         ram, flash = (parse_size(part, what, spec) for part, what in zip(parts, ("RAM", "flash")))
         return BoardProfile(text.replace(" ", ""), "custom", ram, flash, "--mcu-profile")
     if text.lower() in BOARDS:
         return BOARDS[text.lower()]
-    raise unknown_name("--mcu-profile", text, BOARDS, "Or give RAM,FLASH, e.g. 256K,1M.")
+    raise unknown_name("`mcu_profile`", text, BOARDS, "Or give RAM,FLASH, e.g. 256K,1M.")
 
 
 def parse_profiles(specs: list[str] | None) -> list[BoardProfile]:

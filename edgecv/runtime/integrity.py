@@ -102,7 +102,7 @@ def check_recorded_checksum(path: Path, data: bytes, policy: str = "warn") -> st
     ModelFileError, ``off`` skips the check. Returns None when the file matches or has no record.
     """
     if policy not in CHECKSUM_POLICIES:
-        raise UsageError(f"--checksum must be one of {', '.join(CHECKSUM_POLICIES)}, "
+        raise UsageError(f"`checksum` must be one of {', '.join(CHECKSUM_POLICIES)}, "
                          f"received '{policy}'.")
     if policy == "off":
         return None
@@ -118,4 +118,4 @@ def check_recorded_checksum(path: Path, data: bytes, policy: str = "warn") -> st
                "corrupted since; re-run edgecv convert")
     if policy == "refuse":
         raise ModelFileError(message + ".")
-    return message + " (use --checksum refuse to reject such files)."
+    return message + " (use `checksum='refuse'` to reject such files)."

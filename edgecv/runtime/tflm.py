@@ -177,7 +177,7 @@ def tflm_incompatibility(model: bytes) -> str | None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return (f"{problems[0]}{more}: the microcontroller target runs full-int8 models "
-                "(edgecv convert --int8)")
+                "(edgecv convert `formats=['int8']`)")
     return None
 
 

@@ -79,7 +79,7 @@ def tpu_strategy():
     tpu_name, why = _tpu_evidence()
     if tpu_name is None:
         raise StrategyUnavailable(
-            f"--strategy tpu: {why}. Set TPU_NAME to a reachable TPU, or use --strategy "
+            f"`strategy='tpu'`: {why}. Set TPU_NAME to a reachable TPU, or use `strategy` "
             "default on CPU/GPU."
         )
     try:
@@ -89,7 +89,7 @@ def tpu_strategy():
     except (ValueError, RuntimeError, tf.errors.OpError) as exc:
         reason = first_line(exc)
         raise StrategyUnavailable(
-            f"--strategy tpu: the TPU '{tpu_name}' could not be initialised ({reason})."
+            f"`strategy='tpu'`: the TPU '{tpu_name}' could not be initialised ({reason})."
         ) from exc
     strategy = tf.distribute.TPUStrategy(resolver)
     return strategy, f"TPU with {strategy.num_replicas_in_sync} core(s)"

@@ -108,56 +108,56 @@ def validate(config: TrainConfig) -> None:
         raise unknown_name("xla mode", config.xla, XLA_MODES)
     if config.xla == "on" and config.deterministic:
         # Keras would silently train without XLA: it turns jit_compile off under op determinism
-        raise UsageError("--xla on needs --no-deterministic: Keras does not compile with XLA "
+        raise UsageError("`xla='on'` needs `deterministic=False`: Keras does not compile with XLA "
                          "while TensorFlow's op determinism is on.")
     checks = [
         (config.epochs is None or config.epochs >= 1,
-         f"--epochs must be at least 1, received {config.epochs}."),
+         f"`epochs` must be at least 1, received {config.epochs}."),
         (config.batch_size is None or config.batch_size >= 1,
-         f"--batch-size must be at least 1, received {config.batch_size}."),
+         f"`batch_size` must be at least 1, received {config.batch_size}."),
         (config.warmup_epochs >= 0,
-         f"--warmup-epochs must be 0 or more, received {config.warmup_epochs}."),
-        (config.lr > 0, f"--lr must be positive, received {config.lr}."),
+         f"`warmup_epochs` must be 0 or more, received {config.warmup_epochs}."),
+        (config.lr > 0, f"`lr` must be positive, received {config.lr}."),
         (config.weight_decay is None or config.weight_decay >= 0,
-         f"--weight-decay must be 0 or more, received {config.weight_decay}."),
+         f"`weight_decay` must be 0 or more, received {config.weight_decay}."),
         (0 <= config.label_smoothing < 1,
-         f"--label-smoothing must be in [0, 1), received {config.label_smoothing}."),
-        (config.patience >= 1, f"--patience must be at least 1, received {config.patience}."),
+         f"`label_smoothing` must be in [0, 1), received {config.label_smoothing}."),
+        (config.patience >= 1, f"`patience` must be at least 1, received {config.patience}."),
         (config.fine_tune_epochs >= 0,
-         f"--fine-tune-epochs must be 0 or more, received {config.fine_tune_epochs}."),
-        (config.channels in (None, 1, 3), f"--channels must be 1 or 3, received {config.channels}."),
+         f"`fine_tune_epochs` must be 0 or more, received {config.fine_tune_epochs}."),
+        (config.channels in (None, 1, 3), f"`channels` must be 1 or 3, received {config.channels}."),
         (config.time_limit is None or config.time_limit > 0,
-         f"--time-limit must be positive, received {config.time_limit}."),
+         f"`time_limit` must be positive, received {config.time_limit}."),
     ]
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
     if config.time_limit is not None:
         if config.lr_schedule != "cosine":
-            raise UsageError(f"--time-limit sizes the cosine schedule to the time; it needs "
-                             f"--lr-schedule cosine, received {config.lr_schedule}.")
+            raise UsageError(f"`time_limit` sizes the cosine schedule to the time; it needs "
+                             f"`lr_schedule='cosine'`, received {config.lr_schedule}.")
         if config.fine_tune_epochs:
-            raise UsageError("--time-limit does not combine with --fine-tune-epochs (a second "
-                             "phase of fixed length); give --epochs instead.")
+            raise UsageError("`time_limit` does not combine with `fine_tune_epochs` (a second "
+                             "phase of fixed length); give `epochs` instead.")
         if config.strategy == "multiworker":
-            raise UsageError("--time-limit does not combine with --strategy multiworker (each "
-                             "worker would plan from its own clock); give --epochs instead.")
+            raise UsageError("`time_limit` does not combine with `strategy='multiworker'` (each "
+                             "worker would plan from its own clock); give `epochs` instead.")
     info = get_model_info(config.model)
     if config.img_size is not None and config.img_size < info.min_img_size:
         raise UsageError(
-            f"--img-size {config.img_size} is too small for {config.model}; "
+            f"`img_size` {config.img_size} is too small for {config.model}; "
             f"it needs at least {info.min_img_size}."
         )
     if (config.weights or config.fine_tune_epochs) and not info.supports_weights:
         supported = [m for m in list_models() if get_model_info(m).supports_weights]
         raise UsageError(
-            f"--weights/--fine-tune-epochs apply to pretrained bases only; {config.model} has none. "
+            f"`weights`/`fine_tune_epochs` apply to pretrained bases only; {config.model} has none. "
             f"Use one of: {', '.join(supported)}."
         )
     if config.fine_tune_epochs and not config.weights:
-        raise UsageError("--fine-tune-epochs needs --weights imagenet|PATH (a pretrained base).")
+        raise UsageError("`fine_tune_epochs` needs `weights` imagenet|PATH (a pretrained base).")
     if config.weights not in (None, "imagenet") and not Path(config.weights).is_file():
-        raise UsageError(f"--weights file '{config.weights}' does not exist; give imagenet or a path.")
+        raise UsageError(f"`weights` file '{config.weights}' does not exist; give imagenet or a path.")
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -173,7 +173,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         channels = 3 if config.weights else DATASET_CHANNELS.get(config.data, 3 if kind == "folder" else 1)
     if config.weights and channels != 3:
         raise UsageError(
-            f"pretrained weights need RGB input: received --channels {channels}, use --channels 3."
+            f"pretrained weights need RGB input: received `channels` {channels}, use `channels=3`."
         )
     # Photos (3 channels) get the standard pad-crop + flip; digits-like data small affine changes
     # and no flip (a mirrored 2 or 7 is another glyph).

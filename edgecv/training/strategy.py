@@ -75,7 +75,7 @@ def multiworker_role(raw: str | None = None) -> WorkerRole:
     raw = os.environ.get("TF_CONFIG") if raw is None else raw
     if not raw:
         raise StrategyUnavailable(
-            f"--strategy multiworker needs the TF_CONFIG environment variable (e.g. "
+            f"`strategy='multiworker'` needs the TF_CONFIG environment variable (e.g. "
             f"{EXAMPLE_TF_CONFIG}) on every worker."
         )
     try:
@@ -155,7 +155,7 @@ def make_strategy(name: str):
     if name == "multiworker":
         role = multiworker_role()
         timeout = multiworker_timeout()
-        message = (f"--strategy multiworker: {role.task_type} {role.index} waited {timeout:g} s "
+        message = (f"`strategy='multiworker'`: {role.task_type} {role.index} waited {timeout:g} s "
                    f"for its peers ({', '.join(role.peers)}) to connect; start every worker with the "
                    f"same cluster in TF_CONFIG and check that the ports are open "
                    f"({MULTIWORKER_TIMEOUT_ENV} sets the wait)")

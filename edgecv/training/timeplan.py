@@ -41,7 +41,7 @@ def parse_duration(text: str | float | None) -> float | None:
                 hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
                 value = hours * 3600 + minutes * 60 + seconds
     if value is None or not value > 0:
-        raise UsageError(f"--time-limit must be a positive duration such as 30m, 1h30m, 90s or "
+        raise UsageError(f"`time_limit` must be a positive duration such as 30m, 1h30m, 90s or "
                          f"1800 (seconds), received '{text}'.")
     return value
 

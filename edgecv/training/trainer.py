@@ -70,7 +70,7 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
     """
     if resume:
         if not config.out:
-            raise UsageError("--resume needs the run to continue: give --out RUN_DIR or --name NAME.")
+            raise UsageError("`resume` needs the run to continue: give `out` RUN_DIR or `name` NAME.")
         run_dir = Path(config.out)
         saved = TrainConfig.from_run(run_dir)
         remove_stale_partials(run_dir, recursive=True)  # what a killed run was writing
@@ -85,13 +85,13 @@ def prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool,
     config = resolve(config)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"output directory '{run_dir}' is a file; choose another --name/--out.")
+        raise UsageError(f"output directory '{run_dir}' is a file; choose another `name`/`out`.")
     remove_stale_partials(run_dir)  # a folder that is empty but for a killed write
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise UsageError(
-                f"output directory '{run_dir}' already exists; pass --overwrite to replace it, "
-                "--resume to continue it, or choose another --name/--out."
+                f"output directory '{run_dir}' already exists; pass `overwrite` to replace it, "
+                "`resume` to continue it, or choose another `name`/`out`."
             )
         _clear_run_dir(run_dir, keep_config=False, action="overwrite")
     return replace(config, out=str(run_dir)), run_dir
@@ -111,7 +111,7 @@ def _clear_run_dir(run_dir: Path, *, keep_config: bool, action: str) -> None:
     if not run.is_run():
         raise UsageError(
             f"refusing to {action} '{run_dir}': it is not an edgecv run (no config.json written "
-            "by edgecv train), and edgecv deletes only what it wrote; choose another --name/--out."
+            "by edgecv train), and edgecv deletes only what it wrote; choose another `name`/`out`."
         )
     foreign = run.foreign_entries()
     if foreign:
@@ -119,7 +119,7 @@ def _clear_run_dir(run_dir: Path, *, keep_config: bool, action: str) -> None:
         raise UsageError(
             f"refusing to {action} '{run_dir}': it holds '{foreign[0]}'{more}, which edgecv did "
             "not write, and edgecv deletes only what it wrote; move it out or choose another "
-            "--name/--out."
+            "`name`/`out`."
         )
     for entry in run_dir.iterdir():
         if entry.name == run.config.name:
@@ -223,8 +223,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     if resume and config.strategy == "multiworker":
         # Keras 3's BackupAndRestore keeps one file per worker and has no multi-worker restore.
         raise UsageError(
-            f"--resume of the multi-worker run '{run_dir}' is not supported; start it again on "
-            "every worker with --overwrite."
+            f"`resume` of the multi-worker run '{run_dir}' is not supported; start it again on "
+            "every worker with `overwrite`."
         )
     return _train_in(config, run_dir, resume=resume, log=log, chief=True)
 
@@ -265,7 +265,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         log(f"data streams from disk: {dataset.streamed_because}; the train split is decoded "
             "anew every epoch, val and test stay in memory")
     if len(dataset.val) == 0:
-        raise UsageError(f"validation split is empty (--val-split {config.val_split}); raise it.")
+        raise UsageError(f"validation split is empty (`val_split` {config.val_split}); raise it.")
 
     config = resolve_for_data(config, len(dataset.train))
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
@@ -300,7 +300,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
         compile_model(model, config, rate)
     log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}; "
         f"precision: {precision} ({precision_reason.removeprefix('auto: ')}); "
-        f"xla: {'on' if model.jit_compile else 'off'} (--xla {config.xla})")
+        f"xla: {'on' if model.jit_compile else 'off'} (`xla='{config.xla}'`)")
 
     augmenter = build_augmenter(config)
     train_ds = make_tf_dataset(dataset.train, preprocessing, config.batch_size, training=True,

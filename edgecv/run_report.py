@@ -1,21 +1,13 @@
-"""``edgecv pipeline``: train -> convert -> verify -> bench -> one HTML report, in the run directory.
-
-Each step is the same code as its own command (``train``, ``convert``, ``bench``); the pipeline
-only chains them and gathers their outputs into ``RUN/report.html`` (with ``bench.json`` and
-``bench.md`` beside it). A conversion that loses more accuracy than ``--max-drop`` does not
-stop the pipeline before the report is written: the report shows it, then the command exits 1.
+"""The run's report that ``edgecv pipeline`` (:func:`edgecv.api.pipeline`) writes:
+``RUN/report.html`` (training, conversion and verification, the bench) with ``bench.json`` and
+``bench.md`` beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from edgecv.errors import EdgecvError
 from edgecv.rundir import RunDir
-
-# The formats a deployment is chosen among; the others are an `edgecv convert --all` away.
-PIPELINE_FORMATS = ["fp32", "fp16", "int8", "onnx", "onnx_int8"]
 
 # The report's conversion columns: (header, conversion.json key, value -> shown number), in the
 # units a reader compares (MB, %, pp) and to the digits that differ between artifacts.
@@ -74,49 +66,6 @@ def training_section(run_dir: Path):
             f"{metrics['training_time_s']:.0f} s ({metrics['images_per_s']:.0f} images/s).")
     return Section("Training", text=text,
                    images=(run.training_curves, run.confusion_matrix))
-
-
-def run_pipeline(train_config, *, bench_settings, overwrite: bool = False,
-                 max_drop: float = 1.0, min_agreement: float | None = None,
-                 recover: bool = False, qat_epochs: int | None = None,
-                 log: Callable[[str], None] = print,
-                 progress: Callable[[dict], None] | None = None
-                 ) -> tuple[Path, dict, EdgecvError | None]:
-    """Run every step; return (run directory, bench report, the conversion's accuracy error or
-    None). ``max_drop`` and ``min_agreement`` are the budget (``--max-drop``,
-    ``--min-agreement``), refused before training when out of range; ``recover`` follows an int8
-    file over budget with a mixed one; ``qat_epochs`` (None:
-    no QAT) adds the quantization-aware int8 file. ``progress`` is called with each bench row as
-    it is measured."""
-    from edgecv.benchmarks.suite import discover, find_testset, run_benchmark
-    from edgecv.converters.convert import convert_run
-    from edgecv.converters.formats import with_qat
-    from edgecv.converters.verify import Budget
-    from edgecv.errors import AccuracyDropError
-    from edgecv.training import train
-
-    Budget(max_drop, min_agreement)  # a bad budget is refused before minutes of training
-    result = train(train_config, overwrite=overwrite, log=log)
-    run_dir = Path(result.run_dir)
-    run = RunDir(run_dir)
-    formats = with_qat(PIPELINE_FORMATS) if qat_epochs else PIPELINE_FORMATS
-    log(f"converting {', '.join(formats)}" + (" (--recover)" if recover else ""))
-    drop_error = None
-    try:
-        conversion = convert_run(run_dir, formats, max_drop=max_drop,
-                                 min_agreement=min_agreement, recover=recover,
-                                 qat_epochs=qat_epochs, log=log)
-    except AccuracyDropError as exc:  # the report is written; show it, fail at the end
-        drop_error = exc
-        import json
-
-        conversion = json.loads(run.export.conversion.read_text())
-    artifacts = discover([run_dir])
-    log(f"benchmarking {len(artifacts)} model(s) on {', '.join(bench_settings.targets)}")
-    report = run_benchmark(artifacts, bench_settings, find_testset(artifacts), progress=progress)
-    write_run_report(run_dir, report, conversion)
-    log(f"wrote {run.report_html}")
-    return run_dir, report, drop_error
 
 
 def write_run_report(run_dir: Path, report: dict, conversion: dict) -> Path:
