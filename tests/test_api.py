@@ -103,6 +103,7 @@ FLAG_ALLOWED = {
     ("benchmarks/remote/fleet.py", "--force-reinstall"),  # pip's own flags on a device
     ("benchmarks/remote/ssh.py", "--now"),
     ("edgecv/data/folder.py", "--notest"),  # a shell command in a hint
+    ("edgecv/tflite_metadata.py", "--io uint8"),  # the card's tflite_metadata reason
 }
 
 
