@@ -126,6 +126,8 @@ def test_edgetpu_library_name_per_platform(monkeypatch):
     ("edgetpu", "onnxruntime", False, "only .tflite files compiled"),
     ("edgetpu", "keras", False, "only .tflite files compiled"),
     ("edgetpu", "litert", False, "not compiled for the Edge TPU"),
+    # a row's reason, printed by the CLI and written into the reports: the command to run
+    ("edgetpu", "litert", False, "or edgecv convert --edgetpu with the compiler on PATH"),
     ("cpu", "litert", True, "runs only with the libedgetpu delegate"),
     ("gpu", "litert", True, "runs only with the libedgetpu delegate"),
 ])

@@ -189,7 +189,7 @@ def not_applicable(target: str, runtime: str, edgetpu_compiled: bool = False,
             return "the Edge TPU runs only .tflite files compiled by edgetpu_compiler"
         if not edgetpu_compiled:
             return ("not compiled for the Edge TPU (no edgetpu-custom-op): run edgetpu_compiler, "
-                    "or edgecv convert `formats=['edgetpu']` with the compiler on PATH")
+                    "or edgecv convert --edgetpu with the compiler on PATH")
     if edgetpu_compiled and target in ("cpu", "gpu"):
         return "compiled for the Edge TPU: its edgetpu-custom-op runs only with the libedgetpu delegate"
     return None
