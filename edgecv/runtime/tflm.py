@@ -233,11 +233,12 @@ def _flush_c_stdio() -> None:
 def arena_estimate(model: bytes) -> int:
     """A first arena size to try: every non-constant tensor's bytes, twice, plus 16 KiB for
     TFLM's persistent structures (the doubling in :class:`MicroInterpreter` covers the rest)."""
+    from edgecv.runtime.integrity import ITEM_BYTES
     from edgecv.tflite_schema import tflite_schema
 
     schema = tflite_schema()
-    sizes = {schema.TensorType.INT8: 1, schema.TensorType.UINT8: 1, schema.TensorType.INT16: 2,
-             schema.TensorType.FLOAT16: 2}
+    sizes = {code: ITEM_BYTES.get(name.lower(), 4) for name, code in vars(schema.TensorType).items()
+             if not name.startswith("_")}
     root = schema.Model.GetRootAs(model, 0)
     total = 0
     for s in range(root.SubgraphsLength()):
