@@ -72,11 +72,12 @@ def _names(value: str | int | Iterable | None, what: str) -> list[str]:
                          f"{type(value).__name__}.") from None
 
 
-def train(data: str = "digits", model: str = "resnet8", *, img_size: int | None = None,
+def train(data: str = "digits", model: str = "auto", *, model_options: dict | None = None,
+          img_size: int | None = None,
           channels: int | None = None, epochs: int | None = None,
           time_limit: str | float | None = None, batch_size: int | None = None,
-          lr: float = 3e-3, optimizer: str = "adam", weight_decay: float | None = None,
-          label_smoothing: float = 0.0, lr_schedule: str = "cosine",
+          lr: float | None = None, optimizer: str | None = None,
+          weight_decay: float | None = None, label_smoothing: float | None = None, lr_schedule: str = "cosine",
           warmup_epochs: float = 1.0, augment: str = "auto", flip: bool | None = None,
           val_split: float = 0.15, test_split: float = 0.15, seed: int = 0,
           deterministic: bool = True, precision: str = "auto", xla: str = "auto",
@@ -89,7 +90,10 @@ def train(data: str = "digits", model: str = "resnet8", *, img_size: int | None 
     Args:
         data: ``digits`` (offline, built in), ``mnist``, ``fashion_mnist``, ``cifar10``, or a
             folder with one subfolder per class. Default ``digits``.
-        model: a registry name (``edgecv models``). Default ``resnet8``.
+        model: a registry name (``edgecv models``), or ``auto`` (default): ``airnet``, the
+            photo recipe, for 3-channel data of 10,000+ training images, else ``resnet8``.
+        model_options: options of the model's builder, e.g. ``{"widths": (64, 192, 192)}``
+            (``get_model_info(name).overrides`` lists them). Default none.
         img_size: square input size (default: the model's). channels: 1 or 3 (default: the
             data's).
         epochs: maximum epochs (default 20; 50 from 10,000 training images); with ``resume``,
@@ -99,7 +103,8 @@ def train(data: str = "digits", model: str = "resnet8", *, img_size: int | None 
         batch_size, lr, optimizer, weight_decay, label_smoothing, lr_schedule, warmup_epochs,
             augment, flip, val_split, test_split, seed, deterministic, precision, xla, patience,
             strategy, weights, fine_tune_epochs, fine_tune_layers, tensorboard: as the CLI's
-            options of the same name (``edgecv train --help``), same defaults.
+            options of the same name (``edgecv train --help``), same defaults (None: the
+            model's recipe, ``ModelInfo.recipe``).
         name: the run goes to ``runs/NAME`` (default ``DATA-MODEL[-N]``). out: the run directory
             instead; give one of ``name`` and ``out``.
         overwrite: replace an existing run directory. resume: continue an interrupted run.
@@ -121,7 +126,8 @@ def train(data: str = "digits", model: str = "resnet8", *, img_size: int | None 
     seconds = time_limit if isinstance(time_limit, (int, float)) or time_limit is None \
         else parse_duration(time_limit)
     config = TrainConfig(
-        data=data, model=model, img_size=img_size, channels=channels, epochs=epochs,
+        data=data, model=model, model_options=dict(model_options or {}) or None,
+        img_size=img_size, channels=channels, epochs=epochs,
         time_limit=seconds, batch_size=batch_size, lr=lr, optimizer=optimizer,
         weight_decay=weight_decay, label_smoothing=label_smoothing, lr_schedule=lr_schedule,
         warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split,
@@ -495,7 +501,7 @@ def deployment(model: Path, target: str, threads: int | None,
     return chosen.model, chosen.threads
 
 
-def pipeline(data: str = "digits", model: str = "resnet8", *, img_size: int | None = None,
+def pipeline(data: str = "digits", model: str = "auto", *, img_size: int | None = None,
              channels: int | None = None, epochs: int | None = None,
              time_limit: str | float | None = None, seed: int = 0, name: str | None = None,
              out: str | Path | None = None, overwrite: bool = False, max_drop: float = 1.0,

@@ -142,18 +142,21 @@ def models_command() -> None:
 
     from edgecv.models import get_model_info, list_models
 
-    table = Table("model", "default size", "pretrained base", "description")
+    table = Table("model", "default size", "pretrained base", "options (--model-option)",
+                  "description")
     for name in list_models():
         info = get_model_info(name)
         table.add_row(name, str(info.default_img_size), "yes" if info.supports_weights else "-",
-                      info.description)
+                      ", ".join(info.overrides) or "-", info.description)
     Console().print(table)
 
 
 # Options that `train` and `pipeline` share: one definition, the same help in both.
 DATA_OPTION = typer.Option("digits", help="digits (offline, built in), mnist, fashion_mnist, "
                            "cifar10 (downloaded by Keras), or a folder with one subfolder per class.")
-MODEL_OPTION = typer.Option("resnet8", help="Registry name; see `edgecv models`.")
+MODEL_OPTION = typer.Option("auto", help="Registry name (see `edgecv models`), or auto: airnet "
+                            "(the photo recipe) for 3-channel data of 10,000+ training images, "
+                            "resnet8 otherwise.")
 IMG_SIZE_OPTION = typer.Option(None, help="Square input size in pixels.",
                                show_default="model default")
 CHANNELS_OPTION = typer.Option(None, help="1 (grayscale) or 3 (RGB).",
@@ -191,6 +194,10 @@ MCU_PROFILE_OPTION = typer.Option(
 def train_command(
     data: str = DATA_OPTION,
     model: str = MODEL_OPTION,
+    model_options: Optional[list[str]] = typer.Option(
+        None, "--model-option", metavar="KEY=VALUE", help="An option of the model's builder "
+        "(repeatable; `edgecv models` lists them), e.g. widths=[64,192,192], whiten=false, "
+        "alpha=0.5.", show_default="none"),
     img_size: Optional[int] = IMG_SIZE_OPTION,
     channels: Optional[int] = CHANNELS_OPTION,
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping may end "
@@ -198,14 +205,18 @@ def train_command(
                                          show_default="20; 50 from 10,000 training images"),
     time_limit: Optional[str] = TIME_LIMIT_OPTION,
     batch_size: Optional[int] = typer.Option(
-        None, help="Global batch size.", show_default="32; 64 from 10,000 training images"),
-    lr: float = typer.Option(3e-3, help="Initial learning rate."),
-    optimizer: str = typer.Option("adam", help="adam, adamw, sgd or rmsprop."),
+        None, help="Global batch size.",
+        show_default="32; 64 from 10,000 training images (airnet: 256)"),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate.",
+                                       show_default="3e-3; airnet: 0.2"),
+    optimizer: Optional[str] = typer.Option(None, help="adam, adamw, sgd (Nesterov, momentum "
+                                            "0.9) or rmsprop.", show_default="adam; airnet: sgd"),
     weight_decay: Optional[float] = typer.Option(
         None, help="Decoupled weight decay: each step scales the weights by 1 - lr x this.",
-        show_default="none; 0.004 for adamw"),
-    label_smoothing: float = typer.Option(0.0, help="Label smoothing of the cross-entropy "
-                                          "(0: none; 0.1 is usual)."),
+        show_default="none (0.004 for adamw); airnet: 5e-3"),
+    label_smoothing: Optional[float] = typer.Option(
+        None, help="Label smoothing of the cross-entropy (0: none).",
+        show_default="0; airnet: 0.2"),
     lr_schedule: str = typer.Option("cosine", help="cosine (to 0 over --epochs), step, or none "
                                      "(reduce on plateau)."),
     warmup_epochs: float = typer.Option(1.0, help="Linear learning-rate warm-up before the "
@@ -241,7 +252,9 @@ def train_command(
     """Train a compact CNN and write a run directory (model, labels, config, curves, metrics)."""
     options = dict(locals())
     from edgecv import api
+    from edgecv.training.config import parse_model_options
 
+    options["model_options"] = parse_model_options(options["model_options"] or [])
     api.train(**options, log=_log)
 
 

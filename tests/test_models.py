@@ -51,7 +51,8 @@ def test_registry_lists_the_zoo_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert set(out.stdout.strip().split(",")) >= {
-        "seed_cnn", "lenet5", "mini_vgg", "mini_inception", "resnet8", "mobilenet_v2", "ds_cnn"}
+        "seed_cnn", "lenet5", "mini_vgg", "mini_inception", "resnet8", "mobilenet_v2", "ds_cnn",
+        "airnet"}
 
 
 def test_bad_arguments_fail_before_tensorflow_is_imported():

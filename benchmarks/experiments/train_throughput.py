@@ -24,6 +24,9 @@ Variants:
   with TensorFlow's own oneDNN choice (off on CPUs without AVX-512/AMX-class features, such as
   the AMD AVX2 machine here).
 - ``plain_fit_onednn``: the same with ``TF_ENABLE_ONEDNN_OPTS=1``, which edgecv sets on x86-64.
+- ``plain_fit_bfloat16``: ``plain_fit_onednn`` under Keras' ``mixed_bfloat16`` policy (the
+  classifier in float32, as edgecv does): the bare fit that ``edgecv_like_for_like`` is to be
+  compared with on a CPU where ``--precision auto`` trains in bfloat16.
 - ``plain_fit_deterministic``: the same with ``enable_op_determinism()``.
 - ``edgecv_like_for_like``: ``edgecv train`` with every callback but no augmentation and no
   op determinism, i.e. the same work as ``plain_fit`` plus edgecv's bookkeeping.
@@ -61,12 +64,13 @@ from pathlib import Path
 
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 
-VARIANTS = ("plain_fit", "plain_fit_onednn", "plain_fit_deterministic", "edgecv_like_for_like",
+VARIANTS = ("plain_fit", "plain_fit_onednn", "plain_fit_bfloat16", "plain_fit_deterministic", "edgecv_like_for_like",
             "edgecv_nondeterministic", "edgecv_default", "edgecv_default_no_onednn",
             "edgecv_float32", "edgecv_streamed", "edgecv_xla")
 # TF_ENABLE_ONEDNN_OPTS per variant (None: unset, TensorFlow's own choice for the CPU; the other
 # variants get edgecv's default through edgecv.tf_import, "1" on x86-64).
 ONEDNN_ENV = {"plain_fit": None, "plain_fit_deterministic": None, "plain_fit_onednn": "1",
+              "plain_fit_bfloat16": "1",
               "edgecv_default_no_onednn": "0"}
 
 
@@ -93,7 +97,7 @@ def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: i
         from edgecv.models import create_model
         from edgecv.preprocessing import Preprocessing
         from edgecv.training.config import TrainConfig, resolve
-        from edgecv.training.recipe import make_optimizer
+        from edgecv.training.recipe import make_loss, make_optimizer
 
         if variant == "plain_fit_deterministic":
             tf.config.experimental.enable_op_determinism()
@@ -102,9 +106,15 @@ def measure(variant: str, data: str, model_name: str, epochs: int, batch_size: i
         size, channels = config.img_size, config.channels
         pre = Preprocessing(size, size, channels)
         ds = load_dataset(data, size, size, channels, seed=seed)
+        if variant == "plain_fit_bfloat16":
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
         model = create_model(model_name, pre.input_shape, ds.num_classes)
-        model.compile(optimizer=make_optimizer("adam", 3e-3),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        if variant == "plain_fit_bfloat16":
+            model.get_layer("scores").dtype_policy = "float32"
+        # the model's own recipe (optimizer, learning rate, weight decay, label smoothing), the
+        # constant rate a user writes first (the schedule costs nothing per step)
+        model.compile(optimizer=make_optimizer(config.optimizer, config.lr, config.weight_decay),
+                      loss=make_loss(config.label_smoothing), metrics=["accuracy"])
         x, x_val = pre.normalize(ds.train.x), pre.normalize(ds.val.x)
         start = time.perf_counter()
         model.fit(x, ds.train.y, batch_size=batch_size, epochs=epochs, shuffle=True,

@@ -37,6 +37,7 @@ from edgecv.limits import env_limit
 BUILTIN_DATASETS = ("digits",)
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DIGITS_LABELS = [str(i) for i in range(10)]
+DIGITS_IMAGES = 1_797  # scikit-learn's 8x8 digits
 FASHION_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat",
                   "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
 CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer",
@@ -280,6 +281,29 @@ def _load_archive(path, *args) -> Dataset:
         return _load_folder(root, *args, source=source, name=stem or "archive")
     except DataError as exc:  # name the archive the user gave, not only the cache folder
         raise DataError(f"data archive '{path}' (unpacked in '{root}'): {exc}") from None
+
+
+# Images in each Keras dataset (its train and test parts, pooled as _keras_dataset does).
+KERAS_DATASET_IMAGES = {"mnist": 70_000, "fashion_mnist": 70_000, "cifar10": 60_000}
+
+
+def count_images(spec: str) -> int | None:
+    """How many images ``spec`` holds before any is decoded: the built-in and Keras datasets'
+    known sizes, a folder's (or an unpacked archive's) valid image files; None when the folder
+    cannot be read (loading it then gives the error)."""
+    kind = dataset_kind(spec)
+    if kind == "builtin":
+        return DIGITS_IMAGES
+    if kind == "keras":
+        return KERAS_DATASET_IMAGES[spec]
+    from edgecv.data.archive import is_archive, unpack_archive
+    from edgecv.data.folder import scan_image_folder
+
+    try:
+        root = unpack_archive(spec)[0] if is_archive(spec) and not Path(spec).is_dir() else spec
+        return len(scan_image_folder(root).files)
+    except (DataError, OSError):
+        return None
 
 
 def source_spec(source: dict) -> str:

@@ -3,6 +3,7 @@ one module per family (:mod:`~edgecv.models.resnet`, :mod:`~edgecv.models.mobile
 Listing and describing models never imports TensorFlow; building one does."""
 
 from edgecv.models.registry import (ModelInfo, count_macs, create_model, get_model_info,
-                                    list_models)
+                                    init_from_data, list_models)
 
-__all__ = ["ModelInfo", "count_macs", "create_model", "get_model_info", "list_models"]
+__all__ = ["ModelInfo", "count_macs", "create_model", "get_model_info", "init_from_data",
+           "list_models"]

@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import importlib
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgecv.errors import UsageError, unknown_name
 
-__all__ = ["ModelInfo", "count_macs", "create_model", "get_model_info", "list_models"]
+__all__ = ["ModelInfo", "count_macs", "create_model", "get_model_info", "init_from_data",
+           "list_models"]
+
+# Layers whose weights are computed from the training images before the first step (by name,
+# so any registry model may use them): layer name -> "module:function(layer, images, seed=)".
+_DATA_INITIALISED = {"whiten": "airnet:init_whitening"}
+# Images the data-initialised layers look at: enough for a 2x2 patch covariance of 12 values.
+DATA_INIT_IMAGES = 5_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class ModelInfo:
     supports_weights: bool = False
     min_img_size: int = 16
     overrides: tuple[str, ...] = ()
+    recipe: dict = field(default_factory=dict)
 
 
 # name -> ("module:function" in edgecv.models, info). A plain dict, no import-time registration:
@@ -61,6 +69,11 @@ _REGISTRY: dict[str, tuple[str, ModelInfo]] = {
     "ds_cnn": ("ds_cnn:ds_cnn", ModelInfo(
         "ds_cnn", "depthwise-separable CNN in the style of the MLPerf Tiny / ARM KWS DS-CNN",
         min_img_size=8, overrides=("filters", "blocks"))),
+    "airnet": ("airnet:airnet", ModelInfo(
+        "airnet", "airbench-style photo net: whitening stem, 3 conv-pool-BN blocks (64/256/256)",
+        min_img_size=16, overrides=("widths", "activation", "whiten"),
+        recipe={"optimizer": "sgd", "lr": 0.2, "label_smoothing": 0.2, "weight_decay": 5e-3,
+                "batch_size": 256, "epochs": 12})),
     "mobilenet_v2": ("mobilenet:mobilenet_v2", ModelInfo(
         "mobilenet_v2", "keras.applications MobileNetV2 (width alpha), optional pretrained base",
         default_img_size=96, supports_weights=True, min_img_size=32,
@@ -103,6 +116,22 @@ def create_model(name: str, input_shape=(32, 32, 1), num_classes: int = 10, **ov
     module_name, function_name = _REGISTRY[name][0].split(":")
     module = importlib.import_module(f"edgecv.models.{module_name}")
     return getattr(module, function_name)(shape, int(num_classes), **options)
+
+
+def init_from_data(model, images, seed: int = 0) -> list[str]:
+    """Set the weights of ``model``'s data-initialised layers (e.g. airnet's ``"whiten"``) from
+    ``images``: float (N, H, W, C) normalised as the model sees them, or a function returning
+    them, called only when the model has such a layer. Returns the layers' names; a model
+    without any is left as it is (an empty list)."""
+    names = {layer.name for layer in model.layers}
+    targets = {name: target for name, target in _DATA_INITIALISED.items() if name in names}
+    if targets and callable(images):
+        images = images()
+    for layer_name, target in targets.items():
+        module_name, function_name = target.split(":")
+        module = importlib.import_module(f"edgecv.models.{module_name}")
+        getattr(module, function_name)(model.get_layer(layer_name), images, seed=seed)
+    return list(targets)
 
 
 def _check_input_shape(input_shape, info: ModelInfo) -> tuple[int, int, int]:

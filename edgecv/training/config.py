@@ -28,7 +28,14 @@ XLA_MODES = ("auto", "on", "off")
 # in 20 epochs, 82.4% in 50 epochs, which took 28 minutes on 2 cores in bfloat16).
 LARGE_DATASET_IMAGES = 10_000
 SMALL_DATASET_EPOCHS, LARGE_DATASET_EPOCHS = 20, 50
-DEFAULT_MODEL = "resnet8"
+# --model auto: the photo recipe (airnet, airbench's ideas) for 3-channel data with at least
+# LARGE_DATASET_IMAGES training images, where it reached 90%+ on CIFAR-10 in 30 minutes
+# (train_photo_recipe.json); resnet8, the microcontroller model, for everything else (grayscale,
+# and small photo sets: train_small_data.json).
+DEFAULT_MODEL = "auto"
+PHOTO_MODEL, SMALL_MODEL = "airnet", "resnet8"
+# The recipe of models whose ModelInfo.recipe does not say otherwise.
+HOUSE_RECIPE = {"optimizer": "adam", "lr": 3e-3, "label_smoothing": 0.0}
 DEFAULT_RUNS_DIR = "runs"
 # Channels of the data sources that have a natural value; folders default to RGB.
 DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3}
@@ -40,14 +47,15 @@ class TrainConfig:
 
     data: str = "digits"
     model: str = DEFAULT_MODEL
+    model_options: dict | None = None  # the builder's keyword options (ModelInfo.overrides)
     img_size: int | None = None
     channels: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
-    lr: float = 3e-3
-    optimizer: str = "adam"
+    lr: float | None = None
+    optimizer: str | None = None
     weight_decay: float | None = None
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None
     lr_schedule: str = "cosine"
     warmup_epochs: float = 1.0
     augment: str = "auto"
@@ -92,9 +100,9 @@ def validate(config: TrainConfig) -> None:
     """Check every option; raise UsageError that echoes the bad value and the accepted range."""
     from edgecv.models import get_model_info, list_models
 
-    if config.model not in list_models():
-        raise unknown_name("model", config.model, list_models())
-    if config.optimizer not in OPTIMIZERS:
+    if config.model != DEFAULT_MODEL and config.model not in list_models():
+        raise unknown_name("model", config.model, [DEFAULT_MODEL] + list_models())
+    if config.optimizer is not None and config.optimizer not in OPTIMIZERS:
         raise unknown_name("optimizer", config.optimizer, OPTIMIZERS)
     if config.strategy not in STRATEGIES:
         raise unknown_name("strategy", config.strategy, STRATEGIES)
@@ -117,10 +125,10 @@ def validate(config: TrainConfig) -> None:
          f"`batch_size` must be at least 1, received {config.batch_size}."),
         (config.warmup_epochs >= 0,
          f"`warmup_epochs` must be 0 or more, received {config.warmup_epochs}."),
-        (config.lr > 0, f"`lr` must be positive, received {config.lr}."),
+        (config.lr is None or config.lr > 0, f"`lr` must be positive, received {config.lr}."),
         (config.weight_decay is None or config.weight_decay >= 0,
          f"`weight_decay` must be 0 or more, received {config.weight_decay}."),
-        (0 <= config.label_smoothing < 1,
+        (config.label_smoothing is None or 0 <= config.label_smoothing < 1,
          f"`label_smoothing` must be in [0, 1), received {config.label_smoothing}."),
         (config.patience >= 1, f"`patience` must be at least 1, received {config.patience}."),
         (config.fine_tune_epochs >= 0,
@@ -142,7 +150,13 @@ def validate(config: TrainConfig) -> None:
         if config.strategy == "multiworker":
             raise UsageError("`time_limit` does not combine with `strategy='multiworker'` (each "
                              "worker would plan from its own clock); give `epochs` instead.")
+    if config.model == DEFAULT_MODEL:  # the model-specific checks run once it is chosen
+        return
     info = get_model_info(config.model)
+    unknown = sorted(set(config.model_options or {}) - set(info.overrides))
+    if unknown:
+        raise UsageError(f"{config.model} has no option {', '.join(unknown)} (`model_options`); "
+                         f"its options: {', '.join(info.overrides) or 'none'}.")
     if config.img_size is not None and config.img_size < info.min_img_size:
         raise UsageError(
             f"`img_size` {config.img_size} is too small for {config.model}; "
@@ -161,13 +175,17 @@ def validate(config: TrainConfig) -> None:
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
-    """Fill the ``None`` fields with the model's and dataset's defaults; validates first."""
+    """Fill the ``None`` fields with the model's and dataset's defaults; validates first.
+
+    ``model='auto'`` becomes a registry name here (:func:`choose_model`), and the optimizer,
+    learning rate, label smoothing and weight decay left unset come from that model's recipe
+    (``ModelInfo.recipe``, else :data:`HOUSE_RECIPE`).
+    """
     from edgecv.data import dataset_kind
     from edgecv.models import get_model_info
 
     validate(config)
     kind = dataset_kind(config.data)
-    img_size = config.img_size or get_model_info(config.model).default_img_size
     channels = config.channels
     if channels is None:
         channels = 3 if config.weights else DATASET_CHANNELS.get(config.data, 3 if kind == "folder" else 1)
@@ -175,22 +193,75 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(
             f"pretrained weights need RGB input: received `channels` {channels}, use `channels=3`."
         )
+    if config.model == DEFAULT_MODEL:
+        config = replace(config, model=choose_model(config, channels))
+        validate(config)
+    info = get_model_info(config.model)
+    recipe = {**HOUSE_RECIPE, **{k: v for k, v in info.recipe.items() if k in HOUSE_RECIPE
+                                 or k == "weight_decay"}}
+    img_size = config.img_size or info.default_img_size
     # Photos (3 channels) get the standard pad-crop + flip; digits-like data small affine changes
     # and no flip (a mirrored 2 or 7 is another glyph).
     augment = config.augment if config.augment != "auto" else ("crop" if channels == 3 else "affine")
     flip = config.flip if config.flip is not None else augment == "crop"
-    return replace(config, img_size=img_size, channels=channels, augment=augment, flip=flip)
+    return replace(
+        config, img_size=img_size, channels=channels, augment=augment, flip=flip,
+        optimizer=config.optimizer or recipe["optimizer"],
+        lr=config.lr if config.lr is not None else recipe["lr"],
+        label_smoothing=(config.label_smoothing if config.label_smoothing is not None
+                         else recipe["label_smoothing"]),
+        weight_decay=(config.weight_decay if config.weight_decay is not None
+                      else recipe.get("weight_decay")))
+
+
+def parse_model_options(items: list[str]) -> dict:
+    """``["widths=[64,192,192]", "whiten=false"]`` -> ``{"widths": [64, 192, 192], "whiten":
+    False}``: each value a Python literal (numbers, lists, True/False, also lowercase), else the
+    text itself. The builder checks the values."""
+    import ast
+
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"`model_options` takes KEY=VALUE, received '{item}'.")
+        text = text.strip()
+        text = {"true": "True", "false": "False", "none": "None"}.get(text.lower(), text)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        options[key.strip()] = value
+    return options
+
+
+def choose_model(config: TrainConfig, channels: int) -> str:
+    """``model='auto'``: :data:`PHOTO_MODEL` for 3-channel data whose train split holds at least
+    :data:`LARGE_DATASET_IMAGES` images, else :data:`SMALL_MODEL`. The split's size is estimated
+    from the source's image count (:func:`edgecv.data.count_images`) before anything is decoded."""
+    from edgecv.data import count_images
+
+    if channels != 3:
+        return SMALL_MODEL
+    images = count_images(config.data)
+    train_fraction = 1.0 - config.val_split - config.test_split
+    large = images is not None and images * train_fraction >= LARGE_DATASET_IMAGES
+    return PHOTO_MODEL if large else SMALL_MODEL
 
 
 def resolve_for_data(config: TrainConfig, train_images: int) -> TrainConfig:
     """Fill the defaults that depend on the training set's size: the batch size and the
-    number of epochs (with ``--time-limit`` alone, a cap that the time ends first)."""
+    number of epochs (with ``--time-limit`` alone, a cap that the time ends first). From
+    :data:`LARGE_DATASET_IMAGES` training images a model's recipe may set both."""
+    from edgecv.models import get_model_info
     from edgecv.training.timeplan import TIME_LIMITED_MAX_EPOCHS
 
     large = train_images >= LARGE_DATASET_IMAGES
-    batch_size = config.batch_size or (64 if large else 32)
+    recipe = get_model_info(config.model).recipe if large else {}
+    batch_size = config.batch_size or recipe.get("batch_size") or (64 if large else 32)
     epochs = config.epochs or (TIME_LIMITED_MAX_EPOCHS if config.time_limit else
-                               LARGE_DATASET_EPOCHS if large else SMALL_DATASET_EPOCHS)
+                               recipe.get("epochs") or
+                               (LARGE_DATASET_EPOCHS if large else SMALL_DATASET_EPOCHS))
     return replace(config, batch_size=batch_size, epochs=epochs)
 
 

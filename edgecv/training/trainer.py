@@ -237,7 +237,8 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     import keras
 
     from edgecv.data import load_dataset
-    from edgecv.models import count_macs, create_model
+    from edgecv.models import count_macs, create_model, init_from_data
+    from edgecv.models.registry import DATA_INIT_IMAGES
     from edgecv.training.report import (classification_metrics, plot_confusion_matrix,
                                         plot_training_curves, read_history)
     from edgecv.runtime import cpu_flags
@@ -289,13 +290,21 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
 
     def build(**overrides):
         return create_model(config.model, preprocessing.input_shape, dataset.num_classes,
-                            **overrides)
+                            **{**(config.model_options or {}), **overrides})
 
     with strategy.scope():
         overrides = {"weights": config.weights} if config.weights else {}
         model = build_in_precision(lambda: build(**overrides), precision)
         if config.weights:
             model.get_layer("base").trainable = False
+        if not resume:  # a resumed run restores these weights from its backup
+            sample = np.random.default_rng(config.seed).permutation(len(dataset.train))
+            sample = np.sort(sample[:DATA_INIT_IMAGES])
+            initialised = init_from_data(
+                model, lambda: preprocessing.normalize(dataset.train.images(sample)),
+                seed=config.seed)
+            if initialised:
+                log(f"{', '.join(initialised)} initialised from {len(sample)} training images")
         rate = learning_rate(config, steps_per_epoch)
         compile_model(model, config, rate)
     log(f"model: {config.model}, {model.count_params():,} parameters; strategy: {strategy_text}; "

@@ -1,0 +1,112 @@
+"""airnet: a photo classifier that learns a lot per CPU-minute, after airbench (Jordan 2024).
+
+Keller Jordan's "94% on CIFAR-10 in 3.29 seconds on a single GPU" trains a small VGG-like net
+to 94% in ten epochs. Its facts carried over here, written afresh in Keras (the paper's code is
+PyTorch):
+
+- a **whitening stem**: a frozen 2x2 convolution (no padding) whose filters are the eigenvectors
+  of the training images' 2x2 patch covariance, scaled by 1/sqrt(eigenvalue) and used with both
+  signs; :func:`init_whitening` sets them from the training data before the first step (the
+  trainer calls it for any model with a layer named ``"whiten"``);
+- three blocks of conv3x3 -> max-pool 2 -> BatchNorm -> activation -> conv3x3 -> BatchNorm ->
+  activation, widths 64/256/256, convs without bias, BatchNorm without a learned scale (the
+  conv before it makes the scale redundant) and with a fast moving average (momentum 0.6);
+- global max pooling and a bias-free classifier.
+
+With the defaults at 32x32x3 and 10 classes: 1.97 M parameters and 0.12 G MACs. Every op is a
+TFLite builtin with an int8 kernel (CONV_2D, MAX_POOL_2D, GELU or RELU, REDUCE_MAX,
+FULLY_CONNECTED, SOFTMAX).
+"""
+
+from __future__ import annotations
+
+from edgecv.errors import UsageError
+from edgecv.models._checks import positive_int
+
+ACTIVATIONS = ("gelu", "relu")
+WHITEN_KERNEL = 2
+
+
+def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "gelu",
+           whiten: bool = True):
+    """airnet with ``widths`` per block (3 positive integers, default (64, 256, 256)),
+    ``activation`` ``gelu`` (default) or ``relu``, and the whitening stem (``whiten=True``) or
+    a plain trainable 3x3 stem conv of the same width in its place."""
+    received = widths
+    try:
+        widths = tuple(widths)
+    except TypeError:
+        widths = ()
+    if len(widths) != 3:
+        raise UsageError(f"widths must be 3 positive integers (one per block), "
+                         f"received widths={received!r}.")
+    widths = tuple(positive_int(f"widths[{i}]", w) for i, w in enumerate(widths))
+    if activation not in ACTIVATIONS:
+        raise UsageError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                         f"received activation={activation!r}.")
+    if not isinstance(whiten, bool):
+        raise UsageError(f"whiten must be True or False, received whiten={whiten!r}.")
+    import keras
+    from keras import layers
+
+    channels = input_shape[-1]
+    stem_width = 2 * WHITEN_KERNEL * WHITEN_KERNEL * channels
+
+    def act(x, name):
+        if activation == "gelu":
+            return layers.Activation("gelu", name=name)(x)
+        return layers.ReLU(name=name)(x)
+
+    def conv(x, width, name):
+        return layers.Conv2D(width, 3, padding="same", use_bias=False, name=name)(x)
+
+    def bn(x, name):
+        # Keras' momentum is the weight of the old average: PyTorch's 0.6 is Keras' 0.4.
+        return layers.BatchNormalization(momentum=0.4, epsilon=1e-5, scale=False, name=name)(x)
+
+    inputs = keras.Input(input_shape, name="input")
+    if whiten:
+        x = layers.Conv2D(stem_width, WHITEN_KERNEL, padding="valid", use_bias=False,
+                          trainable=False, name="whiten")(inputs)
+    else:
+        x = conv(inputs, stem_width, "stem")
+    x = act(x, "stem_act")
+    for block, width in enumerate(widths, start=1):
+        name = f"block{block}"
+        x = conv(x, width, f"{name}_conv1")
+        x = layers.MaxPooling2D(name=f"{name}_pool")(x)
+        x = act(bn(x, f"{name}_bn1"), f"{name}_act1")
+        x = conv(x, width, f"{name}_conv2")
+        x = act(bn(x, f"{name}_bn2"), f"{name}_act2")
+    x = layers.GlobalMaxPooling2D(name="gmp")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", use_bias=False, name="scores")(x)
+    return keras.Model(inputs, outputs, name="airnet")
+
+
+def init_whitening(layer, images, *, max_patches: int = 200_000, eps: float = 5e-4,
+                   seed: int = 0) -> None:
+    """Set the frozen ``"whiten"`` conv's filters from ``images`` (N, H, W, C float, normalised as
+    the model sees them): the eigenvectors of the 2x2 patch covariance over at most
+    ``max_patches`` random patches, divided by sqrt(eigenvalue + ``eps``), with both signs, so
+    its outputs are decorrelated with unit variance (before the activation)."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    k = WHITEN_KERNEL
+    n, height, width, channels = images.shape
+    rng = np.random.default_rng(seed)
+    count = min(max_patches, n * (height - k + 1) * (width - k + 1))
+    idx = rng.integers(0, n, count)
+    rows = rng.integers(0, height - k + 1, count)
+    cols = rng.integers(0, width - k + 1, count)
+    offsets = np.arange(k)
+    patches = images[idx[:, None, None], rows[:, None, None] + offsets[None, :, None],
+                     cols[:, None, None] + offsets[None, None, :]]  # (count, k, k, C)
+    patches = patches.reshape(count, -1).astype(np.float64)
+    patches -= patches.mean(axis=0)
+    covariance = patches.T @ patches / count
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
+    filters = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + eps)  # columns
+    filters = np.concatenate([filters, -filters], axis=1)  # (k*k*C, 2*k*k*C)
+    kernel = filters.reshape(k, k, channels, 2 * k * k * channels).astype(np.float32)
+    layer.set_weights([kernel])
