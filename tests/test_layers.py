@@ -187,7 +187,8 @@ def test_import_edgecv_imports_no_tensorflow_and_no_runtime():
     """The Python API's names resolve without importing their implementation: TensorFlow loads
     when a training-side function runs, a runtime when a model is opened."""
     code = ("import sys, edgecv; edgecv.train, edgecv.convert, edgecv.bench, edgecv.predict, "
-            "edgecv.pipeline, edgecv.Conversion, edgecv.BenchReport, edgecv.EdgecvError; "
+            "edgecv.pipeline, edgecv.inspect, edgecv.Conversion, edgecv.BenchReport, "
+            "edgecv.Inspection, edgecv.EdgecvError; "
             "print([m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnxruntime', "
             "'ai_edge_litert', 'cv2') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
