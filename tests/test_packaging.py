@@ -22,7 +22,8 @@ SCRIPTS = sorted(path for path in EXPERIMENTS.glob("*.py") if not path.name.star
 
 
 def test_the_wheel_holds_no_experiment_and_no_result(tmp_path):
-    """The experiments were a package of the wheel (edgecv/benchmarks/experiments/, 19 files)."""
+    """The experiments were a package of the wheel (edgecv/benchmarks/experiments/, 19 files),
+    and, listed in an old SOURCES.txt, came back as package data (17)."""
     pytest.importorskip("setuptools", reason="the build backend (pyproject's build-system)")
     if importlib.util.find_spec("setuptools.command.bdist_wheel") is None:
         pytest.importorskip("wheel", reason="bdist_wheel for a setuptools before 70.1")
@@ -33,6 +34,12 @@ def test_the_wheel_holds_no_experiment_and_no_result(tmp_path):
     for folder in ("edgecv", "converters", "benchmarks"):
         shutil.copytree(ROOT / folder, source / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    # A checkout installed (editable) before the scripts left the package keeps an
+    # edgecv.egg-info/SOURCES.txt naming them, which setuptools reads back as its manifest.
+    (source / "edgecv.egg-info").mkdir()
+    (source / "edgecv.egg-info" / "SOURCES.txt").write_text("".join(
+        f"{path.relative_to(ROOT)}\n" for path in
+        [*EXPERIMENTS.glob("*.py"), *(ROOT / "benchmarks" / "results").iterdir()]))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index",
                             "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
                             str(source)], capture_output=True, text=True, timeout=300)
