@@ -1,4 +1,5 @@
-"""``edgecv inspect --quant SOURCE``: which layers lose most when the model is quantized.
+"""``edgecv inspect SOURCE`` (``edgecv.inspect``): which layers lose most when the model is
+quantized.
 
 SOURCE is a run directory, a model file (``.keras``, ``.h5``, a SavedModel, a JSON config with
 ``--weights``; read like ``edgecv convert`` reads it) or a float ``.tflite`` file. Two
@@ -22,7 +23,6 @@ normalisation flags, as a Keras model file does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,21 +31,7 @@ import numpy as np
 from edgecv.converters import aeq
 from edgecv.converters.sources import ModelOptions, load_model_data, resolve_contract
 from edgecv.errors import EdgecvError, ModelFileError, UsageError
-
-
-@dataclass
-class QuantInspection:
-    """The rows of each view (None when that view could not run; ``skipped`` says why)."""
-
-    source: str
-    images: str  # where the calibration / sample images came from
-    out_dir: Path
-    debugger: list[dict] | None = None
-    quantizer: list[dict] | None = None
-    rounding: dict | None = None  # rounding_split's, on ``rounding_on``
-    rounding_on: str | None = None
-    skipped: dict[str, str] = field(default_factory=dict)
-
+from edgecv.results import DebuggerRow, Inspection, QuantizerRow
 
 # the held-out images the rounding split is measured on: at 1,000 one flip is 0.1%
 ROUNDING_IMAGES = 5000
@@ -53,8 +39,10 @@ ROUNDING_IMAGES = 5000
 
 def inspect_quant(source: str | Path, options: ModelOptions | None = None, samples: int = 64,
                   activation_bits: int = 8, out_dir: str | Path | None = None,
-                  log: Callable[[str], None] = print) -> QuantInspection:
-    """Both views for ``source`` with ``samples`` sample images (at least 100 calibrate)."""
+                  log: Callable[[str], None] = print) -> Inspection:
+    """Every view for ``source`` with ``samples`` sample images (at least 100 calibrate), each
+    written to its CSV in ``out_dir`` (default: RUN/export, or beside the model) once all
+    have run."""
     options = options or ModelOptions()
     if samples < 1:
         raise UsageError(f"`samples` must be at least 1, received {samples}.")
@@ -63,7 +51,7 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
         out = Path(out_dir) if out_dir else Path(source).resolve().parent
         _check_outputs(out)
         model, calibration, images = _tflite_source(Path(source), options, calib_samples, log)
-        result = QuantInspection(str(source), images, out)
+        result = Inspection(source=str(source), images=images, activations=activation_bits)
         result.skipped["debugger"] = ("the TF QuantizationDebugger needs the TensorFlow model; "
                                       "pass the run or the model file for it")
         result.skipped["rounding"] = ("the int8 rounding apart needs the Keras model (it moves "
@@ -78,31 +66,45 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
 
         run = load_source(source, calib_samples, options, log)
         calibration = run.calibration
-        default_out = run.default_out or RunDir(run.source).export.path
-        result = QuantInspection(str(source), (run.calibration_info or {}).get(
-            "source", "the source's calibration split"), Path(out_dir or default_out))
-        _check_outputs(result.out_dir)
-        result.debugger = layer_errors(run.model, calibration, calibration[:samples])
+        out = Path(out_dir or run.default_out or RunDir(run.source).export.path)
+        result = Inspection(source=str(source), images=(run.calibration_info or {}).get(
+            "source", "the source's calibration split"), activations=activation_bits)
+        _check_outputs(out)
+        result.debugger = [DebuggerRow(**row) for row in
+                           layer_errors(run.model, calibration, calibration[:samples])]
         x, y, result.rounding_on, reference = check_data_scores(run, ROUNDING_IMAGES)
         result.rounding = rounding_split(run.model, calibration, x, y, reference)
         if result.rounding is None:
             result.skipped["rounding"] = "the weights can be moved in a Keras model only"
         model = to_tflite_fp32(run.model)
     try:
-        result.quantizer = aeq.tensor_errors(model, calibration, calibration[:samples],
-                                             activation_bits)
+        result.quantizer = [QuantizerRow(**row) for row in aeq.tensor_errors(
+            model, calibration, calibration[:samples], activation_bits)]
     except EdgecvError as exc:
         if "not installed" not in str(exc):
             raise
         result.skipped["quantizer"] = str(exc)
+    _write_csvs(result, out)
     return result
+
+
+def _write_csvs(result: Inspection, out_dir: Path) -> None:
+    """Each view that ran to its CSV (``result.files``)."""
+    from edgecv.converters.quant_debug import CSV_FILES, write_csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for view, name in CSV_FILES.items():
+        rows = getattr(result, view)
+        if rows is not None:
+            write_csv([row.to_dict() for row in rows], out_dir / name)
+            result.files[view] = out_dir / name
 
 
 def _check_outputs(out_dir: Path) -> None:
     """Before the slow part: the CSVs to be written would replace nothing edgecv did not write."""
     from edgecv.converters.quant_debug import CSV_FILES, refuse_foreign_csv
 
-    for name in CSV_FILES:
+    for name in CSV_FILES.values():
         refuse_foreign_csv(out_dir / name)
 
 

@@ -202,7 +202,7 @@ def to_onnx_int8(fp32_model, calibration: np.ndarray, *, per_channel: bool = Tru
     for U8S8 ``reduce_range`` (weights in 7 bits, see below; ``None`` = on for U8S8 only).
     U8S8 because it is what is fast on x86 CPUs: on the 2-core test machine (resnet8, batch 1)
     the S8S8 file ran at 0.68x (1 thread) / 0.42x (2 threads) the speed of fp32, U8S8 at 1.27x /
-    1.18x (python -m edgecv.benchmarks.experiments.onnx_int8_settings; benchmarks/results/). U8S8 with 7-bit
+    1.18x (python benchmarks/experiments/onnx_int8_settings.py; benchmarks/results/). U8S8 with 7-bit
     weights has the same kernels: 1.30x / 1.26x in the committed run on a shared machine
     (1.30-1.53x / 1.23-1.26x over 3 runs), U8U8 0.91x / 0.91x.
     """

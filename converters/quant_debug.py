@@ -75,8 +75,8 @@ def _finite(value: float) -> float | None:
     return round(value, 2) if math.isfinite(value) else None
 
 
-# The files edgecv inspect --quant writes; each starts with these columns.
-CSV_FILES = ("quant_debug.csv", "quant_validate.csv")
+# The file each view of edgecv inspect writes (view -> file name); each starts with these columns.
+CSV_FILES = {"debugger": "quant_debug.csv", "quantizer": "quant_validate.csv"}
 CSV_HEADER_START = "op,tensor,"
 
 

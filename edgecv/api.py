@@ -1,7 +1,7 @@
 """The Python API: one function per command, the CLI's options as keyword arguments.
 
-``edgecv.train``, ``edgecv.convert``, ``edgecv.bench``, ``edgecv.predict`` and
-``edgecv.pipeline`` are these functions (re-exported lazily by :mod:`edgecv`). Each imports
+``edgecv.train``, ``edgecv.convert``, ``edgecv.inspect``, ``edgecv.bench``, ``edgecv.predict``
+and ``edgecv.pipeline`` are these functions (re-exported lazily by :mod:`edgecv`). Each imports
 its implementation when called, so ``import edgecv`` stays light: TensorFlow loads only when a
 training-side function runs. The CLI (:mod:`edgecv.cli`) parses its flags and calls them.
 
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from edgecv.benchmarks.row import BenchRow
     from edgecv.classify import Prediction
-    from edgecv.results import BenchReport, Conversion, McuExport, PipelineResult, Run
+    from edgecv.results import (BenchReport, Conversion, Inspection, McuExport, PipelineResult,
+                                Run)
 
 Log = Union[Callable[[str], None], None]
 # The formats the pipeline converts to: those a deployment is chosen among (the others are a
@@ -100,18 +101,18 @@ def train(data: str = "digits", model: str = "auto", *, model_options: dict | No
             raises the run's epoch count.
         time_limit: train for this long instead (``"30m"``, ``"1h30m"`` or seconds); ``epochs``
             is then a cap. Default none.
-        batch_size, lr, optimizer, weight_decay, label_smoothing, lr_schedule, warmup_epochs,
-            augment, flip, val_split, test_split, seed, deterministic, precision, xla, patience,
-            strategy, weights, fine_tune_epochs, fine_tune_layers, tensorboard: as the CLI's
-            options of the same name (``edgecv train --help``), same defaults (None: the
-            model's recipe, ``ModelInfo.recipe``).
+        batch_size, lr, optimizer, weight_decay, label_smoothing: as the CLI's options of the
+            same name (``edgecv train --help``), same defaults (None: the model's recipe,
+            ``ModelInfo.recipe``); so are lr_schedule, warmup_epochs, augment, flip, val_split,
+            test_split, seed, deterministic, precision, xla, patience, strategy, weights,
+            fine_tune_epochs, fine_tune_layers and tensorboard.
         name: the run goes to ``runs/NAME`` (default ``DATA-MODEL[-N]``). out: the run directory
             instead; give one of ``name`` and ``out``.
         overwrite: replace an existing run directory. resume: continue an interrupted run.
         log: called with each progress line (default ``print``; None: silent).
 
     Returns:
-        The :class:`~edgecv.results.Run`: its directory and ``metrics.json``.
+        The ``Run``, its directory and ``metrics.json``.
 
     Raises:
         UsageError: a bad option (the message names it and the value received).
@@ -216,8 +217,8 @@ def convert(source, formats: Sequence[str] = (), *, out: str | Path | None = Non
         progress: called with what is being built and verified now (default none).
 
     Returns:
-        The :class:`~edgecv.results.Conversion` (``conversion.json``), or for a ``.tflite``
-        the :class:`~edgecv.results.McuExport` (``mcu.json``).
+        The ``Conversion`` (``conversion.json``), or for a ``.tflite`` the ``McuExport``
+            (``mcu.json``).
 
     Raises:
         AccuracyDropError: an artifact is over budget; everything is written and
@@ -297,6 +298,61 @@ def _export_tflite(path: Path, formats, out, profiles, options, log, **others) -
     return record, Path(out) if out else default_folder(path).path
 
 
+def inspect(source, *, quant: bool = True, samples: int = 64, activations: int = 8,
+            data: str | None = None, scale: str | float | None = None,
+            mean: str | Sequence[float] | None = None, std: str | Sequence[float] | None = None,
+            weights: str | None = None, custom_objects: str | None = None,
+            out: str | Path | None = None, log: Log = print) -> Inspection:
+    """Rank the layers that lose most when the model is quantized (``edgecv inspect``; needs
+    the train extra, or only the quantizer extra for a float ``.tflite``).
+
+    Two views, worst first, each also written to a CSV: the TF QuantizationDebugger's
+    (``quant_debug.csv``; RMSE in quantization steps, SQNR; needs the TensorFlow model) and
+    the AI Edge Quantizer's (``quant_validate.csv``; SNR, cosine similarity, MSE per tensor;
+    any float ``.tflite``); for a Keras model, the agreement its int8 weights and its int8
+    activations each keep alone.
+
+    Args:
+        source: a run directory or :class:`~edgecv.results.Run`, a model file (``.keras``,
+            ``.h5``, a SavedModel directory, a ``.json`` config with ``weights``), a float
+            ``.tflite``, or a :class:`~edgecv.results.Conversion` (the run or model file it
+            was converted from).
+        quant: the per-layer quantization error (default True, and today the only view).
+        samples: calibration images used as debug samples (default 64; at least 100
+            calibrate).
+        activations: activation bits of the AI Edge Quantizer's recipe: 8 (default, int8) or
+            16 (int16x8).
+        data: images for a model file or a ``.tflite`` without a source run (digits, a folder,
+            an archive, an .npz).
+        scale, mean, std, weights, custom_objects: how to read a model file (or a ``.tflite``
+            without an edgecv model card), as for :func:`convert`.
+        out: where the CSV files go (default ``RUN/export``, or beside the model).
+        log: called with progress lines (default ``print``; None: silent).
+
+    Returns:
+        The ``Inspection`` with each view's rows (None for a view that could not run, the
+            reason in ``skipped``), the rounding split and the CSV files.
+
+    Raises:
+        UsageError, ModelFileError, DataError: bad options, model or images (nothing
+            written); a file of a CSV's name that edgecv did not write is kept and refused.
+    """
+    if not quant:
+        raise UsageError("`quant=False` leaves nothing to inspect: the quantization error is "
+                         "inspect's only view.")
+    if activations not in (8, 16):
+        raise UsageError(f"`activations` must be 8 or 16, received {activations}.")
+    from edgecv.converters.inspect_quant import inspect_quant
+    from edgecv.converters.sources import ModelOptions
+    from edgecv.results import Conversion
+
+    path = Path(source.run) if isinstance(source, Conversion) else _source_path(source)
+    options = ModelOptions(data=data, scale=scale, mean=mean, std=std, weights=weights,
+                           custom_objects=custom_objects)
+    return inspect_quant(path, options, samples=samples, activation_bits=activations,
+                         out_dir=out, log=log or _quiet)
+
+
 def _bench_sources(source) -> list[Path]:
     items = source if isinstance(source, (list, tuple)) else [source]
     if not items:
@@ -342,8 +398,8 @@ def bench(source, *, targets: str | Sequence[str] = "all",
         progress: called with each :class:`~edgecv.benchmarks.row.BenchRow` as it is measured.
 
     Returns:
-        The :class:`~edgecv.results.BenchReport` (``bench.json``); rows that failed have
-        ``status == "failed"`` (:attr:`~edgecv.results.BenchReport.failed`).
+        The ``BenchReport`` (``bench.json``); rows that failed have ``status == "failed"``
+            (``BenchReport.failed``).
 
     Raises:
         UsageError, ModelFileError: bad options or model files (nothing measured).
@@ -453,8 +509,8 @@ def predict(source, images: Iterable[str | Path | np.ndarray] | str | Path, *, t
         log: called with what was chosen and the backend's warnings (default: silent).
 
     Returns:
-        One :class:`~edgecv.classify.Prediction` per image, in order; an image that cannot be
-        read is a Prediction with ``error`` set, and the others go on.
+        One ``Prediction`` per image, in order; an image that cannot be read is a
+            Prediction with ``error`` set, and the others go on.
 
     Raises:
         UsageError, ModelFileError: a bad option, model or image list.
@@ -521,8 +577,8 @@ def pipeline(data: str = "digits", model: str = "auto", *, img_size: int | None 
         progress: called with each bench row as it is measured.
 
     Returns:
-        The :class:`~edgecv.results.PipelineResult`: the run, its conversion, the bench and
-        ``RUN/report.html``.
+        The ``PipelineResult`` with the run, its conversion, the bench and
+            ``RUN/report.html``.
 
     Raises:
         AccuracyDropError: an artifact is over budget, raised after the report is written;

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from edgecv import __version__
-from edgecv.errors import EdgecvError, UsageError
+from edgecv.errors import EdgecvError
 from edgecv.io import echo
 
 def _flags_shown_as_flags(params: list) -> list:
@@ -426,6 +426,8 @@ def inspect_command(
                                                  "the model's custom layers/models."),
     out: Optional[str] = typer.Option(None, help="Where the CSV files go.",
                                       show_default="RUN/export, or beside the model"),
+    json_out: bool = typer.Option(False, "--json", help="Print the inspection as JSON to stdout "
+                                  "instead of the tables (every row of each view)."),
 ) -> None:
     """Inspect a model: rank the layers that lose most when quantized.
 
@@ -433,54 +435,56 @@ def inspect_command(
     RMSE in quantization steps, SQNR; needs the TensorFlow model) and quant_validate.csv (AI
     Edge Quantizer: SNR, cosine similarity, MSE per tensor; works on any float .tflite); for
     a Keras model, the agreement its int8 weights and its int8 activations each keep alone."""
+    options = dict(locals())
+    import json as json_module
+
+    from edgecv import api
+
+    top, json_out = options.pop("top"), options.pop("json_out")
+    result = api.inspect(**options,
+                         log=lambda line: typer.echo(cli_terms(line, "inspect"), err=True))
+    if json_out:
+        typer.echo(json_module.dumps(result.to_dict(), indent=2))
+    else:
+        _print_inspection(result, top)
+    for view, reason in result.skipped.items():
+        typer.echo(f"{view} view skipped: {cli_terms(reason, 'inspect')}", err=True)
+
+
+def _print_inspection(result, top: int) -> None:
+    """``edgecv inspect``'s tables: the ``top`` worst rows of each view, the CSVs, the rounding."""
     from rich.console import Console
     from rich.table import Table
 
-    from edgecv.converters.inspect_quant import inspect_quant
-    from edgecv.converters.quant_debug import write_csv
-    from edgecv.converters.sources import ModelOptions
-
-    if activations not in (8, 16):
-        raise UsageError(f"--activations must be 8 or 16, received {activations}.")
-    options = ModelOptions(data=data, scale=scale, mean=mean, std=std, weights=weights,
-                           custom_objects=custom_objects)
-    result = inspect_quant(source, options, samples=samples, activation_bits=activations,
-                           out_dir=out, log=lambda line: typer.echo(cli_terms(line, "inspect"), err=True))
     console = Console()
-    result.out_dir.mkdir(parents=True, exist_ok=True)
     if result.debugger is not None:
         rows = result.debugger
-        write_csv(rows, result.out_dir / "quant_debug.csv")
         table = Table("op", "tensor", "RMSE/scale", "SQNR dB",
                       title=f"TF QuantizationDebugger: worst {min(top, len(rows))} of "
                             f"{len(rows)} quantized layers (int8)")
         for row in rows[:top]:
-            table.add_row(row["op"], row["tensor"].split(";")[0][-50:],
-                          f"{row['rmse_over_scale']:.3f}",
-                          "-" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}")
+            table.add_row(row.op, row.tensor.split(";")[0][-50:], f"{row.rmse_over_scale:.3f}",
+                          "-" if row.sqnr_db is None else f"{row.sqnr_db:.1f}")
         console.print(table)
-        typer.echo(f"wrote {result.out_dir / 'quant_debug.csv'}")
+        typer.echo(f"wrote {result.files['debugger']}")
     if result.quantizer is not None:
         rows = result.quantizer
-        write_csv(rows, result.out_dir / "quant_validate.csv")
-        kind = "int8" if activations == 8 else "int16 activations, int8 weights"
+        kind = "int8" if result.activations == 8 else "int16 activations, int8 weights"
         table = Table("op", "tensor", "SNR dB", "cosine", "MSE",
                       title=f"AI Edge Quantizer: worst {min(top, len(rows))} of {len(rows)} "
                             f"tensors ({kind})")
         for row in rows[:top]:
-            table.add_row(row["op"], row["tensor"].split(";")[0][-50:],
-                          "-" if row["snr_db"] is None else f"{row['snr_db']:.1f}",
-                          f"{row['cosine']:.4f}", f"{row['mse']:.3g}")
+            table.add_row(row.op, row.tensor.split(";")[0][-50:],
+                          "-" if row.snr_db is None else f"{row.snr_db:.1f}",
+                          f"{row.cosine:.4f}", f"{row.mse:.3g}")
         console.print(table)
-        typer.echo(f"wrote {result.out_dir / 'quant_validate.csv'}")
+        typer.echo(f"wrote {result.files['quantizer']}")
     if result.rounding is not None:
         from edgecv.converters.rounding import rounding_text
 
         typer.echo(f"int8 rounding apart, on the {result.rounding_on}: "
                    f"{rounding_text(result.rounding)} (16-bit activations mend the activations' "
                    "part; QAT or float layers the weights')")
-    for view, reason in result.skipped.items():
-        typer.echo(f"{view} view skipped: {cli_terms(reason, 'inspect')}", err=True)
 
 
 @app.command("info", cls=_Command)

@@ -1,13 +1,13 @@
 """What the Python API returns: one typed result per command, each with ``to_dict()`` equal to
 the JSON file the command writes (``metrics.json``, ``conversion.json``, ``bench.json``, a
-``predict --json`` line, ``mcu.json``).
+``predict --json`` line, ``mcu.json``) or prints (``inspect --json``).
 
 Plain dataclasses, no heavy imports: a device without TensorFlow reads them too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +298,73 @@ class PipelineResult:
     def to_dict(self) -> dict:
         """``RUN/bench.json`` (the run's other files: :attr:`run`, :attr:`conversion`)."""
         return self.bench.to_dict()
+
+
+@dataclass(frozen=True)
+class DebuggerRow:
+    """One quantized layer as the TF QuantizationDebugger measures it: a row of
+    ``quant_debug.csv``. ``rmse_over_scale``: the RMS error in quantization steps (higher is
+    worse); ``sqnr_db``: signal to quantization noise (None when not finite); ``crushed``: the
+    share of its live output channels whose RMS is under one quantization step."""
+
+    op: str
+    tensor: str
+    rmse_over_scale: float
+    sqnr_db: float | None
+    max_abs_error: float
+    scale: float
+    crushed: float
+
+    def to_dict(self) -> dict:
+        """The row as ``quant_debug.csv`` holds it (its columns, in order)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QuantizerRow:
+    """One tensor of the quantized model against the float one, as the AI Edge Quantizer's
+    validation compares them: a row of ``quant_validate.csv``. ``snr_db``: signal to error
+    power (higher is better; None when the error is zero), ``cosine``: cosine similarity,
+    ``mse``: mean squared error."""
+
+    op: str
+    tensor: str
+    snr_db: float | None
+    cosine: float
+    mse: float
+
+    def to_dict(self) -> dict:
+        """The row as ``quant_validate.csv`` holds it (its columns, in order)."""
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class Inspection:
+    """What ``edgecv.inspect`` measured: which layers lose most when the model is quantized.
+
+    Each view's rows are ranked worst first, None when that view could not run (``skipped``
+    says why): ``debugger`` (TF QuantizationDebugger, :class:`DebuggerRow`) and ``quantizer``
+    (AI Edge Quantizer with ``activations``-bit activations, :class:`QuantizerRow`).
+    ``rounding``: for a Keras model, the agreement its int8 weights and its int8 activations
+    each keep alone, measured on ``rounding_on``. ``images``: where the calibration and sample
+    images came from. ``files``: the CSV each view was written to."""
+
+    source: str
+    images: str
+    activations: int
+    debugger: list[DebuggerRow] | None = None
+    quantizer: list[QuantizerRow] | None = None
+    rounding: dict | None = None
+    rounding_on: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The record ``edgecv inspect --json`` prints."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for view in ("debugger", "quantizer"):
+            if out[view] is not None:
+                out[view] = [row.to_dict() for row in out[view]]
+        out["skipped"] = dict(self.skipped)
+        out["files"] = {view: str(path) for view, path in self.files.items()}
+        return out

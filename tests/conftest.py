@@ -12,6 +12,22 @@ import pytest
 from sshd import sshd  # noqa: F401  (the fixture: a real OpenSSH server on 127.0.0.1)
 
 
+# The research scripts are not installed: they run from a checkout as
+# `python benchmarks/experiments/NAME.py`, with their folder first on sys.path.
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "benchmarks" / "experiments"
+
+
+def import_experiment(name: str):
+    """benchmarks/experiments/NAME.py as the module NAME, its folder on sys.path as when the
+    script runs (it imports its neighbour ``_common``); appended, so no script can shadow an
+    installed module."""
+    import importlib
+
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.append(str(EXPERIMENTS))
+    return importlib.import_module(name)
+
+
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """Run `python -m edgecv ARGS` (the console script's code path) and capture its output."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}

@@ -1,4 +1,4 @@
-"""The Python API (edgecv.train / convert / bench / predict / pipeline): the whole job from
+"""The Python API (edgecv.train / convert / inspect / bench / predict / pipeline): the whole job from
 Python with typed results equal to the files the CLI writes, every CLI option as a keyword,
 a light `import edgecv`, and library errors in the library's terms (the CLI shows its flags)."""
 
@@ -24,7 +24,7 @@ def test_the_public_names_resolve_and_errors_share_one_base():
     from edgecv import api, errors
 
     assert edgecv.convert is api.convert and edgecv.pipeline is api.pipeline
-    assert edgecv.predict is api.predict
+    assert edgecv.predict is api.predict and edgecv.inspect is api.inspect
     for name in ("UsageError", "DataError", "ModelFileError", "ConversionError",
                  "AccuracyDropError", "BackendUnavailable", "DatasetUnavailable"):
         assert issubclass(getattr(edgecv, name), edgecv.EdgecvError)
@@ -54,10 +54,13 @@ NOT_KEYWORDS = {
                 "int16x8": "formats", "onnx": "formats", "edgetpu": "formats", "mcu": "formats",
                 "all_formats": "formats", "json_out": "the returned Conversion's to_dict()"},
     "predict": {"json_out": "each Prediction's to_dict()"},
+    "inspect": {"top": "the returned Inspection's rows, all of them, worst first",
+                "json_out": "the returned Inspection's to_dict()"},
 }
+API_COMMANDS = ["train", "convert", "inspect", "bench", "predict", "pipeline"]
 
 
-@pytest.mark.parametrize("command", ["train", "convert", "bench", "predict", "pipeline"])
+@pytest.mark.parametrize("command", API_COMMANDS)
 def test_every_cli_option_has_its_keyword(command):
     import typer
 
@@ -139,6 +142,25 @@ def test_no_library_message_names_a_cli_flag():
     assert found == []
 
 
+def test_the_commands_over_the_api_raise_no_error_of_their_own():
+    """A command with an API function only maps its flags and prints: a check it made itself
+    would be missing from Python and would speak in flags (inspect's --activations check was
+    in the CLI). Re-raising the library's error (`raise`, `raise drop_error`) is fine."""
+    from edgecv import errors
+
+    own = {name for name, value in vars(errors).items()
+           if isinstance(value, type) and issubclass(value, errors.EdgecvError)}
+    tree = ast.parse((ROOT / "edgecv" / "cli.py").read_text())
+    commands = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    found = []
+    for command in API_COMMANDS:
+        for node in ast.walk(commands[f"{command}_command"]):
+            if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and getattr(node.exc.func, "id", None) in own):
+                found.append(f"{command}: line {node.lineno}")
+    assert found == []
+
+
 def test_the_cli_shows_keyword_arguments_as_its_flags():
     from edgecv.cli import cli_terms
 
@@ -165,6 +187,11 @@ def test_one_error_in_python_terms_and_in_cli_terms(tmp_path, cli):
     assert result.stderr == "error: --runs must be at least 1, received 0.\n"
     with pytest.raises(edgecv.UsageError, match="give either `name` or `out`"):
         edgecv.train(name="a", out=tmp_path / "b")
+    with pytest.raises(edgecv.UsageError, match=r"^`activations` must be 8 or 16, received 12\.$"):
+        edgecv.inspect(tmp_path / "model.tflite", activations=12)
+    result = cli("inspect", tmp_path / "model.tflite", "--activations", "12")
+    assert result.returncode == 2
+    assert result.stderr == "error: --activations must be 8 or 16, received 12.\n"
 
 
 # --- the whole job from Python ---------------------------------------------------------------------
@@ -225,6 +252,42 @@ def test_the_whole_job_from_python(tmp_path):
                              str(images[1]), "--top-k", "2", "--json"],
                             capture_output=True, text=True)
     assert json.loads(result.stdout)["top_k"] == by_path.to_dict()["top_k"]
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_inspect_from_python_is_what_the_cli_prints(tiny_run, tmp_path, cli):
+    """edgecv.inspect on a trained run: typed rows worst first, the CSVs written, and its
+    to_dict() the record `edgecv inspect --json` prints for the same run (but the rounding
+    split's time and the CSVs' folder)."""
+    import csv
+
+    import edgecv
+    from edgecv.results import DebuggerRow, Inspection, QuantizerRow
+
+    lines = []
+    result = edgecv.inspect(tiny_run, samples=16, out=tmp_path / "py", log=lines.append)
+    assert isinstance(result, Inspection) and result.skipped == {} and result.activations == 8
+    assert result.debugger and {type(row) for row in result.debugger} == {DebuggerRow}
+    assert result.quantizer and {type(row) for row in result.quantizer} == {QuantizerRow}
+    errors = [row.rmse_over_scale for row in result.debugger]
+    assert errors == sorted(errors, reverse=True)
+    assert {"weights", "activations"} <= set(result.rounding) and result.rounding_on
+    assert result.files == {"debugger": tmp_path / "py" / "quant_debug.csv",
+                            "quantizer": tmp_path / "py" / "quant_validate.csv"}
+    with open(result.files["quantizer"], newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [row["tensor"] for row in written] == [row.tensor for row in result.quantizer]
+    assert list(written[0]) == list(result.quantizer[0].to_dict())
+
+    printed = cli("inspect", tiny_run, "--samples", "16", "--out", tmp_path / "cli", "--json")
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    record, ours = json.loads(printed.stdout), result.to_dict()
+    assert record["files"] == {"debugger": str(tmp_path / "cli" / "quant_debug.csv"),
+                               "quantizer": str(tmp_path / "cli" / "quant_validate.csv")}
+    for each in (record, ours):
+        del each["files"], each["rounding"]["seconds"]
+    assert record == ours
 
 
 @pytest.mark.tf

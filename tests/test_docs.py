@@ -146,10 +146,15 @@ def test_readme_headline_figures_equal_their_json():
 
 
 def test_api_reference_documents_the_public_modules(site):
-    """The API page is generated from the docstrings of the card, runtime, convert and bench
-    modules, and shows their Sphinx roles as code, not as ``:class:`` text."""
+    """The API page is generated from the docstrings of the API's functions and results, the
+    card, runtime, convert and bench modules, and shows their Sphinx roles as code, not as
+    ``:class:`` text."""
     text = page_text(site, "reference/api")
     for name in ("ModelCard", "open_backend", "read_card", "convert_run", "BenchRow",
                  "run_benchmark", "BenchSettings"):
         assert name in text, name
+    raw = (site / "reference" / "api" / "index.html").read_text()
+    for name in ("api.train", "api.convert", "api.inspect", "api.bench", "api.predict",
+                 "api.pipeline", "results.Conversion", "results.Inspection"):
+        assert f'id="edgecv.{name}"' in raw, name
     assert not re.search(r":(class|func|meth|mod|attr|exc):", text)

@@ -235,12 +235,12 @@ def test_a_keras2_mobilenet_trained_elsewhere_converts_with_qat(tmp_path):
 
     import h5py
 
+    from conftest import EXPERIMENTS
     from edgecv.converters.tflite import integer_only_violations
     model = tmp_path / "mobilenet.h5"
-    trained = subprocess.run([sys.executable, "-m",
-                              "edgecv.benchmarks.experiments.keras2_cifar_model", "--data", MINI,
-                              "--out", model, "--epochs", "1"], capture_output=True, text=True,
-                             timeout=600)
+    trained = subprocess.run([sys.executable, EXPERIMENTS / "keras2_cifar_model.py", "--data",
+                              MINI, "--out", model, "--epochs", "1"], capture_output=True,
+                             text=True, timeout=600)
     assert trained.returncode == 0, trained.stderr[-2000:]
     with h5py.File(model, "r") as handle:
         assert str(handle.attrs["keras_version"]).startswith("2.")

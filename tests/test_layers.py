@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # package name -> folder (converters/ and benchmarks/ install as edgecv.converters / .benchmarks)
 PACKAGES = {"edgecv": ROOT / "edgecv", "edgecv.converters": ROOT / "converters",
             "edgecv.benchmarks": ROOT / "benchmarks"}
+# The research scripts: in benchmarks/ but not installed (run from a checkout)
+EXPERIMENTS = ROOT / "benchmarks" / "experiments"
 # The device side: runs on a Raspberry Pi-class machine without TensorFlow or the training code.
 DEVICE = ("edgecv.runtime", "edgecv.card", "edgecv.classify", "edgecv.camera",
           "edgecv.images", "edgecv.preprocessing", "edgecv.testset", "edgecv.tflite_schema",
@@ -20,8 +22,8 @@ TRAINING = ("edgecv.training", "edgecv.converters", "edgecv.models", "edgecv.dat
 # Layers in data-flow order. The training side (data, model, artifact) builds on the device
 # side (the converters write cards and verify artifacts in the runtime); the device side never
 # reaches back. Within a side a layer uses the ones before it (results run backends, the model
-# layer reads data), never one after it. Modules not listed (cli, pipeline, info, experiments)
-# sit on top of all.
+# layer reads data), never one after it. Modules not listed (cli, api, info, ...) sit on top of
+# all.
 LAYERS = [
     ("data", ("edgecv.data",)),
     ("model", ("edgecv.models", "edgecv.training")),
@@ -40,6 +42,8 @@ def modules() -> dict[str, Path]:
     found = {}
     for package, folder in PACKAGES.items():
         for path in folder.rglob("*.py"):
+            if path.is_relative_to(EXPERIMENTS):
+                continue
             parts = path.relative_to(folder).with_suffix("").parts
             if parts[-1] == "__init__":
                 parts = parts[:-1]
@@ -49,29 +53,33 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The project modules ``name`` imports (``from a.b import c`` counts a.b.c when that is a
-    module, else a.b)."""
+def import_targets(name: str, path: Path) -> list[str]:
+    """Every name module ``name`` (the file ``path``) imports, absolute: ``import a.b`` gives
+    a.b, ``from a.b import c`` (or its relative form) a.b.c."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    result = set()
+    targets = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            targets.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
                                 + ([base] if base else []))
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-                       for alias in node.names]
-        else:
-            continue
-        for target in targets:
-            while target and target not in known:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                result.add(target)
+            targets.extend(f"{base}.{alias.name}" for alias in node.names)
+    return targets
+
+
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules ``name`` imports (``from a.b import c`` counts a.b.c when that is a
+    module, else a.b)."""
+    result = set()
+    for target in import_targets(name, path):
+        while target and target not in known:
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            result.add(target)
     return result
 
 
@@ -110,6 +118,18 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return result
+
+
+def test_nothing_installed_imports_an_experiment():
+    """The research scripts are not installed (tests/test_packaging.py): a module of the package
+    that imported one, or their shared ``_common``, would work in a checkout and fail in an
+    installed edgecv."""
+    scripts = {path.stem for path in EXPERIMENTS.glob("*.py")}
+    assert {"_common", "mcu_zoo"} <= scripts
+    found = [f"{path.relative_to(ROOT)}: {target}" for name, path in modules().items()
+             for target in import_targets(name, path)
+             if target.split(".")[0] in scripts or "experiments" in target.split(".")[:3]]
+    assert found == []
 
 
 def test_the_reader_sees_imports_inside_functions():
@@ -167,7 +187,8 @@ def test_import_edgecv_imports_no_tensorflow_and_no_runtime():
     """The Python API's names resolve without importing their implementation: TensorFlow loads
     when a training-side function runs, a runtime when a model is opened."""
     code = ("import sys, edgecv; edgecv.train, edgecv.convert, edgecv.bench, edgecv.predict, "
-            "edgecv.pipeline, edgecv.Conversion, edgecv.BenchReport, edgecv.EdgecvError; "
+            "edgecv.pipeline, edgecv.inspect, edgecv.Conversion, edgecv.BenchReport, "
+            "edgecv.Inspection, edgecv.EdgecvError; "
             "print([m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnxruntime', "
             "'ai_edge_litert', 'cv2') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -175,10 +196,8 @@ def test_import_edgecv_imports_no_tensorflow_and_no_runtime():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-# edgecv/__init__.py resolves the API's names lazily (PEP 562 __getattr__); the experiments'
-# package is being moved out on its own.
-INIT_WITH_CODE = {ROOT / "edgecv" / "__init__.py",
-                  ROOT / "benchmarks" / "experiments" / "__init__.py"}
+# edgecv/__init__.py resolves the API's names lazily (PEP 562 __getattr__).
+INIT_WITH_CODE = {ROOT / "edgecv" / "__init__.py"}
 
 
 def test_package_init_files_hold_no_logic():

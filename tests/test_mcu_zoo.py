@@ -3,7 +3,10 @@ which rounding each runtime's FULLY_CONNECTED follows (numpy only, no TensorFlow
 
 import numpy as np
 
-from edgecv.benchmarks.experiments.mcu_zoo import quantize_multiplier, requantize
+from conftest import import_experiment
+
+mcu_zoo = import_experiment("mcu_zoo")
+quantize_multiplier, requantize = mcu_zoo.quantize_multiplier, mcu_zoo.requantize
 
 
 def test_the_multiplier_is_a_q31_integer_and_a_power_of_two():

@@ -2,7 +2,9 @@
 
 import json
 
-from edgecv.benchmarks.experiments.train_cifar import adopted_row
+from conftest import import_experiment
+
+adopted_row = import_experiment("train_cifar").adopted_row
 
 
 def test_an_adopted_run_gets_its_command_curve_and_time_to_target(tmp_path):

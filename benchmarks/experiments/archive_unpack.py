@@ -1,7 +1,7 @@
 """What a real dataset archive unpacks to, against the limits of edgecv.data.archive, and what
 making the unpack durable and checking its images cost.
 
-    python -m edgecv.benchmarks.experiments.archive_unpack --archive ../shared/data/cifar10_train.tar.xz
+    python benchmarks/experiments/archive_unpack.py --archive ../shared/data/cifar10_train.tar.xz
 
 Recorded (issue 31, items 3 and 4):
 - the archive's members, bytes, largest member, and the disk its unpack takes counted as
@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 from edgecv.benchmarks.machine import current_rss_mb, machine_info, peak_rss_mb
 from edgecv.data import archive as archive_module
 from edgecv.data.archive import UnpackLimits, unpack_archive
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "archive_unpack.json")
     args = parser.parse_args()
     limits = UnpackLimits()
-    result = {"command": "python -m edgecv.benchmarks.experiments.archive_unpack --archive "
+    result = {"command": "python benchmarks/experiments/archive_unpack.py --archive "
                          f"{args.archive.name} --repeats {args.repeats}",
               "machine": machine_info(), "limits": dataclasses.asdict(limits),
               "archive": {"name": args.archive.name, **archive_figures(args.archive, limits)}}

@@ -1,17 +1,17 @@
 """What the emulated aarch64 device costs to build and whether every artifact runs there alike.
 
-    python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUN [RUN...] [--host-packages] \\
+    python benchmarks/experiments/arm64_qemu.py --runs RUN [RUN...] [--host-packages] \\
         [--json PATH]
 
     # the committed benchmarks/results/arm64_qemu.json: the tiny run of tests/conftest.py
     # (seed_cnn, 16x16 digits: fp32, fp16, int8, ONNX, ONNX int8):
-    python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUNS/tiny --host-packages
+    python benchmarks/experiments/arm64_qemu.py --runs RUNS/tiny --host-packages
 
     # a CIFAR-10 resnet8 (edgecv train --data ../shared/data/cifar10_train.tar.xz --model
     # resnet8 --time-limit 3m, then edgecv convert RUN --fp16 --dynamic --int8 --int16x8 --onnx)
     # added to it on 1,000 of its test images (its 7 files on the whole 7,500-image split under
     # emulation had not ended after 50 min on a 2-core machine at load 13):
-    python -m edgecv.benchmarks.experiments.arm64_qemu --runs RUNS/cifar-resnet8 \\
+    python benchmarks/experiments/arm64_qemu.py --runs RUNS/cifar-resnet8 \\
         --test-images 1000 --add-runs ~/.cache/edgecv/arm64-qemu/device
 
 Setup (benchmarks/devices/arm64_qemu.sh, each a fresh process, wall time): ``cold`` builds a new
@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import run_label, runs_parser
+from _common import run_label, runs_parser
 from edgecv.benchmarks.machine import machine_info
 
 SCRIPT = Path(__file__).resolve().parents[1] / "devices" / "arm64_qemu.sh"

@@ -1,7 +1,7 @@
 """Frames per second of ``edgecv camera --headless`` on a 640x480 video, and what it costs over
 decoding and classifying the same frames in a bare loop.
 
-    python -m edgecv.benchmarks.experiments.camera_fps [MODEL] [--frames 600] [--repeats 3] \
+    python benchmarks/experiments/camera_fps.py [MODEL] [--frames 600] [--repeats 3] \
         [--out PATH]
 
 MODEL defaults to the Quick start run's int8 model (runs/digits-resnet8/export/
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 from edgecv.rundir import ExportDir
 from edgecv.timing import Stopwatch
 

@@ -1,6 +1,6 @@
 """How long `edgecv convert RUN --all` takes, against converting its slowest artifact alone.
 
-    python -m edgecv.benchmarks.experiments.convert_time --runs RUN... [--json PATH]
+    python benchmarks/experiments/convert_time.py --runs RUN... [--json PATH]
 
 For each run, in fresh processes and in this order: the whole ``--all`` (every format but QAT
 and Edge TPU), then each format alone (``convert_run(RUN, [FORMAT])``, which also writes the
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import run_label, runs_parser
+from _common import run_label, runs_parser
 from edgecv.rundir import ExportDir, RunDir
 
 GOAL = 2.0
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     formats = [f for f in FORMATS if f not in ("int8_qat", "edgetpu")]
     results = [measure(run, formats) for run in args.runs]
-    output = {"command": "python -m edgecv.benchmarks.experiments.convert_time --runs "
+    output = {"command": "python benchmarks/experiments/convert_time.py --runs "
                          + " ".join(run_label(r) for r in args.runs),
               "goal": f"--all wall time <= {GOAL}x the wall time of converting the slowest "
                       "single format alone (fresh processes, same run and data)",

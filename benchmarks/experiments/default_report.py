@@ -1,12 +1,12 @@
 """Regenerate the committed benchmark report of the default run (benchmarks/results/).
 
-    python -m edgecv.benchmarks.experiments.default_report [--run RUN] [--out benchmarks/results] \
+    python benchmarks/experiments/default_report.py [--run RUN] [--out benchmarks/results] \
         [--repeats 5]
 
 Without ``--run`` it runs the Quick start's ``edgecv pipeline`` (resnet8 on digits, offline)
 into a temporary folder, with a thread sweep of 1 and 2; with ``--run`` it benchmarks an
 existing, converted run instead. Then the performance goals
-(:mod:`edgecv.benchmarks.experiments.goals`, with the model-size sweep). Writes ``bench_default.{json,md,html}`` and ``goals.json``.
+(``goals.py`` beside this script, with the model-size sweep). Writes ``bench_default.{json,md,html}`` and ``goals.json``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 from edgecv.rundir import RunDir
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
                             "--json", str(args.out / "bench_default.json"),
                             "--md", str(args.out / "bench_default.md"),
                             "--html", str(args.out / "bench_default.html")], check=True)
-        subprocess.run([sys.executable, "-m", "edgecv.benchmarks.experiments.goals", str(run),
+        subprocess.run([sys.executable, str(Path(__file__).with_name("goals.py")), str(run),
                         "--zoo", "--repeats", str(args.repeats), "--json", str(args.out / "goals.json")],
                        check=True)
     print(f"wrote {args.out}")

@@ -1,6 +1,6 @@
 """The bench issue's performance goals, measured on one run's artifacts, in one process.
 
-    python -m edgecv.benchmarks.experiments.goals RUN [--repeats 5] [--json PATH] [--zoo]
+    python benchmarks/experiments/goals.py RUN [--repeats 5] [--json PATH] [--zoo]
 
 Every figure is a ratio of p50 latencies at batch 1 measured with the shared timing loop;
 each pair is measured ``--repeats`` times interleaved (A, B, A, B, ...) so that machine drift

@@ -2,12 +2,12 @@
 worst class and --recover when used.
 
     # existing run dirs:
-    python -m edgecv.benchmarks.experiments.int8_cifar --runs RUN [RUN ...] [--qat]
+    python benchmarks/experiments/int8_cifar.py --runs RUN [RUN ...] [--qat]
     # a model trained elsewhere (e.g. keras2_cifar_model.py's, which takes 0..255 pixels):
-    python -m edgecv.benchmarks.experiments.int8_cifar --model-file MODEL.h5 --scale 1 \
+    python benchmarks/experiments/int8_cifar.py --model-file MODEL.h5 --scale 1 \
         --data cifar10_train.tar.xz --qat 2
     # train briefly here:
-    python -m edgecv.benchmarks.experiments.int8_cifar --data /path/to/cifar \
+    python benchmarks/experiments/int8_cifar.py --data /path/to/cifar \
         --models ds_cnn resnet8 --per-class 600 --epochs 8
 
 Each run is converted by ``edgecv convert RUN --int8 --onnx --recover --max-drop 0.5
@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 from edgecv.rundir import ExportDir, RunDir
 
 RESULTS = RESULTS_DIR / "int8_cifar.json"
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "int8_cifar", "goal": GOAL, "qat_goal": QAT_GOAL,
               "recover_budget": "qat_goal" if args.strict else "goal",
               "machine": machine_info(),
-              "command": " ".join(["python -m edgecv.benchmarks.experiments.int8_cifar",
+              "command": " ".join(["python benchmarks/experiments/int8_cifar.py",
                                    *sys.argv[1:]]),
               "models": models}
     write_json_atomic(Path(args.out), result)

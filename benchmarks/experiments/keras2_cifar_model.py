@@ -2,7 +2,7 @@
 MobileNet-style network, saved as a Keras 2 whole-model ``.h5``, for int8_cifar's ``--model-file``
 (what a user brings: Keras 2 layer configs, ``Rescaling`` inside, saved optimizer state).
 
-    python -m edgecv.benchmarks.experiments.keras2_cifar_model --data cifar10_train.tar.xz \\
+    python benchmarks/experiments/keras2_cifar_model.py --data cifar10_train.tar.xz \\
         --out mobilenet_keras2_cifar.h5 [--epochs 15]
 
 The network takes 0..255 pixels: ``Rescaling(1/127.5, offset=-1)`` first (the [-1, 1] input of
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args.data, args.out, args.epochs)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.call([sys.executable, "-m", __spec__.name if __spec__ else __file__,
+    return subprocess.call([sys.executable, __file__,
                             "--data", args.data, "--out", str(Path(args.out)),
                             "--epochs", str(args.epochs), "--child"], env=env)
 

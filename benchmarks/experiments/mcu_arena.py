@@ -1,7 +1,7 @@
 """TFLite Micro's tensor arena per model: TFLM's own plan against the reordered file and the
 offline memory plan of edgecv.converters.arena, and the live-tensor lower bound.
 
-    python -m edgecv.benchmarks.experiments.mcu_arena [--models NAME ...] [--json PATH]
+    python benchmarks/experiments/mcu_arena.py [--models NAME ...] [--json PATH]
 
 Every zoo model (``edgecv.models.list_models()``) at its default input size with 3 channels, and
 MobileNet v1 with width 0.25 (keras.applications) at 96x96x3, the shape of MLPerf Tiny's Visual
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 
 RESULTS = RESULTS_DIR / "mcu_arena.json"
 PHOTOS = Path(__file__).resolve().parents[2] / "tests" / "data" / "cifar10_mini"
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     from edgecv.benchmarks.machine import machine_info
 
     rows = [measure(name) for name in args.models]
-    output = {"command": "python -m edgecv.benchmarks.experiments.mcu_arena"
+    output = {"command": "python benchmarks/experiments/mcu_arena.py"
                          + (f" --models {' '.join(args.models)}" if args.models != choices else ""),
               "goal": f"the chosen file's head (planned activation memory, TFLM's measurement) "
                       f"within {GOAL_PERCENT}% of the lower bound on every model",

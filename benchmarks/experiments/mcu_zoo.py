@@ -1,10 +1,10 @@
 """TFLite Micro on every zoo model, on digits and on CIFAR-10: its agreement with the LiteRT int8
 file and with LiteRT's reference kernels, accuracy, arena and model bytes.
 
-    python -m edgecv.benchmarks.experiments.mcu_zoo ../shared/data/cifar10_train.tar.xz \\
+    python benchmarks/experiments/mcu_zoo.py ../shared/data/cifar10_train.tar.xz \\
         [--time-limit 3m] [--digits-time-limit 1m] [--cifar-test-images 2000] [--models ...] \\
         [--keep DIR]
-    python -m edgecv.benchmarks.experiments.mcu_zoo --explain DIR   # from the exports kept
+    python benchmarks/experiments/mcu_zoo.py --explain DIR   # from the exports kept
 
 Each zoo model (``edgecv models``) is trained here briefly at its default input size
 (``edgecv train --data D --model M --time-limit T``; agreement between runtimes does not need a
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 
 RESULTS = RESULTS_DIR / "mcu_zoo.json"
 GOAL_AGREEMENT_VS_LITERT = 0.999
@@ -361,7 +361,7 @@ def explain(results: Path, exports: Path) -> None:
             print(f"{row['dataset']} {row['model']}: first differs at "
                   f"{(parted['first_op'] or {}).get('op')}", flush=True)
     record["explained"] = ("litert_disagreements and divergence_from_reference_kernels from the "
-                           "run's exports by python -m edgecv.benchmarks.experiments.mcu_zoo "
+                           "run's exports by python benchmarks/experiments/mcu_zoo.py "
                            f"--explain {exports}")
     write_json_atomic(results, record)
 
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(out, {
             "benchmark": "mcu_zoo", "goal": {"tflm_agreement_vs_litert": GOAL_AGREEMENT_VS_LITERT},
             "machine": machine_info(), "tflite_micro": tflm_version(),
-            "command": " ".join(["python -m edgecv.benchmarks.experiments.mcu_zoo",
+            "command": " ".join(["python benchmarks/experiments/mcu_zoo.py",
                                  *sys.argv[1:]]),
             "test_split": {"digits": "all of it", "cifar10": (
                 f"a class-stratified {args.cifar_test_images} of it (seed 0)"

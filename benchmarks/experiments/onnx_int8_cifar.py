@@ -1,6 +1,6 @@
 """ONNX int8 against ONNX fp32 on CIFAR-10 runs: speed at 1 thread and the accuracy it costs.
 
-    python -m edgecv.benchmarks.experiments.onnx_int8_cifar --runs RUN... [--json PATH]
+    python benchmarks/experiments/onnx_int8_cifar.py --runs RUN... [--json PATH]
 
 For each run: ``edgecv convert RUN --onnx --int8`` (into a temporary folder), which picks the ONNX
 int8 recipe on the validation split (``converters.onnx.to_onnx_int8_best``), then times
@@ -19,7 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import run_label, runs_parser
+from _common import run_label, runs_parser
 from edgecv.rundir import ExportDir, RunDir
 
 GOAL = {"speedup_vs_onnx_fp32": 1.3, "max_drop_pp": 1.0}
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{record['model']}: {record['recipe']['types']}/{record['recipe']['method']} "
               f"{ratio:.2f}x fp32, drop {record['onnx_int8_accuracy_drop_pp']:+.2f} pp "
               f"({record['goal']})", flush=True)
-    output = {"command": "python -m edgecv.benchmarks.experiments.onnx_int8_cifar --runs "
+    output = {"command": "python benchmarks/experiments/onnx_int8_cifar.py --runs "
                          + " ".join(run_label(r) for r in args.runs),
               "goal": GOAL, "machine": machine_info(), "runs": results}
     args.json.write_text(json.dumps(output, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Is ONNX int8 faster than ONNX fp32 on this CPU, and under which quantization settings?
 
-    python -m edgecv.benchmarks.experiments.onnx_int8_settings RUN [--threads 1,2] [--repeats 5] \
+    python benchmarks/experiments/onnx_int8_settings.py RUN [--threads 1,2] [--repeats 5] \
         [--json PATH]
 
 Quantizes the run's model with onnxruntime.quantization under each setting (QDQ vs QOperator,

@@ -1,6 +1,6 @@
 """Is `edgecv bench`'s recommendation stable, and is a default bench quick?
 
-    python -m edgecv.benchmarks.experiments.recommendation_stability RUN... [--repeats 5] \
+    python benchmarks/experiments/recommendation_stability.py RUN... [--repeats 5] \
         [--threads 1] [--json PATH]
 
 Runs the default ``edgecv bench RUN`` (all targets, Keras included, ``--threads`` as given)
@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 
 GAP = 0.10
 WALL_S = 60.0
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "max_wall_s": max(t["wall_s"] for t in found),
                         "wall_goal": "met" if max(t["wall_s"] for t in found) < WALL_S else "missed",
                         "trials": found})
-    record = {"command": " ".join(["python -m edgecv.benchmarks.experiments.recommendation_stability",
+    record = {"command": " ".join(["python benchmarks/experiments/recommendation_stability.py",
                                    *map(str, args.runs), "--repeats", str(args.repeats),
                                    "--threads", args.threads]),
               "goal": f"same recommendation in every repeat whenever the best two differ by more "

@@ -1,6 +1,6 @@
 """`--recover` with 16-bit activations against float for the worst tensors, on real runs.
 
-    python -m edgecv.benchmarks.experiments.recover_mix --runs RUN... [--max-drop 0.05]
+    python benchmarks/experiments/recover_mix.py --runs RUN... [--max-drop 0.05]
         [--json PATH]
 
 For each run, `edgecv convert RUN --int8 --recover --max-drop X` twice in this process, once
@@ -19,7 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import run_label, runs_parser
+from _common import run_label, runs_parser
 
 KEYS = ("mix", "accuracy_drop_pp", "agreement", "within_budget", "p50_ms_1_thread",
         "latency_cost_vs_int8", "check_drop_pp")
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         record["agreement_on_check"] = quantizer_baselines(run)
         print(f"{run.name}: {record['agreement_on_check']}", flush=True)
         results.append(record)
-    output = {"command": "python -m edgecv.benchmarks.experiments.recover_mix --runs "
+    output = {"command": "python benchmarks/experiments/recover_mix.py --runs "
                          + " ".join(run_label(r) for r in args.runs)
                          + f" --max-drop {args.max_drop}",
               "machine": machine_info(), "runs": results}

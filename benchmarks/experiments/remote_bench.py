@@ -1,12 +1,12 @@
 """What `edgecv bench --on` costs and whether it measures what a bench on the device itself does.
 
-    python -m edgecv.benchmarks.experiments.remote_bench --runs RUN \\
+    python benchmarks/experiments/remote_bench.py --runs RUN \\
         --on "ssh://HOST?python=PATH" [--ssh-config FILE] [--repeats 3] [--json PATH]
 
     # the committed benchmarks/results/remote_bench.json: the device is this machine reached over
     # ssh (a real sshd on 127.0.0.1, started by tests/sshd.py's start_sshd, with a second
     # virtual environment as the device's Python), so both sides run on the same CPU:
-    python -m edgecv.benchmarks.experiments.remote_bench --runs RUNS/cifar-resnet8 \\
+    python benchmarks/experiments/remote_bench.py --runs RUNS/cifar-resnet8 \\
         --on "ssh://edgecv-test?python=/tmp/device/venv/bin/python" --ssh-config /tmp/sshd/ssh_config
 
 Each command runs through the real CLI in a fresh process, on the CPU target without the Keras
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import run_label, runs_parser
+from _common import run_label, runs_parser
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 
 BENCH = ("--targets", "cpu", "--no-keras")

@@ -1,28 +1,28 @@
 """Time to accuracy on CIFAR-10 photos: `edgecv train` with its defaults, as DAWNBench reports it.
 
-    python -m edgecv.benchmarks.experiments.train_cifar \\
+    python benchmarks/experiments/train_cifar.py \\
         --data ../shared/data/cifar10_train.tar.xz
         [--model resnet8 --model ds_cnn ...] [--epochs N] [--target 0.85] [--json PATH]
         [--update] [--label NAME] [--keep DIR] [--adopt RUN] [--extra EDGECV_TRAIN_OPTIONS...]
 
     # the committed benchmarks/results/train_cifar.json (the Intel AMX rows; the AMD rows are
     # from earlier versions of this script, each row has its command and machine):
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python benchmarks/experiments/train_cifar.py --data ../shared/data/cifar10_train.tar.xz \
         --update --model resnet8 --epochs 50
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python benchmarks/experiments/train_cifar.py --data ../shared/data/cifar10_train.tar.xz \
         --update --model resnet8 --epochs 50 --label sgd --extra --optimizer sgd --lr 0.05
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python benchmarks/experiments/train_cifar.py --data ../shared/data/cifar10_train.tar.xz \
         --update --model resnet8 --epochs 100 --label 100-epochs --extra --patience 30
     # trained by `edgecv train ... --optimizer sgd --lr 0.05 --weight-decay 5e-4
     # --label-smoothing 0.1 --out RUN`, then recorded:
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python benchmarks/experiments/train_cifar.py --data ../shared/data/cifar10_train.tar.xz \
         --update --adopt RUN --label sgd-wd-ls
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python benchmarks/experiments/train_cifar.py --data ../shared/data/cifar10_train.tar.xz \
         --update --model mobilenet_v2 --epochs 7 --label 96px
     # the AMD AVX-512 BF16 rows:
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python benchmarks/experiments/train_cifar.py --data ../shared/data/cifar10_train.tar.xz \
         --update --model resnet8 --label time-limit-30m --extra --time-limit 30m
-    python -m edgecv.benchmarks.experiments.train_cifar --data ../shared/data/cifar10_train.tar.xz \
+    python benchmarks/experiments/train_cifar.py --data ../shared/data/cifar10_train.tar.xz \
         --update --model resnet8 --label time-limit-30m-split-90-5-5 --extra --time-limit 30m \
         --val-split 0.05 --test-split 0.05
 
@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 from edgecv.rundir import RunDir
 from edgecv.training.config import TrainConfig
 from edgecv.benchmarks.machine import machine_info, machine_warnings

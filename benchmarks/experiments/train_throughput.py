@@ -1,15 +1,15 @@
 """Training throughput: `edgecv train` vs a plain `model.fit` of the same model and data.
 
-    python -m edgecv.benchmarks.experiments.train_throughput [--data digits|PATH] [--model resnet8]
+    python benchmarks/experiments/train_throughput.py [--data digits|PATH] [--model resnet8]
         [--epochs 10] [--batch-size N] [--repeats 2] [--json PATH]
 
     # CIFAR-10 photos at 32x32x3 (the committed train_throughput_cifar.json):
-    python -m edgecv.benchmarks.experiments.train_throughput \
+    python benchmarks/experiments/train_throughput.py \
         --data ../shared/data/cifar10_train.tar.xz --epochs 1 --variants plain_fit plain_fit_onednn edgecv_default \
         --json benchmarks/results/train_throughput_cifar.json
 
     # streamed from disk vs in memory (the committed train_stream_cifar.json):
-    python -m edgecv.benchmarks.experiments.train_throughput \
+    python benchmarks/experiments/train_throughput.py \
         --data ../shared/data/cifar10_train.tar.xz --epochs 2 --variants edgecv_default edgecv_streamed \
         --json benchmarks/results/train_stream_cifar.json
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     for repeat in range(args.repeats):
         for variant in variants:
             out = subprocess.run(
-                [sys.executable, "-m", "edgecv.benchmarks.experiments.train_throughput",
+                [sys.executable, __file__,
                  "--one", variant, "--data", args.data, "--model", args.model, "--epochs", str(args.epochs),
                  "--batch-size", str(args.batch_size), "--seed", str(repeat)],
                 capture_output=True, text=True, check=True)

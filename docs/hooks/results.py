@@ -367,7 +367,7 @@ def experiment_scripts() -> str:
             continue
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         first = " ".join(doc.split("\n\n", 1)[0].split())
-        rows.append([f"`python -m edgecv.benchmarks.experiments.{path.stem}`", fmt(first)])
+        rows.append([f"`python benchmarks/experiments/{path.name}`", fmt(first)])
     if not rows:
         return ""
     return "## The scripts\n\n" + table(["script", "what it measures"], rows)

@@ -1,7 +1,10 @@
-"""edgecv.benchmarks.experiments: one-off research scripts, each run as ``python -m
-edgecv.benchmarks.experiments.NAME`` and each writing its figures to ``benchmarks/results/``.
+"""What the research scripts of ``benchmarks/experiments/`` share. Each script runs from a
+checkout as ``python benchmarks/experiments/NAME.py`` (its folder is then first on ``sys.path``,
+so it imports this module as ``_common``) and writes its figures to ``benchmarks/results/``.
 
-They use the product (the bench engine, converters, training) but nothing in edgecv imports them.
+They are not part of the installed package (pyproject.toml lists no package here, and the folder
+has no ``__init__.py``): they use the product (the bench engine, converters, training) but
+nothing in edgecv imports them.
 """
 
 import argparse
