@@ -1,7 +1,7 @@
 """Which model for how many photos: airnet (the photo recipe) against resnet8 on 1,000 and 5,000
 CIFAR-10 training images, time to accuracy and accuracy at the end.
 
-    python -m edgecv.benchmarks.experiments.small_data --data ../shared/data/cifar10_train.tar.xz \\
+    python benchmarks/experiments/small_data.py --data ../shared/data/cifar10_train.tar.xz \\
         [--sizes 1000 5000] [--models airnet resnet8] [--epochs 30] [--json PATH] [--keep DIR]
 
 The archive is split as ``edgecv train`` splits it (15% validation, 15% test, seed 0). From its
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.benchmarks.experiments import RESULTS_DIR
+from _common import RESULTS_DIR
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 from edgecv.rundir import RunDir
 

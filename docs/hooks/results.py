@@ -46,6 +46,8 @@ PAGES = (
                                  "threads 1 and 2 (the default report)"),
           ("goals.json", "the harness against a bare `invoke()`, int8 against fp32, and the "
                          "model zoo (untrained weights)"),
+          ("bench_cifar_airnet.json", "`edgecv bench RUN --json` of the CIFAR-10 airnet run "
+                                      "(the photo recipe)"),
           ("bench_cifar_resnet8.json", "`edgecv bench RUN --json` of the CIFAR-10 resnet8 run"),
           ("bench_cifar_ds_cnn.json", "`edgecv bench RUN --json` of the CIFAR-10 ds_cnn run"),
           ("bench_cifar_mobilenet_v2.json", "`edgecv bench RUN --json` of the CIFAR-10 "
@@ -64,7 +66,9 @@ PAGES = (
     Page("results/int8.md", "int8 accuracy",
          "Does int8 keep the float model's answers: accuracy drop and top-1 agreement of every "
          "artifact on held-out CIFAR-10 photos, with `--recover` and `--qat`.",
-         (("int8_cifar.json", "int8, recovery and QAT (2 epochs) on the first CIFAR runs"),
+         (("int8_cifar_airnet.json", "int8 and ONNX int8 of the photo recipe's 30-minute "
+                                     "run, without `--recover`"),
+          ("int8_cifar.json", "int8, recovery and QAT (2 epochs) on the first CIFAR runs"),
           ("int8_cifar_intel.json", "int8 on the 50-epoch runs"),
           ("int8_cifar_intel_strict.json", "the stricter goal by `--recover` (`--strict`)"),
           ("int8_cifar_intel_qat.json", "the stricter goal by QAT (8 epochs)"),
@@ -77,7 +81,14 @@ PAGES = (
           ("recover_mix.json", "`--recover-mix int16` against `float`"))),
     Page("results/training.md", "Training",
          "Time to accuracy on CIFAR-10 and the trainer's throughput.",
-         (("train_cifar.json", "`edgecv train` on CIFAR-10, one row per recipe (each row "
+         (("train_photo_recipe.json", "the photo recipe (`--model auto`: airnet) in 30 minutes "
+                                      "on CIFAR-10, and one row per idea of the recipe "
+                                      "left out (ablations at a shorter budget)"),
+          ("train_small_data.json", "airnet against resnet8 on 1,000 and 5,000 training "
+                                    "images, scored on the same 7,500 held-out photos"),
+          ("train_throughput_airnet.json", "images/s of `edgecv train` against a bare "
+                                           "`model.fit` of airnet, float32 and bfloat16"),
+          ("train_cifar.json", "`edgecv train` on CIFAR-10, one row per recipe (each row "
                                "records its own machine and command)"),
           ("train_throughput_cifar.json", "images/s of `edgecv train` against a plain "
                                           "`model.fit`"),

@@ -11,27 +11,30 @@ PyTorch):
 - three blocks of conv3x3 -> max-pool 2 -> BatchNorm -> activation -> conv3x3 -> BatchNorm ->
   activation, widths 64/256/256, convs without bias, BatchNorm without a learned scale (the
   conv before it makes the scale redundant) and with a fast moving average (momentum 0.6);
-- global max pooling and a bias-free classifier.
+- global max pooling and a bias-free classifier whose logits are scaled down (airbench: 1/9;
+  David Page's ResNet-9 recipe: 1/8, the default here).
 
 With the defaults at 32x32x3 and 10 classes: 1.97 M parameters and 0.12 G MACs. Every op is a
-TFLite builtin with an int8 kernel (CONV_2D, MAX_POOL_2D, GELU or RELU, REDUCE_MAX,
+TFLite builtin with an int8 kernel (CONV_2D, MAX_POOL_2D, GELU or RELU, REDUCE_MAX, MUL,
 FULLY_CONNECTED, SOFTMAX).
 """
 
 from __future__ import annotations
 
 from edgecv.errors import UsageError
-from edgecv.models._checks import positive_int
+from edgecv.models._checks import positive_int, positive_number
 
 ACTIVATIONS = ("gelu", "relu")
 WHITEN_KERNEL = 2
 
 
 def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "gelu",
-           whiten: bool = True):
+           whiten: bool = True, logit_scale: float = 0.125):
     """airnet with ``widths`` per block (3 positive integers, default (64, 256, 256)),
-    ``activation`` ``gelu`` (default) or ``relu``, and the whitening stem (``whiten=True``) or
-    a plain trainable 3x3 stem conv of the same width in its place."""
+    ``activation`` ``gelu`` (default) or ``relu``, the whitening stem (``whiten=True``) or
+    a plain trainable 3x3 stem conv of the same width in its place, and the pooled features
+    multiplied by ``logit_scale`` (default 0.125) before the classifier: the logits' scale, which
+    also divides the classifier's effective learning rate by its square (1 for none)."""
     received = widths
     try:
         widths = tuple(widths)
@@ -44,6 +47,7 @@ def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "g
     if activation not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                          f"received activation={activation!r}.")
+    logit_scale = positive_number("logit_scale", logit_scale)
     if not isinstance(whiten, bool):
         raise UsageError(f"whiten must be True or False, received whiten={whiten!r}.")
     import keras
@@ -79,6 +83,8 @@ def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "g
         x = conv(x, width, f"{name}_conv2")
         x = act(bn(x, f"{name}_bn2"), f"{name}_act2")
     x = layers.GlobalMaxPooling2D(name="gmp")(x)
+    if logit_scale != 1.0:
+        x = layers.Rescaling(logit_scale, name="logit_scale")(x)
     outputs = layers.Dense(num_classes, activation="softmax", use_bias=False, name="scores")(x)
     return keras.Model(inputs, outputs, name="airnet")
 

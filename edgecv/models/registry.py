@@ -71,7 +71,7 @@ _REGISTRY: dict[str, tuple[str, ModelInfo]] = {
         min_img_size=8, overrides=("filters", "blocks"))),
     "airnet": ("airnet:airnet", ModelInfo(
         "airnet", "airbench-style photo net: whitening stem, 3 conv-pool-BN blocks (64/256/256)",
-        min_img_size=16, overrides=("widths", "activation", "whiten"),
+        min_img_size=16, overrides=("widths", "activation", "whiten", "logit_scale"),
         recipe={"optimizer": "sgd", "lr": 0.2, "label_smoothing": 0.2, "weight_decay": 5e-3,
                 "batch_size": 256, "epochs": 12})),
     "mobilenet_v2": ("mobilenet:mobilenet_v2", ModelInfo(
