@@ -194,6 +194,23 @@ def test_one_error_in_python_terms_and_in_cli_terms(tmp_path, cli):
     assert result.stderr == "error: --activations must be 8 or 16, received 12.\n"
 
 
+# --- typed conversion rows (no TensorFlow) -----------------------------------------------------------
+
+def test_a_conversion_json_written_by_the_dict_built_rows_reads_back_to_the_same_bytes():
+    """tests/data/conversion_dict_rows.json was written while the conversion still built its
+    rows as dicts (int8 over budget with its rounding split, QAT, both mixed recoveries with
+    their alternatives, data without labels): every key has its field, and the typed record
+    writes the same file."""
+    from edgecv.results import Conversion
+
+    text = (ROOT / "tests" / "data" / "conversion_dict_rows.json").read_text()
+    conversion = Conversion.from_dict(json.loads(text))
+    assert [row.extra for row in conversion.artifacts] == [{}] * 6
+    assert conversion.row("int8_mixed").alternative["mix"]
+    assert conversion.row("int8").accuracy is None and conversion.row("int8").rounding
+    assert json.dumps(conversion.to_dict(), indent=2) + "\n" == text
+
+
 # --- the whole job from Python ---------------------------------------------------------------------
 
 @pytest.mark.tf

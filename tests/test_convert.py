@@ -43,6 +43,24 @@ def test_every_format_is_written_with_checksums(converted):
     assert not [p.name for p in out.iterdir() if ".partial" in p.name]
 
 
+def test_conversion_json_keeps_the_keys_and_order_of_the_dict_built_rows(converted):
+    """Every format's row, typed from birth (ConversionRow), writes the keys the dict-built rows
+    wrote, in their order (tests/data/conversion_keys.json, written by that code for this
+    conversion); the typed record reads the file back to the same bytes."""
+    from conversion_keys import expected_key_order, key_order
+
+    from edgecv.converters.edgetpu import find_compiler
+    from edgecv.results import Conversion
+
+    out, _ = converted
+    found, expected = key_order(out / "conversion.json"), expected_key_order("every_format")
+    if find_compiler() is not None:  # a compiled Edge TPU model is not verified here
+        found.pop("edgetpu"), expected.pop("edgetpu")
+    assert found == expected
+    text = (out / "conversion.json").read_text()
+    assert json.dumps(Conversion.from_dict(json.loads(text)).to_dict(), indent=2) + "\n" == text
+
+
 def test_every_tflite_file_carries_the_standard_metadata_beside_its_card(converted):
     """The mixed, QAT, Edge TPU and microcontroller files too: each describes what its card says
     (here every input is float32 or uint8 raw pixels, so none is left without)."""

@@ -134,6 +134,8 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     conversion.json), and with --recover a mixed model that agrees follows it."""
     import dataclasses
 
+    from conversion_keys import expected_key_order, key_order
+
     from edgecv.converters.convert import convert_run
     from edgecv.data import load_dataset
     from edgecv.errors import AccuracyDropError
@@ -162,6 +164,11 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     assert written["min_agreement_pct"] == 90.0
     split = written["artifacts"][-1]["rounding"]
     assert split["activations"]["agreement"] < 0.85 < 0.95 < split["weights"]["agreement"]
+    # the keys and their order as the dict-built rows wrote them (tests/data/conversion_keys.json)
+    assert key_order(tmp_path / "strict" / "conversion.json") == expected_key_order(
+        "int8_under_min_agreement")
+    assert list(split["weights"]) == ["accuracy", "agreement", "accuracy_drop_pp",
+                                      "agreement_drop_pp", "flips", "exact_ties"]
     assert "rounding" not in plain  # within budget: nothing to explain
 
     report = convert_run(labelled, ["int8"], out_dir=tmp_path / "recovered", max_drop=100.0,
@@ -171,6 +178,8 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     assert mixed["check_agreement"] >= 0.9  # chosen on validation to meet the agreement
     assert mixed["agreement"] - rows["int8"]["agreement"] >= 0.1
     assert mixed["within_budget"] and rows["int8"]["recovered_by"] == mixed["file"]
+    assert key_order(tmp_path / "recovered" / "conversion.json") == expected_key_order(
+        "int8_recovered_by_a_float_mix")
 
 @pytest.mark.tf
 @pytest.mark.slow
