@@ -39,7 +39,7 @@ def conversion_section(report: dict):
     rows = [{**{header: None if row.get(key) is None else shown(row[key])
                 for header, key, shown in CONVERSION_COLUMNS},
              "worst class": _worst_class_text(row.get("worst_class")),
-             "disagreements": disagreements_text(row) or None}
+             "disagreements": disagreements_text(row.get("disagreements")) or None}
             for row in report["artifacts"]]
     text = (f"Keras test accuracy {100 * report['keras_accuracy']:.2f}% on "
             f"{report['test_images']} held-out images; every artifact was run in its runtime on "
