@@ -613,7 +613,7 @@ def pipeline(data: str = "digits", model: str = "auto", *, img_size: int | None 
     log(f"benchmarking {len(artifacts)} model(s) on {', '.join(settings.targets)}")
     report = run_benchmark(artifacts, settings, find_testset(artifacts),
                            progress=(lambda row: progress(BenchRow(**row))) if progress else None)
-    write_run_report(run.path, report, conversion.to_dict())
+    write_run_report(run.path, report, conversion)
     log(f"wrote {folder.report_html}")
     result = PipelineResult(run, conversion, BenchReport.from_dict(report), folder.report_html)
     if drop_error is not None:
