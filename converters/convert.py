@@ -9,7 +9,9 @@ ONNX artifacts. This module is the orchestration only; each step has a module of
    (:mod:`edgecv.converters.verify`);
 3. with ``--recover``, follow an int8 model over budget with a mixed int8/float one
    (:mod:`edgecv.converters.recover`);
-4. record the figures and the SHA-256 of each file in ``conversion.json``, then fail
+4. record the figures and the SHA-256 of each file in ``conversion.json`` (one
+   :class:`~edgecv.results.ConversionRow` per file, typed from the moment its build starts to the
+   file), then fail
    (:class:`~edgecv.errors.AccuracyDropError`) if an artifact is over budget (``--max-drop``,
    ``--min-agreement``: :class:`~edgecv.converters.verify.Budget`).
 """
@@ -34,6 +36,7 @@ from edgecv.converters.verify import Budget, budget_drop, figures
 from edgecv.errors import AccuracyDropError, UsageError, first_line
 from edgecv.io import atomic_path, write_json_atomic
 from edgecv.results import Conversion as ConversionRecord
+from edgecv.results import ConversionRow
 from edgecv.rundir import ExportDir, RunDir
 from edgecv.testset import save_testset
 
@@ -46,10 +49,11 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
                 qat_lr: float | None = None, log: Callable[[str], None] = print,
                 progress: Callable[[str], None] | None = None,
                 recover_mix: str = "auto", min_agreement: float | None = None,
-                mcu_profiles=()) -> dict:
+                mcu_profiles=()) -> ConversionRecord:
     """Write and verify ``formats`` (fp32 is always included) for a run directory, a model file
     (read with ``options``, see :func:`edgecv.converters.load.load_source`) or an already loaded :class:`RunData`;
-    return the report.
+    return the :class:`~edgecv.results.Conversion` written as ``conversion.json`` (its
+    ``out_dir`` the output folder).
 
     Defaults: uint8 I/O for the int8 model (its input the raw pixels: what phones' clients,
     the Edge TPU and TFLite Micro all take; ``io="int8"`` for int8 I/O), 300 calibration samples, opset 17, max drop 1.0 pp
@@ -106,25 +110,18 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
             _recover_over_budget(rows, conversion, budget, recover_mix)
         _credit_qat(rows, budget)
         _write_testset(run, out, log)
-        report = {"run": str(run.source), "keras_accuracy": conversion.keras_accuracy,
-                  "test_images": int(len(run.test_x)),
-                  "calibration_samples": int(len(run.calibration)), "calibration": info,
-                  "int8_io": io, "opset": opset, "max_drop_pp": max_drop,
-                  "max_drop_applies_to": "accuracy" if run.test_y is not None else "agreement"}
-        if min_agreement is not None:
-            report["min_agreement_pct"] = min_agreement
-        if run.notes:
-            report["source"] = run.notes
-        if select_tf_ops:
-            report["select_tf_ops"] = True
-        report["artifacts"] = rows
-        # conversion.json is the typed record's dict: what the Python API returns is the file
-        conversion_record = ConversionRecord.from_dict(report, out_dir=out)
-        report = conversion_record.to_dict()
-        write_json_atomic(ExportDir(out).conversion, report)
+        record = ConversionRecord(
+            run=str(run.source), keras_accuracy=conversion.keras_accuracy,
+            test_images=int(len(run.test_x)), calibration_samples=int(len(run.calibration)),
+            calibration=info, int8_io=io, opset=opset, max_drop_pp=max_drop,
+            max_drop_applies_to="accuracy" if run.test_y is not None else "agreement",
+            min_agreement_pct=min_agreement, source=run.notes or None,
+            select_tf_ops=True if select_tf_ops else None, artifacts=rows, out_dir=out)
+        # what the Python API returns is the file
+        write_json_atomic(ExportDir(out).conversion, record.to_dict())
     log(f"wrote {len(rows)} artifact(s) and conversion.json to {out}")
-    _check_budget(rows, budget, out, conversion_record)
-    return report
+    _check_budget(rows, budget, out, record)
+    return record
 
 
 @contextlib.contextmanager
@@ -229,13 +226,13 @@ _NAME_WIDTH = max(len(name) for name in FORMAT_TABLE)
 
 
 def _build_and_verify(chosen: list[Format], conversion: Conversion,
-                      progress: Callable[[str], None] | None) -> list[dict]:
+                      progress: Callable[[str], None] | None) -> list[ConversionRow]:
     """Build the formats in table order on this thread while one more thread verifies those
     already written, each on every core (:func:`edgecv.converters.verify.artifact_scores`); a
     format whose build times candidates (``Format.quiet``) waits until the machine is quiet.
     Returns the rows in table order; their log lines come in that order too."""
-    rows: list[dict] = []
-    pending: list[tuple[Format, dict, Future]] = []
+    rows: list[ConversionRow] = []
+    pending: list[tuple[Format, ConversionRow, Future]] = []
     status = progress or (lambda _text: None)
 
     def report(block: bool) -> None:
@@ -245,8 +242,8 @@ def _build_and_verify(chosen: list[Format], conversion: Conversion,
                 status(f"verifying {spec.name} on {len(conversion.run.test_x)} images")
             not_verified = verified.result()
             pending.pop(0)
-            seconds = row["convert_s"]
-            conversion.log(f"{spec.name:<{_NAME_WIDTH}} {row['size_bytes'] / 1024:8.1f} KiB  "
+            seconds = row.convert_s
+            conversion.log(f"{spec.name:<{_NAME_WIDTH}} {row.size_bytes / 1024:8.1f} KiB  "
                            f"{not_verified or f'{figures(row)}  {seconds:.1f}s'}")
             rows.append(row)
 
@@ -258,40 +255,41 @@ def _build_and_verify(chosen: list[Format], conversion: Conversion,
             status(f"building {spec.name} ({number} of {len(chosen)})"
                    + (f"; verifying {pending[0][0].name}" if pending else ""))
             row, path = _write(spec, conversion, fp32_size)
-            fp32_size = fp32_size or row["size_bytes"]
+            fp32_size = fp32_size or row.size_bytes
             pending.append((spec, row, verifier.submit(_verify, spec, conversion, row, path)))
             report(block=False)
         report(block=True)
     return rows
 
 
-def _write(spec: Format, conversion: Conversion, fp32_size: int | None) -> tuple[dict, Path]:
+def _write(spec: Format, conversion: Conversion,
+           fp32_size: int | None) -> tuple[ConversionRow, Path]:
     """Build one format and write it atomically; its conversion.json row (figures to come)."""
-    start = time.perf_counter()
-    notes: dict = {}
-    data = spec.build(conversion, notes)
-    seconds = time.perf_counter() - start
     path = conversion.out / spec.file
+    row = ConversionRow(format=spec.name, file=path.name)
+    start = time.perf_counter()
+    data = spec.build(conversion, row)
+    seconds = time.perf_counter() - start
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    fp32_size = fp32_size or len(data)
-    row = {"format": spec.name, "file": path.name, "size_bytes": len(data),
-           "size_ratio_vs_fp32": round(len(data) / fp32_size, 4),
-           "sha256": hashlib.sha256(data).hexdigest(), "convert_s": round(seconds, 2),
-           **notes}
+    row.size_bytes = len(data)
+    row.size_ratio_vs_fp32 = round(len(data) / (fp32_size or len(data)), 4)
+    row.sha256 = hashlib.sha256(data).hexdigest()
+    row.convert_s = round(seconds, 2)
     return row, path
 
 
-def _verify(spec: Format, conversion: Conversion, row: dict, path: Path) -> str | None:
+def _verify(spec: Format, conversion: Conversion, row: ConversionRow, path: Path) -> str | None:
     """``spec.verify`` (figures into ``row``), timed as ``verify_s``."""
     start = time.perf_counter()
     try:
         return spec.verify(conversion, row, path)
     finally:
-        row["verify_s"] = round(time.perf_counter() - start, 2)
+        row.verify_s = round(time.perf_counter() - start, 2)
 
 
-def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budget) -> None:
+def _split_int8_rounding(rows: list[ConversionRow], conversion: Conversion,
+                         budget: Budget) -> None:
     """A TFLite int8 row over budget gets ``rounding``: its weights' and its activations'
     rounding measured apart on the same test images (:func:`edgecv.converters.rounding.rounding_split`),
     which decides the way out the failure names. Runs once every verification is done: it
@@ -299,7 +297,7 @@ def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budge
     measured, one line says why and the conversion goes on (its files still get their report)."""
     from edgecv.converters import rounding
 
-    row = next((r for r in rows if r["format"] == "int8"), None)
+    row = next((r for r in rows if r.format == "int8"), None)
     if not (row and budget.misses(row)):
         return
     run = conversion.run
@@ -312,35 +310,35 @@ def _split_int8_rounding(rows: list[dict], conversion: Conversion, budget: Budge
         conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart not measured: {why}")
         return
     if split is not None:
-        row["rounding"] = split
+        row.rounding = split
         conversion.log(f"{'':<{_NAME_WIDTH}} int8 rounding apart: {rounding.rounding_text(split)}")
 
 
-def _recover_over_budget(rows: list[dict], conversion: Conversion, budget: Budget,
+def _recover_over_budget(rows: list[ConversionRow], conversion: Conversion, budget: Budget,
                          mix: str = "auto") -> None:
     """Follow each int8 row (TFLite, ONNX) over budget with its mixed int8/float row; an int8
     row whose mixed one fits the budget is marked ``recovered_by``."""
     from edgecv.converters.recover import recover as recover_mixed
 
-    fp32_size = rows[0]["size_bytes"]
+    fp32_size = rows[0].size_bytes
     for fmt, kind in (("int8", "tflite"), ("onnx_int8", "onnx")):
-        int8_row = next((r for r in rows if r["format"] == fmt), None)
+        int8_row = next((r for r in rows if r.format == fmt), None)
         if not (int8_row and budget.misses(int8_row)):
             continue
-        chosen = int8_row.get("onnx_calibration", {})
+        chosen = int8_row.onnx_calibration or {}
         # a float mix made for TFLite just before is a second ONNX candidate (its graph)
-        tflite_mix = next((r for r in rows if r["format"] == "int8_mixed"
-                           and r["mix"] == "int8, float"), None) if kind == "onnx" else None
+        tflite_mix = next((r for r in rows if r.format == "int8_mixed"
+                           and r.mix == "int8, float"), None) if kind == "onnx" else None
         mixed = recover_mixed(conversion.run, kind, conversion.keras_scores,
                               conversion.keras_accuracy, budget, conversion.out, conversion.log,
                               onnx_fp32=conversion.onnx_fp32,
                               onnx_method=chosen.get("method", "minmax"),
                               onnx_types=chosen.get("types", "u8s8"), mix=mix,
                               tflite_mix=tflite_mix, opset=conversion.settings.opset)
-        mixed["size_ratio_vs_fp32"] = round(mixed["size_bytes"] / fp32_size, 4)
+        mixed.size_ratio_vs_fp32 = round(mixed.size_bytes / fp32_size, 4)
         rows.append(mixed)
-        if mixed["within_budget"]:
-            int8_row["recovered_by"] = mixed["file"]
+        if mixed.within_budget:
+            int8_row.recovered_by = mixed.file
 
 
 def _write_testset(run: RunData, out: Path, log: Callable[[str], None]) -> None:
@@ -357,16 +355,16 @@ def _write_testset(run: RunData, out: Path, log: Callable[[str], None]) -> None:
 _MIXED = {"int8": "int8_mixed", "onnx_int8": "onnx_int8_mixed"}
 
 
-def _credit_qat(rows: list[dict], budget: Budget) -> None:
+def _credit_qat(rows: list[ConversionRow], budget: Budget) -> None:
     """A post-training int8 row (TFLite or ONNX) over budget whose quantization-aware twin
     fits it is marked ``recovered_by`` that file, as by a mixed recovery: the conversion did
     deliver a full-int8 model of that runtime within budget, so it does not fail."""
-    by_format = {r["format"]: r for r in rows}
+    by_format = {r.format: r for r in rows}
     for fmt, twin in QAT_TWINS.items():
         int8_row, qat_row = by_format.get(fmt), by_format.get(twin)
-        if (int8_row and qat_row and budget.misses(int8_row) and "recovered_by" not in int8_row
+        if (int8_row and qat_row and budget.misses(int8_row) and int8_row.recovered_by is None
                 and budget.fits(qat_row)):
-            int8_row["recovered_by"] = qat_row["file"]
+            int8_row.recovered_by = qat_row.file
 
 
 def way_out(fmt: str, tried: set[str], rounding: dict | None = None,
@@ -415,19 +413,19 @@ def way_out(fmt: str, tried: set[str], rounding: dict | None = None,
     return "a larger `max_drop` (or a lower `min_agreement`) accepts it"
 
 
-def _check_budget(rows: list[dict], budget: Budget, out: Path,
+def _check_budget(rows: list[ConversionRow], budget: Budget, out: Path,
                   record: ConversionRecord | None = None) -> None:
     # a mixed fallback that missed is moot once its int8 row is recovered otherwise (QAT)
-    moot = {_MIXED[r["format"]] for r in rows if "recovered_by" in r and r["format"] in _MIXED}
-    over = [r for r in rows if budget.misses(r) and "recovered_by" not in r
-            and r["format"] not in moot]
+    moot = {_MIXED[r.format] for r in rows if r.recovered_by is not None and r.format in _MIXED}
+    over = [r for r in rows if budget.misses(r) and r.recovered_by is None
+            and r.format not in moot]
     if over:
         # the largest drop over --max-drop, else the lowest agreement
         worst = max(over, key=lambda r: (budget_drop(r) > budget.max_drop, budget_drop(r),
-                                         -r["agreement"]))
-        tried = {row["format"] for row in rows}
-        rounding = next((r.get("rounding") for r in rows if r["format"] == "int8"), None)
-        raise AccuracyDropError(f"{worst['file']} {budget.misses(worst)}; see "
+                                         -r.agreement))
+        tried = {row.format for row in rows}
+        rounding = next((r.rounding for r in rows if r.format == "int8"), None)
+        raise AccuracyDropError(f"{worst.file} {budget.misses(worst)}; see "
                                 f"{out / 'conversion.json'}. Next: "
-                                f"{way_out(worst['format'], tried, rounding, budget)}.",
+                                f"{way_out(worst.format, tried, rounding, budget)}.",
                                 conversion=record)

@@ -31,6 +31,7 @@ from edgecv.converters.verify import Budget
 from edgecv.errors import ConversionError, EdgecvError, UsageError, unknown_name
 from edgecv.io import write_json_atomic
 from edgecv.modelfile.reference import reference_of
+from edgecv.results import ConversionRow
 from edgecv.rundir import ExportDir
 
 ONNX_CALIBRATION = ("auto", "minmax", "entropy", "percentile")
@@ -109,16 +110,17 @@ class Conversion:
         return self.qat
 
 
-# (conversion, notes for the row) -> the file's bytes, its card embedded
-Build = Callable[[Conversion, dict], bytes]
+# (conversion, the file's row) -> the file's bytes, its card embedded; what the build records
+# about the file (how it was calibrated, planned, fine-tuned) goes into the row
+Build = Callable[[Conversion, ConversionRow], bytes]
 # (conversion, the row, the written file) -> None once verified (figures in the row), else the
-# log line's reason (the row says why in "verified")
-Verify = Callable[[Conversion, dict, Path], "str | None"]
+# log line's reason (the row says why in ``verified``)
+Verify = Callable[[Conversion, ConversionRow, Path], "str | None"]
 
 
-def verify_in_runtime(conversion: Conversion, row: dict, path: Path) -> str | None:
+def verify_in_runtime(conversion: Conversion, row: ConversionRow, path: Path) -> str | None:
     """Run the file in its runtime on the test split; its figures and drops go into ``row``."""
-    row.update(verify.verify_artifact(path, conversion.run, conversion.keras_scores))
+    verify.verify_artifact(row, path, conversion.run, conversion.keras_scores)
     verify.score_drops(row, conversion.keras_accuracy)
     return None
 
@@ -165,7 +167,7 @@ def _float_tflite(conversion: Conversion, name: str, data: bytes) -> bytes:
     return with_tflite_card(data, conversion.run, f"tflite_{name}", extra)
 
 
-def build_fp32(conversion: Conversion, notes: dict) -> bytes:
+def build_fp32(conversion: Conversion, row: ConversionRow) -> bytes:
     from edgecv.converters.tflite import to_tflite_fp32
 
     select = conversion.settings.select_tf_ops
@@ -173,7 +175,7 @@ def build_fp32(conversion: Conversion, notes: dict) -> bytes:
                                                             select_tf_ops=select))
 
 
-def build_fp16(conversion: Conversion, notes: dict) -> bytes:
+def build_fp16(conversion: Conversion, row: ConversionRow) -> bytes:
     from edgecv.converters.tflite import to_tflite_fp16
 
     select = conversion.settings.select_tf_ops
@@ -181,7 +183,7 @@ def build_fp16(conversion: Conversion, notes: dict) -> bytes:
                                                             select_tf_ops=select))
 
 
-def build_dynamic(conversion: Conversion, notes: dict) -> bytes:
+def build_dynamic(conversion: Conversion, row: ConversionRow) -> bytes:
     from edgecv.converters.tflite import to_tflite_dynamic
 
     select = conversion.settings.select_tf_ops
@@ -189,15 +191,15 @@ def build_dynamic(conversion: Conversion, notes: dict) -> bytes:
                                                                   select_tf_ops=select))
 
 
-def build_int8(conversion: Conversion, notes: dict) -> bytes:
+def build_int8(conversion: Conversion, row: ConversionRow) -> bytes:
     return conversion.int8_file()
 
 
-def build_mcu(conversion: Conversion, notes: dict) -> bytes:
+def build_mcu(conversion: Conversion, row: ConversionRow) -> bytes:
     """The model the microcontroller export ships (:func:`edgecv.converters.mcu.mcu_model` of
     the int8 file), refused in one line when TFLite Micro cannot run it (an op it lacks, named
     with its Keras layer); how its arena is planned (the smallest of TFLM's plan, a better operator
-    order and an offline plan, outputs identical on the test split) goes into ``notes["plan"]``."""
+    order and an offline plan, outputs identical on the test split) goes into ``row.plan``."""
     from edgecv.converters.mcu import check_folder, mcu_model
     from edgecv.runtime.tflm import NAME, tflm_incompatibility
 
@@ -208,19 +210,19 @@ def build_mcu(conversion: Conversion, notes: dict) -> bytes:
         raise ConversionError(f"the int8 model cannot run on {NAME}: {problem}. Fix: replace "
                               "that layer with one TFLite Micro has a kernel for, or leave out "
                               "`formats=['mcu']`.")
-    data, notes["plan"] = mcu_model(int8, conversion.run.test_x)
-    notes["from"] = FORMAT_TABLE["int8"].file
+    data, row.plan = mcu_model(int8, conversion.run.test_x)
+    row.from_file = FORMAT_TABLE["int8"].file
     return data
 
 
-def build_int8_qat(conversion: Conversion, notes: dict) -> bytes:
+def build_int8_qat(conversion: Conversion, row: ConversionRow) -> bytes:
     """Quantization-aware fine-tuning first (:meth:`Conversion.qat_int8`); its record goes into
-    ``notes["qat"]``."""
-    data, notes["qat"] = conversion.qat_int8()
+    ``row.qat``."""
+    data, row.qat = conversion.qat_int8()
     return with_tflite_card(data, conversion.run, "tflite_int8_qat")
 
 
-def build_int16x8(conversion: Conversion, notes: dict) -> bytes:
+def build_int16x8(conversion: Conversion, row: ConversionRow) -> bytes:
     from edgecv.converters.tflite import to_tflite_int16x8
 
     run = conversion.run
@@ -228,17 +230,17 @@ def build_int16x8(conversion: Conversion, notes: dict) -> bytes:
                             "tflite_int16x8")
 
 
-def build_onnx(conversion: Conversion, notes: dict) -> bytes:
+def build_onnx(conversion: Conversion, row: ConversionRow) -> bytes:
     return with_onnx_card(conversion.onnx_fp32_proto(), conversion.run, "onnx")
 
 
-def build_onnx_int8(conversion: Conversion, notes: dict) -> bytes:
+def build_onnx_int8(conversion: Conversion, row: ConversionRow) -> bytes:
     """ONNX int8 calibrated as ``--onnx-calibration`` says (:func:`choose_onnx_int8`); the choice
-    goes into ``notes["onnx_calibration"]``."""
+    goes into ``row.onnx_calibration``."""
     proto, chosen = choose_onnx_int8(conversion.run, conversion.onnx_fp32_proto(),
                                      conversion.settings.onnx_calibration,
                                      conversion.settings.budget)
-    notes["onnx_calibration"] = chosen
+    row.onnx_calibration = chosen
     data = with_onnx_card(proto, conversion.run, "onnx_int8")
     for line in onnx_recipe_lines(chosen):
         conversion.log(line)
@@ -263,17 +265,17 @@ def onnx_recipe_lines(chosen: dict) -> list[str]:
     return lines
 
 
-def build_onnx_int8_qat(conversion: Conversion, notes: dict) -> bytes:
+def build_onnx_int8_qat(conversion: Conversion, row: ConversionRow) -> bytes:
     """The quantization-aware int8 TFLite file's graph in ONNX
     (:func:`edgecv.converters.onnx.from_tflite`): the ranges and int8 weights QAT learned, run
-    by ONNX Runtime. ``notes``: the QAT record and how many convolutions / matrix products ONNX
-    Runtime runs in integer kernels."""
+    by ONNX Runtime. ``row`` gets the QAT record and how many convolutions / matrix products
+    ONNX Runtime runs in integer kernels."""
     from edgecv.converters.onnx import from_tflite, integer_kernels
 
-    data, notes["qat"] = conversion.qat_int8()
+    data, row.qat = conversion.qat_int8()
     proto = from_tflite(data, conversion.settings.opset)
-    notes["from"] = FORMAT_TABLE["int8_qat"].file
-    notes["integer_kernels"] = integer_kernels(proto)
+    row.from_file = FORMAT_TABLE["int8_qat"].file
+    row.integer_kernels = integer_kernels(proto)
     return with_onnx_card(proto, conversion.run, "onnx_int8_qat")
 
 
@@ -297,7 +299,7 @@ def choose_onnx_int8(run: RunData, fp32_proto, method: str = "auto",
     return proto, {**record, "chosen_by": f"{record.pop('why')}, measured on the {where}"}
 
 
-def build_edgetpu(conversion: Conversion, notes: dict) -> bytes:
+def build_edgetpu(conversion: Conversion, row: ConversionRow) -> bytes:
     """A uint8-I/O full-int8 model, compiled by ``edgetpu_compiler`` when it is on PATH.
 
     The static compatibility report and the compiler's verdict go into the card's ``extra``
@@ -330,7 +332,7 @@ def build_edgetpu(conversion: Conversion, notes: dict) -> bytes:
 
 # --- verifying ------------------------------------------------------------------------------------
 
-def verify_allowing_flex(conversion: Conversion, row: dict, path: Path) -> str | None:
+def verify_allowing_flex(conversion: Conversion, row: ConversionRow, path: Path) -> str | None:
     """fp32 / fp16 / dynamic: with ``--select-tf-ops`` the row says whether the file is
     deployable, and a file that needs Flex ops is recorded as not verified when ai-edge-litert
     (which has no Flex delegate) cannot run it."""
@@ -339,16 +341,16 @@ def verify_allowing_flex(conversion: Conversion, row: dict, path: Path) -> str |
     if not conversion.settings.select_tf_ops:
         return verify_in_runtime(conversion, row, path)
     extra = read_tflite_card(path.read_bytes()).extra
-    flex = extra["flex_ops"]
-    row.update(deployable=extra["deployable"], flex_ops=flex,
-               deployable_reason=extra.get("reason"))
+    row.deployable, row.flex_ops = extra["deployable"], extra["flex_ops"]
+    row.deployable_reason = extra.get("reason")
+    flex = row.flex_ops
     try:
         return verify_in_runtime(conversion, row, path)
     except (EdgecvError, RuntimeError, ValueError) as exc:
         if not flex:
             raise
         first = " ".join(str(exc).split())[:160]
-        row["verified"] = f"no: {FLEX_REASON} (ai-edge-litert: {first})"
+        row.verified = f"no: {FLEX_REASON} (ai-edge-litert: {first})"
         return (f"not verified: needs Flex ops {', '.join(flex)}; not deployable on "
                 "tflite-runtime/ai-edge-litert or the Edge TPU")
 
@@ -356,22 +358,22 @@ def verify_allowing_flex(conversion: Conversion, row: dict, path: Path) -> str |
 EDGETPU_REPORT = "edgetpu_report.json"
 
 
-def verify_edgetpu(conversion: Conversion, row: dict, path: Path) -> str | None:
+def verify_edgetpu(conversion: Conversion, row: ConversionRow, path: Path) -> str | None:
     """Write the compatibility report (``edgetpu_report.json``, a summary in the row); a
     compiled model runs only on an Edge TPU, so it is verified by ``edgecv bench`` there."""
     report = read_tflite_card(path.read_bytes()).extra["edgetpu"]
     write_json_atomic(conversion.out / EDGETPU_REPORT, report)
-    row["edgetpu"] = {"static": report["static"]["summary"],
-                      "compiler": report["compiler"]["status"]}
+    row.edgetpu = {"static": report["static"]["summary"],
+                   "compiler": report["compiler"]["status"]}
     conversion.log(f"edgetpu    {report['static']['summary']}; compiler: "
                    f"{report['compiler'].get('reason', report['compiler']['status'])}")
-    if row["edgetpu"]["compiler"] == "compiled":
-        row["verified"] = "no: a compiled Edge TPU model runs only on an Edge TPU (edgecv bench)"
-        return f"not verified here: {row['verified']}"
+    if row.edgetpu["compiler"] == "compiled":
+        row.verified = "no: a compiled Edge TPU model runs only on an Edge TPU (edgecv bench)"
+        return f"not verified here: {row.verified}"
     return verify_in_runtime(conversion, row, path)
 
 
-def verify_mcu(conversion: Conversion, row: dict, path: Path) -> str | None:
+def verify_mcu(conversion: Conversion, row: ConversionRow, path: Path) -> str | None:
     """Run the test split through TFLite Micro and write the rest of the export beside the
     shipped model (:func:`edgecv.converters.mcu.verify_export`); the row gets the figures
     against the reference model, and ``tflm`` (the comparison with LiteRT), ``arena`` and
@@ -381,14 +383,13 @@ def verify_mcu(conversion: Conversion, row: dict, path: Path) -> str | None:
 
     source = {"file": FORMAT_TABLE["int8"].file,
               "sha256": hashlib.sha256(conversion.int8_file()).hexdigest()}
-    figures, record = mcu.verify_export(path, conversion.run, conversion.keras_scores, source,
-                                        row.get("plan", {}), list(conversion.settings.mcu_profiles))
-    row.update(figures)
-    verify.score_drops(row, conversion.keras_accuracy)
+    record = mcu.verify_export(row, path, conversion.run, conversion.keras_scores, source,
+                               row.plan or {}, list(conversion.settings.mcu_profiles))
     verification = record["verification"]
-    row["tflm"] = {key: value for key, value in verification.items() if key not in (
+    row.tflm = {key: value for key, value in verification.items() if key not in (
         "accuracy", "reference_accuracy", "accuracy_drop_pp", "agreement_vs_reference_model")}
-    row.update(arena=record["arena"], fit=record["fit"], record=f"{path.parent.name}/mcu.json")
+    row.arena, row.fit, row.record = (record["arena"], record["fit"],
+                                      f"{path.parent.name}/mcu.json")
     indent = " " * len("mcu        ")
     conversion.log(f"mcu        {mcu.arena_text(record)}")
     conversion.log(f"{indent}{mcu.verification_text(verification)}")

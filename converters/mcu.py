@@ -39,6 +39,7 @@ from edgecv import __version__
 from edgecv.card import ModelCard
 from edgecv.errors import ConversionError, UsageError
 from edgecv.io import atomic_path, write_json_atomic, write_text_atomic
+from edgecv.results import ConversionRow
 from edgecv.rundir import MCU_EXPORT_MARK, McuDir
 from edgecv.runtime import boards
 from edgecv.runtime.tflm import (ARENA_MARGIN, ARENA_MARGIN_MIN_BYTES, NAME, ArenaUsage,
@@ -460,42 +461,41 @@ def kernel_comparison(tflm: np.ndarray, litert: np.ndarray, reference: np.ndarra
             "outputs": int(tflm.size)}
 
 
-def verify_in_tflm(path: Path, run, keras_scores: np.ndarray, micro_backend) -> tuple[dict, dict]:
-    """Run the test split through TFLM (the file at ``path``, open in ``micro_backend``);
-    return (the conversion row's figures against the reference model, as
-    :func:`edgecv.converters.verify.verify_scores` gives them, and mcu.json's
-    ``verification``: those and the comparison with LiteRT, :func:`compare_kernels`)."""
+def verify_in_tflm(row: ConversionRow, path: Path, run, keras_scores: np.ndarray,
+                   micro_backend) -> dict:
+    """Run the test split through TFLM (the file at ``path``, open in ``micro_backend``); the
+    conversion ``row`` gets its figures and drops against the reference model
+    (:func:`edgecv.converters.verify.verify_scores`); returns mcu.json's ``verification``:
+    those and the comparison with LiteRT (:func:`compare_kernels`)."""
     from edgecv.converters.verify import artifact_scores, score_drops, verify_scores
 
     scores = artifact_scores(path, run.test_x, target="mcu")
-    figures = verify_scores(scores, run, keras_scores)
+    verify_scores(row, scores, run, keras_scores)
     kernels = compare_kernels(path, run.test_x, scores, micro_backend)
     keras_accuracy = (None if run.test_y is None
                       else float((keras_scores.argmax(1) == run.test_y).mean()))
-    drops = score_drops({"accuracy": figures["accuracy"], "agreement": figures["agreement"]},
-                        keras_accuracy)
-    verification = {"inputs": "test-split images", "images": int(len(run.test_x)),
-                    "accuracy": figures["accuracy"], "reference_accuracy": keras_accuracy,
-                    "accuracy_drop_pp": drops["accuracy_drop_pp"],
-                    "agreement_vs_reference_model": figures["agreement"], **kernels}
-    return figures, verification
+    score_drops(row, keras_accuracy)
+    return {"inputs": "test-split images", "images": int(len(run.test_x)),
+            "accuracy": row.accuracy, "reference_accuracy": keras_accuracy,
+            "accuracy_drop_pp": row.accuracy_drop_pp,
+            "agreement_vs_reference_model": row.agreement, **kernels}
 
 
-def verify_export(path: Path, run, keras_scores: np.ndarray, source: dict, plan: dict,
-                  profiles: list) -> tuple[dict, dict]:
+def verify_export(row: ConversionRow, path: Path, run, keras_scores: np.ndarray, source: dict,
+                  plan: dict, profiles: list) -> dict:
     """``edgecv convert RUN --mcu``'s verification and files: the shipped model at ``path``
-    (``export/mcu/model.tflite``) through TFLM on the test split (:func:`verify_in_tflm`),
-    then the rest of the export beside it (:func:`write_export`). Returns (the conversion
-    row's figures, mcu.json's record)."""
+    (``export/mcu/model.tflite``) through TFLM on the test split (:func:`verify_in_tflm`, its
+    figures into the conversion ``row``), then the rest of the export beside it
+    (:func:`write_export`). Returns mcu.json's record."""
     from edgecv.runtime import open_backend
 
     folder = McuDir(path.parent)
     data = path.read_bytes()
     with open_backend(path, target="mcu", checksum="off") as micro_backend:
-        figures, verification = verify_in_tflm(path, run, keras_scores, micro_backend)
+        verification = verify_in_tflm(row, path, run, keras_scores, micro_backend)
         record = export_record(data, source, plan, micro_backend, verification, profiles)
         write_export(folder, data, micro_backend.card, micro_backend, record)
-    return figures, record
+    return record
 
 
 def synthetic_verification(path: Path, micro_backend, count: int = SYNTHETIC_IMAGES,

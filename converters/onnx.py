@@ -322,7 +322,7 @@ def to_onnx_int8_best(fp32_model, calibration: np.ndarray, check_x: np.ndarray,
         scores = run_onnx(protos[name], check_x)
         key = f"{name}/{methods[0]}"
         checked[name] = slice_row(scores, check_y, reference_scores)
-        record["agreement"][key] = round(checked[name]["agreement"], 5)
+        record["agreement"][key] = round(checked[name].agreement, 5)
         record["drop_pp"][name] = budget_drop(checked[name])
         record["integer_kernels"][name] = integer_kernels(protos[name])
     sessions = {name: _session(proto, threads=1) for name, proto in protos.items()}

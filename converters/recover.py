@@ -17,6 +17,7 @@ neither of those alone finds it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from edgecv.converters.quant_debug import crushed_share
 from edgecv.converters.verify import (Budget, artifact_scores, budget_drop, check_data_scores,
                                       figures, score_drops, slice_row, verify_artifact)
 from edgecv.errors import EdgecvError
+from edgecv.results import ConversionRow
 
 # a tensor counts as crushed when at least this share of its live channels is under one step
 CRUSHED_SHARE = 0.25
@@ -171,8 +173,8 @@ def p50_ms(path, sample: np.ndarray, runs: int = 200, min_time_s: float = 0.5) -
 
 def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | None,
             budget: Budget, out, log, onnx_fp32=None, onnx_method: str = "minmax",
-            onnx_types: str = "u8s8", mix: str = "auto", tflite_mix: dict | None = None,
-            opset: int = 17) -> dict:
+            onnx_types: str = "u8s8", mix: str = "auto", tflite_mix: ConversionRow | None = None,
+            opset: int = 17) -> ConversionRow:
     """The cheapest mixed model within ``budget`` (``--max-drop``, ``--min-agreement``). For
     TFLite (``mix``, ``--recover-mix``):
     ``int16`` gives the worst tensors 16-bit activations (:func:`_int16_first`, the AI Edge
@@ -237,11 +239,11 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
     fmt = "int8_mixed" if kind == "tflite" else "onnx_int8_mixed"
     carried = limit = stopped_at = None
     if kind == "onnx" and tflite_mix is not None:
-        carried = _carried_mix(out / tflite_mix["file"], tflite_mix, fmt, path.name, run,
+        carried = _carried_mix(out / tflite_mix.file, tflite_mix, fmt, path.name, run,
                                (check_x, check_y, where, check_reference), budget, opset, log)
         if carried is not None and carried["fits"]:
             # both fit -> the one with fewer float ops: ONNX's own steps past that cannot win
-            limit = len(carried["row"]["float_layers"])
+            limit = len(carried["row"].float_layers)
     row = found = None
     for count in _doubling(len(ranking)):
         tensors = [r["tensor"] for r in ranking[:count]]
@@ -268,12 +270,12 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
             data = with_onnx_card(proto, run, "onnx_int8_mixed")
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
-        row = {"format": fmt, "file": path.name, "mix": "int8, float", "size_bytes": len(data),
-               "sha256": hashlib.sha256(data).hexdigest(), "float_tensors": tensors,
-               "float_layers": nodes}
+        row = ConversionRow(format=fmt, file=path.name, mix="int8, float", size_bytes=len(data),
+                            sha256=hashlib.sha256(data).hexdigest(), float_tensors=tensors,
+                            float_layers=nodes)
         found = slice_row(artifact_scores(path, check_x), check_y, check_reference)
         log(f"recover    {fmt}: {len(tensors)} tensor(s), {len(nodes)} op(s) in float: on the "
-            f"{where}: agreement {found['agreement']:.4f}, drop "
+            f"{where}: agreement {found.agreement:.4f}, drop "
             f"{budget_drop(found):+.2f} pp")
         if budget.fits(found):
             break
@@ -282,35 +284,36 @@ def recover(run, kind: str, keras_scores: np.ndarray, keras_accuracy: float | No
         raise EdgecvError(f"`recover`: {full.name} has no quantized tensor to keep in float.")
     if row is None:  # ONNX's own first step already had more float ops than the carried mix
         row, data = carried["row"], carried["data"]
-        row["alternative"] = {"float_layers": stopped_at, "made": False}  # ONNX's own mix
-        log(f"recover    {fmt}: the TFLite mix's graph ({row['from']})")
+        row.alternative = {"float_layers": stopped_at, "made": False}  # ONNX's own mix
+        log(f"recover    {fmt}: the TFLite mix's graph ({row.from_file})")
         return _finish(row, data, run, full, path, keras_scores, keras_accuracy, budget, log)
-    row.update(chosen_on=where, check_agreement=round(found["agreement"], 5),
-               check_drop_pp=budget_drop(found))
+    row.chosen_on, row.check_agreement = where, round(found.agreement, 5)
+    row.check_drop_pp = budget_drop(found)
     if int16_row is not None:  # both mixes were made: the faster one within budget
         row, data = _faster_mix(row, budget.fits(found), int16_row, int16_data,
                                 path, run.test_x[:1], log)
     elif int16_steps:
-        row["int16_steps"] = int16_steps  # tried, did not fit
+        row.int16_steps = int16_steps  # tried, did not fit
     if carried is not None:
         row, data = _own_or_carried(row, budget.fits(found), carried, run, path, log)
     return _finish(row, data, run, full, path, keras_scores, keras_accuracy, budget, log)
 
 
-def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: bytes,
-                path, sample: np.ndarray, log) -> tuple[dict, bytes | None]:
+def _faster_mix(float_row: ConversionRow, float_fits: bool, int16_row: ConversionRow,
+                int16_data: bytes, path, sample: np.ndarray,
+                log) -> tuple[ConversionRow, bytes | None]:
     """Both mixed models were made: the int16 one (within budget on the check slice) and the
     float one at ``path``. The faster one on this machine (1 thread) wins if the float one is
     within budget too, else the int16 one; the other is summarised as ``alternative``. (LiteRT
     runs int16x8 with reference kernels on CPU, so there float is usually faster; on a target
     without float kernels int16 is the only mix.)"""
-    summary = {"float": {"mix": "int8, float", "float_layers": len(float_row["float_layers"]),
-                         "check_drop_pp": float_row["check_drop_pp"]},
-               "int16": {"mix": int16_row["mix"], "int16_layers": len(int16_row["int16_layers"]),
-                         "float_layers": len(int16_row["float_layers"]),
-                         "check_drop_pp": int16_row["check_drop_pp"]}}
+    summary = {"float": {"mix": "int8, float", "float_layers": len(float_row.float_layers),
+                         "check_drop_pp": float_row.check_drop_pp},
+               "int16": {"mix": int16_row.mix, "int16_layers": len(int16_row.int16_layers),
+                         "float_layers": len(int16_row.float_layers),
+                         "check_drop_pp": int16_row.check_drop_pp}}
     if not float_fits:
-        int16_row["alternative"] = {**summary["float"], "within_budget_on_check": False}
+        int16_row.alternative = {**summary["float"], "within_budget_on_check": False}
         return int16_row, int16_data
     with tempfile.TemporaryDirectory() as workdir:
         candidate = Path(workdir) / "int16.tflite"
@@ -321,12 +324,12 @@ def _faster_mix(float_row: dict, float_fits: bool, int16_row: dict, int16_data: 
     log(f"recover    both mixes fit: float {timings['float']:.3f} ms, int16 "
         f"{timings['int16']:.3f} ms (1 thread): {chosen}")
     row, data = (float_row, None) if chosen == "float" else (int16_row, int16_data)
-    row["alternative"] = {**summary[other], "p50_ms_1_thread": round(timings[other], 4)}
+    row.alternative = {**summary[other], "p50_ms_1_thread": round(timings[other], 4)}
     return row, data
 
 
-def _carried_mix(tflite_path: Path, tflite_row: dict, fmt: str, file: str, run, check: tuple,
-                 budget: Budget, opset: int, log) -> dict | None:
+def _carried_mix(tflite_path: Path, tflite_row: ConversionRow, fmt: str, file: str, run,
+                 check: tuple, budget: Budget, opset: int, log) -> dict | None:
     """The TFLite float mix's graph carried to ONNX (:func:`edgecv.converters.onnx.from_tflite`:
     the TF converter's ranges, its float layers), judged on the check slice: {"row", "data",
     "fits"}, or None when the file does not convert. Each calibration rounds its own way, and
@@ -342,21 +345,21 @@ def _carried_mix(tflite_path: Path, tflite_row: dict, fmt: str, file: str, run, 
         log(f"recover    {tflite_path.name} does not convert to ONNX ({exc}); ONNX's own mix")
         return None
     data = with_onnx_card(proto, run, "onnx_int8_mixed")
-    row = {"format": fmt, "file": file, "mix": "int8, float",
-           "from": tflite_path.name, "float_tensors": tflite_row["float_tensors"],
-           "float_layers": tflite_row["float_layers"], "chosen_on": where}
+    row = ConversionRow(format=fmt, file=file, mix="int8, float", from_file=tflite_path.name,
+                        float_tensors=tflite_row.float_tensors,
+                        float_layers=tflite_row.float_layers, chosen_on=where)
     with tempfile.TemporaryDirectory() as workdir:
         candidate = Path(workdir) / "from_tflite.onnx"
         candidate.write_bytes(data)
         found = slice_row(artifact_scores(candidate, check_x), check_y, check_reference)
-    row.update(check_agreement=round(found["agreement"], 5), check_drop_pp=budget_drop(found))
-    log(f"recover    {tflite_path.name} in ONNX ({len(row['float_layers'])} float op(s)): on "
-        f"the {where}: agreement {found['agreement']:.4f}, drop {budget_drop(found):+.2f} pp")
+    row.check_agreement, row.check_drop_pp = round(found.agreement, 5), budget_drop(found)
+    log(f"recover    {tflite_path.name} in ONNX ({len(row.float_layers)} float op(s)): on "
+        f"the {where}: agreement {found.agreement:.4f}, drop {budget_drop(found):+.2f} pp")
     return {"row": row, "data": data, "fits": budget.fits(found)}
 
 
-def _own_or_carried(own: dict, own_fits: bool, carried: dict, run, path: Path,
-                    log) -> tuple[dict, bytes | None]:
+def _own_or_carried(own: ConversionRow, own_fits: bool, carried: dict, run, path: Path,
+                    log) -> tuple[ConversionRow, bytes | None]:
     """ONNX Runtime's own mix (``own``, written at ``path``; ``nodes_to_exclude`` around the
     worst tensors of its own calibration) or the TFLite mix's graph (``carried``, from
     :func:`_carried_mix`), both judged on the same check slice: when both fit, the one with
@@ -366,9 +369,9 @@ def _own_or_carried(own: dict, own_fits: bool, carried: dict, run, path: Path,
     as ``alternative``. (:func:`recover` stops ONNX's own ladder before it passes the carried
     mix's float-op count when that one fits: those steps could not win.)"""
     fits, data = carried["fits"], carried["data"]
-    carried = dict(carried["row"])
+    carried = dataclasses.replace(carried["row"])
     timings = {}
-    ops = {"own": len(own["float_layers"]), "carried": len(carried["float_layers"])}
+    ops = {"own": len(own.float_layers), "carried": len(carried.float_layers)}
     if fits and own_fits and ops["own"] == ops["carried"]:
         sample = run.test_x[:1]
         with tempfile.TemporaryDirectory() as workdir:
@@ -383,24 +386,25 @@ def _own_or_carried(own: dict, own_fits: bool, carried: dict, run, path: Path,
     elif fits or own_fits:
         take_carried, why = fits, "the one within budget on the check slice"
     else:
-        take_carried = carried["check_agreement"] > own["check_agreement"]
+        take_carried = carried.check_agreement > own.check_agreement
         why = "neither fits: the one that agrees more"
     chosen, other = (carried, own) if take_carried else (own, carried)
-    chosen["alternative"] = {
-        key: other[key] for key in ("from", "check_agreement", "check_drop_pp") if key in other}
-    chosen["alternative"].update(float_layers=len(other["float_layers"]),
-                                 within_budget_on_check=fits if other is carried else own_fits)
+    alternative = {"from": other.from_file, "check_agreement": other.check_agreement,
+                   "check_drop_pp": other.check_drop_pp}
+    chosen.alternative = {key: value for key, value in alternative.items() if value is not None}
+    chosen.alternative.update(float_layers=len(other.float_layers),
+                              within_budget_on_check=fits if other is carried else own_fits)
     if timings:
-        chosen["alternative"]["p50_ms_1_thread"] = round(
+        chosen.alternative["p50_ms_1_thread"] = round(
             timings["own" if other is own else "carried"], 4)
     log("recover    onnx_int8_mixed: "
-        + (f"the TFLite mix's graph ({carried['from']})" if take_carried else "ONNX's own mix")
+        + (f"the TFLite mix's graph ({carried.from_file})" if take_carried else "ONNX's own mix")
         + f" ({why})")
     return chosen, data if take_carried else None
 
 
-def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_accuracy,
-            budget: Budget, log) -> dict:
+def _finish(row: ConversionRow, data: bytes | None, run, full, path, keras_scores,
+            keras_accuracy, budget: Budget, log) -> ConversionRow:
     """Write ``data`` (when given; else it is at ``path`` already), verify the chosen mixed
     artifact on the test split and time it against full int8 (1 thread)."""
     import hashlib
@@ -410,18 +414,18 @@ def _finish(row: dict, data: bytes | None, run, full, path, keras_scores, keras_
     if data is not None:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
-        row.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    row.update(verify_artifact(path, run, keras_scores))
+        row.size_bytes, row.sha256 = len(data), hashlib.sha256(data).hexdigest()
+    verify_artifact(row, path, run, keras_scores)
     score_drops(row, keras_accuracy)
-    log(f"recover    {row['format']} on the test split: {figures(row)}")
+    log(f"recover    {row.format} on the test split: {figures(row)}")
     sample = run.test_x[:1]
     full_ms, mixed_ms = p50_ms(full, sample), p50_ms(path, sample)
-    row["p50_ms_1_thread"] = round(mixed_ms, 4)
-    row["latency_cost_vs_int8"] = round(mixed_ms / full_ms, 3)
-    row["within_budget"] = budget.fits(row)
-    log(f"recover    {len(row['float_layers'])} float op(s), "
-        f"{len(row.get('int16_layers', []))} int16 op(s); p50 {mixed_ms:.3f} ms vs "
-        f"{full_ms:.3f} ms for full int8 ({row['latency_cost_vs_int8']}x)")
+    row.p50_ms_1_thread = round(mixed_ms, 4)
+    row.latency_cost_vs_int8 = round(mixed_ms / full_ms, 3)
+    row.within_budget = budget.fits(row)
+    log(f"recover    {len(row.float_layers)} float op(s), "
+        f"{len(row.int16_layers or [])} int16 op(s); p50 {mixed_ms:.3f} ms vs "
+        f"{full_ms:.3f} ms for full int8 ({row.latency_cost_vs_int8}x)")
     return row
 
 
@@ -435,7 +439,7 @@ def _doubling(n: int) -> list[int]:
 
 
 def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, budget: Budget,
-                 log) -> tuple[dict | None, bytes | None, list[dict]]:
+                 log) -> tuple[ConversionRow | None, bytes | None, list[dict]]:
     """The cheaper mixes before the TF converter's float one, all made by the AI Edge
     Quantizer's per-layer recipes and ranked by its SNR: first 16-bit activations (int16x8
     kernels) for the worst tensors (1, 2, 4, ... of them, each with its producer and
@@ -466,20 +470,20 @@ def _int16_first(run, fp32: bytes, debug: np.ndarray, check: tuple, budget: Budg
             steps.append({"int16_tensors": len(int16_tensors), "int16_ops": len(int16_ops),
                           "float_tensors": len(float_tensors), "float_ops": len(float_ops),
                           "check_drop_pp": budget_drop(found),
-                          "check_agreement": round(found["agreement"], 5)})
+                          "check_agreement": round(found.agreement, 5)})
             log(f"recover    int8_mixed: {len(int16_ops)} op(s) with int16 activations, "
                 f"{len(float_ops)} in float (AI Edge Quantizer): on the {where}: agreement "
-                f"{found['agreement']:.4f}, drop {budget_drop(found):+.2f} pp")
+                f"{found.agreement:.4f}, drop {budget_drop(found):+.2f} pp")
             if budget.fits(found):
                 mix = ", ".join(["int8"] + (["int16 activations"] if int16_ops else [])
                                 + (["float"] if float_ops else []))
-                row = {"format": "int8_mixed", "file": f"{MIXED_STEM}.tflite", "mix": mix,
-                       "quantizer": "ai-edge-quantizer",
-                       "int16_tensors": int16_tensors, "int16_layers": int16_ops,
-                       "float_tensors": float_tensors, "float_layers": float_ops,
-                       "steps": steps, "chosen_on": where,
-                       "check_agreement": round(found["agreement"], 5),
-                       "check_drop_pp": budget_drop(found)}
+                row = ConversionRow(format="int8_mixed", file=f"{MIXED_STEM}.tflite", mix=mix,
+                                    quantizer="ai-edge-quantizer",
+                                    int16_tensors=int16_tensors, int16_layers=int16_ops,
+                                    float_tensors=float_tensors, float_layers=float_ops,
+                                    steps=steps, chosen_on=where,
+                                    check_agreement=round(found.agreement, 5),
+                                    check_drop_pp=budget_drop(found))
                 return row, data, steps
             if int16_tensors == ranking and not float_tensors:
                 log("recover    int16 activations on every ranked tensor do not fit the "

@@ -80,10 +80,9 @@ def weights_on_int8_grid(model):
 def _part(scores: np.ndarray, reference: np.ndarray, y: np.ndarray | None) -> dict:
     from edgecv.converters.verify import disagreements, slice_row
 
-    row = slice_row(scores, y, reference)
     flips = disagreements(scores, reference, y)
-    row.update(flips=flips["count"], exact_ties=flips["exact_ties"])
-    return row
+    return {**slice_row(scores, y, reference).to_dict(), "flips": flips["count"],
+            "exact_ties": flips["exact_ties"]}
 
 
 def rounding_split(model, calibration: np.ndarray, x: np.ndarray, y: np.ndarray | None,
@@ -132,9 +131,11 @@ def rounding_text(split: dict) -> str:
 def to_blame(split: dict | None, budget) -> str | None:
     """Which rounding alone misses ``budget``: "activations" (first: no weight remedy reaches
     past it), "weights", or None (neither alone, or no split)."""
+    from edgecv.converters.verify import SliceFigures
+
     if not split:
         return None
     for part in ("activations", "weights"):
-        if budget.misses(split[part]):
+        if budget.misses(SliceFigures.from_record(split[part])):
             return part
     return None

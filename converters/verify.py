@@ -2,9 +2,11 @@
 figures ``conversion.json`` records and ``--max-drop`` judges.
 
 - :func:`verify_artifact`: accuracy, top-1 agreement, output difference and per-class rows on
-  the test split (:func:`per_class_rows`: an average drop of 0.3 pp can hide a class that lost 5);
+  the test split (:func:`per_class_rows`: an average drop of 0.3 pp can hide a class that lost 5),
+  into the artifact's :class:`~edgecv.results.ConversionRow`;
 - :func:`score_drops` / :func:`budget_drop`: the drops in percentage points, and the one
-  ``--max-drop`` applies to; :class:`Budget`: ``--max-drop`` and ``--min-agreement`` together;
+  ``--max-drop`` applies to; :class:`Budget`: ``--max-drop`` and ``--min-agreement`` together,
+  judging a row or the :class:`SliceFigures` of a candidate;
 - :func:`check_data`: the held-out slice (never the test split) that choices between
   quantization settings and ``--recover`` are made on.
 """
@@ -12,7 +14,7 @@ figures ``conversion.json`` records and ``--max-drop`` judges.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import numpy as np
 from edgecv.converters.calibration import stratified_indices
 from edgecv.converters.rundata import RunData
 from edgecv.errors import UsageError
+from edgecv.results import ConversionRow
 
 
 def per_class_rows(predicted: np.ndarray, reference: np.ndarray, y: np.ndarray,
@@ -94,10 +97,10 @@ def disagreements(scores: np.ndarray, reference: np.ndarray, y: np.ndarray | Non
     return row
 
 
-def disagreements_text(row: dict) -> str:
+def disagreements_text(flips: dict | None) -> str:
     """``"89 flips: 0 on clear decisions, 40 exact ties, widest margin 0.17, right: reference
-    36, artifact 38"``: a verified row's disagreements in words ('' without any)."""
-    flips = row.get("disagreements")
+    36, artifact 38"``: a verified row's ``disagreements`` (:func:`disagreements`) in words
+    ('' without any)."""
     if not flips or not flips["count"]:
         return ""
     right = (f", right: reference {flips['reference_right']}, artifact {flips['artifact_right']}"
@@ -166,58 +169,93 @@ def artifact_scores(path: Path, x: np.ndarray, workers: int | None = None,
                                             [1] * workers)))
 
 
-def verify_artifact(path: Path, run: RunData, keras_scores: np.ndarray) -> dict:
-    """Run ``path`` in its runtime on the test split; accuracy (None when the data has no
-    labels), top-1 agreement with the reference scores, and output difference
+def verify_artifact(row: ConversionRow, path: Path, run: RunData,
+                    keras_scores: np.ndarray) -> ConversionRow:
+    """Run ``path`` in its runtime on the test split; ``row`` gets accuracy (None when the data
+    has no labels), top-1 agreement with the reference scores, and output difference
     (:func:`verify_scores`)."""
-    return verify_scores(artifact_scores(path, run.test_x), run, keras_scores)
+    return verify_scores(row, artifact_scores(path, run.test_x), run, keras_scores)
 
 
-def verify_scores(scores: np.ndarray, run: RunData, keras_scores: np.ndarray) -> dict:
-    """An artifact's ``scores`` on the test split against the reference model's: accuracy
-    (None when the data has no labels), top-1 agreement, output difference, what the
-    disagreements are and, with labels, the per-class rows."""
+def verify_scores(row: ConversionRow, scores: np.ndarray, run: RunData,
+                  keras_scores: np.ndarray) -> ConversionRow:
+    """An artifact's ``scores`` on the test split against the reference model's, into its
+    ``row``: accuracy (None when the data has no labels), top-1 agreement, output difference,
+    what the disagreements are and, with labels, the per-class rows."""
     diff = np.abs(scores - keras_scores)
     predicted, expected = scores.argmax(1), keras_scores.argmax(1)
-    row = {
-        "accuracy": None if run.test_y is None else float((predicted == run.test_y).mean()),
-        "agreement": float((predicted == expected).mean()),
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "disagreements": disagreements(scores, keras_scores, run.test_y),
-    }
+    row.accuracy = None if run.test_y is None else float((predicted == run.test_y).mean())
+    row.agreement = float((predicted == expected).mean())
+    row.max_abs_diff = float(diff.max())
+    row.mean_abs_diff = float(diff.mean())
+    row.disagreements = disagreements(scores, keras_scores, run.test_y)
     if run.test_y is not None:
-        classes = per_class_rows(predicted, expected, run.test_y, run.labels)
-        row.update(worst_class=worst_class(classes), per_class=classes)
+        row.per_class = per_class_rows(predicted, expected, run.test_y, run.labels)
+        row.worst_class = worst_class(row.per_class)
     return row
 
 
-def score_drops(row: dict, keras_accuracy: float | None) -> dict:
+def _drops(accuracy: float | None, agreement: float,
+           reference_accuracy: float | None) -> tuple[float | None, float]:
+    """(accuracy drop, agreement drop) vs the reference in percentage points: the first None
+    when the data has no labels, the second 100 - agreement %."""
+    accuracy_drop = (None if reference_accuracy is None or accuracy is None
+                     else round(100 * (reference_accuracy - accuracy), 3))
+    return accuracy_drop, round(100 * (1 - agreement), 3)
+
+
+def score_drops(row: ConversionRow, keras_accuracy: float | None) -> ConversionRow:
     """Add to a verified row its drops vs the reference, in percentage points: accuracy (None
     when the data has no labels) and agreement (100 - agreement %)."""
-    row["accuracy_drop_pp"] = (None if keras_accuracy is None or row["accuracy"] is None
-                               else round(100 * (keras_accuracy - row["accuracy"]), 3))
-    row["agreement_drop_pp"] = round(100 * (1 - row["agreement"]), 3)
+    row.accuracy_drop_pp, row.agreement_drop_pp = _drops(row.accuracy, row.agreement,
+                                                         keras_accuracy)
     return row
 
 
-def slice_row(scores: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> dict:
+@dataclass(frozen=True)
+class SliceFigures:
+    """Top-1 figures of some scores against a reference model's on the same images: accuracy
+    (None without labels), agreement, and the drops in percentage points that :class:`Budget`
+    judges. What the choices between quantization settings and ``--recover``'s steps are made
+    on (:func:`slice_row`), and each part of an int8 rounding split
+    (:func:`edgecv.converters.rounding.rounding_split`)."""
+
+    accuracy: float | None
+    agreement: float
+    accuracy_drop_pp: float | None
+    agreement_drop_pp: float
+
+    @classmethod
+    def from_record(cls, record: dict) -> SliceFigures:
+        """The figures of a record that holds them among others (a rounding split's part)."""
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
+
+    def to_dict(self) -> dict:
+        """The figures as a record stores them (accuracy, agreement, then the drops)."""
+        return asdict(self)
+
+
+def slice_row(scores: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> SliceFigures:
     """Agreement (and accuracy with labels) of ``scores`` against the ``reference`` model's on
     a slice (:func:`check_data`), with the drops :class:`Budget` judges: what the choices
     between quantization settings and ``--recover``'s steps are made on."""
     predicted = scores.argmax(1)
-    row = {"accuracy": None if y is None else float((predicted == y).mean()),
-           "agreement": float((predicted == reference.argmax(1)).mean())}
+    accuracy = None if y is None else float((predicted == y).mean())
+    agreement = float((predicted == reference.argmax(1)).mean())
     reference_accuracy = None if y is None else float((reference.argmax(1) == y).mean())
-    return score_drops(row, reference_accuracy)
+    return SliceFigures(accuracy, agreement, *_drops(accuracy, agreement, reference_accuracy))
 
 
-def budget_drop(row: dict) -> float | None:
+# what a budget judges: an artifact's row, or the figures of a candidate on a slice
+Judged = ConversionRow | SliceFigures
+
+
+def budget_drop(row: Judged) -> float | None:
     """The drop ``--max-drop`` judges: the accuracy drop when the data has labels, else the
     agreement drop; None for a row that was not verified."""
-    if row.get("accuracy_drop_pp") is not None:
-        return row["accuracy_drop_pp"]
-    return row.get("agreement_drop_pp")
+    if row.accuracy_drop_pp is not None:
+        return row.accuracy_drop_pp
+    return row.agreement_drop_pp
 
 
 @dataclass(frozen=True)
@@ -238,22 +276,22 @@ class Budget:
             raise UsageError(f"`min_agreement` is a percentage in (0, 100], received "
                              f"{self.min_agreement}.")
 
-    def misses(self, row: dict) -> str | None:
+    def misses(self, row: Judged) -> str | None:
         """Why a verified row is over budget, as the end of a sentence (``"lost 0.80 pp of
         accuracy ..., more than --max-drop 0.5"``); None when it fits or was not verified."""
         drop = budget_drop(row)
         if drop is None:
             return None
         if drop > self.max_drop + 1e-9:
-            what = "accuracy" if row.get("accuracy_drop_pp") is not None else "agreement"
+            what = "accuracy" if row.accuracy_drop_pp is not None else "agreement"
             return (f"lost {drop:.2f} pp of {what} vs the reference, more than `max_drop` "
                     f"{self.max_drop}")
-        if self.min_agreement is not None and 100 * row["agreement"] < self.min_agreement - 1e-9:
-            return (f"agrees with the reference on {100 * row['agreement']:.2f}% of the images, "
+        if self.min_agreement is not None and 100 * row.agreement < self.min_agreement - 1e-9:
+            return (f"agrees with the reference on {100 * row.agreement:.2f}% of the images, "
                     f"under `min_agreement` {self.min_agreement}")
         return None
 
-    def fits(self, row: dict) -> bool:
+    def fits(self, row: Judged) -> bool:
         """A verified row within both limits."""
         return budget_drop(row) is not None and self.misses(row) is None
 
@@ -263,13 +301,13 @@ class Budget:
                                         if self.min_agreement is not None else "")
 
 
-def figures(row: dict) -> str:
+def figures(row: ConversionRow) -> str:
     """A verified row's figures on one log line: accuracy and its drop, agreement, max |diff|,
     the worst class, what the disagreements are."""
-    accuracy = ("acc -" if row["accuracy"] is None else
-                f"acc {row['accuracy']:.4f} (drop {row['accuracy_drop_pp']:+.2f} pp)")
-    worst = row.get("worst_class")
+    accuracy = ("acc -" if row.accuracy is None else
+                f"acc {row.accuracy:.4f} (drop {row.accuracy_drop_pp:+.2f} pp)")
+    worst = row.worst_class
     worst = f"  worst class {worst['class']} {0.0 - worst['drop_pp']:+.1f} pp" if worst else ""
-    flips = disagreements_text(row)
-    return (f"{accuracy}  agreement {row['agreement']:.4f}  max|diff| "
-            f"{row['max_abs_diff']:.4f}{worst}" + (f"  ({flips})" if flips else ""))
+    flips = disagreements_text(row.disagreements)
+    return (f"{accuracy}  agreement {row.agreement:.4f}  max|diff| "
+            f"{row.max_abs_diff:.4f}{worst}" + (f"  ({flips})" if flips else ""))

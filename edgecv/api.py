@@ -230,7 +230,7 @@ def convert(source, formats: Sequence[str] = (), *, out: str | Path | None = Non
     from edgecv.converters.sources import ModelOptions, parse_floats, parse_scale
     from edgecv.modelfile.kinds import is_keras_source
     from edgecv.preprocessing import normalisation_from_flags
-    from edgecv.results import Conversion, McuExport
+    from edgecv.results import McuExport
     from edgecv.runtime.boards import parse_profiles
 
     log = log or _quiet
@@ -260,23 +260,12 @@ def convert(source, formats: Sequence[str] = (), *, out: str | Path | None = Non
             parse_floats(std, "`std`") if std is not None else None)
     from edgecv.converters.convert import convert_run
 
-    report = convert_run(path, chosen, out_dir=out, io=io, calib_samples=calib_samples,
-                         opset=opset, max_drop=max_drop, min_agreement=min_agreement,
-                         recover=recover, select_tf_ops=select_tf_ops, options=options,
-                         calib_data=calib_data, onnx_calibration=onnx_calibration,
-                         qat_epochs=qat_epochs, qat_lr=qat_lr, log=log,
-                         progress=progress, recover_mix=recover_mix, mcu_profiles=profiles)
-    return Conversion.from_dict(report, out_dir=_conversion_folder(path, out))
-
-
-def _conversion_folder(path: Path, out) -> Path:
-    """Where convert wrote: ``out``, else the source's default (RUN/export, STEM_export)."""
-    if out:
-        return Path(out)
-    from edgecv.modelfile.kinds import is_keras_source, model_export_dir
-    from edgecv.rundir import RunDir
-
-    return model_export_dir(path).path if is_keras_source(path) else RunDir(path).export.path
+    return convert_run(path, chosen, out_dir=out, io=io, calib_samples=calib_samples,
+                       opset=opset, max_drop=max_drop, min_agreement=min_agreement,
+                       recover=recover, select_tf_ops=select_tf_ops, options=options,
+                       calib_data=calib_data, onnx_calibration=onnx_calibration,
+                       qat_epochs=qat_epochs, qat_lr=qat_lr, log=log,
+                       progress=progress, recover_mix=recover_mix, mcu_profiles=profiles)
 
 
 def _export_tflite(path: Path, formats, out, profiles, options, log, **others) -> tuple:
@@ -592,7 +581,7 @@ def pipeline(data: str = "digits", model: str = "auto", *, img_size: int | None 
     from edgecv.converters.formats import with_qat
     from edgecv.converters.verify import Budget
     from edgecv.errors import AccuracyDropError
-    from edgecv.results import BenchReport, Conversion, PipelineResult, Run
+    from edgecv.results import BenchReport, PipelineResult, Run
     from edgecv.run_report import write_run_report
     from edgecv.rundir import RunDir
     from edgecv.runtime.targets import parse_targets
@@ -615,17 +604,16 @@ def pipeline(data: str = "digits", model: str = "auto", *, img_size: int | None 
     log(f"converting {', '.join(formats)}" + (" (`recover`)" if recover else ""))
     drop_error = None
     try:  # an artifact over budget does not stop the report: it shows it, then fails
-        conversion = Conversion.from_dict(
-            convert_run(run.path, formats, max_drop=max_drop, min_agreement=min_agreement,
-                        recover=recover, qat_epochs=qat_epochs if qat else None, log=log),
-            out_dir=folder.export.path)
+        conversion = convert_run(run.path, formats, max_drop=max_drop,
+                                 min_agreement=min_agreement, recover=recover,
+                                 qat_epochs=qat_epochs if qat else None, log=log)
     except AccuracyDropError as exc:
         drop_error, conversion = exc, exc.conversion
     artifacts = discover([run.path])
     log(f"benchmarking {len(artifacts)} model(s) on {', '.join(settings.targets)}")
     report = run_benchmark(artifacts, settings, find_testset(artifacts),
                            progress=(lambda row: progress(BenchRow(**row))) if progress else None)
-    write_run_report(run.path, report, conversion.to_dict())
+    write_run_report(run.path, report, conversion)
     log(f"wrote {folder.report_html}")
     result = PipelineResult(run, conversion, BenchReport.from_dict(report), folder.report_html)
     if drop_error is not None:

@@ -32,7 +32,7 @@ class Run:
         return dict(self.metrics)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class ConversionRow:
     """One artifact of a conversion, as ``conversion.json`` lists it.
 
@@ -40,11 +40,15 @@ class ConversionRow:
     a verified one its figures against the reference model (``accuracy`` is None when the data
     has no labels; drops are in percentage points). The other fields belong to some formats
     only and are None elsewhere (and absent from ``to_dict()``).
+
+    The conversion fills the row from the moment it starts on the file (the sizes and checksum
+    once the file is written) to ``conversion.json``, the only place it becomes a dict: with
+    slots, a misspelt field is an AttributeError where it is set, never a new JSON key.
     """
 
     format: str
     file: str
-    size_bytes: int
+    size_bytes: int | None = None
     size_ratio_vs_fp32: float | None = None
     sha256: str | None = None
     convert_s: float | None = None

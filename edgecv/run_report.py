@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecv.results import Conversion
 from edgecv.rundir import RunDir
 
-# The report's conversion columns: (header, conversion.json key, value -> shown number), in the
+# The report's conversion columns: (header, ConversionRow field, value -> shown number), in the
 # units a reader compares (MB, %, pp) and to the digits that differ between artifacts.
 CONVERSION_COLUMNS = (
     ("format", "format", str), ("file", "file", str),
@@ -30,21 +31,21 @@ def _worst_class_text(worst: dict | None) -> str | None:
     return f"{worst['class']} {-worst['drop_pp']:+.1f} pp (n={worst['count']})"
 
 
-def conversion_section(report: dict):
+def conversion_section(conversion: Conversion):
     """The conversion table (conversion.json) as a report Section."""
     from edgecv.benchmarks.report import Section
     from edgecv.converters.rounding import rounding_text
     from edgecv.converters.verify import disagreements_text
 
-    rows = [{**{header: None if row.get(key) is None else shown(row[key])
-                for header, key, shown in CONVERSION_COLUMNS},
-             "worst class": _worst_class_text(row.get("worst_class")),
-             "disagreements": disagreements_text(row) or None}
-            for row in report["artifacts"]]
-    text = (f"Keras test accuracy {100 * report['keras_accuracy']:.2f}% on "
-            f"{report['test_images']} held-out images; every artifact was run in its runtime on "
-            f"the same images. Calibration: {report['calibration_samples']} training images.")
-    split = next((row["rounding"] for row in report["artifacts"] if row.get("rounding")), None)
+    rows = [{**{header: None if getattr(row, field) is None else shown(getattr(row, field))
+                for header, field, shown in CONVERSION_COLUMNS},
+             "worst class": _worst_class_text(row.worst_class),
+             "disagreements": disagreements_text(row.disagreements) or None}
+            for row in conversion.artifacts]
+    text = (f"Keras test accuracy {100 * conversion.keras_accuracy:.2f}% on "
+            f"{conversion.test_images} held-out images; every artifact was run in its runtime on "
+            f"the same images. Calibration: {conversion.calibration_samples} training images.")
+    split = next((row.rounding for row in conversion.artifacts if row.rounding), None)
     if split:
         text += (f" The int8 file missed the budget; its rounding apart (kernels moved onto "
                  f"their int8 grid, then that model's own int8 file): {rounding_text(split)}.")
@@ -68,7 +69,7 @@ def training_section(run_dir: Path):
                    images=(run.training_curves, run.confusion_matrix))
 
 
-def write_run_report(run_dir: Path, report: dict, conversion: dict) -> Path:
+def write_run_report(run_dir: Path, report: dict, conversion: Conversion) -> Path:
     """Write the pipeline's reports into ``run_dir``: ``bench.json``, ``bench.md`` and
     ``report.html`` (training, conversion and verification, the bench), titled
     "edgecv pipeline: RUN". Returns the HTML report's path."""

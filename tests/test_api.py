@@ -194,6 +194,36 @@ def test_one_error_in_python_terms_and_in_cli_terms(tmp_path, cli):
     assert result.stderr == "error: --activations must be 8 or 16, received 12.\n"
 
 
+# --- typed conversion rows (no TensorFlow) -----------------------------------------------------------
+
+def test_a_conversion_json_written_by_the_dict_built_rows_reads_back_to_the_same_bytes():
+    """tests/data/conversion_dict_rows.json was written while the conversion still built its
+    rows as dicts (int8 over budget with its rounding split, QAT, both mixed recoveries with
+    their alternatives, data without labels): every key has its field, and the typed record
+    writes the same file."""
+    from edgecv.results import Conversion
+
+    text = (ROOT / "tests" / "data" / "conversion_dict_rows.json").read_text()
+    conversion = Conversion.from_dict(json.loads(text))
+    assert [row.extra for row in conversion.artifacts] == [{}] * 6
+    assert conversion.row("int8_mixed").alternative["mix"]
+    assert conversion.row("int8").accuracy is None and conversion.row("int8").rounding
+    assert json.dumps(conversion.to_dict(), indent=2) + "\n" == text
+
+
+def test_a_misspelt_conversion_row_field_is_an_error_not_a_new_key():
+    """A row is typed from where the conversion makes it to conversion.json: a field it does
+    not have fails where it is written, instead of becoming a JSON key (or vanishing)."""
+    from edgecv.results import ConversionRow
+
+    row = ConversionRow(format="int8", file="model_int8.tflite", size_bytes=10)
+    with pytest.raises(AttributeError):
+        row.recoverd_by = "model_int8_mixed.tflite"
+    with pytest.raises(TypeError):
+        ConversionRow(format="int8", file="model_int8.tflite", size_bytes=10, acuracy=0.9)
+    assert row.to_dict() == {"format": "int8", "file": "model_int8.tflite", "size_bytes": 10}
+
+
 # --- the whole job from Python ---------------------------------------------------------------------
 
 @pytest.mark.tf
@@ -299,10 +329,10 @@ def test_an_over_budget_conversion_raises_with_the_conversion_attached(tiny_run,
 
     real = verify.verify_artifact
 
-    def worse_int8(path, run, keras_scores):
-        row = real(path, run, keras_scores)
+    def worse_int8(row, path, run, keras_scores):
+        real(row, path, run, keras_scores)
         if path.name == "model_int8.tflite":
-            row["accuracy"] -= 0.05
+            row.accuracy -= 0.05
         return row
 
     monkeypatch.setattr(verify, "verify_artifact", worse_int8)

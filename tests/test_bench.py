@@ -374,7 +374,7 @@ def test_pipeline_trains_converts_benchmarks_and_reports(tmp_path):
     assert "worst<br>class" in html and " pp (n=" in html  # the class that lost most, per artifact
     # what each artifact's disagreements are, in words (a 2-epoch model's int8 has some)
     flipped = [r for r in conversion["artifacts"] if (r.get("disagreements") or {}).get("count")]
-    assert flipped and all(disagreements_text(r) in html for r in flipped)
+    assert flipped and all(disagreements_text(r["disagreements"]) in html for r in flipped)
     assert html.count("data:image/png;base64,") >= 4  # curves, confusion matrix, 2 bench plots
     assert "model_int8_qat.tflite" in html and "model_int8_qat.onnx" in html
     assert "report: " in result.stdout

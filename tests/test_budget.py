@@ -1,13 +1,16 @@
 """What a missed accuracy budget fails, and what it tells the user to do next (no TensorFlow)."""
 
+import dataclasses
+
 import pytest
 
 from edgecv.converters.verify import Budget
+from edgecv.results import Conversion, ConversionRow
 
 
-def _row(fmt, agreement, drop=0.0):
-    return {"format": fmt, "file": f"{fmt}.file", "accuracy_drop_pp": drop,
-            "agreement": agreement}
+def _row(fmt, agreement, drop=0.0, **others):
+    return ConversionRow(format=fmt, file=f"{fmt}.file", accuracy_drop_pp=drop,
+                         agreement=agreement, **others)
 
 
 def test_an_int8_file_over_budget_is_covered_by_a_qat_file_that_fits(tmp_path):
@@ -20,13 +23,13 @@ def test_an_int8_file_over_budget_is_covered_by_a_qat_file_that_fits(tmp_path):
     rows = [_row("fp32", 1.0), _row("int8", 0.97), _row("int8_mixed", 0.985),
             _row("int8_qat", 0.992)]
     _credit_qat(rows, budget)
-    assert rows[1]["recovered_by"] == "int8_qat.file"
+    assert rows[1].recovered_by == "int8_qat.file"
     _check_budget(rows, budget, tmp_path)  # does not raise
 
-    for qat in (_row("int8_qat", 0.98), {**_row("int8_qat", 0.0), "accuracy_drop_pp": None}):
+    for qat in (_row("int8_qat", 0.98), _row("int8_qat", 0.0, drop=None)):
         rows = [_row("fp32", 1.0), _row("int8", 0.97), qat]
         _credit_qat(rows, budget)
-        assert "recovered_by" not in rows[1]
+        assert rows[1].recovered_by is None
         with pytest.raises(AccuracyDropError, match="int8.file agrees .* Next: `recover`"):
             _check_budget(rows, budget, tmp_path)
 
@@ -41,12 +44,12 @@ def test_each_runtime_s_int8_row_is_covered_by_its_own_qat_twin(tmp_path):
     rows = [_row("fp32", 1.0), _row("int8", 0.97), _row("int8_qat", 0.992),
             _row("onnx_int8", 0.97), _row("onnx_int8_qat", 0.98)]
     _credit_qat(rows, budget)
-    assert rows[1]["recovered_by"] == "int8_qat.file" and "recovered_by" not in rows[3]
+    assert rows[1].recovered_by == "int8_qat.file" and rows[3].recovered_by is None
     with pytest.raises(AccuracyDropError, match="onnx_int8.file agrees .* Next: `recover`"):
         _check_budget(rows, budget, tmp_path)
-    rows[4]["agreement"] = 0.995
+    rows[4].agreement = 0.995
     _credit_qat(rows, budget)
-    assert rows[3]["recovered_by"] == "onnx_int8_qat.file"
+    assert rows[3].recovered_by == "onnx_int8_qat.file"
     _check_budget(rows, budget, tmp_path)  # does not raise
 
 
@@ -72,7 +75,7 @@ def test_a_missed_budget_names_the_next_step_not_one_already_taken():
 def _split(weights: float, activations: float) -> dict:
     """An int8 rounding split (edgecv.converters.rounding) with these agreements."""
     def part(agreement):
-        return {"agreement": agreement, "accuracy_drop_pp": 0.1,
+        return {"accuracy": 0.799, "agreement": agreement, "accuracy_drop_pp": 0.1,
                 "agreement_drop_pp": round(100 * (1 - agreement), 3), "flips": 1,
                 "exact_ties": 0}
     return {"kernels": 3, "weights": part(weights), "activations": part(activations)}
@@ -104,7 +107,7 @@ def test_the_way_out_follows_the_rounding_that_misses_alone(tmp_path):
     onnx = {"onnx", "onnx_int8"}
     assert way_out("onnx_int8", onnx, activations, budget) == way_out("onnx_int8", onnx)
 
-    rows = [_row("fp32", 1.0), {**_row("int8", 0.98), "rounding": activations}]
+    rows = [_row("fp32", 1.0), _row("int8", 0.98, rounding=activations)]
     with pytest.raises(AccuracyDropError, match=r"int8.file agrees .* Next: `recover` gives"):
         _check_budget(rows, budget, tmp_path)
 
@@ -114,11 +117,12 @@ def test_the_pipeline_report_says_which_rounding_lost_when_int8_missed():
     nothing of it otherwise."""
     from edgecv.run_report import conversion_section
 
-    report = {"keras_accuracy": 0.8, "test_images": 7500, "calibration_samples": 300,
-              "artifacts": [_row("fp32", 1.0), {**_row("int8", 0.98),
-                                                 "rounding": _split(0.992, 0.9907)}]}
-    text = conversion_section(report).text
+    conversion = Conversion(run="run", keras_accuracy=0.8, test_images=7500,
+                            calibration_samples=300,
+                            artifacts=[_row("fp32", 1.0),
+                                       _row("int8", 0.98, rounding=_split(0.992, 0.9907))])
+    text = conversion_section(conversion).text
     assert ("weights alone 99.20% agreement (1 flips), activations alone 99.07% (1 flips, 0 "
             "exact ties)") in text
-    report["artifacts"][1].pop("rounding")
-    assert "rounding" not in conversion_section(report).text
+    conversion.artifacts[1] = dataclasses.replace(conversion.artifacts[1], rounding=None)
+    assert "rounding" not in conversion_section(conversion).text

@@ -169,25 +169,26 @@ def test_round_trip_every_form_on_an_image_folder(world, kind, form):
         return
     report = convert_run(path, ["int8", "onnx"], options=options, calib_samples=100,
                          max_drop=5, log=quiet)
-    rows = {row["format"]: row for row in report["artifacts"]}
+    rows = {row.format: row for row in report.artifacts}
     out = path.parent / f"{path.stem if path.is_file() else path.name}_export"
     test = world["data"].test
 
     # The loaded model is the trained one (weights included), whatever the form.
-    assert report["keras_accuracy"] == pytest.approx(world["accuracy"][kind])
+    assert report.keras_accuracy == pytest.approx(world["accuracy"][kind])
     assert world["accuracy"][kind] > 0.85
-    assert report["test_images"] == len(test) and report["source"]["kind"] == form
+    assert report.test_images == len(test) and report.source["kind"] == form
     for fmt in ("fp32", "onnx"):
-        assert rows[fmt]["agreement"] == 1.0 and rows[fmt]["max_abs_diff"] < 1e-4, rows[fmt]
-    assert rows["int8"]["agreement"] >= 0.95 and abs(rows["int8"]["accuracy_drop_pp"]) <= 5
-    assert rows["int8"]["size_ratio_vs_fp32"] < 0.75  # a 1.3k-parameter model: headers weigh
+        assert rows[fmt].agreement == 1.0 and rows[fmt].max_abs_diff < 1e-4, rows[fmt]
+    assert rows["int8"].agreement >= 0.95 and abs(rows["int8"].accuracy_drop_pp) <= 5
+    assert rows["int8"].size_ratio_vs_fp32 < 0.75  # a 1.3k-parameter model: headers weigh
     card = read_card(out / "model_int8.tflite")
     assert card.source_run == str(path.resolve())
     assert card.labels == CLASSES  # the folder's classes
     assert card.preprocessing == world["pre"] and card.input_dtype == "uint8"
     testset = load_testset(out / "testset.npz")
     np.testing.assert_array_equal(testset.x, test.x)
-    assert json.loads((out / "conversion.json").read_text()) == report
+    assert json.loads((out / "conversion.json").read_text()) == report.to_dict()
+    assert report.out_dir == out
 
 
 @pytest.mark.parametrize("form", ["keras", "savedmodel"])
@@ -198,12 +199,11 @@ def test_verified_on_an_npz_with_labels_as_on_the_folder(world, form):
     options = options_for(world, "functional", form, data=str(world["root"] / "test.npz"))
     report = convert_run(path, ["int8"], options=options, out_dir=world["root"] / f"npz_{form}",
                          calib_samples=50, max_drop=5, log=quiet)
-    rows = {row["format"]: row for row in report["artifacts"]}
-    assert report["keras_accuracy"] == pytest.approx(world["accuracy"]["functional"])
-    assert report["source"]["labels_from"] == "default (class_i)"
-    assert report["source"]["warnings"] and "class_0..class_2" in report["source"]["warnings"][0]
-    assert rows["fp32"]["agreement"] == 1.0 and rows["int8"]["agreement"] >= 0.95
-    assert report["calibration_samples"] == 50
+    assert report.keras_accuracy == pytest.approx(world["accuracy"]["functional"])
+    assert report.source["labels_from"] == "default (class_i)"
+    assert report.source["warnings"] and "class_0..class_2" in report.source["warnings"][0]
+    assert report.row("fp32").agreement == 1.0 and report.row("int8").agreement >= 0.95
+    assert report.calibration_samples == 50
 
 
 def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(world, tmp_path,
@@ -220,22 +220,22 @@ def test_npz_without_labels_reports_agreement_and_float_input_is_taken_as_is(wor
         reports[name] = convert_run(path, ["dynamic"], options=options, out_dir=tmp_path / name,
                                     max_drop=5, log=quiet)
     for report in reports.values():
-        assert report["keras_accuracy"] is None and report["max_drop_applies_to"] == "agreement"
-        for row in report["artifacts"]:
-            assert row["accuracy"] is None and row["accuracy_drop_pp"] is None
+        assert report.keras_accuracy is None and report.max_drop_applies_to == "agreement"
+        for row in report.artifacts:
+            assert row.accuracy is None and row.accuracy_drop_pp is None
             # kept to 3 decimals: with a test split of N images 100/N pp is rarely exact
-            assert row["agreement_drop_pp"] == round(100 * (1 - row["agreement"]), 3)
+            assert row.agreement_drop_pp == round(100 * (1 - row.agreement), 3)
     assert not (tmp_path / "unlabelled" / "testset.npz").exists()  # no labels, no test set
     # the uint8 images normalised by the contract == the float arrays given as model input
-    first, second = ([r["max_abs_diff"] for r in reports[n]["artifacts"]] for n in reports)
+    first, second = ([r.max_abs_diff for r in reports[n].artifacts] for n in reports)
     assert first == pytest.approx(second, abs=1e-6)
 
     real = verify.verify_artifact
 
-    def worse(path, run, keras_scores):  # --max-drop judges agreement when there are no labels
-        row = real(path, run, keras_scores)
+    def worse(row, path, run, keras_scores):  # --max-drop judges agreement without labels
+        real(row, path, run, keras_scores)
         if path.name == "model_dynamic.tflite":
-            row["agreement"] -= 0.2
+            row.agreement -= 0.2
         return row
 
     monkeypatch.setattr(verify, "verify_artifact", worse)
@@ -279,8 +279,8 @@ def test_labels_file_and_named_custom_objects(world, tmp_path):
     report = convert_run(path, [], options=options, out_dir=tmp_path / "out", max_drop=100,
                          log=quiet)
     assert read_card(tmp_path / "out" / "model_fp32.tflite").labels == ["two", "zero", "one"]
-    assert report["source"]["labels_from"] == "--labels"
-    assert any("differ from `labels`" in w for w in report["source"]["warnings"])
+    assert report.source["labels_from"] == "--labels"
+    assert any("differ from `labels`" in w for w in report.source["warnings"])
     # names that are not in the file are a one-line error listing what it defines
     from edgecv.errors import UsageError
     from edgecv.modelfile.keras_file import load_custom_objects
@@ -321,7 +321,7 @@ def test_a_dynamic_input_size_needs_flags_and_gets_fixed(world, tmp_path):
     report = convert_run(path, ["int8"], options=ModelOptions(
         img_size=16, mean="127.5", std="127.5", data=str(world["folder"])),
         out_dir=tmp_path / "out", max_drop=100, log=quiet)
-    assert {r["format"]: r for r in report["artifacts"]}["fp32"]["agreement"] == 1.0
+    assert report.row("fp32").agreement == 1.0
     with open_backend(tmp_path / "out" / "model_int8.tflite") as backend:
         assert backend.input_shape[1:] == (16, 16, 1)
         assert backend.card.preprocessing.scale == 1.0
@@ -386,11 +386,12 @@ def test_an_unsupported_op_is_named_and_select_tf_ops_marks_the_file(world, tmp_
                     log=quiet)
     report = convert_run(tmp_path / "odd.keras", ["fp16"], select_tf_ops=True, options=options,
                          out_dir=tmp_path / "flex", log=quiet)
-    assert report["select_tf_ops"] is True
-    for row in report["artifacts"]:  # written, marked, and honestly not verified
-        assert row["deployable"] is False and row["flex_ops"] == ["FlexMatrixInverse"]
-        assert row["verified"].startswith("no: needs the Flex delegate") and "accuracy" not in row
-        card = read_card(tmp_path / "flex" / row["file"])
+    assert report.select_tf_ops is True
+    for row in report.artifacts:  # written, marked, and honestly not verified
+        assert row.deployable is False and row.flex_ops == ["FlexMatrixInverse"]
+        assert row.verified.startswith("no: needs the Flex delegate")
+        assert "accuracy" not in row.to_dict()
+        card = read_card(tmp_path / "flex" / row.file)
         assert card.extra["deployable"] is False and "Edge TPU" in card.extra["reason"]
 
 

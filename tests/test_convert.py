@@ -33,14 +33,33 @@ def test_every_format_is_written_with_checksums(converted):
     from edgecv.converters.formats import FORMATS
 
     out, report = converted
-    rows = {row["format"]: row for row in report["artifacts"]}
+    rows = {row.format: row for row in report.artifacts}
     assert list(rows) == list(FORMATS)
     for fmt, row in rows.items():
         data = (out / FORMATS[fmt]).read_bytes()
-        assert row["sha256"] == hashlib.sha256(data).hexdigest()
-        assert row["size_bytes"] == len(data)
-    assert json.loads((out / "conversion.json").read_text()) == report
+        assert row.sha256 == hashlib.sha256(data).hexdigest()
+        assert row.size_bytes == len(data)
+    assert json.loads((out / "conversion.json").read_text()) == report.to_dict()
+    assert report.out_dir == out
     assert not [p.name for p in out.iterdir() if ".partial" in p.name]
+
+
+def test_conversion_json_keeps_the_keys_and_order_of_the_dict_built_rows(converted):
+    """Every format's row, typed from birth (ConversionRow), writes the keys the dict-built rows
+    wrote, in their order (tests/data/conversion_keys.json, written by that code for this
+    conversion); the typed record reads the file back to the same bytes."""
+    from conversion_keys import expected_key_order, key_order
+
+    from edgecv.converters.edgetpu import find_compiler
+    from edgecv.results import Conversion
+
+    out, _ = converted
+    found, expected = key_order(out / "conversion.json"), expected_key_order("every_format")
+    if find_compiler() is not None:  # a compiled Edge TPU model is not verified here
+        found.pop("edgetpu"), expected.pop("edgetpu")
+    assert found == expected
+    text = (out / "conversion.json").read_text()
+    assert json.dumps(Conversion.from_dict(json.loads(text)).to_dict(), indent=2) + "\n" == text
 
 
 def test_every_tflite_file_carries_the_standard_metadata_beside_its_card(converted):
@@ -62,20 +81,20 @@ def test_every_tflite_file_carries_the_standard_metadata_beside_its_card(convert
 
 def test_artifacts_match_the_keras_model(converted):
     out, report = converted
-    rows = {row["format"]: row for row in report["artifacts"]}
-    assert rows["fp32"]["max_abs_diff"] < 1e-4 and rows["fp32"]["agreement"] == 1.0
-    assert rows["onnx"]["max_abs_diff"] < 1e-4 and rows["onnx"]["agreement"] == 1.0
-    assert rows["fp16"]["max_abs_diff"] < 1e-2 and rows["fp16"]["agreement"] >= 0.99
+    rows = {row.format: row for row in report.artifacts}
+    assert rows["fp32"].max_abs_diff < 1e-4 and rows["fp32"].agreement == 1.0
+    assert rows["onnx"].max_abs_diff < 1e-4 and rows["onnx"].agreement == 1.0
+    assert rows["fp16"].max_abs_diff < 1e-2 and rows["fp16"].agreement >= 0.99
     for fmt in ("dynamic", "int8", "int16x8", "onnx_int8"):
-        assert rows[fmt]["agreement"] >= 0.95, (fmt, rows[fmt])
-        assert rows[fmt]["accuracy_drop_pp"] <= 3.0, (fmt, rows[fmt])
-    assert rows["int8"]["size_ratio_vs_fp32"] < 0.35
+        assert rows[fmt].agreement >= 0.95, (fmt, rows[fmt])
+        assert rows[fmt].accuracy_drop_pp <= 3.0, (fmt, rows[fmt])
+    assert rows["int8"].size_ratio_vs_fp32 < 0.35
     # per-class rows: every class of the test split, counts adding up, the worst one named
-    per_class = rows["int8"]["per_class"]
-    assert sum(r["count"] for r in per_class) == report["test_images"] and len(per_class) == 10
+    per_class = rows["int8"].per_class
+    assert sum(r["count"] for r in per_class) == report.test_images and len(per_class) == 10
     worst = max(per_class, key=lambda r: r["drop_pp"])
-    assert rows["int8"]["worst_class"]["drop_pp"] == worst["drop_pp"]
-    assert report["keras_accuracy"] > 0.5  # a real, trained model (10 classes)
+    assert rows["int8"].worst_class["drop_pp"] == worst["drop_pp"]
+    assert report.keras_accuracy > 0.5  # a real, trained model (10 classes)
 
 
 def test_tflite_files_carry_the_serving_signature(converted):
@@ -145,12 +164,12 @@ def test_conversion_reports_progress_and_keeps_table_order(trained_run, tmp_path
                          calib_samples=20, max_drop=100, log=lines.append,
                          progress=status.append)
     order = ["fp32", "fp16", "int16x8", "onnx"]
-    assert [row["format"] for row in report["artifacts"]] == order
+    assert [row.format for row in report.artifacts] == order
     logged = [line.split()[0] for line in lines if line.split()[0] in order]
     assert logged == order
     assert [text.split()[1] for text in status if text.startswith("building")] == order
     assert status[0] == "building fp32 (1 of 4)"
-    assert all(row["verify_s"] > 0 and row["agreement"] > 0.9 for row in report["artifacts"])
+    assert all(row.verify_s > 0 and row.agreement > 0.9 for row in report.artifacts)
 
 
 def test_int8_model_is_integer_only_with_int8_io(converted):
@@ -203,8 +222,7 @@ def test_uint8_io_for_edge_pipelines(trained_run, tmp_path):
 
     report = convert_run(trained_run, ["int8"], out_dir=tmp_path, io="uint8", calib_samples=50,
                          max_drop=100, log=lambda _: None)
-    row = [r for r in report["artifacts"] if r["format"] == "int8"][0]
-    assert row["agreement"] >= 0.95
+    assert report.row("int8").agreement >= 0.95
     with open_backend(tmp_path / "model_int8.tflite") as backend:
         assert backend.card.input_dtype == "uint8"
         assert backend.card.input_quantization.zero_point == 0
@@ -216,10 +234,10 @@ def test_accuracy_drop_over_budget_fails_after_writing_the_report(trained_run, t
 
     real = verify.verify_artifact
 
-    def worse_int8(path, run, keras_scores):
-        row = real(path, run, keras_scores)
+    def worse_int8(row, path, run, keras_scores):
+        real(row, path, run, keras_scores)
         if path.name == "model_int8.tflite":
-            row["accuracy"] -= 0.05
+            row.accuracy -= 0.05
         return row
 
     def broken_split(*args, **kwargs):
@@ -470,8 +488,8 @@ def test_edgetpu_compiler_is_run_and_its_log_parsed(trained_run, tmp_path, monke
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     report = convert.convert_run(trained_run, ["edgetpu"], out_dir=tmp_path / "out",
                                  calib_samples=20, max_drop=100, log=lambda _: None)
-    row = [r for r in report["artifacts"] if r["format"] == "edgetpu"][0]
-    assert row["edgetpu"]["compiler"] == "compiled" and row["verified"].startswith("no:")
+    row = report.row("edgetpu")
+    assert row.edgetpu["compiler"] == "compiled" and row.verified.startswith("no:")
     compiler = json.loads((tmp_path / "out" / "edgetpu_report.json").read_text())["compiler"]
     assert compiler["ops_on_edgetpu"] == 3 and compiler["ops_on_cpu"] == 0
     assert {"op": "CONV_2D", "count": 2, "status": "Mapped to Edge TPU"} in compiler["operators"]
@@ -490,7 +508,7 @@ def test_recover_on_a_model_that_does_not_drop_keeps_nothing_in_float(trained_ru
 
     report = convert.convert_run(trained_run, ["int8"], out_dir=tmp_path, calib_samples=50,
                                  max_drop=100, recover=True, log=lambda _: None)
-    assert [r["format"] for r in report["artifacts"]] == ["fp32", "int8"]
+    assert [r.format for r in report.artifacts] == ["fp32", "int8"]
     assert not (tmp_path / "model_int8_mixed.tflite").exists()
 
 

@@ -30,17 +30,16 @@ def mcu_export(tiny_run, tmp_path_factory):
 
 def test_the_mcu_row_is_verified_in_tflm_against_keras_and_litert(mcu_export):
     report, out, lines = mcu_export
-    rows = {row["format"]: row for row in report["artifacts"]}
-    mcu, int8 = rows["mcu"], rows["int8"]
-    assert mcu["file"] == "model.tflite" and mcu["from"] == "model_int8.tflite"
+    mcu, int8 = report.row("mcu"), report.row("int8")
+    assert mcu.file == "model.tflite" and mcu.from_file == "model_int8.tflite"
     assert (out / "mcu" / "model.tflite").read_bytes() == (out / "model_int8.tflite").read_bytes()
-    assert mcu["sha256"] == int8["sha256"] and mcu["plan"]["chosen"] == "tflm"
-    assert mcu["plan"]["verified_on"] == {"inputs": report["test_images"], "source": "given"}
+    assert mcu.sha256 == int8.sha256 and mcu.plan["chosen"] == "tflm"
+    assert mcu.plan["verified_on"] == {"inputs": report.test_images, "source": "given"}
     # against the Keras model, as every row is (the same figures, the same functions)
-    assert mcu["accuracy"] is not None and mcu["accuracy_drop_pp"] is not None
-    assert abs(mcu["agreement"] - int8["agreement"]) <= 0.02 and "per_class" in mcu
-    tflm = mcu["tflm"]
-    assert tflm["images"] == report["test_images"] and tflm["inputs"] == "test-split images"
+    assert mcu.accuracy is not None and mcu.accuracy_drop_pp is not None
+    assert abs(mcu.agreement - int8.agreement) <= 0.02 and mcu.per_class
+    tflm = mcu.tflm
+    assert tflm["images"] == report.test_images and tflm["inputs"] == "test-split images"
     assert tflm["agreement_vs_litert"] >= 0.99
     # TFLM's reference kernels against LiteRT's: bit-exact, or a step apart on a few outputs
     assert tflm["max_diff_steps_vs_reference_kernels"] <= 1
@@ -58,13 +57,13 @@ def test_the_export_s_arena_and_fit_are_what_tflm_measures(mcu_export):
     record = json.loads((out / "mcu" / "mcu.json").read_text())
     arena = MicroInterpreter((out / "mcu" / "model.tflite").read_bytes()).arena
     assert {k: record["arena"][k] for k in ("total", "head", "tail")} == arena.to_dict()
-    mcu = next(row for row in report["artifacts"] if row["format"] == "mcu")
-    assert mcu["arena"] == record["arena"] and mcu["fit"] == record["fit"]
+    mcu = report.row("mcu")
+    assert mcu.arena == record["arena"] and mcu.fit == record["fit"]
     pico, small = record["fit"]
     reserved = reserved_arena(arena.total)
     assert pico["ram_margin_bytes"] == 264 * 1024 - reserved and pico["fits"]
     assert small["ram_margin_bytes"] == 8 * 1024 - reserved and not small["fits_ram"]
-    assert record["verification"]["reference_accuracy"] == report["keras_accuracy"]
+    assert record["verification"]["reference_accuracy"] == report.keras_accuracy
     conversion = json.loads((out / "conversion.json").read_text())
     assert [row["format"] for row in conversion["artifacts"]] == ["fp32", "int8", "mcu"]
 
@@ -102,11 +101,11 @@ def test_bench_of_the_export_runs_the_same_tflm_path(mcu_export):
     bench = run_benchmark(artifacts, BenchSettings(targets=["mcu"], runs=5, min_time_s=0,
                                                    warmup=1, rounds=3), find_testset(artifacts))
     rows = {row["artifact"]: row for row in bench["rows"]}
-    mcu = next(row for row in report["artifacts"] if row["format"] == "mcu")
+    mcu = report.row("mcu")
     int8 = rows["model_int8.tflite"]
-    assert int8["status"] == "ok" and int8["test_images"] == report["test_images"]
-    assert abs(int8["accuracy"] - mcu["accuracy"]) <= 1 / report["test_images"]
-    assert int8["arena_bytes"] == mcu["arena"]["total"]
+    assert int8["status"] == "ok" and int8["test_images"] == report.test_images
+    assert abs(int8["accuracy"] - mcu.accuracy) <= 1 / report.test_images
+    assert int8["arena_bytes"] == mcu.arena["total"]
     assert rows["model_fp32.tflite"]["status"] == "n/a"
     assert "uses float32 tensors" in rows["model_fp32.tflite"]["reason"]
     assert bench["recommendations"] == []

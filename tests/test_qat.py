@@ -172,22 +172,22 @@ def test_qat_beats_plain_int8_on_a_model_that_quantizes_badly(outlier_run, tmp_p
     report = convert_run(outlier_run, ["int8", "int8_qat", "onnx_int8", "onnx_int8_qat"],
                          out_dir=tmp_path, max_drop=100, min_agreement=82.0, qat_epochs=10,
                          qat_lr=1e-3, log=lines.append)
-    rows = {r["format"]: r for r in report["artifacts"]}
-    assert rows["int8"]["agreement"] < 0.82, rows["int8"]
-    assert rows["int8_qat"]["agreement"] - rows["int8"]["agreement"] >= 0.08, \
-        (rows["int8"]["agreement"], rows["int8_qat"]["agreement"])
-    assert rows["int8"]["recovered_by"] == "model_int8_qat.tflite"
+    rows = {r.format: r for r in report.artifacts}
+    assert rows["int8"].agreement < 0.82, rows["int8"]
+    assert rows["int8_qat"].agreement - rows["int8"].agreement >= 0.08, \
+        (rows["int8"].agreement, rows["int8_qat"].agreement)
+    assert rows["int8"].recovered_by == "model_int8_qat.tflite"
     data = (tmp_path / "model_int8_qat.tflite").read_bytes()
     assert integer_only_violations(data, io="uint8") == []
     card = read_tflite_card(data)
     assert card.format == "tflite_int8_qat" and card.input_dtype == "uint8"
-    qat = rows["int8_qat"]["qat"]
+    qat = rows["int8_qat"].qat
     assert qat["epochs"] == 10 and qat["steps"] == 10 * (len(outlier_run.train) // 64)
     assert len(qat["history"]) == 10 and qat["target"].startswith("the float model's scores")
     # each epoch's agreement of the fake-quantized model on the validation slice: by the end it
     # is well above plain int8's (the float model's scores are the target, not the labels)
     assert all(0 <= r["val_agreement"] <= 1 for r in qat["history"])
-    assert qat["history"][-1]["val_agreement"] >= rows["int8"]["agreement"] + 0.05, qat["history"]
+    assert qat["history"][-1]["val_agreement"] >= rows["int8"].agreement + 0.05, qat["history"]
     assert "validation split" in qat["history_agreement"]
     assert "activation ranges started from calibration" in qat["ranges"]
     written = json.loads((tmp_path / "conversion.json").read_text())
@@ -195,16 +195,16 @@ def test_qat_beats_plain_int8_on_a_model_that_quantizes_badly(outlier_run, tmp_p
                                                            "onnx_int8", "onnx_int8_qat"]
     # ONNX: one fine-tuning for both files, its int8 graph run by ONNX Runtime
     assert sum(line.startswith("qat epoch 1/") for line in lines) == 1, lines
-    assert rows["onnx_int8_qat"]["qat"] == qat and rows["onnx_int8_qat"]["from"] == \
+    assert rows["onnx_int8_qat"].qat == qat and rows["onnx_int8_qat"].from_file == \
         "model_int8_qat.tflite"
-    assert rows["onnx_int8"]["agreement"] < 0.82, rows["onnx_int8"]
-    assert rows["onnx_int8"]["recovered_by"] == "model_int8_qat.onnx"
+    assert rows["onnx_int8"].agreement < 0.82, rows["onnx_int8"]
+    assert rows["onnx_int8"].recovered_by == "model_int8_qat.onnx"
     onnx_path = tmp_path / "model_int8_qat.onnx"
     same = (artifact_scores(onnx_path, outlier_run.test_x).argmax(1)
             == artifact_scores(tmp_path / "model_int8_qat.tflite", outlier_run.test_x).argmax(1))
     assert same.mean() >= 0.99, same.mean()
-    assert abs(rows["onnx_int8_qat"]["agreement"] - rows["int8_qat"]["agreement"]) <= 0.01
-    kernels = rows["onnx_int8_qat"]["integer_kernels"]
+    assert abs(rows["onnx_int8_qat"].agreement - rows["int8_qat"].agreement) <= 0.01
+    kernels = rows["onnx_int8_qat"].integer_kernels
     assert kernels["integer"] >= 1, kernels  # QDQ fused into ONNX Runtime's integer kernels
     onnx_card = read_card(onnx_path)
     assert onnx_card.format == "onnx_int8_qat" and onnx_card.labels == outlier_run.labels
@@ -220,8 +220,7 @@ def test_depthwise_weights_are_left_to_the_converters_per_channel_ranges(outlier
 
     report = convert_run(outlier_run, ["int8", "int8_qat"], out_dir=tmp_path, max_drop=100,
                          qat_epochs=1, qat_lr=1e-9, log=lambda _: None)
-    rows = {r["format"]: r for r in report["artifacts"]}
-    assert rows["int8_qat"]["agreement"] >= rows["int8"]["agreement"] - 0.03, rows
+    assert report.row("int8_qat").agreement >= report.row("int8").agreement - 0.03, report
 
 
 @pytest.mark.slow
@@ -242,7 +241,7 @@ def test_the_qat_file_does_not_depend_on_what_else_is_converted(tiny_run, tmp_pa
         out = tmp_path / "-".join(formats)
         report = convert_run(tiny_run, formats, out_dir=out, max_drop=100, qat_epochs=1,
                              log=lambda _: None)
-        files.add(next(r["sha256"] for r in report["artifacts"] if r["format"] == "int8_qat"))
+        files.add(report.row("int8_qat").sha256)
         assert not is_op_determinism_enabled()
     assert len(files) == 1
 

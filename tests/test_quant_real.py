@@ -102,22 +102,27 @@ def test_calib_data_folder_uses_its_train_split_stratified():
 def test_the_budget_judges_accuracy_and_agreement_apart():
     """With labels, --max-drop judges accuracy, which an int8 model can keep while changing its
     answer on many images (as many fixed as broken); --min-agreement catches that."""
-    from edgecv.converters.verify import Budget
+    from edgecv.converters.verify import Budget, SliceFigures
     from edgecv.errors import UsageError
+    from edgecv.results import ConversionRow
 
-    churn = {"accuracy_drop_pp": 0.1, "agreement_drop_pp": 3.0, "agreement": 0.97}
+    churn = SliceFigures(accuracy=0.8, agreement=0.97, accuracy_drop_pp=0.1,
+                         agreement_drop_pp=3.0)
     assert Budget(0.5).fits(churn)
     assert not Budget(0.5, 98.5).fits(churn)
     assert Budget(0.5, 98.5).misses(churn) == ("agrees with the reference on 97.00% of the "
                                                "images, under `min_agreement` 98.5")
-    lost = {"accuracy_drop_pp": 0.8, "agreement_drop_pp": 0.5, "agreement": 0.995}
+    lost = ConversionRow(format="int8", file="model_int8.tflite", accuracy_drop_pp=0.8,
+                         agreement_drop_pp=0.5, agreement=0.995)
     assert Budget(0.5, 98.5).misses(lost) == ("lost 0.80 pp of accuracy vs the reference, more "
                                               "than `max_drop` 0.5")
-    no_labels = {"accuracy_drop_pp": None, "agreement_drop_pp": 1.2, "agreement": 0.988}
+    no_labels = SliceFigures(accuracy=None, agreement=0.988, accuracy_drop_pp=None,
+                             agreement_drop_pp=1.2)
     assert "pp of agreement" in Budget(1.0).misses(no_labels)
     assert Budget(1.5, 98.8).fits(no_labels)
-    assert not Budget().fits({"format": "onnx"})  # not verified: neither fits nor misses
-    assert Budget().misses({"format": "onnx"}) is None
+    not_verified = ConversionRow(format="onnx", file="model.onnx")
+    assert not Budget().fits(not_verified)  # neither fits nor misses
+    assert Budget().misses(not_verified) is None
     for bad in ({"max_drop": -1}, {"min_agreement": 0}, {"min_agreement": 100.5}):
         with pytest.raises(UsageError, match="`m"):
             Budget(**bad)
@@ -134,6 +139,8 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     conversion.json), and with --recover a mixed model that agrees follows it."""
     import dataclasses
 
+    from conversion_keys import expected_key_order, key_order
+
     from edgecv.converters.convert import convert_run
     from edgecv.data import load_dataset
     from edgecv.errors import AccuracyDropError
@@ -144,10 +151,10 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     quiet = lambda _: None  # noqa: E731
     loose = convert_run(labelled, ["int8"], out_dir=tmp_path / "loose", max_drop=100.0,
                         recover=True, log=quiet)
-    plain = loose["artifacts"][-1]
-    assert plain["format"] == "int8" and plain["accuracy_drop_pp"] is not None
-    assert plain["agreement"] < 0.85  # int8 really changes its answers
-    assert "min_agreement_pct" not in loose
+    plain = loose.artifacts[-1]
+    assert plain.format == "int8" and plain.accuracy_drop_pp is not None
+    assert plain.agreement < 0.85  # int8 really changes its answers
+    assert "min_agreement_pct" not in loose.to_dict()
 
     # the crushed channels are the activations' rounding: the split says so, and the way out
     # is 16-bit activations, not QAT
@@ -162,15 +169,21 @@ def test_min_agreement_fails_and_recovers_an_int8_model_whose_accuracy_fits(outl
     assert written["min_agreement_pct"] == 90.0
     split = written["artifacts"][-1]["rounding"]
     assert split["activations"]["agreement"] < 0.85 < 0.95 < split["weights"]["agreement"]
-    assert "rounding" not in plain  # within budget: nothing to explain
+    # the keys and their order as the dict-built rows wrote them (tests/data/conversion_keys.json)
+    assert key_order(tmp_path / "strict" / "conversion.json") == expected_key_order(
+        "int8_under_min_agreement")
+    assert list(split["weights"]) == ["accuracy", "agreement", "accuracy_drop_pp",
+                                      "agreement_drop_pp", "flips", "exact_ties"]
+    assert plain.rounding is None  # within budget: nothing to explain
 
     report = convert_run(labelled, ["int8"], out_dir=tmp_path / "recovered", max_drop=100.0,
                          min_agreement=90.0, recover=True, recover_mix="float", log=quiet)
-    rows = {r["format"]: r for r in report["artifacts"]}
-    mixed = rows["int8_mixed"]
-    assert mixed["check_agreement"] >= 0.9  # chosen on validation to meet the agreement
-    assert mixed["agreement"] - rows["int8"]["agreement"] >= 0.1
-    assert mixed["within_budget"] and rows["int8"]["recovered_by"] == mixed["file"]
+    mixed = report.row("int8_mixed")
+    assert mixed.check_agreement >= 0.9  # chosen on validation to meet the agreement
+    assert mixed.agreement - report.row("int8").agreement >= 0.1
+    assert mixed.within_budget and report.row("int8").recovered_by == mixed.file
+    assert key_order(tmp_path / "recovered" / "conversion.json") == expected_key_order(
+        "int8_recovered_by_a_float_mix")
 
 @pytest.mark.tf
 @pytest.mark.slow
@@ -186,7 +199,8 @@ def test_recover_keeps_the_crushed_tensor_in_float_and_really_recovers(outlier_r
     lines: list[str] = []
     report = convert_run(outlier_run, ["int8", "onnx_int8"], out_dir=tmp_path, max_drop=10.0,
                          recover=True, onnx_calibration="minmax", log=lines.append)
-    rows = {r["format"]: r for r in report["artifacts"]}
+    # as conversion.json has them: a carried mix's "from" and the alternative's are read alike
+    rows = {r["format"]: r for r in report.to_dict()["artifacts"]}
     for plain, mixed in (("int8", "int8_mixed"), ("onnx_int8", "onnx_int8_mixed")):
         assert rows[plain]["agreement"] < 0.85, rows[plain]  # int8 really loses
         assert rows[mixed]["within_budget"] and rows[mixed]["agreement"] >= 0.9, rows[mixed]
@@ -264,14 +278,13 @@ def test_recover_tries_int16_activations_before_float(outlier_run, tmp_path):
 
     report = convert_run(outlier_run, ["int8"], out_dir=tmp_path, max_drop=20.0, recover=True,
                          recover_mix="int16", log=lambda _: None)
-    rows = {r["format"]: r for r in report["artifacts"]}
-    plain, mixed = rows["int8"], rows["int8_mixed"]
-    assert plain["agreement"] < 0.8 and plain["recovered_by"] == mixed["file"]
-    assert mixed["mix"] == "int8, int16 activations" and mixed["float_layers"] == []
-    assert mixed["int16_layers"] and mixed["steps"][-1]["check_drop_pp"] <= 20.0
-    assert mixed["within_budget"] and mixed["agreement"] - plain["agreement"] >= 0.1
-    assert mixed["latency_cost_vs_int8"] > 0
-    dtypes = {d for _, types in operator_types((tmp_path / mixed["file"]).read_bytes())
+    plain, mixed = report.row("int8"), report.row("int8_mixed")
+    assert plain.agreement < 0.8 and plain.recovered_by == mixed.file
+    assert mixed.mix == "int8, int16 activations" and mixed.float_layers == []
+    assert mixed.int16_layers and mixed.steps[-1]["check_drop_pp"] <= 20.0
+    assert mixed.within_budget and mixed.agreement - plain.agreement >= 0.1
+    assert mixed.latency_cost_vs_int8 > 0
+    dtypes = {d for _, types in operator_types((tmp_path / mixed.file).read_bytes())
               for d in types}
     assert {"int16", "int8"} <= dtypes and "float32" not in dtypes
 
@@ -280,11 +293,11 @@ def test_recover_tries_int16_activations_before_float(outlier_run, tmp_path):
                     recover_mix="fast", log=lambda _: None)
     # auto: both mixes fit 20 pp; the faster one on this machine ships, the other is summarised
     auto = convert_run(outlier_run, ["int8"], out_dir=tmp_path / "auto", max_drop=20.0,
-                       recover=True, log=lambda _: None)["artifacts"][-1]
-    other = auto["alternative"]
-    assert auto["within_budget"] and other["p50_ms_1_thread"] > 0
-    assert ("int16_layers" in other) == bool(auto["float_layers"])  # the one not chosen
-    assert auto["p50_ms_1_thread"] <= 1.5 * other["p50_ms_1_thread"]  # timed again: noise
+                       recover=True, log=lambda _: None).artifacts[-1]
+    other = auto.alternative
+    assert auto.within_budget and other["p50_ms_1_thread"] > 0
+    assert ("int16_layers" in other) == bool(auto.float_layers)  # the one not chosen
+    assert auto.p50_ms_1_thread <= 1.5 * other["p50_ms_1_thread"]  # timed again: noise
 
 
 @pytest.mark.tf
@@ -300,23 +313,22 @@ def test_recover_mixes_int16_and_float_layers_when_int16_alone_misses(weight_out
 
     report = convert_run(weight_outlier_run, ["int8"], out_dir=tmp_path, max_drop=10.0,
                          recover=True, recover_mix="int16", log=lambda _: None)
-    rows = {r["format"]: r for r in report["artifacts"]}
-    plain, mixed = rows["int8"], rows["int8_mixed"]
-    assert plain["agreement"] < 0.5, plain  # int8 really loses
-    assert mixed["mix"] == "int8, int16 activations, float", mixed
-    assert mixed["quantizer"] == "ai-edge-quantizer"
-    int16_only = [step for step in mixed["steps"] if step["float_ops"] == 0]
+    plain, mixed = report.row("int8"), report.row("int8_mixed")
+    assert plain.agreement < 0.5, plain  # int8 really loses
+    assert mixed.mix == "int8, int16 activations, float", mixed
+    assert mixed.quantizer == "ai-edge-quantizer"
+    int16_only = [step for step in mixed.steps if step["float_ops"] == 0]
     assert int16_only and all(step["check_drop_pp"] > 10.0 for step in int16_only)
-    assert mixed["steps"][-1]["check_drop_pp"] <= 10.0 and mixed["steps"][-1]["int16_ops"] > 0
-    assert "conv2" in mixed["float_tensors"][0]
-    assert not set(mixed["float_layers"]) & set(mixed["int16_layers"])
-    assert mixed["within_budget"] and mixed["agreement"] - plain["agreement"] >= 0.3
-    dtypes = {d for _, types in operator_types((tmp_path / mixed["file"]).read_bytes())
+    assert mixed.steps[-1]["check_drop_pp"] <= 10.0 and mixed.steps[-1]["int16_ops"] > 0
+    assert "conv2" in mixed.float_tensors[0]
+    assert not set(mixed.float_layers) & set(mixed.int16_layers)
+    assert mixed.within_budget and mixed.agreement - plain.agreement >= 0.3
+    dtypes = {d for _, types in operator_types((tmp_path / mixed.file).read_bytes())
               for d in types}
     assert {"int16", "int8", "float32"} <= dtypes
     # the split blames the weights (activations alone keep the answers), and without --recover
     # the failure names float layers, not 16-bit activations
-    split = plain["rounding"]
+    split = plain.rounding
     assert split["weights"]["agreement"] < 0.5 < 0.9 < split["activations"]["agreement"]
     with pytest.raises(AccuracyDropError, match=r"Next: `recover` `recover_mix='float'` keeps the "
                        r"layers whose weights lose most in float, or `qat` to fine-tune them: "
@@ -412,10 +424,10 @@ def test_disagreements_tell_tipped_near_ties_from_broken_decisions():
     logits = np.log(reference)
     assert disagreements(artifact, logits)["clear_images"] == 3
     assert 0.02 < CLEAR_MARGIN
-    text = disagreements_text({"disagreements": row})
+    text = disagreements_text(row)
     assert text == ("2 flips: 1 on clear decisions, 1 exact ties, widest margin 0.85, right: "
                     "reference 2, artifact 0")
-    assert disagreements_text({"disagreements": disagreements(reference, reference)}) == ""
+    assert disagreements_text(disagreements(reference, reference)) == ""
 
 
 def test_per_class_rows_show_the_class_that_lost_most():

@@ -81,6 +81,7 @@ def pipeline_report(tiny_run, tmp_path_factory):
     import json
 
     from edgecv.benchmarks.suite import BenchSettings, discover, find_testset, run_benchmark
+    from edgecv.results import Conversion
     from edgecv.run_report import write_run_report
 
     run = tmp_path_factory.mktemp("report") / "digits-seed_cnn"
@@ -89,7 +90,7 @@ def pipeline_report(tiny_run, tmp_path_factory):
     report = run_benchmark(artifacts, BenchSettings(threads=[1, 2], runs=5, min_time_s=0,
                                                     warmup=1, rounds=3),
                            find_testset(artifacts))
-    conversion = json.loads((run / "export" / "conversion.json").read_text())
+    conversion = Conversion.from_dict(json.loads((run / "export" / "conversion.json").read_text()))
     return run, write_run_report(run, report, conversion)
 
 

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from _common import RESULTS_DIR
+from edgecv.results import ConversionRow
 from edgecv.rundir import ExportDir, RunDir
 
 RESULTS = RESULTS_DIR / "int8_cifar.json"
@@ -82,7 +83,7 @@ def budget_of(goal: dict):
     return Budget(goal["max_drop_pp"], 100 * goal["min_agreement"])
 
 
-def goal_met(row: dict, test_images: int, goal: dict = GOAL) -> bool:
+def goal_met(row: ConversionRow, test_images: int, goal: dict = GOAL) -> bool:
     """A goal (default ``GOAL``, else ``QAT_GOAL``) for one artifact row: convert's own budget
     check, on enough test images."""
     return bool(test_images >= goal["min_test_images"] and budget_of(goal).fits(row))
@@ -108,19 +109,19 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
                              min_agreement=budget_of(budget).min_agreement,
                              recover_mix=recover_mix, options=options,
                              qat_epochs=qat_epochs, log=log)
-    except AccuracyDropError:
-        report = json.loads(ExportDir(out).conversion.read_text())
-    rows = {r["format"]: r for r in report["artifacts"]}
+    except AccuracyDropError as exc:
+        report = exc.conversion
+    rows = {r.format: r for r in report.artifacts}
     model = (json.loads(RunDir(run).config.read_text()).get("train", {}).get("model")
              if options is None else run.stem)
-    record = {"run": str(run), "model": model, "test_images": report["test_images"],
-              "calibration": {k: report["calibration"].get(k) for k in ("source", "split",
-                                                                          "count", "per_class")},
-              "fp32_accuracy": report["keras_accuracy"], "convert_s": None}
+    record = {"run": str(run), "model": model, "test_images": report.test_images,
+              "calibration": {k: report.calibration.get(k) for k in ("source", "split",
+                                                                       "count", "per_class")},
+              "fp32_accuracy": report.keras_accuracy, "convert_s": None}
     for fmt in ("fp32", *QUANTIZED):
         if fmt not in rows:
             continue
-        row = rows[fmt]
+        row = rows[fmt].to_dict()  # as conversion.json has it
         entry = {key: row.get(key) for key in ("accuracy", "accuracy_drop_pp", "agreement",
                                                 "worst_class", "disagreements", "size_bytes")}
         for key in ("onnx_calibration", "float_layers", "float_tensors", "p50_ms_1_thread",
@@ -132,17 +133,17 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
         record[fmt] = entry
     # Plain PTQ and the recovered (mixed) model are judged apart: a recovery that keeps most
     # ops in float meets the accuracy goal without being an int8 model.
-    record["meets_goal"] = {name: goal_met(record[name], report["test_images"])
-                            for name in QUANTIZED if record.get(name)}
-    if record.get("int8_qat") or budget is QAT_GOAL:
-        record["qat_goal"] = {name: goal_met(record[name], report["test_images"], QAT_GOAL)
-                              for name in QUANTIZED if record.get(name)}
-    record["latency_1_thread"] = full_int8_latency(out, rows, report["artifacts"][0]["file"])
+    record["meets_goal"] = {name: goal_met(rows[name], report.test_images)
+                            for name in QUANTIZED if name in rows}
+    if "int8_qat" in rows or budget is QAT_GOAL:
+        record["qat_goal"] = {name: goal_met(rows[name], report.test_images, QAT_GOAL)
+                              for name in QUANTIZED if name in rows}
+    record["latency_1_thread"] = full_int8_latency(out, rows, report.artifacts[0].file)
     record["convert_s"] = round(time.perf_counter() - start, 1)
     return record
 
 
-def full_int8_latency(out: Path, rows: dict, fp32_file: str) -> dict:
+def full_int8_latency(out: Path, rows: dict[str, ConversionRow], fp32_file: str) -> dict:
     """p50 single-image latency (ms, 1 thread, with its 90% interval over rounds) of the fp32
     TFLite file and of each full-int8 file (post-training and QAT, TFLite and ONNX), timed
     interleaved in one run (:func:`edgecv.timing.time_rounds`: this VM is noisy). The mixed
@@ -151,7 +152,7 @@ def full_int8_latency(out: Path, rows: dict, fp32_file: str) -> dict:
     from edgecv.testset import load_testset
     from edgecv.timing import time_rounds
 
-    files = {"fp32": fp32_file, **{fmt: rows[fmt]["file"] for fmt in
+    files = {"fp32": fp32_file, **{fmt: rows[fmt].file for fmt in
                                    ("int8", "onnx_int8", "int8_qat", "onnx_int8_qat")
                                    if fmt in rows}}
     sample = read_card(out / fp32_file).preprocessing.normalize(

@@ -292,14 +292,13 @@ def measure(data, out: Path, log) -> dict:
 
     start = time.perf_counter()
     report = convert_run(data, ["int8", "mcu"], out_dir=out, max_drop=100, log=log)
-    rows = {row["format"]: row for row in report["artifacts"]}
-    int8, mcu = rows["int8"], rows["mcu"]
+    int8, mcu = report.row("int8"), report.row("mcu")
     record = json.loads((out / "mcu" / "mcu.json").read_text())
-    tflm = mcu["tflm"]
-    return {"test_images": report["test_images"], "keras_accuracy": report["keras_accuracy"],
-            "litert_int8_accuracy": int8["accuracy"], "tflm_accuracy": mcu["accuracy"],
-            "litert_int8_agreement_vs_keras": int8["agreement"],
-            "tflm_agreement_vs_keras": mcu["agreement"],
+    tflm = mcu.tflm
+    return {"test_images": report.test_images, "keras_accuracy": report.keras_accuracy,
+            "litert_int8_accuracy": int8.accuracy, "tflm_accuracy": mcu.accuracy,
+            "litert_int8_agreement_vs_keras": int8.agreement,
+            "tflm_agreement_vs_keras": mcu.agreement,
             "tflm_agreement_vs_litert": tflm["agreement_vs_litert"],
             "tflm_max_diff_steps_vs_litert": tflm["max_diff_steps_vs_litert"],
             "tflm_agreement_vs_reference_kernels": tflm["agreement_vs_reference_kernels"],
@@ -311,7 +310,7 @@ def measure(data, out: Path, log) -> dict:
             "arena": {k: record["arena"][k] for k in ("total", "head", "tail", "reserved")},
             "plan": plan_figures(record["plan"]), "model_bytes": record["model_bytes"],
             "ops": {op["op"]: op["count"] for op in record["ops"]},
-            "mcu_verify_s": mcu["verify_s"], "convert_s": round(time.perf_counter() - start, 1),
+            "mcu_verify_s": mcu.verify_s, "convert_s": round(time.perf_counter() - start, 1),
             "meets_goal": tflm["agreement_vs_litert"] >= GOAL_AGREEMENT_VS_LITERT,
             **({} if tflm["agreement_vs_litert"] == 1 else {
                 "litert_disagreements": litert_disagreements(out / "mcu" / "model.tflite",
