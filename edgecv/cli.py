@@ -208,7 +208,7 @@ def train_command(
         None, help="Global batch size.",
         show_default="32; 64 from 10,000 training images (airnet: 256)"),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate.",
-                                       show_default="3e-3; airnet: 0.2"),
+                                       show_default="3e-3; airnet: 0.4"),
     optimizer: Optional[str] = typer.Option(None, help="adam, adamw, sgd (Nesterov, momentum "
                                             "0.9) or rmsprop.", show_default="adam; airnet: sgd"),
     weight_decay: Optional[float] = typer.Option(

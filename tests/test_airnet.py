@@ -52,7 +52,7 @@ def test_a_named_model_is_kept_and_the_run_folder_names_the_chosen_one():
 def test_airnet_brings_its_recipe_and_every_option_given_wins():
     chosen = resolve(TrainConfig(data="cifar10"))
     assert (chosen.optimizer, chosen.lr, chosen.label_smoothing, chosen.weight_decay) == \
-        ("sgd", 0.2, 0.2, 5e-3)
+        ("sgd", 0.4, 0.2, 5e-3)
     assert (resolve_for_data(chosen, 35_000).batch_size, resolve_for_data(chosen, 35_000).epochs) \
         == (256, 12)
     # below 10,000 training images the size-dependent defaults are the house's
@@ -128,7 +128,7 @@ def test_train_initialises_the_stem_from_the_train_split_and_keeps_it_frozen(tmp
     assert "whiten initialised from 420 training images" in result.stdout + result.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert (config["model"], config["optimizer"], config["lr"], config["label_smoothing"]) == \
-        ("airnet", "sgd", 0.2, 0.2)
+        ("airnet", "sgd", 0.4, 0.2)
 
     from edgecv.tf_import import import_tensorflow
 

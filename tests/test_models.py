@@ -311,6 +311,11 @@ def test_count_macs_matches_a_hand_computed_model(tf):
     # LeNet-5 on 32x32: 156 + 2,416 + 48,120 + 10,164 + 850 parameters;
     # MACs 28*28*25*6 + 10*10*150*16 + 400*120 + 120*84 + 84*10.
     ("lenet5", (32, 32, 1), 61_706, 416_520),
+    # airnet: convs 2*2*3*24 (frozen stem) + 9*(24*64 + 64*64 + 64*256 + 3*256*256), BatchNorm
+    # without scale 3*(2*64 + 4*256), classifier 256*10 = 1,973,920 parameters; MACs at
+    # 31, 31, 15, 15, 7, 7, 3 pixels a side: 276,768 + 13,284,864 + 8,294,400 + 33,177,600
+    # + 2*28,901,376 + 5,308,416 + 2,560.
+    ("airnet", (32, 32, 3), 1_973_920, 118_147_360),
 ])
 def test_reference_models_have_their_published_size(tf, name, input_shape, params, macs):
     model = create_model(name, input_shape, 10)

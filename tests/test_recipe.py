@@ -275,7 +275,8 @@ def test_weight_decay_and_label_smoothing_reach_the_compiled_model():
     expected = -(target * np.log(scores[0])).sum()
     loss = model.loss(np.array([0]), scores)
     assert keras.ops.convert_to_numpy(loss) == pytest.approx([expected], rel=1e-5)
-    compile_model(model, TrainConfig(xla="off"), 0.1)  # the defaults: no decay, no smoothing
+    # the house recipe's defaults: no decay, no smoothing
+    compile_model(model, resolve(TrainConfig(model="resnet8", xla="off")), 0.1)
     assert model.optimizer.weight_decay is None and model.loss == "sparse_categorical_crossentropy"
 
 

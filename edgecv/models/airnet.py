@@ -28,10 +28,11 @@ ACTIVATIONS = ("gelu", "relu")
 WHITEN_KERNEL = 2
 
 
-def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "gelu",
+def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "relu",
            whiten: bool = True, logit_scale: float = 0.125):
     """airnet with ``widths`` per block (3 positive integers, default (64, 256, 256)),
-    ``activation`` ``gelu`` (default) or ``relu``, the whitening stem (``whiten=True``) or
+    ``activation`` ``relu`` (default) or ``gelu`` (airbench's; its exact form, which
+    tf2onnx exports as an Erfc op ONNX does not have), the whitening stem (``whiten=True``) or
     a plain trainable 3x3 stem conv of the same width in its place, and the pooled features
     multiplied by ``logit_scale`` (default 0.125) before the classifier: the logits' scale, which
     also divides the classifier's effective learning rate by its square (1 for none)."""

@@ -197,8 +197,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         config = replace(config, model=choose_model(config, channels))
         validate(config)
     info = get_model_info(config.model)
-    recipe = {**HOUSE_RECIPE, **{k: v for k, v in info.recipe.items() if k in HOUSE_RECIPE
-                                 or k == "weight_decay"}}
+    recipe = {**HOUSE_RECIPE, **info.recipe}  # its batch_size and epochs: resolve_for_data
     img_size = config.img_size or info.default_img_size
     # Photos (3 channels) get the standard pad-crop + flip; digits-like data small affine changes
     # and no flip (a mirrored 2 or 7 is another glyph).
@@ -257,7 +256,8 @@ def resolve_for_data(config: TrainConfig, train_images: int) -> TrainConfig:
     from edgecv.training.timeplan import TIME_LIMITED_MAX_EPOCHS
 
     large = train_images >= LARGE_DATASET_IMAGES
-    recipe = get_model_info(config.model).recipe if large else {}
+    chosen = large and config.model != DEFAULT_MODEL  # (resolve() names the model first)
+    recipe = get_model_info(config.model).recipe if chosen else {}
     batch_size = config.batch_size or recipe.get("batch_size") or (64 if large else 32)
     epochs = config.epochs or (TIME_LIMITED_MAX_EPOCHS if config.time_limit else
                                recipe.get("epochs") or
