@@ -144,6 +144,7 @@ def models_command() -> None:
 
     table = Table("model", "default size", "pretrained base", "options (--model-option)",
                   "description")
+    table.columns[0].no_wrap = True  # a name is typed back: never cut
     for name in list_models():
         info = get_model_info(name)
         table.add_row(name, str(info.default_img_size), "yes" if info.supports_weights else "-",

@@ -56,7 +56,7 @@ def test_every_command_has_help_with_every_option(command):
     for option in options:
         assert option in result.stdout, f"{command[0]} --help does not show {option}"
     if command == ["train"]:
-        assert "[default: digits]" in result.stdout and "[default: resnet8]" in result.stdout
+        assert "[default: digits]" in result.stdout and "[default: auto]" in result.stdout
 
 
 def test_models_lists_the_registry():
