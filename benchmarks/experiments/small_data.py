@@ -69,15 +69,12 @@ def test_accuracy(run_dir: Path, test_images: np.ndarray, test_labels: np.ndarra
 
 
 def curve(run_dir: Path) -> list[list[float]]:
+    """(cumulative training seconds, validation accuracy) per epoch."""
     from edgecv.training.report import read_history
+    from train_cifar import time_to_accuracy
 
     history = read_history(RunDir(run_dir).history)
-    points, elapsed = [], 0.0
-    for seconds, accuracy in zip(history.get("epoch_time_s", []),
-                                 history.get("val_accuracy", [])):
-        elapsed += seconds
-        points.append([round(elapsed, 1), round(accuracy, 4)])
-    return points
+    return time_to_accuracy(history, target=1.0)["curve_s_val_accuracy"]
 
 
 def main(argv: list[str] | None = None) -> dict:

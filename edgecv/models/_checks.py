@@ -32,5 +32,17 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def positive_ints(name: str, value, count: int, per: str) -> tuple[int, ...]:
+    """``count`` integers >= 1, one per ``per`` (e.g. resnet8's filters per stack)."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = ()
+    if len(items) != count:
+        raise UsageError(f"{name} must be {count} positive integers (one per {per}), "
+                         f"received {name}={value!r}.")
+    return tuple(positive_int(f"{name}[{i}]", v) for i, v in enumerate(items))
+
+
 def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

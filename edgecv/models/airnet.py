@@ -22,7 +22,7 @@ FULLY_CONNECTED, SOFTMAX).
 from __future__ import annotations
 
 from edgecv.errors import UsageError
-from edgecv.models._checks import positive_int, positive_number
+from edgecv.models._checks import positive_ints, positive_number
 
 ACTIVATIONS = ("gelu", "relu")
 WHITEN_KERNEL = 2
@@ -36,15 +36,7 @@ def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "r
     a plain trainable 3x3 stem conv of the same width in its place, and the pooled features
     multiplied by ``logit_scale`` (default 0.125) before the classifier: the logits' scale, which
     also divides the classifier's effective learning rate by its square (1 for none)."""
-    received = widths
-    try:
-        widths = tuple(widths)
-    except TypeError:
-        widths = ()
-    if len(widths) != 3:
-        raise UsageError(f"widths must be 3 positive integers (one per block), "
-                         f"received widths={received!r}.")
-    widths = tuple(positive_int(f"widths[{i}]", w) for i, w in enumerate(widths))
+    widths = positive_ints("widths", widths, 3, "block")
     if activation not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                          f"received activation={activation!r}.")

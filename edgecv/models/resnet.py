@@ -14,21 +14,12 @@ conversion) lagging for many epochs.
 
 from __future__ import annotations
 
-from edgecv.errors import UsageError
-from edgecv.models._checks import positive_int
+from edgecv.models._checks import positive_ints
 
 
 def resnet8(input_shape, num_classes, filters=(16, 32, 64)):
     """ResNet-8 with ``filters`` per stack (3 positive integers, default (16, 32, 64))."""
-    received = filters
-    try:
-        filters = tuple(filters)
-    except TypeError:
-        filters = ()
-    if len(filters) != 3:
-        raise UsageError(f"filters must be 3 positive integers (one per stack), "
-                         f"received filters={received!r}.")
-    filters = tuple(positive_int(f"filters[{i}]", f) for i, f in enumerate(filters))
+    filters = positive_ints("filters", filters, 3, "stack")
     import keras
     from keras import layers, regularizers
 
