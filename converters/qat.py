@@ -130,8 +130,11 @@ def to_tf_keras(model, check: np.ndarray | None = None):
         raise QatError(f"'{getattr(model, 'name', model)}' is not a Keras functional or "
                        "Sequential model; quantization-aware training rebuilds those only.")
     copied: list[tuple] = []
+    rebuilt_layers: dict[int, object] = {}  # a layer called twice (flip TTA) stays one layer
 
     def operation_fn(operation):
+        if id(operation) in rebuilt_layers:
+            return rebuilt_layers[id(operation)]
         if isinstance(operation, keras.Model):
             inner = as_functional(operation)
             if inner is None:
@@ -142,9 +145,11 @@ def to_tf_keras(model, check: np.ndarray | None = None):
                 return inner._run_through_graph(inputs, operation_fn=operation_fn)
             return nested
         if type(operation).__name__ == "Rescaling" and operation.offset:
-            return _split_rescaling(tf_keras, operation)
-        rebuilt = _tf_keras_layer(tf_keras, operation)
-        copied.append((operation, rebuilt))
+            rebuilt = _split_rescaling(tf_keras, operation)
+        else:
+            rebuilt = _tf_keras_layer(tf_keras, operation)
+            copied.append((operation, rebuilt))
+        rebuilt_layers[id(operation)] = rebuilt
         return rebuilt
 
     inputs = [tf_keras.Input(shape=tuple(t.shape[1:]), name=t.name.split(":")[0] or None,

@@ -80,7 +80,8 @@ def train(data: str = "digits", model: str = "auto", *, model_options: dict | No
           lr: float | None = None, optimizer: str | None = None,
           weight_decay: float | None = None, label_smoothing: float | None = None, lr_schedule: str = "cosine",
           warmup_epochs: float = 1.0, augment: str = "auto", flip: bool | None = None,
-          val_split: float = 0.15, test_split: float = 0.15, seed: int = 0,
+          crop_pad: int | None = None, tta: str | None = None,
+          val_split: float | None = None, test_split: float | None = None, seed: int = 0,
           deterministic: bool = True, precision: str = "auto", xla: str = "auto",
           patience: int = 8, strategy: str = "default", weights: str | None = None,
           fine_tune_epochs: int = 0, fine_tune_layers: int = 20, tensorboard: bool = True,
@@ -103,9 +104,9 @@ def train(data: str = "digits", model: str = "auto", *, model_options: dict | No
             is then a cap. Default none.
         batch_size, lr, optimizer, weight_decay, label_smoothing: as the CLI's options of the
             same name (``edgecv train --help``), same defaults (None: the model's recipe,
-            ``ModelInfo.recipe``); so are lr_schedule, warmup_epochs, augment, flip, val_split,
-            test_split, seed, deterministic, precision, xla, patience, strategy, weights,
-            fine_tune_epochs, fine_tune_layers and tensorboard.
+            ``ModelInfo.recipe``); so are lr_schedule, warmup_epochs, augment, flip, crop_pad,
+            tta, val_split, test_split, seed, deterministic, precision, xla, patience, strategy,
+            weights, fine_tune_epochs, fine_tune_layers and tensorboard.
         name: the run goes to ``runs/NAME`` (default ``DATA-MODEL[-N]``). out: the run directory
             instead; give one of ``name`` and ``out``.
         overwrite: replace an existing run directory. resume: continue an interrupted run.
@@ -131,7 +132,8 @@ def train(data: str = "digits", model: str = "auto", *, model_options: dict | No
         img_size=img_size, channels=channels, epochs=epochs,
         time_limit=seconds, batch_size=batch_size, lr=lr, optimizer=optimizer,
         weight_decay=weight_decay, label_smoothing=label_smoothing, lr_schedule=lr_schedule,
-        warmup_epochs=warmup_epochs, augment=augment, flip=flip, val_split=val_split,
+        warmup_epochs=warmup_epochs, augment=augment, flip=flip, crop_pad=crop_pad, tta=tta,
+        val_split=val_split,
         test_split=test_split, seed=seed, deterministic=deterministic, precision=precision,
         xla=xla, patience=patience, strategy=strategy, weights=weights,
         fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers,

@@ -162,6 +162,9 @@ IMG_SIZE_OPTION = typer.Option(None, help="Square input size in pixels.",
                                show_default="model default")
 CHANNELS_OPTION = typer.Option(None, help="1 (grayscale) or 3 (RGB).",
                                show_default="dataset default")
+# edgecv.data.datasets.HELD_OUT_FRACTION and HELD_OUT_IMAGES (not imported: the CLI starts
+# without numpy; test_data checks the two agree).
+HELD_OUT_DEFAULT = "15%, at most 2,500 images"
 SEED_OPTION = typer.Option(0, help="Seed of the split, initialisation and augmentation.")
 NAME_OPTION = typer.Option(None, help="Run name: the run goes to runs/NAME.",
                            show_default="DATA-MODEL[-N]")
@@ -227,8 +230,17 @@ def train_command(
                                 "auto: crop for 3-channel data, affine otherwise."),
     flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Random horizontal flips.",
                                         show_default="on with crop, off otherwise"),
-    val_split: float = typer.Option(0.15, help="Fraction of the data for validation."),
-    test_split: float = typer.Option(0.15, help="Fraction held out for test / verification."),
+    crop_pad: Optional[int] = typer.Option(None, help="Padding of the crop augmentation in "
+                                           "pixels (the largest shift; 0: flips only).",
+                                           show_default="1/8 of the image side"),
+    tta: Optional[str] = typer.Option(None, help="Test-time augmentation computed by the saved "
+                                      "model itself: flip (scores of the image and its mirror "
+                                      "averaged: twice the latency) or none.",
+                                      show_default="none"),
+    val_split: Optional[float] = typer.Option(None, help="Fraction of the data for validation.",
+                                              show_default=HELD_OUT_DEFAULT),
+    test_split: Optional[float] = typer.Option(None, help="Fraction held out for test / "
+                                               "verification.", show_default=HELD_OUT_DEFAULT),
     seed: int = SEED_OPTION,
     deterministic: bool = typer.Option(True, help="Deterministic TF ops: the same seed gives the "
                                        "same losses on CPU (measured 0-10% slower)."),

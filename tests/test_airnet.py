@@ -53,6 +53,9 @@ def test_airnet_brings_its_recipe_and_every_option_given_wins():
     chosen = resolve(TrainConfig(data="cifar10"))
     assert (chosen.optimizer, chosen.lr, chosen.label_smoothing, chosen.weight_decay) == \
         ("sgd", 0.4, 0.2, 5e-3)
+    assert (chosen.crop_pad, chosen.tta) == (4, "none")
+    mine = resolve(TrainConfig(data="cifar10", crop_pad=2, tta="flip"))
+    assert (mine.crop_pad, mine.tta) == (2, "flip")
     assert (resolve_for_data(chosen, 35_000).batch_size, resolve_for_data(chosen, 35_000).epochs) \
         == (256, 12)
     # below 10,000 training images the size-dependent defaults are the house's
@@ -68,6 +71,13 @@ def test_airnet_brings_its_recipe_and_every_option_given_wins():
     house = resolve(TrainConfig(data="digits"))
     assert (house.optimizer, house.lr, house.label_smoothing, house.weight_decay) == \
         ("adam", 3e-3, 0.0, None)
+    assert (house.tta, house.crop_pad) == ("none", None)  # digits: affine, no crop to pad
+    photos = resolve(TrainConfig(data="cifar10", model="resnet8"))
+    assert (photos.tta, photos.crop_pad) == ("none", 4)  # 1/8 of 32
+    with pytest.raises(UsageError, match="test-time augmentation"):
+        resolve(TrainConfig(data="cifar10", tta="mirror"))
+    with pytest.raises(UsageError, match="crop_pad"):
+        resolve(TrainConfig(data="cifar10", crop_pad=-1))
 
 
 def test_unknown_model_lists_auto_among_the_choices():

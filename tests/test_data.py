@@ -92,3 +92,32 @@ def test_keras_dataset_is_pooled_resized_and_split(monkeypatch):
     assert ds.labels[0] == "airplane" and ds.num_classes == 10
     assert len(ds.train) + len(ds.val) + len(ds.test) == 80
     assert ds.test.x.shape[1:] == (24, 24, 3)
+
+
+def test_held_out_splits_take_15_percent_but_at_most_2500_images(monkeypatch):
+    from pathlib import Path
+
+    from edgecv.cli import HELD_OUT_DEFAULT
+    from edgecv.data import datasets, held_out_fraction
+    from edgecv.training.config import TrainConfig, resolve
+
+    assert held_out_fraction(1_797) == 0.15 and held_out_fraction(None) == 0.15
+    assert held_out_fraction(50_000) == 0.05  # CIFAR-10's train archive: 45,000 / 2,500 / 2,500
+    assert HELD_OUT_DEFAULT == (f"{datasets.HELD_OUT_FRACTION:.0%}, at most "
+                                f"{datasets.HELD_OUT_IMAGES:,} images")
+    # resolve() records the concrete fractions (config.json), from the images counted
+    chosen = resolve(TrainConfig(data="cifar10"))  # 60,000 images
+    assert chosen.val_split == chosen.test_split == 2_500 / 60_000
+    mine = resolve(TrainConfig(data="cifar10", val_split=0.1))
+    assert (mine.val_split, mine.test_split) == (0.1, 2_500 / 60_000)
+    # a real folder with a smaller cap: 600 photos, at most 50 images per held-out split
+    monkeypatch.setattr(datasets, "HELD_OUT_IMAGES", 50)
+    photos = Path(__file__).parent / "data" / "cifar10_mini"
+    ds = load_dataset(str(photos), 16, 16, 3, val_split=None, test_split=None)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (500, 50, 50)
+    assert len(load_dataset(str(photos), 16, 16, 3).test) == 90  # the fixed 15% elsewhere
+    assert ds.source["val_split"] == ds.source["test_split"] == 50 / 600
+    # the recorded fractions reload the same split
+    again = load_dataset(str(photos), 16, 16, 3, val_split=ds.source["val_split"],
+                         test_split=ds.source["test_split"])
+    assert again.test.ids == ds.test.ids and again.val.ids == ds.val.ids

@@ -390,3 +390,27 @@ def test_train_with_a_bad_time_limit_is_one_line_exit_2(tmp_path):
     result = run_cli("train", "--time-limit", "soon", "--out", tmp_path / "run")
     assert result.returncode == 2 and "--time-limit must be a positive duration" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.tf
+def test_crop_pad_sets_the_largest_shift_and_zero_leaves_only_flips():
+    import tensorflow as tf
+
+    from edgecv.data.folder import scan_and_load
+    from edgecv.training.config import TrainConfig
+    from edgecv.training.recipe import build_augmenter
+
+    images = scan_and_load(FIXTURE, (32, 32, 3))[1][:16].astype(np.float32)
+    seed = tf.constant([3, 7], tf.int64)
+    config = TrainConfig(augment="crop", flip=False, img_size=32, crop_pad=2)
+    out = build_augmenter(config)(tf.constant(images), seed).numpy()
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    offsets = []
+    for image, crop in zip(padded, out):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if np.array_equal(image[dy:dy + 32, dx:dx + 32], crop)]
+        assert found, "every output is a window of the image padded by 2"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 3  # shifts happen, and none beyond 2 pixels
+    still = build_augmenter(TrainConfig(augment="crop", flip=False, img_size=32, crop_pad=0))
+    np.testing.assert_array_equal(still(tf.constant(images), seed).numpy(), images)

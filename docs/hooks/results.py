@@ -84,6 +84,8 @@ PAGES = (
          (("train_photo_recipe.json", "the photo recipe (`--model auto`: airnet) in 30 minutes "
                                       "on CIFAR-10, and one row per idea of the recipe "
                                       "left out (ablations at a shorter budget)"),
+          ("tta_cifar.json", "flip test-time augmentation (`--tta flip`) on the 30-minute "
+                             "runs: the same model with and without it, same photos"),
           ("train_small_data.json", "airnet against resnet8 on 1,000 and 5,000 training "
                                     "images, scored on the same 7,500 held-out photos"),
           ("train_throughput_airnet.json", "images/s of `edgecv train` against a bare "

@@ -4,8 +4,11 @@ class subfolders, an archive of one), split train/val/test with a fixed seed. Th
 modules (:mod:`~edgecv.data.folder`, :mod:`~edgecv.data.archive`,
 :mod:`~edgecv.data.keras_cache`, :mod:`~edgecv.data.stream`)."""
 
-from edgecv.data.datasets import (Dataset, Split, count_images, dataset_kind, load_dataset, memory_budget,
-                                  resize_batch, source_spec, stratified_split)
+from edgecv.data.datasets import (Dataset, Split, count_images, dataset_kind,
+                                  held_out_fraction, load_dataset, memory_budget,
+                                  resize_batch, source_spec, split_fractions,
+                                  stratified_split)
 
-__all__ = ["Dataset", "Split", "count_images", "dataset_kind", "load_dataset", "memory_budget", "resize_batch",
-           "source_spec", "stratified_split"]
+__all__ = ["Dataset", "Split", "count_images", "dataset_kind", "held_out_fraction",
+           "load_dataset", "memory_budget", "resize_batch",
+           "source_spec", "split_fractions", "stratified_split"]

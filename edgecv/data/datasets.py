@@ -45,6 +45,12 @@ CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer",
 # Default memory budget for decoded images; above it the train split streams from disk.
 MAX_DATASET_BYTES = 6 * 1024**3
 MEMORY_ENV = "EDGECV_MAX_MEMORY_BYTES"
+# Each held-out split (validation, test) takes 15% of the images by default, but at most
+# HELD_OUT_IMAGES: 2,500 test images measure an accuracy near 90% to +-0.6 pp (one standard
+# error), and every image beyond them trains the model instead (CIFAR-10's 50,000 training
+# photos split 45,000 / 2,500 / 2,500; train_cifar.json measured resnet8's 30 minutes at 82.6%
+# on that split against 80.9% on 35,000 / 7,500 / 7,500).
+HELD_OUT_FRACTION, HELD_OUT_IMAGES = 0.15, 2_500
 
 
 def memory_budget() -> int:
@@ -331,14 +337,39 @@ def dataset_kind(spec: str) -> str:
     )
 
 
-def load_dataset(spec: str, height: int, width: int, channels: int, *, val_split: float = 0.15,
-                 test_split: float = 0.15, seed: int = 0) -> Dataset:
+def held_out_fraction(images: int | None) -> float:
+    """The default share of a held-out split (validation or test) of ``images`` images:
+    :data:`HELD_OUT_FRACTION`, capped at :data:`HELD_OUT_IMAGES` images (15% when the count is
+    unknown)."""
+    if not images or images <= 0:
+        return HELD_OUT_FRACTION
+    return min(HELD_OUT_FRACTION, HELD_OUT_IMAGES / images)
+
+
+def split_fractions(spec: str, val_split: float | None,
+                    test_split: float | None) -> tuple[float, float]:
+    """``(val_split, test_split)`` with each None replaced by :func:`held_out_fraction` of the
+    images ``spec`` holds (counted before decoding: :func:`count_images`)."""
+    if val_split is None or test_split is None:
+        default = held_out_fraction(count_images(spec))
+        val_split = default if val_split is None else val_split
+        test_split = default if test_split is None else test_split
+    return val_split, test_split
+
+
+def load_dataset(spec: str, height: int, width: int, channels: int, *,
+                 val_split: float | None = HELD_OUT_FRACTION,
+                 test_split: float | None = HELD_OUT_FRACTION, seed: int = 0) -> Dataset:
     """Load ``spec`` (a name, a folder path or an archive path) resized to HxWxC and split
     train/val/test.
 
-    Defaults: 15% validation, 15% test, seed 0.
+    Defaults: 15% validation, 15% test (a model trained elsewhere loses nothing to a large test
+    split), seed 0. None: training's default, 15% but at most 2,500 images
+    (:func:`held_out_fraction`). ``source`` records the fractions used.
     """
     from edgecv.data.archive import is_archive
+
+    val_split, test_split = split_fractions(spec, val_split, test_split)
 
     kind = dataset_kind(spec)
     archive = kind == "folder" and is_archive(spec) and not Path(spec).is_dir()

@@ -29,20 +29,24 @@ WHITEN_KERNEL = 2
 
 
 def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "relu",
-           whiten: bool = True, logit_scale: float = 0.125):
+           whiten: bool = True, logit_scale: float = 0.125, dirac: bool = False):
     """airnet with ``widths`` per block (3 positive integers, default (64, 256, 256)),
     ``activation`` ``relu`` (default) or ``gelu`` (airbench's; its exact form, which
     tf2onnx exports as an Erfc op ONNX does not have), the whitening stem (``whiten=True``) or
     a plain trainable 3x3 stem conv of the same width in its place, and the pooled features
     multiplied by ``logit_scale`` (default 0.125) before the classifier: the logits' scale, which
-    also divides the classifier's effective learning rate by its square (1 for none)."""
+    also divides the classifier's effective learning rate by its square (1 for none).
+    ``dirac=True`` starts each block conv's first ``in_channels`` filters as the identity
+    (airbench's Dirac initialisation; the other filters keep Keras' default). Off by default:
+    with it (and 2-pixel shifts) a 30-minute CIFAR-10 run's int8 file lost 3.5 pp."""
     widths = positive_ints("widths", widths, 3, "block")
     if activation not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                          f"received activation={activation!r}.")
     logit_scale = positive_number("logit_scale", logit_scale)
-    if not isinstance(whiten, bool):
-        raise UsageError(f"whiten must be True or False, received whiten={whiten!r}.")
+    for name, value in (("whiten", whiten), ("dirac", dirac)):
+        if not isinstance(value, bool):
+            raise UsageError(f"{name} must be True or False, received {name}={value!r}.")
     import keras
     from keras import layers
 
@@ -79,7 +83,25 @@ def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "r
     if logit_scale != 1.0:
         x = layers.Rescaling(logit_scale, name="logit_scale")(x)
     outputs = layers.Dense(num_classes, activation="softmax", use_bias=False, name="scores")(x)
-    return keras.Model(inputs, outputs, name="airnet")
+    model = keras.Model(inputs, outputs, name="airnet")
+    if dirac:
+        for block in range(1, len(widths) + 1):
+            for index in (1, 2):
+                set_dirac(model.get_layer(f"block{block}_conv{index}"))
+    return model
+
+
+def set_dirac(conv) -> None:
+    """Make the first ``in_channels`` filters of a 'same'-padded odd-sized ``conv`` pass their
+    own input channel through unchanged (a Dirac delta at the kernel's centre)."""
+    import numpy as np
+
+    kernel = conv.get_weights()[0]  # (kh, kw, in, out)
+    kh, kw, channels, filters = kernel.shape
+    identity = min(channels, filters)
+    kernel[:, :, :, :identity] = 0.0
+    kernel[kh // 2, kw // 2, np.arange(identity), np.arange(identity)] = 1.0
+    conv.set_weights([kernel])
 
 
 def init_whitening(layer, images, *, max_patches: int = 200_000, eps: float = 5e-4,

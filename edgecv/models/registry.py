@@ -73,9 +73,11 @@ _REGISTRY: dict[str, tuple[str, ModelInfo]] = {
         min_img_size=8, overrides=("filters", "blocks"))),
     "airnet": ("airnet:airnet", ModelInfo(
         "airnet", "airbench-style photo net: whitening stem, 3 conv-pool-BN blocks (64/256/256)",
-        min_img_size=16, overrides=("widths", "activation", "whiten", "logit_scale"),
+        min_img_size=16, overrides=("widths", "activation", "whiten", "logit_scale", "dirac"),
         # on CIFAR-10: peak lr 0.4 picked on 3-epoch runs over 0.2 and Adam at 3e-3; 12 epochs
-        # at batch 256 take about 20 minutes on 2 cores (train_photo_recipe.json: 19 in 30 min)
+        # at batch 256 take about 20 minutes on 2 cores (train_photo_recipe.json: 19 in 30 min).
+        # Not in it: 2-pixel shifts with Dirac initialisation (their 30-minute run's int8 file
+        # missed convert's budget) and flip TTA (+0.3 pp for twice the latency: tta_cifar.json)
         recipe=MappingProxyType({"optimizer": "sgd", "lr": 0.4, "label_smoothing": 0.2,
                                  "weight_decay": 5e-3, "batch_size": 256, "epochs": 12}))),
     "mobilenet_v2": ("mobilenet:mobilenet_v2", ModelInfo(
@@ -168,21 +170,34 @@ def count_macs(model) -> int:
     Nested models (e.g. mobilenet_v2's ``"base"``) are walked recursively. Everything else is
     counted as free, the usual convention for CNN MAC figures: bias adds, BatchNorm (folded into
     the conv when converted), activations, pooling, Add/Concatenate, Softmax; also any layer type
-    not listed (Conv1D/3D, transposed convs). A layer called more than once counts once (its
-    first call). Needs static spatial shapes (every edgecv model has them).
+    not listed (Conv1D/3D, transposed convs). A layer called more than once in ``model`` counts
+    once per call (flip test-time augmentation runs every layer twice), at its first call's
+    shapes. Needs static spatial shapes (every edgecv model has them).
     """
     import keras
 
     if not isinstance(model, keras.Model):
         raise UsageError(f"count_macs needs a keras.Model, received {type(model).__name__}.")
+    calls = _calls_per_layer(model)
     total = 0
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            total += count_macs(layer)
+            total += count_macs(layer) * calls.get(layer.name, 1)
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
                                 keras.layers.SeparableConv2D, keras.layers.Dense)):
-            total += _layer_macs(layer)
+            total += _layer_macs(layer) * calls.get(layer.name, 1)
     return total
+
+
+def _calls_per_layer(model) -> dict[str, int]:
+    """How often each layer of a functional ``model`` is called in it (its config's inbound
+    nodes); empty (one call each) for a model whose config cannot be read."""
+    try:
+        entries = model.get_config().get("layers", [])
+    except (NotImplementedError, TypeError, ValueError):  # a custom layer without get_config
+        return {}
+    return {entry.get("name"): len(entry.get("inbound_nodes") or [None]) for entry in entries
+            if isinstance(entry, dict)}
 
 
 def _layer_macs(layer) -> int:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from edgecv.errors import UsageError, unknown_name
+from edgecv.models.tta import TTA_MODES
 from edgecv.rundir import RunDir
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -60,8 +61,10 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     augment: str = "auto"
     flip: bool | None = None
-    val_split: float = 0.15
-    test_split: float = 0.15
+    crop_pad: int | None = None  # crop's padding in pixels; None: the recipe's, else side / 8
+    tta: str | None = None  # test-time augmentation inside the saved model; None: the recipe's
+    val_split: float | None = None  # None: 15%, at most 2,500 images (data.held_out_fraction)
+    test_split: float | None = None
     seed: int = 0
     deterministic: bool = True
     precision: str = "auto"
@@ -110,6 +113,8 @@ def validate(config: TrainConfig) -> None:
         raise unknown_name("lr schedule", config.lr_schedule, LR_SCHEDULES)
     if config.augment not in AUGMENT_POLICIES:
         raise unknown_name("augmentation", config.augment, AUGMENT_POLICIES)
+    if config.tta is not None and config.tta not in TTA_MODES:
+        raise unknown_name("test-time augmentation", config.tta, TTA_MODES)
     if config.precision not in PRECISIONS:
         raise unknown_name("precision", config.precision, PRECISIONS)
     if config.xla not in XLA_MODES:
@@ -131,6 +136,8 @@ def validate(config: TrainConfig) -> None:
         (config.label_smoothing is None or 0 <= config.label_smoothing < 1,
          f"`label_smoothing` must be in [0, 1), received {config.label_smoothing}."),
         (config.patience >= 1, f"`patience` must be at least 1, received {config.patience}."),
+        (config.crop_pad is None or config.crop_pad >= 0,
+         f"`crop_pad` must be 0 or more pixels, received {config.crop_pad}."),
         (config.fine_tune_epochs >= 0,
          f"`fine_tune_epochs` must be 0 or more, received {config.fine_tune_epochs}."),
         (config.channels in (None, 1, 3), f"`channels` must be 1 or 3, received {config.channels}."),
@@ -181,7 +188,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     learning rate, label smoothing and weight decay left unset come from that model's recipe
     (``ModelInfo.recipe``, else :data:`HOUSE_RECIPE`).
     """
-    from edgecv.data import dataset_kind
+    from edgecv.data import count_images, dataset_kind, held_out_fraction
     from edgecv.models import get_model_info
 
     validate(config)
@@ -193,8 +200,15 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(
             f"pretrained weights need RGB input: received `channels` {channels}, use `channels=3`."
         )
+    images = None
+    if config.val_split is None or config.test_split is None or config.model == DEFAULT_MODEL:
+        images = count_images(config.data)  # once: an archive or folder is scanned for it
+    default_split = held_out_fraction(images)
+    config = replace(config,
+                     val_split=default_split if config.val_split is None else config.val_split,
+                     test_split=default_split if config.test_split is None else config.test_split)
     if config.model == DEFAULT_MODEL:
-        config = replace(config, model=choose_model(config, channels))
+        config = replace(config, model=choose_model(config, channels, images))
         validate(config)
     info = get_model_info(config.model)
     recipe = {**HOUSE_RECIPE, **info.recipe}  # its batch_size and epochs: resolve_for_data
@@ -205,6 +219,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
     flip = config.flip if config.flip is not None else augment == "crop"
     return replace(
         config, img_size=img_size, channels=channels, augment=augment, flip=flip,
+        tta=config.tta or recipe.get("tta", "none"),
+        crop_pad=(config.crop_pad if config.crop_pad is not None or augment != "crop"
+                  else recipe.get("crop_pad", max(1, img_size // 8))),
         optimizer=config.optimizer or recipe["optimizer"],
         lr=config.lr if config.lr is not None else recipe["lr"],
         label_smoothing=(config.label_smoothing if config.label_smoothing is not None
@@ -234,15 +251,13 @@ def parse_model_options(items: list[str]) -> dict:
     return options
 
 
-def choose_model(config: TrainConfig, channels: int) -> str:
+def choose_model(config: TrainConfig, channels: int, images: int | None) -> str:
     """``model='auto'``: :data:`PHOTO_MODEL` for 3-channel data whose train split holds at least
     :data:`LARGE_DATASET_IMAGES` images, else :data:`SMALL_MODEL`. The split's size is estimated
-    from the source's image count (:func:`edgecv.data.count_images`) before anything is decoded."""
-    from edgecv.data import count_images
-
+    from the source's image count ``images`` (:func:`edgecv.data.count_images`, before anything
+    is decoded) and the config's split fractions (resolved: not None)."""
     if channels != 3:
         return SMALL_MODEL
-    images = count_images(config.data)
     train_fraction = 1.0 - config.val_split - config.test_split
     large = images is not None and images * train_fraction >= LARGE_DATASET_IMAGES
     return PHOTO_MODEL if large else SMALL_MODEL

@@ -46,15 +46,16 @@ def build_augmenter(config: TrainConfig):
     Returns ``augment(images, seed)`` on float (B, H, W, C) batches in 0..255 pixel space; it is
     never part of the saved model.
 
-    - ``crop``: pad by 1/8 of the image size and crop back, plus horizontal flips with
-      ``config.flip`` (the standard recipe for photos such as CIFAR-10).
+    - ``crop``: pad by ``config.crop_pad`` pixels (default 1/8 of the image size) and crop
+      back, plus horizontal flips with ``config.flip`` (the standard recipe for photos such as
+      CIFAR-10).
     - ``affine``: small rotation / shift / zoom and contrast changes (Keras preprocessing
       layers), plus flips with ``config.flip``: for digits and other non-photo data.
     """
     if config.augment == "none":
         return None
     if config.augment == "crop":
-        pad = max(1, (config.img_size or 32) // 8)
+        pad = config.crop_pad if config.crop_pad is not None else max(1, (config.img_size or 32) // 8)
         return lambda images, seed: random_crop_flip(images, seed, pad=pad, flip=bool(config.flip))
     import keras
 

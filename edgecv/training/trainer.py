@@ -239,6 +239,7 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     from edgecv.data import load_dataset
     from edgecv.models import count_macs, create_model, init_from_data
     from edgecv.models.registry import DATA_INIT_IMAGES
+    from edgecv.models.tta import flip_tta
     from edgecv.training.report import (classification_metrics, plot_confusion_matrix,
                                         plot_training_curves, read_history)
     from edgecv.runtime import cpu_flags
@@ -352,6 +353,8 @@ def _train_in(config: TrainConfig, run_dir: Path, *, resume: bool, log: Callable
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
     model = as_float32(model, build)  # what is tested, saved and converted computes in float32
+    if config.tta == "flip":  # the saved model averages the image's and its mirror's scores
+        model = flip_tta(model)
     # Saved before any report step (test metrics, plots), so that none can lose the trained model.
     with atomic_path(run.model) as tmp:
         model.save(tmp)

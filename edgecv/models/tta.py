@@ -1,0 +1,44 @@
+"""Test-time augmentation that the deployed model computes itself.
+
+``flip_tta(model)`` returns a model that scores an image and its mirror image with the same
+layers and averages the two score vectors: airbench's flip test-time augmentation (Jordan 2024),
+but inside the graph, so the ``.tflite`` and ``.onnx`` files, the bench's latency and every
+accuracy figure include it (twice the MACs and the latency of the plain model, no new weights).
+
+Built from Keras builtin layers only, so ``model.keras`` loads in safe mode and converts with
+builtin TFLite ops: the mirror is a frozen ``Dense`` holding the reversal permutation along the
+width axis (TRANSPOSE, FULLY_CONNECTED, TRANSPOSE in TFLite; 0/1 weights, exact in int8), and the
+model's own layers are called a second time (one set of weights, a flat graph: no nested model).
+"""
+from __future__ import annotations
+
+from edgecv.errors import UsageError
+
+TTA_MODES = ("none", "flip")
+
+
+def flip_tta(model):
+    """``model`` (a functional Keras model with one NHWC image input and one score output)
+    wrapped so that its output is the mean of its scores on the input and on the input mirrored
+    left-right. The result has the same input and output shapes and the same weights."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1 or len(model.input_shape) != 4:
+        raise UsageError(f"flip test-time augmentation needs a model with one image input "
+                         f"(N, H, W, C) and one output; '{model.name}' has input shape "
+                         f"{model.input_shape}.")
+    height, width, channels = model.input_shape[1:]
+    if width is None:
+        raise UsageError(f"flip test-time augmentation needs a fixed input width; '{model.name}' "
+                         f"has input shape {model.input_shape}.")
+    inputs = keras.Input(model.input_shape[1:], name=model.inputs[0].name)
+    columns = layers.Permute((1, 3, 2), name="tta_columns")(inputs)  # (H, C, W)
+    mirror = layers.Dense(width, use_bias=False, trainable=False, name="tta_mirror")
+    mirrored = layers.Permute((1, 3, 2), name="tta_mirrored")(mirror(columns))
+    mirror.set_weights([np.eye(width, dtype="float32")[::-1]])
+    # Model.call (not __call__) runs the model's own layers on the new tensors: a flat graph whose
+    # layers are each called twice, rather than a nested model.
+    scores = layers.Average(name="tta_average")([model.call(inputs), model.call(mirrored)])
+    return keras.Model(inputs, scores, name=model.name)
