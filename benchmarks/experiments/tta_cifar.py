@@ -17,40 +17,26 @@ import json
 import os
 import sys
 
-import numpy as np
-
 from _common import run_label, runs_parser
 from edgecv.benchmarks.machine import machine_info, machine_warnings
 
 
 def measure(run) -> dict:
-    from edgecv.tf_import import import_tensorflow
-
-    import_tensorflow()
-    import keras
-
-    from edgecv.data import load_dataset, source_spec
+    from edgecv.converters.load import load_run
     from edgecv.models import count_macs
     from edgecv.models.tta import flip_tta
-    from edgecv.preprocessing import Preprocessing
 
-    record = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    pre = Preprocessing.from_dict(record["preprocessing"])
-    data = record["data"]
-    dataset = load_dataset(source_spec(data), pre.height, pre.width, pre.channels,
-                           val_split=data["val_split"], test_split=data["test_split"],
-                           seed=data["seed"])
-    model = keras.saving.load_model(run / "model.keras")
+    data = load_run(run)  # the run's model and its held-out splits, checked against split.json
+    model = data.model
     if any(layer.name == "tta_mirror" for layer in model.layers):
         raise SystemExit(f"{run}: its model already computes flip TTA (trained with --tta flip)")
     tta = flip_tta(model)
-    row = {"run": run_label(run), "model": record["train"]["model"],
+    row = {"run": run_label(run), "model": data.train_config["model"],
            "macs": int(count_macs(model)), "macs_flip_tta": int(count_macs(tta))}
-    for name, split in (("val", dataset.val), ("test", dataset.test)):
-        x = pre.normalize(split.x)
-        plain = model.predict(x, batch_size=256, verbose=0).argmax(1) == split.y
-        mirrored = tta.predict(x, batch_size=256, verbose=0).argmax(1) == split.y
-        row[name] = {"images": int(len(split.y)), "accuracy": round(float(plain.mean()), 5),
+    for name, x, y in (("val", data.val_x, data.val_y), ("test", data.test_x, data.test_y)):
+        plain = model.predict(x, batch_size=256, verbose=0).argmax(1) == y
+        mirrored = tta.predict(x, batch_size=256, verbose=0).argmax(1) == y
+        row[name] = {"images": int(len(y)), "accuracy": round(float(plain.mean()), 5),
                      "accuracy_flip_tta": round(float(mirrored.mean()), 5),
                      "gain_pp": round(100 * float(mirrored.mean() - plain.mean()), 3),
                      "only_tta_right": int((mirrored & ~plain).sum()),

@@ -346,15 +346,13 @@ def held_out_fraction(images: int | None) -> float:
     return min(HELD_OUT_FRACTION, HELD_OUT_IMAGES / images)
 
 
-def split_fractions(spec: str, val_split: float | None,
-                    test_split: float | None) -> tuple[float, float]:
-    """``(val_split, test_split)`` with each None replaced by :func:`held_out_fraction` of the
-    images ``spec`` holds (counted before decoding: :func:`count_images`)."""
-    if val_split is None or test_split is None:
-        default = held_out_fraction(count_images(spec))
-        val_split = default if val_split is None else val_split
-        test_split = default if test_split is None else test_split
-    return val_split, test_split
+def split_fractions(val_split: float | None, test_split: float | None,
+                    images: int | None) -> tuple[float, float]:
+    """``(val_split, test_split)`` with each None replaced by :func:`held_out_fraction` of
+    ``images`` (a source's count: :func:`count_images`)."""
+    default = held_out_fraction(images)
+    return (default if val_split is None else val_split,
+            default if test_split is None else test_split)
 
 
 def load_dataset(spec: str, height: int, width: int, channels: int, *,
@@ -369,7 +367,8 @@ def load_dataset(spec: str, height: int, width: int, channels: int, *,
     """
     from edgecv.data.archive import is_archive
 
-    val_split, test_split = split_fractions(spec, val_split, test_split)
+    if val_split is None or test_split is None:
+        val_split, test_split = split_fractions(val_split, test_split, count_images(spec))
 
     kind = dataset_kind(spec)
     archive = kind == "folder" and is_archive(spec) and not Path(spec).is_dir()

@@ -188,7 +188,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     learning rate, label smoothing and weight decay left unset come from that model's recipe
     (``ModelInfo.recipe``, else :data:`HOUSE_RECIPE`).
     """
-    from edgecv.data import count_images, dataset_kind, held_out_fraction
+    from edgecv.data import count_images, dataset_kind, split_fractions
     from edgecv.models import get_model_info
 
     validate(config)
@@ -203,10 +203,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
     images = None
     if config.val_split is None or config.test_split is None or config.model == DEFAULT_MODEL:
         images = count_images(config.data)  # once: an archive or folder is scanned for it
-    default_split = held_out_fraction(images)
-    config = replace(config,
-                     val_split=default_split if config.val_split is None else config.val_split,
-                     test_split=default_split if config.test_split is None else config.test_split)
+    val_split, test_split = split_fractions(config.val_split, config.test_split, images)
+    config = replace(config, val_split=val_split, test_split=test_split)
     if config.model == DEFAULT_MODEL:
         config = replace(config, model=choose_model(config, channels, images))
         validate(config)
