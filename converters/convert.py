@@ -29,6 +29,7 @@ from typing import Callable
 
 from edgecv.converters.formats import (EDGETPU_REPORT, FORMAT_TABLE, QAT_TWINS, Conversion,
                                       Format, Settings, selected_formats)
+from edgecv.converters.fuse import export_run
 from edgecv.converters.load import load_source
 from edgecv.converters.recover import MIXED_STEM, check_recover_mix
 from edgecv.converters.rundata import RunData
@@ -103,7 +104,9 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
     info = _calibration_info(run, log)
     out = _output_dir(out_dir, run)
     with _writing_into(out, run):
-        conversion = Conversion(run, settings, out, *_reference_scores(run, log), log=log)
+        scores = _reference_scores(run, log)  # of the model as given
+        run, folded = export_run(run, log)
+        conversion = Conversion(run, settings, out, *scores, log=log)
         rows = _build_and_verify(chosen, conversion, progress)
         _split_int8_rounding(rows, conversion, budget)
         if recover:
@@ -115,7 +118,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
             test_images=int(len(run.test_x)), calibration_samples=int(len(run.calibration)),
             calibration=info, int8_io=io, opset=opset, max_drop_pp=max_drop,
             max_drop_applies_to="accuracy" if run.test_y is not None else "agreement",
-            min_agreement_pct=min_agreement, source=run.notes or None,
+            min_agreement_pct=min_agreement, source=run.notes or None, folded=folded or None,
             select_tf_ops=True if select_tf_ops else None, artifacts=rows, out_dir=out)
         # what the Python API returns is the file
         write_json_atomic(ExportDir(out).conversion, record.to_dict())

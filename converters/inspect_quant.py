@@ -57,6 +57,7 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
         result.skipped["rounding"] = ("the int8 rounding apart needs the Keras model (it moves "
                                       "its weights); pass the run or the model file for it")
     else:
+        from edgecv.converters.fuse import export_run
         from edgecv.converters.load import load_source
         from edgecv.converters.quant_debug import layer_errors
         from edgecv.converters.rounding import rounding_split
@@ -64,7 +65,7 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
         from edgecv.converters.verify import check_data_scores
         from edgecv.rundir import RunDir
 
-        run = load_source(source, calib_samples, options, log)
+        run, _ = export_run(load_source(source, calib_samples, options, log), log)  # as convert
         calibration = run.calibration
         out = Path(out_dir or run.default_out or RunDir(run.source).export.path)
         result = Inspection(source=str(source), images=(run.calibration_info or {}).get(

@@ -93,7 +93,7 @@ def train(data: str = "digits", model: str = "auto", *, model_options: dict | No
         data: ``digits`` (offline, built in), ``mnist``, ``fashion_mnist``, ``cifar10``, or a
             folder with one subfolder per class. Default ``digits``.
         model: a registry name (``edgecv models``), or ``auto`` (default): ``airnet``, the
-            photo recipe, for 3-channel data of 10,000+ training images, else ``resnet8``.
+            photo recipe, for 3-channel data of 1,000+ training images, else ``resnet8``.
         model_options: options of the model's builder, e.g. ``{"widths": (64, 192, 192)}``
             (``get_model_info(name).overrides`` lists them). Default none.
         img_size: square input size (default: the model's). channels: 1 or 3 (default: the

@@ -156,7 +156,7 @@ def models_command() -> None:
 DATA_OPTION = typer.Option("digits", help="digits (offline, built in), mnist, fashion_mnist, "
                            "cifar10 (downloaded by Keras), or a folder with one subfolder per class.")
 MODEL_OPTION = typer.Option("auto", help="Registry name (see `edgecv models`), or auto: airnet "
-                            "(the photo recipe) for 3-channel data of 10,000+ training images, "
+                            "(the photo recipe) for 3-channel data of 1,000+ training images, "
                             "resnet8 otherwise.")
 IMG_SIZE_OPTION = typer.Option(None, help="Square input size in pixels.",
                                show_default="model default")
@@ -584,7 +584,8 @@ def bench_command(
     threads: str = typer.Option("1", help="CPU thread counts to sweep, e.g. 1,2,4 or max."),
     mcu_profile: Optional[list[str]] = MCU_PROFILE_OPTION,
     runs: int = typer.Option(100, help="Timed runs per row (at least)."),
-    min_time: float = typer.Option(1.0, help="Seconds of timed runs per row (at least)."),
+    min_time: float = typer.Option(1.0, help="Seconds of timed runs per row (at least, or "
+                                   "100,000 runs if they come first)."),
     warmup: int = typer.Option(10, help="Untimed runs before timing."),
     batch: str = typer.Option("1", help="Images per call to sweep, e.g. 1,8,32: throughput "
                               "(images/s) for multi-camera boxes and offline labelling; the "

@@ -123,7 +123,7 @@ class ConversionRow:
 
 
 # conversion.json's header keys, in order; the optional ones are left out when None
-_CONVERSION_OPTIONAL = ("min_agreement_pct", "source", "select_tf_ops", "incomplete")
+_CONVERSION_OPTIONAL = ("min_agreement_pct", "source", "folded", "select_tf_ops", "incomplete")
 
 
 @dataclass(kw_only=True)
@@ -144,6 +144,7 @@ class Conversion:
     max_drop_applies_to: str | None = None
     min_agreement_pct: float | None = None
     source: dict | None = None  # how a model file was read
+    folded: list | None = None  # BatchNormalizations folded across a max pool for export
     select_tf_ops: bool | None = None
     incomplete: str | None = None
     artifacts: list[ConversionRow] = field(default_factory=list)

@@ -21,14 +21,14 @@ CIFAR_MINI = Path(__file__).parent / "data" / "cifar10_mini"  # 600 JPEG photos,
 def test_auto_picks_resnet8_for_grayscale_and_small_photo_sets():
     assert resolve(TrainConfig(data="digits")).model == "resnet8"
     assert resolve(TrainConfig(data="mnist")).model == "resnet8"  # 70,000 images, 1 channel
-    # 600 photos: 420 in the train split, far below 10,000
+    # 600 photos: 420 in the train split, below 1,000
     assert resolve(TrainConfig(data=str(CIFAR_MINI))).model == "resnet8"
 
 
 def test_auto_picks_airnet_for_large_photo_sets_and_counts_what_is_there(monkeypatch, tmp_path):
     assert resolve(TrainConfig(data="cifar10")).model == "airnet"  # 60,000 RGB images
     # The threshold is on the train split of the images really there: 600 x 0.7 = 420.
-    monkeypatch.setattr(config_module, "LARGE_DATASET_IMAGES", 420)
+    monkeypatch.setattr(config_module, "PHOTO_MODEL_MIN_IMAGES", 420)
     assert resolve(TrainConfig(data=str(CIFAR_MINI))).model == "airnet"
     assert resolve(TrainConfig(data=str(CIFAR_MINI), val_split=0.2)).model == "resnet8"
     # An archive is counted too (unpacked into the cache, as loading it would).
@@ -53,9 +53,9 @@ def test_airnet_brings_its_recipe_and_every_option_given_wins():
     chosen = resolve(TrainConfig(data="cifar10"))
     assert (chosen.optimizer, chosen.lr, chosen.label_smoothing, chosen.weight_decay) == \
         ("sgd", 0.4, 0.2, 5e-3)
-    assert (chosen.crop_pad, chosen.tta) == (4, "none")
-    mine = resolve(TrainConfig(data="cifar10", crop_pad=2, tta="flip"))
-    assert (mine.crop_pad, mine.tta) == (2, "flip")
+    assert (chosen.crop_pad, chosen.tta) == (2, "flip")
+    mine = resolve(TrainConfig(data="cifar10", crop_pad=3, tta="none"))
+    assert (mine.crop_pad, mine.tta) == (3, "none")
     assert (resolve_for_data(chosen, 35_000).batch_size, resolve_for_data(chosen, 35_000).epochs) \
         == (256, 12)
     # below 10,000 training images the size-dependent defaults are the house's

@@ -697,6 +697,7 @@ def test_ctrl_c_stops_the_device_removes_its_job_and_keeps_the_report(device_run
     process = subprocess.Popen(
         [sys.executable, "-m", "edgecv", "bench", str(device_run), "--on",
          f"local:{sys.executable}?dir={root}", "--targets", "cpu", "--min-time", "60",
+         "--runs", "1000000000",  # past the 100,000-call cap: busy until interrupted
          "--json", str(report_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     seen = []

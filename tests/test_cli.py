@@ -75,7 +75,9 @@ def test_models_lists_the_registry():
     (["--epochs", "0"], "--epochs must be at least 1, received 0"),
     (["--optimizer", "adamm"], "Did you mean 'adam'?"),
     (["--strategy", "mirror"], "Did you mean 'mirrored'?"),
-    (["--weights", "imagenet"], "apply to pretrained bases only; resnet8 has none"),
+    # ImageNet weights make digits 3-channel, 1,258 training images: auto's photo model
+    (["--weights", "imagenet"], "apply to pretrained bases only; airnet has none. Use one of: "
+                                "mobilenet_v2"),
     (["--name", "a", "--out", "b"], "either --name or --out"),
 ])
 def test_usage_errors_are_one_line_exit_2(tmp_path, args, fragment):

@@ -131,8 +131,15 @@ def test_readme_headline_figures_equal_their_json():
     assert row["model"] == "airnet"
     assert f"reached {row['test_accuracy']} test accuracy in {row['epochs_run']} epochs" in readme
     airnet = load("int8_cifar_airnet.json")["models"][0]
-    assert (f"int8 TFLite {airnet['int8']['accuracy']:.4f} and ONNX int8 "
+    assert (f"int8 TFLite {airnet['int8']['accuracy']:.4f} (agreement "
+            f"{airnet['int8']['agreement']:.4f}) and ONNX int8 "
             f"{airnet['onnx_int8']['accuracy']:.4f}") in readme
+    small = {(r["model"], r["train_images"]): r["test_accuracy"]
+             for r in load("train_small_data.json")["rows"]}
+    for images in (1000, 5000):
+        assert f"{small[('airnet', images)]} against" in readme
+        assert str(small[("resnet8", images)]) in readme
+        assert small[("airnet", images)] > small[("resnet8", images)]  # what --model auto uses
     resnet8 = next(m for m in load("train_cifar.json")["models"] if m["label"] == "time-limit-30m")
     assert f"resnet8 had reached {resnet8['test_accuracy']} in the same 30 minutes" in readme
     models = {m["model"]: m for m in load("int8_cifar_amd_qat.json")["models"]}

@@ -8,7 +8,10 @@ nothing in edgecv imports them.
 """
 
 import argparse
+import json
+import os
 from pathlib import Path
+from typing import Callable
 
 # The committed results live beside the engine, not in this package: benchmarks/results/.
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -26,3 +29,30 @@ def runs_parser(doc: str, json_name: str) -> argparse.ArgumentParser:
 def run_label(run: Path | str) -> str:
     """How results files name a run directory: ``RUNS/<its name>`` (no local path)."""
     return f"RUNS/{Path(run).name}"
+
+
+def measure_runs(doc: str, script: str, measure: Callable[[Path], dict],
+                 summary: Callable[[dict], str], argv: list[str] | None = None) -> int:
+    """The main of an experiment over run directories (``script``: its file name, its results
+    file ``<stem>.json`` by default): ``measure(run)`` gives each run's row (``summary(row)``
+    prints it), written under ``runs`` with the command, the machine record and the load
+    average before and after."""
+    from edgecv.benchmarks.machine import machine_info, machine_warnings
+
+    stem = Path(script).stem
+    args = runs_parser(doc, f"{stem}.json").parse_args(argv)
+    machine = machine_info()
+    command = f"python benchmarks/experiments/{stem}.py --runs " + " ".join(
+        run_label(run) for run in args.runs)
+    result = {"benchmark": stem, "command": command, "machine": machine,
+              "warnings": machine_warnings(machine), "load_average_at_start": os.getloadavg(),
+              "runs": []}
+    for run in args.runs:
+        row = measure(run)
+        result["runs"].append(row)
+        print(summary(row), flush=True)
+    result["load_average_at_end"] = os.getloadavg()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}")
+    return 0

@@ -117,7 +117,8 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
     record = {"run": str(run), "model": model, "test_images": report.test_images,
               "calibration": {k: report.calibration.get(k) for k in ("source", "split",
                                                                        "count", "per_class")},
-              "fp32_accuracy": report.keras_accuracy, "convert_s": None}
+              "fp32_accuracy": report.keras_accuracy, "convert_s": None,
+              "folded": report.folded}  # BatchNormalizations folded for export (fold_int8.py)
     for fmt in ("fp32", *QUANTIZED):
         if fmt not in rows:
             continue

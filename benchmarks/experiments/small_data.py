@@ -4,8 +4,9 @@ CIFAR-10 training images, time to accuracy and accuracy at the end.
     python benchmarks/experiments/small_data.py --data ../shared/data/cifar10_train.tar.xz \\
         [--sizes 1000 5000] [--models airnet resnet8] [--epochs 30] [--json PATH] [--keep DIR]
 
-The archive is split as ``edgecv train`` splits it (15% validation, 15% test, seed 0). From its
-train split a class-balanced subset is drawn (seeded) and copied into a class-folder tree of
+The archive is split 70/15/15 (seed 0, :func:`edgecv.data.load_dataset`'s fixed default; a
+subset this small gets the same split from ``edgecv train``, whose cap of 2,500 held-out images
+only applies from 16,667 images). From its train split a class-balanced subset is drawn (seeded) and copied into a class-folder tree of
 ``size / 0.7`` images, so that ``edgecv train`` on that folder (its own 70/15/15 split) trains on
 ``size`` images. Each model is trained there by the real CLI (``--model M --epochs N``, the rest
 the model's recipe, fresh process each) and then scored on the archive's whole test split (7,500

@@ -116,8 +116,8 @@ def run_row(run_dir: Path, command: str, wall: float | None, load: dict, target:
         "recipe": {key: config["train"][key] for key in (
             "img_size", "channels", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
             "label_smoothing", "lr_schedule",
-            "warmup_epochs", "augment", "flip", "deterministic", "precision", "patience",
-            "time_limit")
+            "warmup_epochs", "augment", "flip", "crop_pad", "tta", "model_options",
+            "deterministic", "precision", "patience", "time_limit")
             if key in config["train"]},
         "split": config["data"]["sizes"],
         "test_accuracy": metrics["test_accuracy"],

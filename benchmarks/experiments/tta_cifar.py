@@ -6,19 +6,17 @@ Each run's ``model.keras`` is scored on the run's own validation and test splits
 ``config.json``: the same images training held out) as it is and wrapped by
 :func:`edgecv.models.tta.flip_tta`, the model ``edgecv train --tta flip`` saves (the image and its
 mirror image through the same layers, scores averaged). Training is not changed by TTA, so the
-difference is TTA's alone. The cost is reported as MACs (twice the model's, plus the mirror); its
+difference is TTA's alone. A run trained with ``--tta flip`` (airnet's recipe) is scored as saved
+and through its plain half (the same layers on the image alone). The cost is reported as MACs (twice the model's, plus the mirror); its
 latency is the bench's on a ``--tta flip`` run. Writes benchmarks/results/tta_cifar.json with the
 machine record.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
-from _common import run_label, runs_parser
-from edgecv.benchmarks.machine import machine_info, machine_warnings
+from _common import measure_runs, run_label
 
 
 def measure(run) -> dict:
@@ -27,10 +25,16 @@ def measure(run) -> dict:
     from edgecv.models.tta import flip_tta
 
     data = load_run(run)  # the run's model and its held-out splits, checked against split.json
-    model = data.model
-    if any(layer.name == "tta_mirror" for layer in model.layers):
-        raise SystemExit(f"{run}: its model already computes flip TTA (trained with --tta flip)")
-    tta = flip_tta(model)
+    if any(layer.name == "tta_mirror" for layer in data.model.layers):
+        # trained with --tta flip: the saved model, and its plain half (the average's first
+        # input: the image through the layers, without the mirror)
+        import keras
+
+        tta = data.model
+        model = keras.Model(tta.inputs, tta.get_layer("tta_average").input[0])
+    else:
+        model = data.model
+        tta = flip_tta(model)
     row = {"run": run_label(run), "model": data.train_config["model"],
            "macs": int(count_macs(model)), "macs_flip_tta": int(count_macs(tta))}
     for name, x, y in (("val", data.val_x, data.val_y), ("test", data.test_x, data.test_y)):
@@ -44,26 +48,14 @@ def measure(run) -> dict:
     return row
 
 
+def summary(row: dict) -> str:
+    return f"{row['run']}: " + ", ".join(
+        f"{name} {row[name]['accuracy']:.4f} -> {row[name]['accuracy_flip_tta']:.4f} with "
+        f"flip TTA ({row[name]['images']} images)" for name in ("val", "test"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = runs_parser(__doc__, "tta_cifar.json")
-    args = parser.parse_args(argv)
-    machine = machine_info()
-    command = "python benchmarks/experiments/tta_cifar.py --runs " + " ".join(
-        run_label(run) for run in args.runs)
-    result = {"benchmark": "tta_cifar", "command": command, "machine": machine,
-              "warnings": machine_warnings(machine), "load_average_at_start": os.getloadavg(),
-              "runs": []}
-    for run in args.runs:
-        row = measure(run)
-        result["runs"].append(row)
-        print(f"{row['run']}: " + ", ".join(
-            f"{name} {row[name]['accuracy']:.4f} -> {row[name]['accuracy_flip_tta']:.4f} with "
-            f"flip TTA ({row[name]['images']} images)" for name in ("val", "test")))
-    result["load_average_at_end"] = os.getloadavg()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.json}")
-    return 0
+    return measure_runs(__doc__, __file__, measure, summary, argv)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ PAGES = (
          "artifact on held-out CIFAR-10 photos, with `--recover` and `--qat`.",
          (("int8_cifar_airnet.json", "int8 and ONNX int8 of the photo recipe's 30-minute "
                                      "run, without `--recover`"),
+          ("fold_int8.json", "int8 of the photo recipe's runs with and without the "
+                             "BatchNormalization after each pool folded for export"),
           ("int8_cifar.json", "int8, recovery and QAT (2 epochs) on the first CIFAR runs"),
           ("int8_cifar_intel.json", "int8 on the 50-epoch runs"),
           ("int8_cifar_intel_strict.json", "the stricter goal by `--recover` (`--strict`)"),
@@ -103,6 +105,8 @@ PAGES = (
          "a dataset archive.",
          (("convert_time.json", "`edgecv convert --all` against each format alone"),
           ("mcu_arena.json", "the smallest TFLite Micro arena per model"),
+          ("mcu_zoo.json", "TFLite Micro against LiteRT's int8 file and reference kernels on "
+                           "every zoo model, digits and CIFAR-10"),
           ("archive_unpack.json", "unpacking CIFAR-10's 50,000-JPEG archive under the limits"))),
 )
 OTHER = "results/other.md"

@@ -29,7 +29,7 @@ WHITEN_KERNEL = 2
 
 
 def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "relu",
-           whiten: bool = True, logit_scale: float = 0.125, dirac: bool = False):
+           whiten: bool = True, logit_scale: float = 0.125, dirac: bool = True):
     """airnet with ``widths`` per block (3 positive integers, default (64, 256, 256)),
     ``activation`` ``relu`` (default) or ``gelu`` (airbench's; its exact form, which
     tf2onnx exports as an Erfc op ONNX does not have), the whitening stem (``whiten=True``) or
@@ -37,8 +37,11 @@ def airnet(input_shape, num_classes, widths=(64, 256, 256), activation: str = "r
     multiplied by ``logit_scale`` (default 0.125) before the classifier: the logits' scale, which
     also divides the classifier's effective learning rate by its square (1 for none).
     ``dirac=True`` starts each block conv's first ``in_channels`` filters as the identity
-    (airbench's Dirac initialisation; the other filters keep Keras' default). Off by default:
-    with it (and 2-pixel shifts) a 30-minute CIFAR-10 run's int8 file lost 3.5 pp."""
+    (airbench's Dirac initialisation, the default; the other filters keep Keras' default).
+    Its identity channels keep some BatchNormalization variances small: the int8 file then
+    needs the BatchNormalization after each pool folded into the conv before it, which
+    ``edgecv convert`` does (:mod:`edgecv.converters.fuse`; unfolded, a 30-minute CIFAR-10
+    run's int8 file lost 3.5 pp)."""
     widths = positive_ints("widths", widths, 3, "block")
     if activation not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
