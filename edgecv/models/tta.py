@@ -6,9 +6,11 @@ but inside the graph, so the ``.tflite`` and ``.onnx`` files, the bench's latenc
 accuracy figure include it (twice the MACs and the latency of the plain model, no new weights).
 
 Built from Keras builtin layers only, so ``model.keras`` loads in safe mode and converts with
-builtin TFLite ops: the mirror is a frozen ``Dense`` holding the reversal permutation along the
-width axis (TRANSPOSE, FULLY_CONNECTED, TRANSPOSE in TFLite; 0/1 weights, exact in int8), and the
-model's own layers are called a second time (one set of weights, a flat graph: no nested model).
+builtin TFLite ops: the mirror is a frozen 1x1 ``Conv2D`` over the columns (the width axis
+moved to the channels) holding the reversal permutation (TRANSPOSE, CONV_2D, TRANSPOSE in TFLite,
+no shape arithmetic, so TFLite Micro runs it too; 0/1 weights), and the model's own layers are
+called a second time (one set of weights, a flat graph: no nested model). Models saved with the
+earlier mirror, a ``Dense`` on the 4-D tensor, still load.
 """
 from __future__ import annotations
 
@@ -35,9 +37,12 @@ def flip_tta(model):
                          f"has input shape {model.input_shape}.")
     inputs = keras.Input(model.input_shape[1:], name=model.inputs[0].name)
     columns = layers.Permute((1, 3, 2), name="tta_columns")(inputs)  # (H, C, W)
-    mirror = layers.Dense(width, use_bias=False, trainable=False, name="tta_mirror")
+    # the columns as channels, reversed by a frozen 1x1 convolution: it lowers to one CONV_2D
+    # (a Dense on the 4-D tensor lowers with shape arithmetic, REDUCE_PROD among it, which
+    # TFLite Micro has no kernel for)
+    mirror = layers.Conv2D(width, 1, use_bias=False, trainable=False, name="tta_mirror")
     mirrored = layers.Permute((1, 3, 2), name="tta_mirrored")(mirror(columns))
-    mirror.set_weights([np.eye(width, dtype="float32")[::-1]])
+    mirror.set_weights([np.eye(width, dtype="float32")[::-1].reshape(1, 1, width, width)])
     # Model.call (not __call__) runs the model's own layers on the new tensors: a flat graph whose
     # layers are each called twice, rather than a nested model.
     scores = layers.Average(name="tta_average")([model.call(inputs), model.call(mirrored)])
