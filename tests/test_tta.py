@@ -43,6 +43,12 @@ def test_flip_tta_averages_the_scores_of_the_image_and_its_mirror(tmp_path):
     assert tta.count_params() == model.count_params() + 32 * 32
     assert len(tta.trainable_weights) == len(model.trainable_weights)
     assert not any(isinstance(layer, keras.Model) for layer in tta.layers)
+    # a saved TTA model gives back its plain half (what tta_cifar.py scores it against)
+    from edgecv.models.tta import plain_and_flip
+
+    half, same = plain_and_flip(tta)
+    assert same is tta
+    np.testing.assert_allclose(np.asarray(half(x)), plain, rtol=1e-5, atol=1e-6)
     mirror_macs = 32 * 3 * 32 * 32  # a 32x32 permutation applied to each of 32 rows x 3 channels
     assert count_macs(tta) == 2 * count_macs(model) + mirror_macs
     # it saves and loads in safe mode, with edgecv's own loader of foreign files too

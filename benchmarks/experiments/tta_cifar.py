@@ -22,19 +22,10 @@ from _common import measure_runs, run_label
 def measure(run) -> dict:
     from edgecv.converters.load import load_run
     from edgecv.models import count_macs
-    from edgecv.models.tta import flip_tta
+    from edgecv.models.tta import plain_and_flip
 
     data = load_run(run)  # the run's model and its held-out splits, checked against split.json
-    if any(layer.name == "tta_mirror" for layer in data.model.layers):
-        # trained with --tta flip: the saved model, and its plain half (the average's first
-        # input: the image through the layers, without the mirror)
-        import keras
-
-        tta = data.model
-        model = keras.Model(tta.inputs, tta.get_layer("tta_average").input[0])
-    else:
-        model = data.model
-        tta = flip_tta(model)
+    model, tta = plain_and_flip(data.model)  # a --tta flip run: its saved model and plain half
     row = {"run": run_label(run), "model": data.train_config["model"],
            "macs": int(count_macs(model)), "macs_flip_tta": int(count_macs(tta))}
     for name, x, y in (("val", data.val_x, data.val_y), ("test", data.test_x, data.test_y)):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from edgecv.errors import UsageError
 
 TTA_MODES = ("none", "flip")
+MIRROR, AVERAGE = "tta_mirror", "tta_average"  # the layers flip_tta adds, by name
 
 
 def flip_tta(model):
@@ -40,10 +41,21 @@ def flip_tta(model):
     # the columns as channels, reversed by a frozen 1x1 convolution: it lowers to one CONV_2D
     # (a Dense on the 4-D tensor lowers with shape arithmetic, REDUCE_PROD among it, which
     # TFLite Micro has no kernel for)
-    mirror = layers.Conv2D(width, 1, use_bias=False, trainable=False, name="tta_mirror")
+    mirror = layers.Conv2D(width, 1, use_bias=False, trainable=False, name=MIRROR)
     mirrored = layers.Permute((1, 3, 2), name="tta_mirrored")(mirror(columns))
     mirror.set_weights([np.eye(width, dtype="float32")[::-1].reshape(1, 1, width, width)])
     # Model.call (not __call__) runs the model's own layers on the new tensors: a flat graph whose
     # layers are each called twice, rather than a nested model.
-    scores = layers.Average(name="tta_average")([model.call(inputs), model.call(mirrored)])
+    scores = layers.Average(name=AVERAGE)([model.call(inputs), model.call(mirrored)])
     return keras.Model(inputs, scores, name=model.name)
+
+
+def plain_and_flip(model) -> tuple[object, object]:
+    """``(plain, with_flip_tta)`` of ``model``: a model saved by ``--tta flip`` (it has the
+    mirror) and its plain half (the average's first input: the image through the same layers,
+    without the mirror), else ``model`` and :func:`flip_tta` of it."""
+    import keras
+
+    if any(layer.name == MIRROR for layer in model.layers):
+        return keras.Model(model.inputs, model.get_layer(AVERAGE).input[0]), model
+    return model, flip_tta(model)
