@@ -30,8 +30,8 @@ import numpy as np
 from edgecv.converters.rundata import RunData
 
 POOLS = ("MaxPooling2D",)
-# float32 rounding of a folded kernel moves softmax scores by ~1e-6; 1e-4 leaves margin and
-# still catches a wrong fold (a misplaced channel moves them by more than 1e-2)
+# float32 rounding of a folded kernel moves softmax scores by ~1e-6; 1e-4 (relative to a tensor's
+# largest magnitude where that is above 1) leaves margin and still catches a wrong fold
 TOLERANCE = 1e-4
 
 
@@ -64,13 +64,42 @@ def export_form(model, check_x: np.ndarray) -> tuple[object, list[str]]:
     except Exception:  # an unusual config Keras cannot rebuild: keep the model as it is
         return model, []
     _copy_weights(source, folded, chains)
+    if not _same_outputs(model, folded, check_x) or not _same_folded_tensors(
+            keras, source, config, folded, chains, check_x):
+        return model, []
+    return folded, [f"{bn} into {conv} across {pool}" for conv, pool, bn in chains]
+
+
+def _close(a, b) -> bool:
+    """Equal to :data:`TOLERANCE` of the larger of 1 and ``a``'s largest magnitude."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and bool(
+        np.abs(a - b).max() <= TOLERANCE * max(1.0, float(np.abs(a).max())))
+
+
+def _same_outputs(model, folded, check_x) -> bool:
     reference = model.predict(check_x, batch_size=256, verbose=0)
     outputs = folded.predict(check_x, batch_size=256, verbose=0)
     pairs = (zip(reference, outputs) if isinstance(reference, (list, tuple))
              else [(reference, outputs)])  # a model with several outputs: each of them
-    if any(np.abs(np.asarray(a) - np.asarray(b)).max() > TOLERANCE for a, b in pairs):
-        return model, []
-    return folded, [f"{bn} into {conv} across {pool}" for conv, pool, bn in chains]
+    return all(_close(a, b) for a, b in pairs)
+
+
+def _same_folded_tensors(keras, source, config, folded, chains, check_x) -> bool:
+    """Each folded pool's output against the BatchNormalization output it replaces: a
+    saturated softmax can hide a wrong fold from the outputs, not from these. Read from a copy
+    rebuilt from ``config``, whose layers' first calls are in this graph (a layer of a wrapped
+    model was first called in the model it came from)."""
+    copied = keras.Model.from_config(config)
+    for layer in copied.layers:
+        layer.set_weights(source.get_layer(layer.name).get_weights())
+    before = keras.Model(copied.inputs, [copied.get_layer(bn).output for _, _, bn in chains])
+    after = keras.Model(folded.inputs, [folded.get_layer(pool).output for _, pool, _ in chains])
+    reference = before.predict(check_x, batch_size=256, verbose=0)
+    outputs = after.predict(check_x, batch_size=256, verbose=0)
+    if len(chains) == 1:
+        reference, outputs = [reference], [outputs]
+    return all(_close(a, b) for a, b in zip(reference, outputs))
 
 
 def export_run(run: RunData, log: Callable[[str], None]) -> tuple[RunData, list[str]]:
