@@ -67,6 +67,7 @@ class BenchRow:
     arena_tail_bytes: int | None = None
     arena_reserved_bytes: int | None = None
     agreement_litert: float | None = None
+    agreement_litert_counting_ties: float | None = None  # a tie agrees with each of its classes
     max_diff_steps_litert: int | None = None
     mcu_fit: list[dict] | None = None
     host_reference_kernels_p50_ms: float | None = None

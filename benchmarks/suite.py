@@ -47,7 +47,7 @@ from edgecv.rundir import ExportDir, RunDir
 from edgecv.classify import Classifier
 from edgecv.preprocessing import model_pixels_to_bgr
 from edgecv.runtime import open_backend
-from edgecv.runtime.base import quantization_steps
+from edgecv.runtime.base import agreement, agreement_counting_ties, quantization_steps
 from edgecv.runtime.integrity import CHECKSUM_POLICIES
 from edgecv.runtime.targets import (ALL_TARGETS, HOST_REFERENCE_TARGETS, TARGETS,
                                     not_applicable, probe)
@@ -248,8 +248,8 @@ def mcu_fields(path: Path, backend, settings: BenchSettings, prepared: np.ndarra
                scores: np.ndarray | None) -> dict:
     """An mcu row's own figures: the arena TFLite Micro measured and the one to reserve, the
     fit per ``--mcu-profile`` and, with test images (``prepared``, TFLM's ``scores`` on them),
-    top-1 agreement with the same file on LiteRT's default kernels and the largest output
-    difference in quantization steps."""
+    top-1 agreement with the same file on LiteRT's default kernels (strict, and counting a tie
+    for each of its classes) and the largest output difference in quantization steps."""
     from edgecv.runtime.boards import fit
     from edgecv.runtime.litert import LiteRTBackend
     from edgecv.runtime.tflm import reserved_arena
@@ -263,7 +263,8 @@ def mcu_fields(path: Path, backend, settings: BenchSettings, prepared: np.ndarra
     if prepared is not None:
         with LiteRTBackend(path, checksum="off") as litert:
             reference = _scores(litert.run_prepared, prepared)
-        fields["agreement_litert"] = float((scores.argmax(1) == reference.argmax(1)).mean())
+        fields["agreement_litert"] = agreement(scores, reference)
+        fields["agreement_litert_counting_ties"] = agreement_counting_ties(scores, reference)
         fields["max_diff_steps_litert"] = quantization_steps(scores, reference,
                                                              backend.micro.output["scale"])
     return fields

@@ -119,6 +119,7 @@ def convert_run(source: str | Path | RunData, formats: list[str], *,
             calibration=info, int8_io=io, opset=opset, max_drop_pp=max_drop,
             max_drop_applies_to="accuracy" if run.test_y is not None else "agreement",
             min_agreement_pct=min_agreement, source=run.notes or None, folded=folded or None,
+            int8_rounded=conversion.int8_rounded or None,
             select_tf_ops=True if select_tf_ops else None, artifacts=rows, out_dir=out)
         # what the Python API returns is the file
         write_json_atomic(ExportDir(out).conversion, record.to_dict())
@@ -305,7 +306,8 @@ def _split_int8_rounding(rows: list[ConversionRow], conversion: Conversion,
         return
     run = conversion.run
     try:
-        split = rounding.rounding_split(run.model, run.calibration, run.test_x, run.test_y,
+        split = rounding.rounding_split(conversion.int8_model(), run.calibration, run.test_x,
+                                        run.test_y,
                                         conversion.keras_scores, io=conversion.settings.io,
                                         preprocessing=run.preprocessing)
     except Exception as exc:  # noqa: BLE001  (any failure: the artifacts still need their report)

@@ -67,10 +67,31 @@ class Conversion:
     onnx_fp32: object | None = None  # the fp32 ONNX proto, made once (onnx, onnx_int8, --recover)
     qat: tuple[bytes, dict] | None = None  # the QAT TFLite file and its record, made once
     int8: bytes | None = None  # the full-int8 TFLite file with its card, made once (int8, mcu)
+    # the layers whose int8 weights were rounded for the data (edgecv.converters.stem), one line
+    # each; None until an int8 file is built
+    int8_rounded: list[str] | None = None
 
     def __post_init__(self):
         # One reference for every TFLite build: its frozen graph is made once and reused.
         self.reference = reference_of(self.run.model)
+        self._int8_model = None
+
+    def int8_model(self):
+        """The model the int8 files are converted from: ``run.model`` with the weights of its
+        convolutions on the image on the int8 grid chosen for the calibration images
+        (:func:`edgecv.converters.stem.int8_form`), made once; each such layer logged."""
+        if self._int8_model is None:
+            from edgecv.converters.stem import int8_form
+
+            self._int8_model, self.int8_rounded = int8_form(self.run.model, self.run.calibration)
+            for line in self.int8_rounded:
+                self.log(f"int8 form: {line}")
+        return self._int8_model
+
+    def int8_reference(self):
+        """:meth:`int8_model` as a conversion reference (the float one when nothing changed)."""
+        model = self.int8_model()
+        return self.reference if model is self.run.model else reference_of(model)
 
     def onnx_fp32_proto(self):
         """The fp32 ONNX model of ``run.model``, converted on first use."""
@@ -89,7 +110,8 @@ class Conversion:
             from edgecv.converters.tflite import with_pixel_input
 
             run, io = self.run, self.settings.io
-            data = _integer_only(to_tflite_int8(self.reference, run.calibration, io=io), io)
+            data = _integer_only(to_tflite_int8(self.int8_reference(), run.calibration, io=io),
+                                 io)
             self.int8 = with_tflite_card(with_pixel_input(data, run.preprocessing), run,
                                          "tflite_int8")
         return self.int8
@@ -226,7 +248,7 @@ def build_int16x8(conversion: Conversion, row: ConversionRow) -> bytes:
     from edgecv.converters.tflite import to_tflite_int16x8
 
     run = conversion.run
-    return with_tflite_card(to_tflite_int16x8(conversion.reference, run.calibration), run,
+    return with_tflite_card(to_tflite_int16x8(conversion.int8_reference(), run.calibration), run,
                             "tflite_int16x8")
 
 
@@ -307,7 +329,7 @@ def build_edgetpu(conversion: Conversion, row: ConversionRow) -> bytes:
     from edgecv.converters.tflite import to_tflite_int8, with_pixel_input
 
     run = conversion.run
-    data = _integer_only(to_tflite_int8(conversion.reference, run.calibration, io="uint8",
+    data = _integer_only(to_tflite_int8(conversion.int8_reference(), run.calibration, io="uint8",
                                         static_batch=True), "uint8")
     # the pixel input before compiling: the compiler may fold the input's requantization into
     # the Edge TPU op, after which the input's quantization can no longer change

@@ -61,23 +61,27 @@ def inspect_quant(source: str | Path, options: ModelOptions | None = None, sampl
         from edgecv.converters.load import load_source
         from edgecv.converters.quant_debug import layer_errors
         from edgecv.converters.rounding import rounding_split
+        from edgecv.converters.stem import int8_form
         from edgecv.converters.tflite import to_tflite_fp32
         from edgecv.converters.verify import check_data_scores
         from edgecv.rundir import RunDir
 
         run, _ = export_run(load_source(source, calib_samples, options, log), log)  # as convert
         calibration = run.calibration
+        int8_model, rounded = int8_form(run.model, calibration)  # what convert's int8 files use
+        for line in rounded:
+            log(f"int8 form: {line}")
         out = Path(out_dir or run.default_out or RunDir(run.source).export.path)
         result = Inspection(source=str(source), images=(run.calibration_info or {}).get(
             "source", "the source's calibration split"), activations=activation_bits)
         _check_outputs(out)
         result.debugger = [DebuggerRow(**row) for row in
-                           layer_errors(run.model, calibration, calibration[:samples])]
+                           layer_errors(int8_model, calibration, calibration[:samples])]
         x, y, result.rounding_on, reference = check_data_scores(run, ROUNDING_IMAGES)
-        result.rounding = rounding_split(run.model, calibration, x, y, reference)
+        result.rounding = rounding_split(int8_model, calibration, x, y, reference)
         if result.rounding is None:
             result.skipped["rounding"] = "the weights can be moved in a Keras model only"
-        model = to_tflite_fp32(run.model)
+        model = to_tflite_fp32(int8_model)
     try:
         result.quantizer = [QuantizerRow(**row) for row in aeq.tensor_errors(
             model, calibration, calibration[:samples], activation_bits)]

@@ -42,6 +42,7 @@ from edgecv.io import atomic_path, write_json_atomic, write_text_atomic
 from edgecv.results import ConversionRow
 from edgecv.rundir import MCU_EXPORT_MARK, McuDir
 from edgecv.runtime import boards
+from edgecv.runtime.base import agreement_text
 from edgecv.runtime.tflm import (ARENA_MARGIN, ARENA_MARGIN_MIN_BYTES, NAME, ArenaUsage,
                                  model_ops, reserved_arena, resolver_method)
 
@@ -307,7 +308,7 @@ def readme(record: dict) -> str:
     fits = "".join(f"- {boards.fit_text(f)}\n" for f in record["fit"])
     verification = record["verification"]
     checked = (f"on {verification['images']} {verification['inputs']}: top-1 agreement with the "
-               f"same file in LiteRT {100 * verification['agreement_vs_litert']:.2f}% (largest "
+               f"same file in LiteRT {litert_agreement_text(verification)} (largest "
                f"output difference {verification['max_diff_steps_vs_litert']} step(s)); "
                f"{reference_kernels_text(verification)}")
     return f"""# {c_comment(record['source']['file'])} for a microcontroller (TFLite Micro)
@@ -450,9 +451,10 @@ def compare_kernels(path: Path, x: np.ndarray, tflm_scores: np.ndarray, micro_ba
 def kernel_comparison(tflm: np.ndarray, litert: np.ndarray, reference: np.ndarray,
                       micro_backend) -> dict:
     """TFLM's scores against LiteRT's default and reference kernels' on the same inputs."""
-    from edgecv.converters.verify import agreement
+    from edgecv.converters.verify import agreement, agreement_counting_ties
 
     return {"agreement_vs_litert": agreement(tflm, litert),
+            "agreement_vs_litert_counting_ties": agreement_counting_ties(tflm, litert),
             "max_diff_steps_vs_litert": output_steps(tflm, litert, micro_backend),
             "agreement_vs_reference_kernels": agreement(tflm, reference),
             "max_diff_steps_vs_reference_kernels": output_steps(tflm, reference, micro_backend),
@@ -531,10 +533,16 @@ def reference_kernels_text(verification: dict) -> str:
             f"agreement {100 * verification['agreement_vs_reference_kernels']:.2f}%)")
 
 
+def litert_agreement_text(verification: dict) -> str:
+    """TFLM's top-1 agreement with LiteRT, and counting ties where that differs."""
+    return agreement_text(verification["agreement_vs_litert"],
+                          verification.get("agreement_vs_litert_counting_ties"))
+
+
 def verification_text(verification: dict) -> str:
     """The verification on one log line."""
     return (f"TFLite Micro on {verification['images']} {verification['inputs']}: agreement with "
-            f"LiteRT {100 * verification['agreement_vs_litert']:.2f}% (max "
+            f"LiteRT {litert_agreement_text(verification)} (max "
             f"{verification['max_diff_steps_vs_litert']} step(s)); "
             f"{reference_kernels_text(verification)}")
 

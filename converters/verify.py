@@ -23,6 +23,7 @@ from edgecv.converters.calibration import stratified_indices
 from edgecv.converters.rundata import RunData
 from edgecv.errors import UsageError
 from edgecv.results import ConversionRow
+from edgecv.runtime.base import agreement, agreement_counting_ties  # noqa: F401 (also from here)
 
 
 def per_class_rows(predicted: np.ndarray, reference: np.ndarray, y: np.ndarray,
@@ -46,11 +47,6 @@ def worst_class(rows: list[dict]) -> dict | None:
         return None
     worst = max(rows, key=lambda r: (r["drop_pp"], r["count"]))
     return {"class": worst["class"], "drop_pp": worst["drop_pp"], "count": worst["count"]}
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Top-1 agreement of two score arrays (N, classes)."""
-    return float((a.argmax(1) == b.argmax(1)).mean())
 
 
 # A reference decision is "clear" when its top score beats the runner-up by this much (scores as

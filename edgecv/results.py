@@ -123,7 +123,8 @@ class ConversionRow:
 
 
 # conversion.json's header keys, in order; the optional ones are left out when None
-_CONVERSION_OPTIONAL = ("min_agreement_pct", "source", "folded", "select_tf_ops", "incomplete")
+_CONVERSION_OPTIONAL = ("min_agreement_pct", "source", "folded", "int8_rounded", "select_tf_ops",
+                        "incomplete")
 
 
 @dataclass(kw_only=True)
@@ -145,6 +146,8 @@ class Conversion:
     min_agreement_pct: float | None = None
     source: dict | None = None  # how a model file was read
     folded: list | None = None  # BatchNormalizations folded across a max pool for export
+    # convolutions on the image whose int8 weights were rounded for the data (converters.stem)
+    int8_rounded: list | None = None
     select_tf_ops: bool | None = None
     incomplete: str | None = None
     artifacts: list[ConversionRow] = field(default_factory=list)

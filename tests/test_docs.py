@@ -130,10 +130,15 @@ def test_readme_headline_figures_equal_their_json():
                if m["label"] == "time-limit-30m")
     assert row["model"] == "airnet"
     assert f"reached {row['test_accuracy']} test accuracy in {row['epochs_run']} epochs" in readme
-    airnet = load("int8_cifar_airnet.json")["models"][0]
+    airnet, seed_1 = load("int8_cifar_airnet.json")["models"]
     assert (f"int8 TFLite {airnet['int8']['accuracy']:.4f} (agreement "
             f"{airnet['int8']['agreement']:.4f}) and ONNX int8 "
             f"{airnet['onnx_int8']['accuracy']:.4f}") in readme
+    row_1 = next(m for m in load("train_photo_recipe.json")["models"]
+                 if m["label"] == "time-limit-30m-seed-1")
+    assert seed_1["run"].endswith(row_1["command"].split("--out ")[1].split()[0].split("/")[-1])
+    assert (f"with `--seed 1` (another split) {row_1['test_accuracy']}, int8 TFLite "
+            f"{seed_1['int8']['accuracy']:.4f}") in readme
     small = {(r["model"], r["train_images"]): r["test_accuracy"]
              for r in load("train_small_data.json")["rows"]}
     for images in (1000, 5000):
@@ -171,3 +176,32 @@ def test_api_reference_documents_the_public_modules(site):
                  "api.pipeline", "results.Conversion", "results.Inspection"):
         assert f'id="edgecv.{name}"' in raw, name
     assert not re.search(r":(class|func|meth|mod|attr|exc):", text)
+
+
+def test_the_deploying_guide_s_tflite_micro_figures_equal_mcu_zoo_json():
+    """The zoo figures the guide quotes (TFLite Micro against LiteRT's two kernel sets) are
+    mcu_zoo.json's."""
+    guide = " ".join((ROOT / "docs" / "guides" / "deploying.md").read_text().split())
+    record = json.loads((RESULTS / "mcu_zoo.json").read_text())
+    rows = {(r["dataset"], r["model"]): r for r in record["models"]}
+    assert record["goal"] == {"tflm_agreement_vs_reference_kernels": 0.999}
+    assert all(r["tflm_agreement_vs_reference_kernels"] == 1 for r in rows.values())
+    assert f"was 100% on all {len(rows)}, the goal (99.9%)" in guide
+    for model in ("airnet", "mobilenet_v2"):
+        row = rows[("cifar10", model)]
+        assert f"{100 * row['tflm_agreement_vs_litert']:.1f}% on {model}" in guide
+        # XNNPACK against the reference kernels: the same figures as TFLite Micro against XNNPACK
+        assert row["litert_kernels"] == {
+            "agreement": row["tflm_agreement_vs_litert"],
+            "agreement_counting_ties": row["tflm_agreement_vs_litert_counting_ties"]}
+    five_minutes = [r for (dataset, _), r in rows.items()
+                    if dataset == "cifar10" and r["trained"]["time_limit_s"] == 300
+                    and r["trained"]["epochs"] > 1]
+    low = min(r["tflm_agreement_vs_litert"] for r in five_minutes)
+    high = max(r["tflm_agreement_vs_litert"] for r in five_minutes)
+    assert f"{100 * low:.1f}-{100 * high:.1f}% on the six 5-minute CIFAR-10 models" in guide
+    assert len(five_minutes) == 6
+    assert all(r["tflm_agreement_vs_litert_counting_ties"] == 1 for r in five_minutes)
+    airnet = rows[("cifar10", "airnet")]
+    assert (f"airnet's file is {airnet['model_bytes']:,} bytes with a "
+            f"{airnet['arena']['total']:,}-byte arena") in guide

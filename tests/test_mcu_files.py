@@ -280,6 +280,7 @@ def test_an_mcu_row_has_arena_fit_agreement_and_only_a_host_reference_time(mcu_b
     assert row["arena_reserved_bytes"] == reserved_arena(arena.total)
     assert row["accuracy"] == _rows(report, "cpu")["tiny_int8.tflite"]["accuracy"]
     assert row["agreement_litert"] == 1.0 and row["max_diff_steps_litert"] == 0
+    assert row["agreement_litert_counting_ties"] == 1.0
     assert [f["profile"] for f in row["mcu_fit"]] == ["nano33ble", "1K,4K"]
     assert [f["fits"] for f in row["mcu_fit"]] == [True, False]
     # its time is the host's reference kernels', in fields that say so, never a latency
@@ -327,6 +328,12 @@ def test_the_reports_label_the_mcu_columns_and_lines(mcu_bench, tmp_path):
     # a report without mcu rows keeps its columns
     cpu_only = {**report, "rows": [r for r in report["rows"] if r["target"] == "cpu"]}
     assert "arena KB" not in markdown_table(cpu_only)
+    # where a tie split the runtimes, the cell says what counting ties gives
+    tied = {**report, "rows": [{**r, "agreement_litert": 0.992,
+                                "agreement_litert_counting_ties": 1.0}
+                               if r["target"] == "mcu" and r["status"] == "ok" else r
+                               for r in report["rows"]]}
+    assert "| 99.20% (100.00% counting ties) |" in markdown_table(tied)
 
 
 def test_the_recommendation_never_takes_an_mcu_row():

@@ -118,7 +118,8 @@ def measure(run: Path, out: Path, log, qat_epochs: int | None = None,
               "calibration": {k: report.calibration.get(k) for k in ("source", "split",
                                                                        "count", "per_class")},
               "fp32_accuracy": report.keras_accuracy, "convert_s": None,
-              "folded": report.folded}  # BatchNormalizations folded for export (fold_int8.py)
+              "folded": report.folded,  # BatchNormalizations folded for export (fold_int8.py)
+              "int8_rounded": report.int8_rounded}  # image convolutions (stem_int8.py)
     for fmt in ("fp32", *QUANTIZED):
         if fmt not in rows:
             continue

@@ -23,8 +23,10 @@ _NUMERIC_FIELDS = ("size_bytes", "accuracy", "agreement", "test_images", "init_m
                    "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "throughput_per_s",
                    "runs", "rounds", "preprocess_ms", "rss_delta_mb", "peak_rss_mb", "speedup_vs_fp32",
                    "arena_bytes", "arena_head_bytes", "arena_tail_bytes", "arena_reserved_bytes",
-                   "agreement_litert", "max_diff_steps_litert", "host_reference_kernels_p50_ms")
-_FRACTIONS = ("accuracy", "agreement", "agreement_litert")  # within 0..1
+                   "agreement_litert", "agreement_litert_counting_ties", "max_diff_steps_litert",
+                   "host_reference_kernels_p50_ms")
+_FRACTIONS = ("accuracy", "agreement", "agreement_litert",
+              "agreement_litert_counting_ties")  # within 0..1
 _INTERVALS = ("p50_ci_ms", "host_reference_kernels_p50_ci_ms")  # [low, high]
 
 
@@ -37,9 +39,9 @@ def validate_report(report) -> None:
 
     Required: a dict with a ``rows`` list; each row a dict with ``artifact``, ``target`` and a
     ``status`` in STATUSES. Optional ``machine``/``settings`` (dicts) and ``warnings`` (list).
-    Measurements must be None or finite numbers, ``accuracy``, ``agreement`` and
-    ``agreement_litert`` within 0..1, ``threads`` None or a positive int, the intervals None or
-    [low, high], ``mcu_fit`` None or a list of objects, ``samples_ms`` absent, None or a list of
+    Measurements must be None or finite numbers, ``accuracy``, ``agreement``,
+    ``agreement_litert`` and ``agreement_litert_counting_ties`` within 0..1, ``threads`` None or
+    a positive int, the intervals None or [low, high], ``mcu_fit`` None or a list of objects, ``samples_ms`` absent, None or a list of
     finite numbers >= 0, ``predictions`` absent, None or one class index (int >= 0) per test
     image, ``emulated`` absent or true/false.
     """

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from edgecv.benchmarks.report.schema import validate_report
 from edgecv.io import write_text_atomic
+from edgecv.runtime.base import agreement_text
 
 # The columns of the terminal, Markdown and HTML tables (docs/guides/benchmarking.md); the JSON
 # report has every field, std/min/max and the per-run samples included.
@@ -75,7 +76,8 @@ def mcu_cells(row: dict) -> list[str]:
         return fmt(value) if ok and value is not None else "-"
 
     return [shown("arena_bytes", lambda b: f"{b / 1e3:.1f}"),
-            shown("agreement_litert", lambda a: f"{100 * a:.2f}%"),
+            shown("agreement_litert", lambda a: agreement_text(
+                a, row.get("agreement_litert_counting_ties"))),
             shown("host_reference_kernels_p50_ms", _format_ms),
             shown("mcu_fit", lambda fits: ", ".join(
                 f"{f['profile']} {'yes' if f['fits'] else 'no'}" for f in fits) or "-")]

@@ -66,10 +66,12 @@ PAGES = (
     Page("results/int8.md", "int8 accuracy",
          "Does int8 keep the float model's answers: accuracy drop and top-1 agreement of every "
          "artifact on held-out CIFAR-10 photos, with `--recover` and `--qat`.",
-         (("int8_cifar_airnet.json", "int8 and ONNX int8 of the photo recipe's 30-minute "
-                                     "run, without `--recover`"),
+         (("int8_cifar_airnet.json", "int8 and ONNX int8 of the photo recipe's two 30-minute "
+                                     "runs (seeds 0 and 1), without `--recover`"),
           ("fold_int8.json", "int8 of the photo recipe's runs with and without the "
                              "BatchNormalization after each pool folded for export"),
+          ("stem_int8.json", "int8 with the weights of the convolution on the image "
+                             "rounded to nearest and rounded for the data (the int8 form)"),
           ("int8_cifar.json", "int8, recovery and QAT (2 epochs) on the first CIFAR runs"),
           ("int8_cifar_intel.json", "int8 on the 50-epoch runs"),
           ("int8_cifar_intel_strict.json", "the stricter goal by `--recover` (`--strict`)"),

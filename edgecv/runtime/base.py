@@ -60,6 +60,30 @@ def quantization_steps(a: np.ndarray, b: np.ndarray, scale: float) -> int | None
     return int(np.rint(np.abs(a.astype(np.float64) - b).max() / scale)) if a.size else 0
 
 
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Top-1 agreement of two score arrays (N, classes)."""
+    return float((a.argmax(1) == b.argmax(1)).mean())
+
+
+def agreement_counting_ties(a: np.ndarray, b: np.ndarray) -> float:
+    """Top-1 agreement where a tie counts for each of its classes: an image agrees when some
+    class holds the top score in both arrays. Two runtimes of one int8 file can differ by one
+    output step where one of them has its top two scores equal; :func:`agreement` then counts
+    how argmax breaks the tie (by class order), this does not."""
+    top_a = a == a.max(1, keepdims=True)
+    top_b = b == b.max(1, keepdims=True)
+    return float((top_a & top_b).any(1).mean())
+
+
+def agreement_text(strict: float, counting_ties: float | None = None) -> str:
+    """``99.20%``, or ``99.20% (100.00% counting ties)`` where :func:`agreement_counting_ties`
+    gives another figure."""
+    text = f"{100 * strict:.2f}%"
+    if counting_ties is None or counting_ties == strict:
+        return text
+    return f"{text} ({100 * counting_ties:.2f}% counting ties)"
+
+
 def dequantize_table(scale: float, zero_point: int, dtype) -> np.ndarray | None:
     """For 8-bit outputs: the 256 float32 values of :func:`dequantize`, indexed by the byte
     (``table[q.view(np.uint8)]`` is one numpy call instead of four). None for wider types."""

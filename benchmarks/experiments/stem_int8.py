@@ -1,0 +1,107 @@
+"""The int8 form on trained runs: int8 TFLite with the weights of the convolution on the image
+rounded to nearest and rounded for the data (edgecv.converters.stem), on the same images.
+
+    python benchmarks/experiments/stem_int8.py --runs RUN [RUN ...] [--json FILE]
+
+For each run, from its export form (:func:`edgecv.converters.fuse.export_form`, what ``edgecv
+convert`` builds from) and the same calibration (300 images of the run's training split, as
+convert takes them): the int8 TFLite file with every weight rounded to nearest, and the one
+convert now makes (:func:`edgecv.converters.stem.int8_form`). Both run in LiteRT on the run's
+test split; accuracy, drop and top-1 agreement are against the model as it is. Where the weights'
+rounding costs: the float model with its weights on the int8 grid (rounded to nearest per output
+channel, as the converter does) for every layer, for the convolutions on the image alone and for
+every other layer alone; and every layer with the image convolutions' rounding chosen. Writes
+benchmarks/results/stem_int8.json with the machine record.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from _common import measure_runs, run_label
+
+
+def _on_grid(kernel: np.ndarray) -> np.ndarray:
+    """``kernel`` rounded to nearest on its per-output-channel symmetric int8 grid."""
+    w = kernel.reshape(-1, kernel.shape[-1])
+    scale = np.abs(w).max(axis=0) / 127
+    scale = np.where(scale > 0, scale, 1)
+    return (np.round(w / scale) * scale).reshape(kernel.shape).astype(kernel.dtype)
+
+
+def weights_agreement(model, chosen, stems: set[str], x, reference) -> dict:
+    """Top-1 agreement of the float model with the kernels of some layers on their int8 grid."""
+    from edgecv.converters.verify import agreement
+
+    kernels = {layer.name: layer.get_weights() for layer in model.layers
+               if len(layer.get_weights()) and layer.get_weights()[0].ndim >= 2}
+    saved = {name: [w.copy() for w in weights] for name, weights in kernels.items()}
+
+    def agree(layers: set[str], use_chosen: bool = False) -> float:
+        for name in layers:
+            weights = list(saved[name])
+            weights[0] = (chosen.get_layer(name).get_weights()[0]
+                          if use_chosen and name in stems else _on_grid(weights[0]))
+            model.get_layer(name).set_weights(weights)
+        try:
+            return round(agreement(model.predict(x, batch_size=256, verbose=0), reference), 5)
+        finally:
+            for name in layers:
+                model.get_layer(name).set_weights(saved[name])
+
+    every = set(kernels)
+    return {"every_layer": agree(every), "image_convolutions_alone": agree(stems),
+            "every_other_layer": agree(every - stems),
+            "every_layer_image_convolutions_chosen": agree(every, use_chosen=True)}
+
+
+def measure(run) -> dict:
+    from edgecv.converters.fuse import export_form
+    from edgecv.converters.load import load_run
+    from edgecv.converters.stem import int8_form
+    from edgecv.converters.tflite import to_tflite_int8
+    from edgecv.converters.verify import agreement, artifact_scores
+    from edgecv.modelfile.reference import reference_of
+
+    data = load_run(run)
+    reference = data.model.predict(data.test_x, batch_size=256, verbose=0)
+    fp32 = float((reference.argmax(1) == data.test_y).mean())
+    model, _ = export_form(data.model, data.calibration[:64])
+    chosen, lines = int8_form(model, data.calibration)
+    stems = {line.split(":")[0] for line in lines}
+    row = {"run": run_label(run), "model": data.train_config["model"],
+           "test_images": int(len(data.test_y)), "fp32_accuracy": round(fp32, 5),
+           "image_convolutions": lines}
+    for name, source in (("nearest", model), ("chosen", chosen)):
+        blob = to_tflite_int8(reference_of(source), data.calibration, io="int8")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model_int8.tflite"
+            path.write_bytes(blob)
+            scores = artifact_scores(path, data.test_x)
+        accuracy = float((scores.argmax(1) == data.test_y).mean())
+        row[name] = {"accuracy": round(accuracy, 5), "drop_pp": round(100 * (fp32 - accuracy), 3),
+                     "agreement": round(agreement(scores, reference), 5),
+                     "size_bytes": len(blob)}
+    row["weights_alone_agreement"] = weights_agreement(model, chosen, stems, data.test_x,
+                                                       reference)
+    return row
+
+
+def summary(row: dict) -> str:
+    before, after = row["nearest"], row["chosen"]
+    return (f"{row['run']}: fp32 {row['fp32_accuracy']:.4f}; int8 nearest "
+            f"{before['accuracy']:.4f} (agreement {before['agreement']:.4f}), chosen "
+            f"{after['accuracy']:.4f} (agreement {after['agreement']:.4f}); weights alone "
+            f"{row['weights_alone_agreement']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return measure_runs(__doc__, __file__, measure, summary, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
