@@ -205,3 +205,20 @@ def test_the_deploying_guide_s_tflite_micro_figures_equal_mcu_zoo_json():
     airnet = rows[("cifar10", "airnet")]
     assert (f"airnet's file is {airnet['model_bytes']:,} bytes with a "
             f"{airnet['arena']['total']:,}-byte arena") in guide
+
+
+def test_the_int8_form_s_figures_in_the_guides_equal_stem_int8_json():
+    guide = (ROOT / "docs" / "guides" / "own-photos.md").read_text()
+    int8_guide = " ".join((ROOT / "docs" / "guides" / "int8.md").read_text().split())
+    runs = {r["run"]: r for r in json.loads((RESULTS / "stem_int8.json").read_text())["runs"]}
+    for label, run in (("today's default", "RUNS/auto-time-limit-30m"),
+                       ("today's default with `--seed 1`", "RUNS/auto-time-limit-30m-seed-1")):
+        row = runs[run]
+        cells = [f"{row['fp32_accuracy']:.4f}"] + [
+            f"{row[k]['accuracy']:.4f} ({row[k]['agreement']:.4f})" for k in ("nearest", "chosen")]
+        assert f"| {label} | {' | '.join(cells)} |" in guide
+        assert row["chosen"]["agreement"] >= 0.985 and row["chosen"]["drop_pp"] <= 0.5
+    for model in ("resnet8", "ds_cnn", "mini_vgg"):
+        row = runs[f"RUNS/cifar10-{model}"]
+        assert (f"{row['nearest']['agreement']:.4f} -> {row['chosen']['agreement']:.4f} "
+                f"({model})") in int8_guide

@@ -26,6 +26,26 @@ def runs_parser(doc: str, json_name: str) -> argparse.ArgumentParser:
     return parser
 
 
+def int8_figures(model, data, reference, fp32: float) -> tuple[bytes, dict]:
+    """The int8 TFLite file of ``model`` (int8 I/O, calibrated on the run ``data``'s
+    calibration images as convert takes them) and its figures on ``data``'s test split in
+    LiteRT against the ``reference`` scores (the model as it is, accuracy ``fp32``)."""
+    import tempfile
+
+    from edgecv.converters.tflite import to_tflite_int8
+    from edgecv.converters.verify import agreement, artifact_scores
+    from edgecv.modelfile.reference import reference_of
+
+    blob = to_tflite_int8(reference_of(model), data.calibration, io="int8")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model_int8.tflite"
+        path.write_bytes(blob)
+        scores = artifact_scores(path, data.test_x)
+    accuracy = float((scores.argmax(1) == data.test_y).mean())
+    return blob, {"accuracy": round(accuracy, 5), "drop_pp": round(100 * (fp32 - accuracy), 3),
+                  "agreement": round(agreement(scores, reference), 5), "size_bytes": len(blob)}
+
+
 def run_label(run: Path | str) -> str:
     """How results files name a run directory: ``RUNS/<its name>`` (no local path)."""
     return f"RUNS/{Path(run).name}"

@@ -14,19 +14,14 @@ its size. Writes benchmarks/results/fold_int8.json with the machine record.
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections import Counter
-from pathlib import Path
 
-from _common import measure_runs, run_label
+from _common import int8_figures, measure_runs, run_label
 
 
 def measure(run) -> dict:
     from edgecv.converters.fuse import export_form
     from edgecv.converters.load import load_run
-    from edgecv.converters.tflite import to_tflite_int8
-    from edgecv.converters.verify import agreement, artifact_scores
-    from edgecv.modelfile.reference import reference_of
     from edgecv.tflite_schema import operator_types
 
     data = load_run(run)
@@ -37,16 +32,9 @@ def measure(run) -> dict:
            "test_images": int(len(data.test_y)), "fp32_accuracy": round(fp32, 5),
            "folds": folds}
     for name, model in (("as_trained", data.model), ("folded", folded)):
-        blob = to_tflite_int8(reference_of(model), data.calibration, io="int8")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model_int8.tflite"
-            path.write_bytes(blob)
-            scores = artifact_scores(path, data.test_x)
-        accuracy = float((scores.argmax(1) == data.test_y).mean())
+        blob, row[name] = int8_figures(model, data, reference, fp32)
         ops = Counter(op for op, _ in operator_types(blob))
-        row[name] = {"accuracy": round(accuracy, 5), "drop_pp": round(100 * (fp32 - accuracy), 3),
-                     "agreement": round(agreement(scores, reference), 5),
-                     "size_bytes": len(blob), "operators": dict(sorted(ops.items()))}
+        row[name]["operators"] = dict(sorted(ops.items()))
     return row
 
 

@@ -17,12 +17,10 @@ benchmarks/results/stem_int8.json with the machine record.
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from _common import measure_runs, run_label
+from _common import int8_figures, measure_runs, run_label
 
 
 def _on_grid(kernel: np.ndarray) -> np.ndarray:
@@ -63,9 +61,6 @@ def measure(run) -> dict:
     from edgecv.converters.fuse import export_form
     from edgecv.converters.load import load_run
     from edgecv.converters.stem import int8_form
-    from edgecv.converters.tflite import to_tflite_int8
-    from edgecv.converters.verify import agreement, artifact_scores
-    from edgecv.modelfile.reference import reference_of
 
     data = load_run(run)
     reference = data.model.predict(data.test_x, batch_size=256, verbose=0)
@@ -77,15 +72,7 @@ def measure(run) -> dict:
            "test_images": int(len(data.test_y)), "fp32_accuracy": round(fp32, 5),
            "image_convolutions": lines}
     for name, source in (("nearest", model), ("chosen", chosen)):
-        blob = to_tflite_int8(reference_of(source), data.calibration, io="int8")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model_int8.tflite"
-            path.write_bytes(blob)
-            scores = artifact_scores(path, data.test_x)
-        accuracy = float((scores.argmax(1) == data.test_y).mean())
-        row[name] = {"accuracy": round(accuracy, 5), "drop_pp": round(100 * (fp32 - accuracy), 3),
-                     "agreement": round(agreement(scores, reference), 5),
-                     "size_bytes": len(blob)}
+        _, row[name] = int8_figures(source, data, reference, fp32)
     row["weights_alone_agreement"] = weights_agreement(model, chosen, stems, data.test_x,
                                                        reference)
     return row

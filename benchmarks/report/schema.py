@@ -41,9 +41,9 @@ def validate_report(report) -> None:
     ``status`` in STATUSES. Optional ``machine``/``settings`` (dicts) and ``warnings`` (list).
     Measurements must be None or finite numbers, ``accuracy``, ``agreement``,
     ``agreement_litert`` and ``agreement_litert_counting_ties`` within 0..1, ``threads`` None or
-    a positive int, the intervals None or [low, high], ``mcu_fit`` None or a list of objects, ``samples_ms`` absent, None or a list of
-    finite numbers >= 0, ``predictions`` absent, None or one class index (int >= 0) per test
-    image, ``emulated`` absent or true/false.
+    a positive int, the intervals None or [low, high], ``mcu_fit`` None or a list of objects,
+    ``samples_ms`` absent, None or a list of finite numbers >= 0, ``predictions`` absent, None
+    or one class index (int >= 0) per test image, ``emulated`` absent or true/false.
     """
     if not isinstance(report, dict):
         raise ValueError(f"A benchmark report must be a dict. Received: {type(report).__name__}")
