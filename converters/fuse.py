@@ -12,10 +12,11 @@ A BatchNormalization whose per-channel multiplier ``gamma / sqrt(var + eps)`` is
 everywhere commutes with a max pool (``max(m x + b) = m max(x) + b`` for ``m > 0``), so it
 folds into the convolution before the pool exactly as it would without one: the kernel scaled
 by ``m`` per output channel, a bias ``(b - mean) m + beta``. :func:`export_form` rewrites every
-such chain of a functional (or built Sequential) model (each tensor in it consumed only by the next layer; a layer
-called several times, as in a ``--tta flip`` model, folds once), and returns the original model
-when there is nothing to fold, the multipliers are not all positive, or the folded model's
-outputs differ from the original's on the check images (it never trades correctness for speed).
+such chain of a functional (or built Sequential) model (each tensor in it consumed only by the
+next layer; a layer called several times, as in a ``--tta flip`` model, folds once), and
+returns the original model when there is nothing to fold, the multipliers are not all
+positive, or the folded model's outputs differ from the original's on the check images (it
+never trades correctness for speed).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def export_form(model, check_x: np.ndarray) -> tuple[object, list[str]]:
         return model, []
     _copy_weights(source, folded, chains)
     if not _same_outputs(model, folded, check_x) or not _same_folded_tensors(
-            keras, source, config, folded, chains, check_x):
+            keras, source, folded, chains, check_x):
         return model, []
     return folded, [f"{bn} into {conv} across {pool}" for conv, pool, bn in chains]
 
@@ -85,14 +86,27 @@ def _same_outputs(model, folded, check_x) -> bool:
     return all(_close(a, b) for a, b in pairs)
 
 
-def _same_folded_tensors(keras, source, config, folded, chains, check_x) -> bool:
+def _graph_copy(model):
+    """A copy of ``model`` with its weights, whose layers' first calls are in its own graph (a
+    layer of a wrapped model, such as a ``--tta flip`` model's, was first called in the model it
+    came from, so ``layer.output`` there is not this model's tensor). Rebuilt from its config,
+    so each layer's calls keep their order (``keras.models.clone_model`` may trace the branches
+    of a shared layer in another order). None where Keras cannot rebuild the model."""
+    try:
+        copy = type(model).from_config(model.get_config())
+        for layer in copy.layers:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    except Exception:  # noqa: BLE001  (subclassed, custom objects: the caller keeps the model)
+        return None
+    return copy
+
+
+def _same_folded_tensors(keras, source, folded, chains, check_x) -> bool:
     """Each folded pool's output against the BatchNormalization output it replaces: a
-    saturated softmax can hide a wrong fold from the outputs, not from these. Read from a copy
-    rebuilt from ``config``, whose layers' first calls are in this graph (a layer of a wrapped
-    model was first called in the model it came from)."""
-    copied = keras.Model.from_config(config)
-    for layer in copied.layers:
-        layer.set_weights(source.get_layer(layer.name).get_weights())
+    saturated softmax can hide a wrong fold from the outputs, not from these."""
+    copied = _graph_copy(source)
+    if copied is None:
+        return False
     before = keras.Model(copied.inputs, [copied.get_layer(bn).output for _, _, bn in chains])
     after = keras.Model(folded.inputs, [folded.get_layer(pool).output for _, pool, _ in chains])
     reference = before.predict(check_x, batch_size=256, verbose=0)

@@ -53,9 +53,12 @@ def on_int8_grid(kernel: np.ndarray, axes) -> np.ndarray:
     return (np.clip(np.round(kernel / scale), -127, 127) * scale).astype(kernel.dtype)
 
 
-def _gridded_kernels(model):
-    """(variable, kernel on the grid) for each kernel of ``model`` (nested models included)."""
+def _gridded_kernels(model, only=None):
+    """(variable, kernel on the grid) for each kernel of ``model`` (nested models included),
+    of the layers ``only(layer)`` keeps (default: all)."""
     for layer in model._flatten_layers(include_self=False, recursive=True):
+        if only is not None and not only(layer):
+            continue
         for attribute, axes in _KERNELS.get(type(layer).__name__, ()):
             variable = getattr(layer, attribute, None)
             if variable is not None:
@@ -63,10 +66,11 @@ def _gridded_kernels(model):
 
 
 @contextmanager
-def weights_on_int8_grid(model):
-    """Within the block, ``model``'s kernels sit on their int8 grid (yields how many); its own
-    weights come back afterwards, whatever happens inside."""
-    gridded = list(_gridded_kernels(model))
+def weights_on_int8_grid(model, only=None):
+    """Within the block, ``model``'s kernels (of the layers ``only(layer)`` keeps, default all)
+    sit on their int8 grid (yields how many); its own weights come back afterwards, whatever
+    happens inside."""
+    gridded = list(_gridded_kernels(model, only))
     saved = [variable.numpy() for variable, _ in gridded]
     try:
         for variable, kernel in gridded:

@@ -44,10 +44,15 @@ def int8_form(model, calibration: np.ndarray) -> tuple[object, list[str]]:
     stems = [layer for layer in model.layers if _reads_the_image(keras, layer)]
     if not stems:
         return model, []
+    # keras.models.clone_model, not fuse._graph_copy: the committed int8 results were made from the
+    # patches of the stem's first call in the clone's trace; on a --tta flip model that is not
+    # the config's first call (the whitening error differs in the third digit), so changing it
+    # means re-measuring int8_cifar_airnet.json, stem_int8.json, mcu_zoo.json's airnet row and
+    # bench_cifar_airnet.json
     try:
         copy = keras.models.clone_model(model)
         copy.set_weights(model.get_weights())
-    except Exception:  # a model Keras cannot clone (subclassed, custom objects): left as it is
+    except Exception:  # noqa: BLE001  (subclassed, custom objects: left as it is)
         return model, []
     lines = []
     for layer in stems:
@@ -121,7 +126,8 @@ def _reads_the_image(keras, layer) -> bool:
 
 
 def _layer_inputs(keras, model, name: str, calibration: np.ndarray) -> np.ndarray | None:
-    """What the layer's first call reads, on ``calibration``; None where Keras cannot say."""
+    """What the layer's first call reads, on ``calibration`` (``model``: a copy whose layers were
+    first called in its own graph); None where Keras cannot say."""
     try:
         reader = keras.Model(model.inputs, model.get_layer(name).input)
         return np.asarray(reader.predict(calibration, batch_size=256, verbose=0))

@@ -18,43 +18,24 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from _common import int8_figures, measure_runs, run_label
 
 
-def _on_grid(kernel: np.ndarray) -> np.ndarray:
-    """``kernel`` rounded to nearest on its per-output-channel symmetric int8 grid."""
-    w = kernel.reshape(-1, kernel.shape[-1])
-    scale = np.abs(w).max(axis=0) / 127
-    scale = np.where(scale > 0, scale, 1)
-    return (np.round(w / scale) * scale).reshape(kernel.shape).astype(kernel.dtype)
-
-
 def weights_agreement(model, chosen, stems: set[str], x, reference) -> dict:
-    """Top-1 agreement of the float model with the kernels of some layers on their int8 grid."""
+    """Top-1 agreement of the float model with the kernels of some layers on their int8 grid
+    (:func:`edgecv.converters.rounding.weights_on_int8_grid`); ``chosen`` (the int8 form) has
+    its image convolutions' kernels on the grid already, rounded for the data."""
+    from edgecv.converters.rounding import weights_on_int8_grid
     from edgecv.converters.verify import agreement
 
-    kernels = {layer.name: layer.get_weights() for layer in model.layers
-               if len(layer.get_weights()) and layer.get_weights()[0].ndim >= 2}
-    saved = {name: [w.copy() for w in weights] for name, weights in kernels.items()}
+    def agree(source, only=None) -> float:
+        with weights_on_int8_grid(source, only):
+            return round(agreement(source.predict(x, batch_size=256, verbose=0), reference), 5)
 
-    def agree(layers: set[str], use_chosen: bool = False) -> float:
-        for name in layers:
-            weights = list(saved[name])
-            weights[0] = (chosen.get_layer(name).get_weights()[0]
-                          if use_chosen and name in stems else _on_grid(weights[0]))
-            model.get_layer(name).set_weights(weights)
-        try:
-            return round(agreement(model.predict(x, batch_size=256, verbose=0), reference), 5)
-        finally:
-            for name in layers:
-                model.get_layer(name).set_weights(saved[name])
-
-    every = set(kernels)
-    return {"every_layer": agree(every), "image_convolutions_alone": agree(stems),
-            "every_other_layer": agree(every - stems),
-            "every_layer_image_convolutions_chosen": agree(every, use_chosen=True)}
+    return {"every_layer": agree(model),
+            "image_convolutions_alone": agree(model, lambda layer: layer.name in stems),
+            "every_other_layer": agree(model, lambda layer: layer.name not in stems),
+            "every_layer_image_convolutions_chosen": agree(chosen)}
 
 
 def measure(run) -> dict:
